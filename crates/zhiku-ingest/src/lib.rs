@@ -1,0 +1,97 @@
+//! zhiku-ingest: from a file's bytes to clean, bounded chunks with provenance. No I/O here:
+//! callers read the file and hand over its name and bytes.
+//!
+//! The stages, in order:
+//! 1. [`decode`] — bytes to text (UTF-8 or UTF-16 with BOM), refusing binary files with a reason.
+//! 2. A [`zhiku_core::Parser`] picked by [`parser_for`] from the file name or, failing that, the
+//!    content: [`TextParser`], [`MarkdownParser`], [`HtmlParser`]. Each yields headings and text
+//!    blocks in reading order.
+//! 3. [`normalize`] — NFKC, control characters and whitespace, per block.
+//! 4. [`chunk::chunk_document`] — section-, sentence- and token-aware chunks with overlap.
+//!
+//! [`prepare`] runs all four.
+//!
+//! ```
+//! use zhiku_core::ApproxTokenCounter;
+//! use zhiku_ingest::{prepare, ChunkConfig};
+//!
+//! let html = b"<html><body><nav>Home | About</nav><h1>Leave</h1><p>Staff get 25 days of leave.</p></body></html>";
+//! let doc = prepare("policy.html", html, &ChunkConfig::default(), &ApproxTokenCounter).unwrap();
+//! assert_eq!(doc.chunks.len(), 1);
+//! assert_eq!(doc.chunks[0].heading_path, vec!["Leave".to_string()]);
+//! assert!(!doc.chunks[0].text.contains("About"));
+//! ```
+
+pub mod chunk;
+mod decode;
+mod html;
+mod markdown;
+mod normalize;
+mod sentence;
+mod text;
+
+pub use chunk::{chunk_document, ChunkConfig};
+pub use decode::decode;
+pub use html::HtmlParser;
+pub use markdown::MarkdownParser;
+pub use normalize::{normalize, normalize_document};
+pub use sentence::split_sentences;
+pub use text::TextParser;
+
+use sha2::{Digest, Sha256};
+use zhiku_core::{Chunk, Error, Parser, Result, TokenCounter};
+
+/// A file made ready for indexing.
+#[derive(Debug, Clone)]
+pub struct PreparedDocument {
+    pub format: &'static str,
+    pub title: Option<String>,
+    pub content_hash: String,
+    pub chunks: Vec<Chunk>,
+}
+
+/// Hex sha256 of the raw bytes: the identity of a file's content for change detection.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Picks a parser by extension; for unknown extensions, sniffs the decoded text.
+pub fn parser_for(file_name: &str, text: &str) -> &'static dyn Parser {
+    let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" | "xhtml" => &HtmlParser,
+        "md" | "markdown" | "mdown" | "mkd" => &MarkdownParser,
+        "txt" | "text" => &TextParser,
+        _ => {
+            let head: String = text.trim_start().chars().take(256).collect::<String>().to_ascii_lowercase();
+            if head.starts_with("<!doctype html") || head.starts_with("<html") {
+                &HtmlParser
+            } else {
+                &TextParser
+            }
+        }
+    }
+}
+
+/// Decode, parse, normalise and chunk one file.
+pub fn prepare(
+    file_name: &str,
+    bytes: &[u8],
+    config: &ChunkConfig,
+    counter: &dyn TokenCounter,
+) -> Result<PreparedDocument> {
+    let text = decode(bytes)?;
+    let parser = parser_for(file_name, &text);
+    let mut doc = parser.parse(text.as_bytes())?;
+    normalize_document(&mut doc);
+    if doc.is_blank() {
+        return Err(Error::Empty);
+    }
+    let chunks = chunk_document(&doc, config, counter);
+    Ok(PreparedDocument {
+        format: parser.format(),
+        title: doc.title.clone(),
+        content_hash: content_hash(bytes),
+        chunks,
+    })
+}

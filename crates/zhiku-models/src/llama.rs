@@ -1,0 +1,208 @@
+//! Local text generation from GGUF files through llama.cpp (the `llama-cpp-2` bindings, which
+//! build llama.cpp from source). Every architecture llama.cpp supports loads here — llama,
+//! qwen2/qwen3, gemma3 — with the chat template stored in the GGUF metadata.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::{ChatMessage, Error, Generation, GenerationOptions, Result};
+
+/// llama.cpp's global state may be initialised once per process.
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs every tensor it loads; route it to `tracing` (debug level) instead of
+            // stderr so the CLI output stays clean.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Inference(format!("llama.cpp backend: {e}")))
+}
+
+pub struct LlamaGenerator {
+    model: LlamaModel,
+    path: PathBuf,
+}
+
+impl LlamaGenerator {
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::MissingModelFile { path: path.to_path_buf() });
+        }
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| Error::ModelFormat { path: path.to_path_buf(), reason: format!("llama.cpp cannot load it: {e}") })?;
+        Ok(Self { model, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The context length the model was trained with.
+    pub fn trained_context(&self) -> usize {
+        self.model.n_ctx_train() as usize
+    }
+
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+
+    /// Renders chat messages with the model's own template (ChatML for SmolLM2/Qwen, Gemma's
+    /// turns for Gemma 3); models without one get a plain role-prefixed transcript.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        let as_llama = || -> std::result::Result<Vec<LlamaChatMessage>, String> {
+            messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()).map_err(|e| e.to_string()))
+                .collect()
+        };
+        if let Ok(template) = self.model.chat_template(None) {
+            let msgs = as_llama().map_err(Error::Inference)?;
+            if let Ok(prompt) = self.model.apply_chat_template(&template, &msgs, true) {
+                return Ok(prompt);
+            }
+        }
+        let mut prompt = String::new();
+        for m in messages {
+            prompt.push_str(&format!("{}: {}\n\n", capitalise(&m.role), m.content));
+        }
+        prompt.push_str("Assistant:");
+        Ok(prompt)
+    }
+
+    /// Generates a reply, calling `on_text` with each new piece of UTF-8 text; returning false
+    /// from it stops generation.
+    pub fn generate(
+        &self,
+        messages: &[ChatMessage],
+        options: &GenerationOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let prompt = self.render_chat(messages)?;
+        self.complete(&prompt, options, on_text)
+    }
+
+    /// Continues a raw prompt (no chat template).
+    pub fn complete(
+        &self,
+        prompt: &str,
+        options: &GenerationOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let backend = backend()?;
+        let vocab = self.model.vocab();
+        // The template already contains the BOS marker where the model wants one; the tokenizer
+        // parses special tokens such as <|im_start|> as the single tokens they are.
+        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos() && !prompt.starts_with("<s>"), true);
+        if tokens.is_empty() {
+            return Err(Error::Inference("empty prompt".into()));
+        }
+        let n_ctx = options.context_tokens.min(self.trained_context()).max(64);
+        if tokens.len() >= n_ctx {
+            return Err(Error::PromptTooLong { tokens: tokens.len(), limit: n_ctx });
+        }
+        let threads = options.threads.unwrap_or_else(default_threads) as i32;
+        let n_batch = 512u32;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx as u32))
+            .with_n_batch(n_batch)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let mut ctx = self
+            .model
+            .new_context(backend, params)
+            .map_err(|e| Error::Inference(format!("cannot create a llama.cpp context: {e}")))?;
+
+        let started = Instant::now();
+        let mut batch = LlamaBatch::new(n_batch as usize, 1);
+        let last = tokens.len() - 1;
+        for (chunk_start, piece) in tokens.chunks(n_batch as usize).enumerate().map(|(i, c)| (i * n_batch as usize, c)) {
+            batch.clear();
+            for (offset, token) in piece.iter().enumerate() {
+                let pos = chunk_start + offset;
+                batch.add(*token, pos as i32, &[0], pos == last).map_err(|e| Error::Inference(e.to_string()))?;
+            }
+            ctx.decode(&mut batch).map_err(|e| Error::Inference(format!("prompt evaluation failed: {e}")))?;
+        }
+        let prompt_seconds = started.elapsed().as_secs_f64();
+
+        let mut sampler = if options.temperature <= 0.0 {
+            LlamaSampler::greedy()
+        } else {
+            LlamaSampler::chain_simple([
+                LlamaSampler::top_k(40),
+                LlamaSampler::top_p(0.95, 1),
+                LlamaSampler::temp(options.temperature),
+                LlamaSampler::dist(options.seed),
+            ])
+        };
+        let decode_started = Instant::now();
+        let mut text = String::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut generated = 0usize;
+        let mut pos = tokens.len();
+        let mut logits_index = batch.n_tokens() - 1;
+        while generated < options.max_tokens && pos < n_ctx {
+            let token: LlamaToken = sampler.sample(&ctx, logits_index);
+            sampler.accept(token);
+            if vocab.is_eog(token) {
+                break;
+            }
+            generated += 1;
+            pending.extend(vocab.token_to_piece(token, false, None));
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(s) => s.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                // Invalid bytes (not just an unfinished character): replace them and move on.
+                Err(_) => {
+                    let lossy = String::from_utf8_lossy(&pending).into_owned();
+                    pending = lossy.into_bytes();
+                    pending.len()
+                }
+            };
+            if valid > 0 {
+                let piece = String::from_utf8_lossy(&pending[..valid]).into_owned();
+                pending.drain(..valid);
+                text.push_str(&piece);
+                if !on_text(&piece) {
+                    break;
+                }
+            }
+            batch.clear();
+            batch.add(token, pos as i32, &[0], true).map_err(|e| Error::Inference(e.to_string()))?;
+            ctx.decode(&mut batch).map_err(|e| Error::Inference(format!("decoding failed: {e}")))?;
+            pos += 1;
+            logits_index = 0;
+        }
+        Ok(Generation {
+            text,
+            prompt_tokens: tokens.len(),
+            generated_tokens: generated,
+            prompt_seconds,
+            decode_seconds: decode_started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn capitalise(role: &str) -> String {
+    let mut c = role.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// llama.cpp decodes fastest with one thread per physical core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16)
+}

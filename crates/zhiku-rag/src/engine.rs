@@ -1,0 +1,347 @@
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tracing::{debug, info};
+use zhiku_core::{Caller, Embedder, Principal};
+use zhiku_index::VectorIndexRead;
+use zhiku_models::{ChatMessage, ChatModel};
+use zhiku_store::{NewDocument, Store, Upsert};
+
+use crate::cite::{attribute_uncited, cited_numbers, is_abstention, remove_invalid_markers, NOT_FOUND};
+use crate::indexes::{index_text, Access, KbIndexes};
+use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
+use crate::{Error, RagConfig, Result};
+
+/// The pipeline over one data directory: ingestion, hybrid search and answering, every one of
+/// them acting as a [`Caller`].
+pub struct Engine {
+    data_dir: PathBuf,
+    store: Arc<Store>,
+    embedder: Arc<dyn Embedder>,
+    config: RagConfig,
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FileOutcome {
+    Ingested { chunks: usize },
+    Replaced { chunks: usize },
+    Unchanged,
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileReport {
+    pub source: String,
+    #[serde(flatten)]
+    pub outcome: FileOutcome,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestReport {
+    pub files: Vec<FileReport>,
+}
+
+impl IngestReport {
+    pub fn count(&self, pred: impl Fn(&FileOutcome) -> bool) -> usize {
+        self.files.iter().filter(|f| pred(&f.outcome)).count()
+    }
+    pub fn ingested(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Ingested { .. } | FileOutcome::Replaced { .. }))
+    }
+    pub fn unchanged(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Unchanged))
+    }
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Failed { .. }))
+    }
+    pub fn chunks(&self) -> usize {
+        self.files
+            .iter()
+            .map(|f| match f.outcome {
+                FileOutcome::Ingested { chunks } | FileOutcome::Replaced { chunks } => chunks,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// One search result, in the shape of the `search --json` contract plus context fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub source: String,
+    pub chunk_id: String,
+    /// Fused (RRF) score: only its order is meaningful.
+    pub score: f32,
+    pub text: String,
+    pub heading_path: Vec<String>,
+    pub char_start: usize,
+    pub char_end: usize,
+    /// Cosine similarity between the query and the chunk, the absolute relevance signal.
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Citation {
+    pub n: usize,
+    pub source: String,
+    pub chunk_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub abstained: bool,
+}
+
+/// Progress of a batch ingest, for progress bars.
+pub enum IngestEvent<'a> {
+    Started { files: usize },
+    FileDone { report: &'a FileReport },
+}
+
+impl Engine {
+    pub fn new(data_dir: &Path, store: Arc<Store>, embedder: Arc<dyn Embedder>, config: RagConfig) -> Self {
+        Self { data_dir: data_dir.to_path_buf(), store, embedder, config }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &RagConfig {
+        &self.config
+    }
+
+    /// The caller for `--as NAME`: `user:NAME` plus every group NAME belongs to.
+    pub fn caller_for(&self, user: &str) -> Result<Caller> {
+        let groups = self.store.groups_of(user)?;
+        Ok(Caller::user(user, groups)?)
+    }
+
+    /// Ingests files and directories (recursively, in sorted order). Each file is committed on
+    /// its own, so an interrupted run keeps what it finished and the next run skips it as
+    /// unchanged. One bad file is reported and the batch goes on.
+    pub fn ingest(
+        &self,
+        kb: &str,
+        paths: &[PathBuf],
+        acl: Option<&[Principal]>,
+        progress: &mut dyn FnMut(IngestEvent<'_>),
+    ) -> Result<IngestReport> {
+        if self.store.ensure_kb(kb, &[])? {
+            info!(kb, "created knowledge base (documents without --acl are visible to administrators only)");
+        }
+        let acl: Vec<Principal> = match acl {
+            Some(a) if !a.is_empty() => a.to_vec(),
+            _ => self.store.kb_default_acl(kb)?,
+        };
+        let mut report = IngestReport::default();
+        let mut files = Vec::new();
+        for path in paths {
+            collect_files(path, &mut files, &mut report);
+        }
+        progress(IngestEvent::Started { files: files.len() + report.files.len() });
+        for r in &report.files {
+            progress(IngestEvent::FileDone { report: r });
+        }
+        let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
+        let mut pending = 0usize;
+        for file in files {
+            let source = file.to_string_lossy().into_owned();
+            let outcome = match self.ingest_file(kb, &file, &source, &acl, &mut indexes) {
+                Ok(o) => o,
+                Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
+                Err(other) => return Err(other),
+            };
+            if matches!(outcome, FileOutcome::Ingested { .. } | FileOutcome::Replaced { .. }) {
+                pending += 1;
+                // Commit the derived indexes every so often so a crash loses little index work
+                // (the store already has every finished file; a stale index is rebuilt on open).
+                if pending >= 64 {
+                    indexes.commit(self.store.generation(kb)?)?;
+                    pending = 0;
+                }
+            }
+            report.files.push(FileReport { source, outcome });
+            progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
+        }
+        indexes.commit(self.store.generation(kb)?)?;
+        Ok(report)
+    }
+
+    fn ingest_file(&self, kb: &str, path: &Path, source: &str, acl: &[Principal], indexes: &mut KbIndexes) -> Result<FileOutcome> {
+        let failed = |reason: String| Error::FileFailed(reason);
+        let bytes = std::fs::read(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        let hash = zhiku_ingest::content_hash(&bytes);
+        if let Some((stored_hash, stored_acl)) = self.store.document_hash(kb, source)? {
+            let mut a = stored_acl;
+            let mut b = acl.to_vec();
+            a.sort();
+            b.sort();
+            a.dedup();
+            b.dedup();
+            if stored_hash == hash && a == b {
+                return Ok(FileOutcome::Unchanged);
+            }
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let counter = self.embedder.as_ref();
+        // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
+        let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(&name, &bytes, &self.config.chunk, counter)))
+            .map_err(|_| failed("the parser crashed on this file; please report it".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        if prepared.chunks.is_empty() {
+            return Err(failed("no text found".into()));
+        }
+        let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
+        let chunks: Vec<_> = prepared.chunks.into_iter().zip(embeddings).collect();
+        let doc = NewDocument {
+            source,
+            content_hash: &prepared.content_hash,
+            title: prepared.title.as_deref(),
+            format: prepared.format,
+            acl,
+            chunks: &chunks,
+        };
+        let upsert = self.store.upsert_document(kb, &doc)?;
+        let (doc_id, chunk_ids, replaced) = match upsert {
+            Upsert::Unchanged => return Ok(FileOutcome::Unchanged),
+            Upsert::Inserted { doc_id, chunk_ids } => (doc_id, chunk_ids, false),
+            Upsert::Replaced { doc_id, old_doc_id, chunk_ids } => {
+                indexes.remove_document(old_doc_id)?;
+                (doc_id, chunk_ids, true)
+            }
+        };
+        for ((id, (_, embedding)), text) in chunk_ids.iter().zip(&chunks).zip(&texts) {
+            indexes.add_chunk(*id, doc_id, text, embedding, acl)?;
+        }
+        debug!(source, chunks = chunks.len(), "ingested");
+        let n = chunks.len();
+        Ok(if replaced { FileOutcome::Replaced { chunks: n } } else { FileOutcome::Ingested { chunks: n } })
+    }
+
+    /// Hybrid search: vector and BM25 candidates, each filtered by the caller's principals
+    /// inside the index, fused with reciprocal rank fusion.
+    pub fn search(&self, kb: &str, query: &str, caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        let query = query.trim();
+        if query.is_empty() || top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read)?;
+        let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
+        let candidates = self.config.retrieval.candidates.max(top_k);
+        let vector_hits = indexes.vectors.search(&q, caller, candidates);
+        let bm25_hits = indexes.bm25.search(query, caller, candidates)?;
+        let fused = zhiku_index::reciprocal_rank_fusion(&[vector_hits, bm25_hits], self.config.retrieval.rrf_k);
+        let ids: Vec<u64> = fused.iter().take(top_k).map(|h| h.0).collect();
+        let mut chunks = self.store.chunks_by_id(kb, &ids)?;
+        // Defence in depth: the indexes filtered already; nothing unreadable passes this line
+        // even if an index were stale or wrong.
+        chunks.retain(|c| caller.can_read(&c.acl));
+        let mut hits: Vec<SearchHit> = chunks
+            .into_iter()
+            .map(|c| {
+                let score = fused.iter().find(|h| h.0 == c.id).map(|h| h.1).unwrap_or(0.0);
+                let similarity = dot(&q, &c.embedding);
+                SearchHit {
+                    source: c.source,
+                    chunk_id: c.id.to_string(),
+                    score,
+                    text: c.chunk.text,
+                    heading_path: c.chunk.heading_path,
+                    char_start: c.chunk.char_start,
+                    char_end: c.chunk.char_end,
+                    similarity,
+                }
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        Ok(hits)
+    }
+
+    /// Retrieves, then answers from the retrieved sources with citations — or abstains when
+    /// nothing retrieved is relevant enough, without calling the model.
+    pub fn ask(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &Caller,
+        model: &dyn ChatModel,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
+        let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
+        let min = self.config.retrieval.min_similarity;
+        let relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min).collect();
+        if relevant.is_empty() {
+            on_text(NOT_FOUND);
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true });
+        }
+        let sources: Vec<Source> = relevant
+            .iter()
+            .map(|h| Source { source: h.source.clone(), heading_path: h.heading_path.clone(), text: h.text.clone() })
+            .collect();
+        let (user, included) = build_user_prompt(question, &sources, self.config.prompt_budget_tokens, model.token_counter());
+        let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
+        let generation = model.generate(&messages, &self.config.generation, &mut |piece| {
+            on_text(piece);
+            true
+        })?;
+        let raw = generation.text.trim().to_string();
+        if is_abstention(&raw) {
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true });
+        }
+        let cleaned = remove_invalid_markers(&raw, included);
+        let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
+        let answer = attribute_uncited(&cleaned, &source_texts);
+        let citations = cited_numbers(&answer, included)
+            .into_iter()
+            .map(|n| Citation { n, source: relevant[n - 1].source.clone(), chunk_id: relevant[n - 1].chunk_id.clone() })
+            .collect();
+        Ok(Answer { answer, citations, abstained: false })
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Expands directories (recursively, sorted, skipping hidden entries); a path that does not
+/// exist is reported as a failed file.
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut IngestReport) {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+                Err(e) => {
+                    report.files.push(FileReport {
+                        source: path.to_string_lossy().into_owned(),
+                        outcome: FileOutcome::Failed { reason: format!("cannot list directory: {e}") },
+                    });
+                    return;
+                }
+            };
+            entries.sort();
+            for entry in entries {
+                let hidden = entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if !hidden {
+                    collect_files(&entry, files, report);
+                }
+            }
+        }
+        Ok(_) => files.push(path.to_path_buf()),
+        Err(e) => report.files.push(FileReport {
+            source: path.to_string_lossy().into_owned(),
+            outcome: FileOutcome::Failed { reason: format!("cannot open: {e}") },
+        }),
+    }
+}

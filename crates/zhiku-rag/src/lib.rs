@@ -1,0 +1,95 @@
+//! zhiku-rag: the pipeline that the CLI and the server share — ingest files into a knowledge
+//! base, search it as a caller, answer questions with citations.
+//!
+//! [`Engine`] ties the stages together over one data directory: [`Engine::ingest`] (parse →
+//! clean → chunk → embed → store → index, per file, crash-safe), [`Engine::search`] (vector +
+//! BM25, ACL-filtered inside both, fused with RRF) and [`Engine::ask`] (retrieve → prompt with
+//! numbered sources under a token budget → generate → citations, or abstain). The prompt and
+//! citation logic are pure functions in [`prompt`] and [`cite`].
+//!
+//! ```no_run
+//! use std::{path::Path, sync::Arc};
+//! use zhiku_core::Caller;
+//! use zhiku_models::{BertEmbedder, LlamaGenerator};
+//! use zhiku_rag::{Engine, RagConfig};
+//! use zhiku_store::Store;
+//!
+//! let data = Path::new("data");
+//! let store = Arc::new(Store::open(&data.join("zhiku.db")).unwrap());
+//! let embedder = Arc::new(BertEmbedder::load(&data.join("models/all-MiniLM-L6-v2")).unwrap());
+//! let engine = Engine::new(data, store, embedder, RagConfig::default());
+//! engine.ingest("handbook", &["docs/".into()], None, &mut |_| {}).unwrap();
+//! let llm = LlamaGenerator::load(&data.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+//! let answer = engine.ask("handbook", "How many days of leave?", &Caller::Admin, &llm, &mut |t| print!("{t}")).unwrap();
+//! println!("{:?}", answer.citations);
+//! ```
+
+pub mod cite;
+mod engine;
+mod indexes;
+pub mod prompt;
+
+use serde::{Deserialize, Serialize};
+
+pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestReport, SearchHit};
+pub use indexes::index_text;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] zhiku_store::Error),
+    #[error(transparent)]
+    Index(#[from] zhiku_index::Error),
+    #[error(transparent)]
+    Model(#[from] zhiku_models::Error),
+    #[error(transparent)]
+    Core(#[from] zhiku_core::Error),
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    /// One file of a batch failed; the batch reports it and continues.
+    #[error("{0}")]
+    FileFailed(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Retrieval settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Candidates taken from each retriever before fusion.
+    pub candidates: usize,
+    /// Reciprocal rank fusion constant.
+    pub rrf_k: f32,
+    /// Passages offered to the model as numbered sources.
+    pub answer_sources: usize,
+    /// Cosine similarity below which a passage is not relevant enough to answer from; when no
+    /// passage reaches it, `ask` abstains.
+    pub min_similarity: f32,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self { candidates: 50, rrf_k: 60.0, answer_sources: 4, min_similarity: 0.3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RagConfig {
+    pub chunk: zhiku_ingest::ChunkConfig,
+    pub retrieval: RetrievalConfig,
+    pub generation: zhiku_models::GenerationOptions,
+    /// Tokens of the prompt's user turn (sources + question) at most.
+    pub prompt_budget_tokens: usize,
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        Self {
+            chunk: zhiku_ingest::ChunkConfig::default(),
+            retrieval: RetrievalConfig::default(),
+            generation: zhiku_models::GenerationOptions { max_tokens: 200, context_tokens: 2048, ..Default::default() },
+            prompt_budget_tokens: 1400,
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! zhiku-store: the embedded system of record (SQLite, one file under the data directory).
+//!
+//! It owns knowledge bases, documents (source, content hash, ACL), their chunks with embeddings,
+//! and group memberships. Everything else — the vector index, the BM25 index — is derived from
+//! it and can be rebuilt from it: each knowledge base carries a *generation* that every write
+//! bumps inside the same transaction, and derived indexes remember the generation they reflect.
+//!
+//! Main types: [`Store`] (the connection), [`NewDocument`] (what ingestion writes),
+//! [`StoredChunk`] (what retrieval reads), [`Upsert`] (what a write did).
+//!
+//! ```
+//! use zhiku_core::{Chunk, Principal};
+//! use zhiku_store::{NewDocument, Store, Upsert};
+//!
+//! let store = Store::open_in_memory().unwrap();
+//! store.ensure_kb("docs", &[]).unwrap();
+//! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5 };
+//! let doc = NewDocument {
+//!     source: "a.txt", content_hash: "h1", title: None, format: "text",
+//!     acl: &[Principal::parse("group:staff").unwrap()],
+//!     chunks: &[(chunk, vec![1.0, 0.0])],
+//! };
+//! assert!(matches!(store.upsert_document("docs", &doc).unwrap(), Upsert::Inserted { .. }));
+//! assert!(matches!(store.upsert_document("docs", &doc).unwrap(), Upsert::Unchanged));
+//! assert_eq!(store.chunks("docs").unwrap().len(), 1);
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use zhiku_core::{Chunk, Principal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("knowledge base '{0}' does not exist; ingest into it first")]
+    UnknownKb(String),
+    #[error("invalid knowledge base name '{0}': use letters, digits, '_' and '-' (at most 64)")]
+    InvalidKbName(String),
+    #[error("corrupt record in the store: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What ingestion writes for one file.
+pub struct NewDocument<'a> {
+    pub source: &'a str,
+    pub content_hash: &'a str,
+    pub title: Option<&'a str>,
+    pub format: &'a str,
+    pub acl: &'a [Principal],
+    pub chunks: &'a [(Chunk, Vec<f32>)],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted { doc_id: i64, chunk_ids: Vec<u64> },
+    Replaced { doc_id: i64, old_doc_id: i64, chunk_ids: Vec<u64> },
+    /// Same content and ACL as stored: nothing was written.
+    Unchanged,
+}
+
+/// A chunk as retrieval sees it, with its document's source and ACL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    pub id: u64,
+    pub doc_id: i64,
+    pub source: String,
+    pub acl: Vec<Principal>,
+    pub chunk: Chunk,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentInfo {
+    pub id: i64,
+    pub source: String,
+    pub content_hash: String,
+    pub acl: Vec<Principal>,
+    pub chunks: usize,
+}
+
+/// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS kb (
+    name TEXT PRIMARY KEY,
+    default_acl TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS document (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kb TEXT NOT NULL REFERENCES kb(name) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    title TEXT,
+    format TEXT NOT NULL,
+    acl TEXT NOT NULL,
+    ingested_at INTEGER NOT NULL,
+    UNIQUE (kb, source)
+);
+CREATE TABLE IF NOT EXISTS chunk (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES document(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    heading_path TEXT NOT NULL,
+    text TEXT NOT NULL,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunk_doc ON chunk(doc_id);
+CREATE TABLE IF NOT EXISTS group_member (
+    group_name TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (group_name, user_name)
+);
+"#;
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+pub fn validate_kb_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok { Ok(()) } else { Err(Error::InvalidKbName(name.to_string())) }
+}
+
+fn acl_to_json(acl: &[Principal]) -> String {
+    let mut sorted: Vec<&str> = acl.iter().map(Principal::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".into())
+}
+
+fn acl_from_json(json: &str) -> Result<Vec<Principal>> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("ACL {json:?}: {e}")))
+}
+
+fn embedding_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn blob_to_embedding(b: &[u8]) -> Result<Vec<f32>> {
+    if b.len() % 4 != 0 {
+        return Err(Error::Corrupt(format!("embedding blob of {} bytes", b.len())));
+    }
+    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        Self::init(conn).map_err(|e| match e {
+            Error::Sqlite(source) => Error::Open { path: path.to_path_buf(), source },
+            other => other,
+        })
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        // WAL + synchronous=NORMAL: a committed transaction survives a process kill; the busy
+        // timeout lets a second zhiku process wait for the writer instead of failing.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the knowledge base if it does not exist. Returns true when it was created.
+    pub fn ensure_kb(&self, name: &str, default_acl: &[Principal]) -> Result<bool> {
+        validate_kb_name(name)?;
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO kb (name, default_acl, created_at) VALUES (?1, ?2, ?3)",
+            params![name, acl_to_json(default_acl), now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn set_kb_default_acl(&self, name: &str, acl: &[Principal]) -> Result<()> {
+        let n = self.conn().execute("UPDATE kb SET default_acl = ?2 WHERE name = ?1", params![name, acl_to_json(acl)])?;
+        if n == 0 {
+            return Err(Error::UnknownKb(name.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn kb_default_acl(&self, name: &str) -> Result<Vec<Principal>> {
+        let json: Option<String> = self
+            .conn()
+            .query_row("SELECT default_acl FROM kb WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?;
+        acl_from_json(&json.ok_or_else(|| Error::UnknownKb(name.to_string()))?)
+    }
+
+    pub fn kb_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.conn().query_row("SELECT count(*) FROM kb WHERE name = ?1", params![name], |r| r.get::<_, i64>(0))? > 0)
+    }
+
+    pub fn list_kbs(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name FROM kb ORDER BY name")?;
+        let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(names)
+    }
+
+    /// The generation of a knowledge base: bumped by every write that changes its chunks.
+    pub fn generation(&self, kb: &str) -> Result<u64> {
+        let g: Option<i64> =
+            self.conn().query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0)).optional()?;
+        g.map(|g| g as u64).ok_or_else(|| Error::UnknownKb(kb.to_string()))
+    }
+
+    pub fn document_hash(&self, kb: &str, source: &str) -> Result<Option<(String, Vec<Principal>)>> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT content_hash, acl FROM document WHERE kb = ?1 AND source = ?2",
+                params![kb, source],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(h, acl)| Ok((h, acl_from_json(&acl)?))).transpose()
+    }
+
+    /// Writes a document and its chunks in one transaction, replacing an older version of the
+    /// same source. Unchanged content with an unchanged ACL writes nothing.
+    pub fn upsert_document(&self, kb: &str, doc: &NewDocument<'_>) -> Result<Upsert> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let acl_json = acl_to_json(doc.acl);
+        let existing: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT id, content_hash, acl FROM document WHERE kb = ?1 AND source = ?2",
+                params![kb, doc.source],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((_, hash, acl)) = &existing {
+            if hash == doc.content_hash && *acl == acl_json {
+                return Ok(Upsert::Unchanged);
+            }
+        }
+        if tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])? == 0 {
+            return Err(Error::UnknownKb(kb.to_string()));
+        }
+        if let Some((id, ..)) = &existing {
+            tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
+        }
+        tx.execute(
+            "INSERT INTO document (kb, source, content_hash, title, format, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![kb, doc.source, doc.content_hash, doc.title, doc.format, acl_json, now()],
+        )?;
+        let doc_id = tx.last_insert_rowid();
+        let mut chunk_ids = Vec::with_capacity(doc.chunks.len());
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (chunk, embedding) in doc.chunks {
+                let path = serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?;
+                insert.execute(params![
+                    doc_id,
+                    chunk.ordinal,
+                    path,
+                    chunk.text,
+                    chunk.char_start as i64,
+                    chunk.char_end as i64,
+                    embedding_to_blob(embedding)
+                ])?;
+                chunk_ids.push(tx.last_insert_rowid() as u64);
+            }
+        }
+        tx.commit()?;
+        Ok(match existing {
+            Some((old_doc_id, ..)) => Upsert::Replaced { doc_id, old_doc_id, chunk_ids },
+            None => Upsert::Inserted { doc_id, chunk_ids },
+        })
+    }
+
+    /// Removes a document and its chunks. Returns whether it existed.
+    pub fn delete_document(&self, kb: &str, source: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM document WHERE kb = ?1 AND source = ?2", params![kb, source])?;
+        if n > 0 {
+            tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    pub fn documents(&self, kb: &str) -> Result<Vec<DocumentInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT d.id, d.source, d.content_hash, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
+             FROM document d WHERE d.kb = ?1 ORDER BY d.source",
+        )?;
+        let rows = stmt.query_map(params![kb], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
+        })?;
+        rows.map(|row| {
+            let (id, source, content_hash, acl, chunks) = row?;
+            Ok(DocumentInfo { id, source, content_hash, acl: acl_from_json(&acl)?, chunks: chunks as usize })
+        })
+        .collect()
+    }
+
+    /// Every chunk of a knowledge base with its embedding, for (re)building derived indexes.
+    pub fn chunks(&self, kb: &str) -> Result<Vec<StoredChunk>> {
+        self.query_chunks("WHERE d.kb = ?1 ORDER BY c.id", params![kb])
+    }
+
+    /// The given chunks of a knowledge base, in no particular order; unknown ids are skipped.
+    pub fn chunks_by_id(&self, kb: &str, ids: &[u64]) -> Result<Vec<StoredChunk>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.query_chunks("WHERE d.kb = ?1 AND c.id = ?2", params![kb, *id as i64])?);
+        }
+        Ok(out)
+    }
+
+    fn query_chunks(&self, filter: &str, params: impl rusqlite::Params) -> Result<Vec<StoredChunk>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT c.id, c.doc_id, d.source, d.acl, c.ordinal, c.heading_path, c.text, c.char_start, c.char_end, c.embedding
+             FROM chunk c JOIN document d ON d.id = c.doc_id {filter}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, Vec<u8>>(9)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, doc_id, source, acl, ordinal, path, text, start, end, blob) = row?;
+            Ok(StoredChunk {
+                id: id as u64,
+                doc_id,
+                source,
+                acl: acl_from_json(&acl)?,
+                chunk: Chunk {
+                    ordinal: ordinal as u32,
+                    heading_path: serde_json::from_str(&path).map_err(|e| Error::Corrupt(format!("heading path: {e}")))?,
+                    text,
+                    char_start: start as usize,
+                    char_end: end as usize,
+                },
+                embedding: blob_to_embedding(&blob)?,
+            })
+        })
+        .collect()
+    }
+
+    pub fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO group_member (group_name, user_name) VALUES (?1, ?2)",
+            params![group, user],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_group_member(&self, group: &str, user: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM group_member WHERE group_name = ?1 AND user_name = ?2",
+            params![group, user],
+        )? > 0)
+    }
+
+    pub fn groups_of(&self, user: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT group_name FROM group_member WHERE user_name = ?1 ORDER BY group_name")?;
+        let groups = stmt.query_map(params![user], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(groups)
+    }
+
+    pub fn group_members(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT group_name, user_name FROM group_member ORDER BY group_name, user_name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(ordinal: u32, text: &str) -> (Chunk, Vec<f32>) {
+        (Chunk { ordinal, heading_path: vec!["H".into()], text: text.into(), char_start: 0, char_end: text.chars().count() }, vec![0.5, -0.25])
+    }
+
+    fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
+        NewDocument { source, content_hash: hash, title: None, format: "text", acl, chunks }
+    }
+
+    #[test]
+    fn replace_changes_generation_and_chunks() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_kb("kb", &[]).unwrap();
+        let acl = [Principal::parse("user:a").unwrap()];
+        let v1 = [chunk(0, "old one"), chunk(1, "old two")];
+        let v2 = [chunk(0, "new")];
+        assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Inserted { .. }));
+        let g1 = s.generation("kb").unwrap();
+        assert_eq!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Unchanged);
+        assert_eq!(s.generation("kb").unwrap(), g1);
+        assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h2", &acl, &v2)).unwrap(), Upsert::Replaced { .. }));
+        assert!(s.generation("kb").unwrap() > g1);
+        let chunks = s.chunks("kb").unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].chunk.text, "new");
+        assert_eq!(chunks[0].embedding, vec![0.5, -0.25]);
+        assert_eq!(chunks[0].acl, acl.to_vec());
+    }
+
+    #[test]
+    fn acl_change_alone_is_a_write() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_kb("kb", &[]).unwrap();
+        let c = [chunk(0, "x")];
+        let a = [Principal::parse("user:a").unwrap()];
+        let b = [Principal::parse("user:b").unwrap()];
+        s.upsert_document("kb", &doc("f", "h", &a, &c)).unwrap();
+        assert!(matches!(s.upsert_document("kb", &doc("f", "h", &b, &c)).unwrap(), Upsert::Replaced { .. }));
+        assert_eq!(s.chunks("kb").unwrap()[0].acl, b.to_vec());
+    }
+
+    #[test]
+    fn unknown_kb_and_bad_names_are_rejected() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(matches!(s.upsert_document("nope", &doc("f", "h", &[], &[])), Err(Error::UnknownKb(_))));
+        assert!(matches!(s.ensure_kb("../etc", &[]), Err(Error::InvalidKbName(_))));
+        // SQL injection attempts in text fields are plain data.
+        s.ensure_kb("kb", &[]).unwrap();
+        let evil = "x'); DROP TABLE chunk; --";
+        s.upsert_document("kb", &doc(evil, "h", &[], &[chunk(0, evil)])).unwrap();
+        assert_eq!(s.chunks("kb").unwrap()[0].source, evil);
+    }
+
+    #[test]
+    fn group_membership() {
+        let s = Store::open_in_memory().unwrap();
+        s.add_group_member("hr", "alice").unwrap();
+        s.add_group_member("staff", "alice").unwrap();
+        s.add_group_member("staff", "alice").unwrap();
+        assert_eq!(s.groups_of("alice").unwrap(), vec!["hr", "staff"]);
+        assert!(s.remove_group_member("hr", "alice").unwrap());
+        assert_eq!(s.groups_of("alice").unwrap(), vec!["staff"]);
+        assert!(s.groups_of("bob").unwrap().is_empty());
+    }
+}

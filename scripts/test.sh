@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs system packages and models if missing, fetches the real
+# documents the end-to-end tests use (Debian packages), then `cargo test` for the workspace.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CACHE="${ZHIKU_TEST_CACHE:-$HOME/.cache/zhiku}"
+install_system_packages
+build_zhiku
+install_models "$CACHE/test-data"
+export ZHIKU_TEST_MODELS="$CACHE/test-data/models"
+
+# Real documents: the Debian Reference in English and Simplified Chinese (HTML).
+DOCS="$CACHE/debian-reference"
+if [ ! -f "$DOCS/usr/share/debian-reference/ch04.en.html" ]; then
+  log "fetching debian-reference-en and -zh-cn (Debian packages)"
+  tmp="$(mktemp -d)"
+  ( cd "$tmp" && { apt-get download debian-reference-en debian-reference-zh-cn 2>/dev/null || {
+      as_root apt-get update -qq && apt-get download debian-reference-en debian-reference-zh-cn; }; } )
+  mkdir -p "$DOCS"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$DOCS"; done
+  rm -rf "$tmp"
+fi
+export ZHIKU_TEST_DEBIAN_REFERENCE="$DOCS/usr/share/debian-reference"
+
+log "cargo test"
+cd "$ROOT"
+cargo test --locked --workspace --all-targets "$@"
+cargo test --locked --workspace --doc
