@@ -34,10 +34,15 @@ impl Zhiku {
     }
 
     pub fn command(&self) -> Command {
+        self.command_in(self.data.path())
+    }
+
+    /// A command on another data directory, with the same models.
+    pub fn command_in(&self, data_dir: &Path) -> Command {
         let models = models_dir();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhiku"));
         cmd.arg("--data-dir")
-            .arg(self.data.path())
+            .arg(data_dir)
             .env("ZHIKU_MODELS_EMBEDDING", models.join("all-MiniLM-L6-v2"))
             .env("ZHIKU_MODELS_LLM", models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
             .env_remove("ZHIKU_CONFIG")
