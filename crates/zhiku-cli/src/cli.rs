@@ -32,6 +32,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from the knowledge base with cited sources.
     Ask(AskArgs),
+    /// Generate text with a local GGUF model (no retrieval).
+    Generate(GenerateArgs),
     /// Knowledge bases.
     #[command(subcommand)]
     Kb(KbCommand),
@@ -77,6 +79,31 @@ pub struct AskArgs {
     pub kb: String,
     #[arg(long = "as", value_name = "USER")]
     pub as_user: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// GGUF file [default: the configured LLM].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The user message (rendered with the model's chat template unless --raw).
+    #[arg(long)]
+    pub prompt: String,
+    /// A system message to put before the prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Continue the prompt as raw text, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
     #[arg(long)]
     pub json: bool,
 }

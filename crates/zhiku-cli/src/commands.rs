@@ -7,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use zhiku_core::{Caller, Principal};
-use zhiku_models::{registry, BertEmbedder, LlamaGenerator};
+use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, LlamaGenerator};
 use zhiku_rag::{Engine, FileOutcome, IngestEvent};
 use zhiku_store::Store;
 
-use crate::cli::{AskArgs, Cli, Command, GroupCommand, IngestArgs, KbCommand, SearchArgs};
+use crate::cli::{AskArgs, Cli, Command, GenerateArgs, GroupCommand, IngestArgs, KbCommand, SearchArgs};
 use crate::config::Config;
 
 /// Exit code of an ingest where some files failed and the rest went in.
@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ingest(args) => ingest(&ctx, args),
         Command::Search(args) => search(&ctx, args),
         Command::Ask(args) => ask(&ctx, args),
+        Command::Generate(args) => generate(&ctx, args),
         Command::Kb(cmd) => kb(&ctx, cmd),
         Command::Group(cmd) => group(&ctx, cmd),
     }
@@ -177,11 +178,56 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
+    if !answer.generated && !answer.abstained {
+        println!("\n(The generated text is not supported by the sources; quoting them instead.)\n{}", answer.answer);
+    }
     if !answer.citations.is_empty() {
         println!("\nSources:");
         for c in &answer.citations {
             println!("[{}] {} (chunk {})", c.n, c.source, c.chunk_id);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {
+    let path = args.model.unwrap_or_else(|| ctx.config.llm_path(&ctx.data_dir));
+    let llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?;
+    let options = GenerationOptions {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        threads: args.threads,
+        ..ctx.config.rag().generation
+    };
+    let stream = !args.json;
+    let mut on_text = |piece: &str| {
+        if stream {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+        true
+    };
+    let out = if args.raw {
+        llm.complete(&args.prompt, &options, &mut on_text)?
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = args.system {
+            messages.push(ChatMessage::new("system", system));
+        }
+        messages.push(ChatMessage::new("user", args.prompt));
+        llm.generate(&messages, &options, &mut on_text)?
+    };
+    if args.json {
+        let rate = |tokens: usize, secs: f64| if secs > 0.0 { tokens as f64 / secs } else { 0.0 };
+        println!("{}", serde_json::to_string(&json!({
+            "text": out.text,
+            "prompt_tokens": out.prompt_tokens,
+            "generated_tokens": out.generated_tokens,
+            "prompt_tps": rate(out.prompt_tokens, out.prompt_seconds),
+            "decode_tps": rate(out.generated_tokens, out.decode_seconds),
+        }))?);
+    } else {
+        println!();
     }
     Ok(ExitCode::SUCCESS)
 }

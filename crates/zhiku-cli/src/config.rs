@@ -49,6 +49,7 @@ pub struct GenerationConfig {
     pub max_tokens: usize,
     pub temperature: f32,
     pub seed: u32,
+    pub repeat_penalty: f32,
     pub context_tokens: usize,
     /// 0: one thread per core.
     pub threads: usize,
@@ -62,6 +63,7 @@ impl Default for GenerationConfig {
             max_tokens: r.generation.max_tokens,
             temperature: r.generation.temperature,
             seed: r.generation.seed,
+            repeat_penalty: r.generation.repeat_penalty,
             context_tokens: r.generation.context_tokens,
             threads: 0,
             prompt_budget_tokens: r.prompt_budget_tokens,
@@ -122,6 +124,7 @@ impl Config {
                 max_tokens: self.generation.max_tokens,
                 temperature: self.generation.temperature,
                 seed: self.generation.seed,
+                repeat_penalty: self.generation.repeat_penalty,
                 context_tokens: self.generation.context_tokens,
                 threads: (self.generation.threads > 0).then_some(self.generation.threads),
             },

@@ -72,6 +72,8 @@ pub struct GenerationOptions {
     /// 0 means greedy decoding (deterministic).
     pub temperature: f32,
     pub seed: u32,
+    /// Penalty on tokens seen in the last 64 (1.0: off). Small models loop without it.
+    pub repeat_penalty: f32,
     /// Context window to allocate, capped at the model's trained context.
     pub context_tokens: usize,
     /// `None`: one per available core.
@@ -80,7 +82,7 @@ pub struct GenerationOptions {
 
 impl Default for GenerationOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, temperature: 0.0, seed: 42, context_tokens: 4096, threads: None }
+        Self { max_tokens: 256, temperature: 0.0, seed: 42, repeat_penalty: 1.1, context_tokens: 4096, threads: None }
     }
 }
 

@@ -139,16 +139,21 @@ impl LlamaGenerator {
         }
         let prompt_seconds = started.elapsed().as_secs_f64();
 
-        let mut sampler = if options.temperature <= 0.0 {
-            LlamaSampler::greedy()
+        let mut chain = Vec::new();
+        if options.repeat_penalty != 1.0 {
+            chain.push(LlamaSampler::penalties(self.model.n_vocab(), 64, options.repeat_penalty, 0.0, 0.0));
+        }
+        if options.temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
         } else {
-            LlamaSampler::chain_simple([
+            chain.extend([
                 LlamaSampler::top_k(40),
                 LlamaSampler::top_p(0.95, 1),
                 LlamaSampler::temp(options.temperature),
                 LlamaSampler::dist(options.seed),
-            ])
-        };
+            ]);
+        }
+        let mut sampler = LlamaSampler::chain_simple(chain);
         let decode_started = Instant::now();
         let mut text = String::new();
         let mut pending: Vec<u8> = Vec::new();

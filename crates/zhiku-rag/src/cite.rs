@@ -77,6 +77,55 @@ pub fn remove_invalid_markers(answer: &str, n_sources: usize) -> String {
     out
 }
 
+/// Turns references in the model's words — "Document 2 says…", "according to source 1", "文档1" —
+/// into `[n]` markers at the end of the sentence, for sentences that have no marker yet.
+pub fn mentions_to_markers(answer: &str, n_sources: usize) -> String {
+    let mut out = String::with_capacity(answer.len() + 8);
+    let mut last = 0;
+    for span in split_sentences(answer) {
+        let sentence = &answer[span.clone()];
+        out.push_str(&answer[last..span.end]);
+        last = span.end;
+        if !markers(sentence).is_empty() {
+            continue;
+        }
+        let mentioned = mentioned_numbers(sentence, n_sources);
+        if !mentioned.is_empty() {
+            let list: Vec<String> = mentioned.iter().map(usize::to_string).collect();
+            insert_before_final_punctuation(&mut out, &format!(" [{}]", list.join(", ")));
+        }
+    }
+    out.push_str(&answer[last..]);
+    out
+}
+
+fn mentioned_numbers(sentence: &str, n_sources: usize) -> Vec<usize> {
+    let lower = sentence.to_lowercase();
+    let mut found = Vec::new();
+    for word in ["document", "source", "文档", "来源", "资料"] {
+        let mut rest = lower.as_str();
+        while let Some(pos) = rest.find(word) {
+            rest = &rest[pos + word.len()..];
+            let digits: String = rest.trim_start_matches([' ', '#']).chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<usize>() {
+                if (1..=n_sources).contains(&n) && !found.contains(&n) {
+                    found.push(n);
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+fn insert_before_final_punctuation(out: &mut String, marker: &str) {
+    let trimmed = out.trim_end_matches(['.', '。', '!', '?', '！', '？']);
+    let punct = out[trimmed.len()..].to_string();
+    out.truncate(trimmed.len());
+    out.push_str(marker);
+    out.push_str(&punct);
+}
+
 /// Appends `[n]` to each sentence that cites nothing but shares enough content words with a
 /// source: at least 3 of them, or half of the sentence's content words when it has fewer than 6.
 /// Sentences supported by no source stay uncited.
@@ -104,15 +153,60 @@ pub fn attribute_uncited(answer: &str, sources: &[&str]) -> String {
             let enough = shared >= 3 || (terms.len() < 6 && shared * 2 >= terms.len() && shared > 0);
             if enough {
                 // Keep the sentence's final punctuation last: "... 25 days [1]."
-                let trimmed = out.trim_end_matches(['.', '。', '!', '?', '！', '？']);
-                let punct = out[trimmed.len()..].to_string();
-                out.truncate(trimmed.len());
-                out.push_str(&format!(" [{}]{punct}", i + 1));
+                insert_before_final_punctuation(&mut out, &format!(" [{}]", i + 1));
             }
         }
     }
     out.push_str(&answer[last..]);
     out
+}
+
+/// Cuts the answer where a small model starts writing the next turn of the prompt pattern
+/// ("Question: …", "Document 3 (…):") instead of stopping.
+pub fn trim_runaway(answer: &str) -> &str {
+    let mut end = answer.len();
+    for pattern in ["\nQuestion:", "\nDocument ", "\n问题："] {
+        if let Some(pos) = answer.find(pattern) {
+            if pos > 0 {
+                end = end.min(pos);
+            }
+        }
+    }
+    answer[..end].trim_end()
+}
+
+/// The answer when the model's own text is not supported by any source: the sentences of the
+/// sources that share the most content words with the question (at most `max_sentences`, from
+/// the best-ranked source first), each cited. `None` when no sentence shares a content word.
+pub fn extractive_answer(question: &str, sources: &[&str], max_sentences: usize) -> Option<String> {
+    let question_terms: HashSet<String> = analyze(question).into_iter().collect();
+    let mut scored: Vec<(usize, usize, usize, &str)> = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        for (j, span) in split_sentences(source).into_iter().enumerate() {
+            let sentence = &source[span];
+            let terms: HashSet<String> = analyze(sentence).into_iter().collect();
+            let shared = terms.intersection(&question_terms).count();
+            if shared > 0 {
+                scored.push((shared, i, j, sentence));
+            }
+        }
+    }
+    // Most shared terms first; ties go to the better-ranked source, then to reading order.
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut picked: Vec<(usize, usize, &str)> = scored.into_iter().take(max_sentences).map(|(_, i, j, s)| (i, j, s)).collect();
+    if picked.is_empty() {
+        return None;
+    }
+    picked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = String::new();
+    for (i, _, sentence) in picked {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(sentence);
+        insert_before_final_punctuation(&mut out, &format!(" [{}]", i + 1));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -140,6 +234,42 @@ mod tests {
         assert_eq!(out, "员工享有二十五天年假 [2]。");
         // Already cited sentences are left alone.
         assert_eq!(attribute_uncited("Use apt packages repositories [2].", &sources), "Use apt packages repositories [2].");
+    }
+
+    #[test]
+    fn mentions_of_documents_become_markers() {
+        let a = "Document 2 states that leave is 27 days. According to source 1 and document 3, carry-over is limited. Nothing here. Document 9 is made up.";
+        assert_eq!(
+            mentions_to_markers(a, 3),
+            "Document 2 states that leave is 27 days [2]. According to source 1 and document 3, carry-over is limited [1, 3]. Nothing here. Document 9 is made up."
+        );
+        assert_eq!(mentions_to_markers("根据文档1，年假为二十七天。", 2), "根据文档1，年假为二十七天 [1]。");
+    }
+
+    #[test]
+    fn runaway_continuations_are_cut() {
+        assert_eq!(trim_runaway("Leave is 27 days [1].\n\nQuestion: How many?"), "Leave is 27 days [1].");
+        assert_eq!(trim_runaway("A.\nDocument 3 (x): y"), "A.");
+        assert_eq!(trim_runaway("Document 1 says A."), "Document 1 says A.");
+    }
+
+    #[test]
+    fn extractive_answer_picks_the_sentences_that_match_the_question() {
+        let sources = [
+            "Passwords must be at least 14 characters long. Every account uses two-factor authentication.",
+            "Report lost devices to the security desk at extension 4444. The desk is staffed around the clock.",
+        ];
+        assert_eq!(
+            extractive_answer("How long must passwords be?", &sources, 1).unwrap(),
+            "Passwords must be at least 14 characters long [1]."
+        );
+        assert_eq!(
+            extractive_answer("Who do I call about lost devices?", &sources, 1).unwrap(),
+            "Report lost devices to the security desk at extension 4444 [2]."
+        );
+        let zh = ["全职员工每个日历年享有二十七天带薪年假。报销申请须在消费后三十天内提交。"];
+        assert_eq!(extractive_answer("年假有多少天？", &zh, 1).unwrap(), "全职员工每个日历年享有二十七天带薪年假 [1]。");
+        assert_eq!(extractive_answer("quantum chromodynamics", &sources, 2), None);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use zhiku_index::VectorIndexRead;
 use zhiku_models::{ChatMessage, ChatModel};
 use zhiku_store::{NewDocument, Store, Upsert};
 
-use crate::cite::{attribute_uncited, cited_numbers, is_abstention, remove_invalid_markers, NOT_FOUND};
+use crate::cite::{
+    attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
+    NOT_FOUND,
+};
 use crate::indexes::{index_text, Access, KbIndexes};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
@@ -96,6 +99,9 @@ pub struct Answer {
     pub answer: String,
     pub citations: Vec<Citation>,
     pub abstained: bool,
+    /// False when the answer quotes the sources because the model's text was unsupported by
+    /// them (or when no model was called).
+    pub generated: bool,
 }
 
 /// Progress of a batch ingest, for progress bars.
@@ -280,11 +286,13 @@ impl Engine {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Answer> {
         let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
-        let min = self.config.retrieval.min_similarity;
-        let relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min).collect();
+        let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
+        let min = self.config.retrieval.min_similarity.max(best - self.config.retrieval.source_margin);
+        let mut relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min).collect();
+        relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true });
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: false });
         }
         let sources: Vec<Source> = relevant
             .iter()
@@ -296,18 +304,31 @@ impl Engine {
             on_text(piece);
             true
         })?;
-        let raw = generation.text.trim().to_string();
+        let raw = trim_runaway(generation.text.trim()).to_string();
         if is_abstention(&raw) {
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true });
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true });
         }
-        let cleaned = remove_invalid_markers(&raw, included);
         let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
-        let answer = attribute_uncited(&cleaned, &source_texts);
+        let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
+        let mut answer = attribute_uncited(&cleaned, &source_texts);
+        let mut generated = true;
+        if cited_numbers(&answer, included).is_empty() {
+            // Nothing the model wrote is supported by a source: rather than pass on an
+            // unsupported answer, quote the passages that answer the question.
+            match extractive_answer(question, &source_texts, 2) {
+                Some(quoted) => {
+                    debug!("generated answer unsupported by the sources; answering extractively");
+                    answer = quoted;
+                    generated = false;
+                }
+                None => return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true }),
+            }
+        }
         let citations = cited_numbers(&answer, included)
             .into_iter()
             .map(|n| Citation { n, source: relevant[n - 1].source.clone(), chunk_id: relevant[n - 1].chunk_id.clone() })
             .collect();
-        Ok(Answer { answer, citations, abstained: false })
+        Ok(Answer { answer, citations, abstained: false, generated })
     }
 }
 

@@ -66,11 +66,14 @@ pub struct RetrievalConfig {
     /// Cosine similarity below which a passage is not relevant enough to answer from; when no
     /// passage reaches it, `ask` abstains.
     pub min_similarity: f32,
+    /// Passages more than this much less similar than the best one are left out of the prompt:
+    /// small models answer better from two on-topic passages than from four loosely related ones.
+    pub source_margin: f32,
 }
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        Self { candidates: 50, rrf_k: 60.0, answer_sources: 4, min_similarity: 0.3 }
+        Self { candidates: 50, rrf_k: 60.0, answer_sources: 4, min_similarity: 0.3, source_margin: 0.15 }
     }
 }
 
