@@ -32,6 +32,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from the knowledge base with cited sources.
     Ask(AskArgs),
+    /// Embed one sentence per line of a file into a float32 .npy matrix.
+    Embed(EmbedArgs),
     /// Generate text with a local GGUF model (no retrieval).
     Generate(GenerateArgs),
     /// Knowledge bases.
@@ -79,6 +81,24 @@ pub struct AskArgs {
     pub kb: String,
     #[arg(long = "as", value_name = "USER")]
     pub as_user: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Model folder [default: the configured embedding model].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// UTF-8 text file, one sentence per line (empty lines are embedded as empty strings).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Threads for the tensor kernels [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output .npy file (float32, lines × dimension).
+    #[arg(long)]
+    pub out: PathBuf,
     #[arg(long)]
     pub json: bool,
 }

@@ -11,7 +11,7 @@ use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, Llama
 use zhiku_rag::{Engine, FileOutcome, IngestEvent};
 use zhiku_store::Store;
 
-use crate::cli::{AskArgs, Cli, Command, GenerateArgs, GroupCommand, IngestArgs, KbCommand, SearchArgs};
+use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, SearchArgs};
 use crate::config::Config;
 
 /// Exit code of an ingest where some files failed and the rest went in.
@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ingest(args) => ingest(&ctx, args),
         Command::Search(args) => search(&ctx, args),
         Command::Ask(args) => ask(&ctx, args),
+        Command::Embed(args) => embed(&ctx, args),
         Command::Generate(args) => generate(&ctx, args),
         Command::Kb(cmd) => kb(&ctx, cmd),
         Command::Group(cmd) => group(&ctx, cmd),
@@ -188,6 +189,47 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
+    if let Some(threads) = args.threads {
+        // candle's CPU kernels size their pool from this variable; it must be set before the
+        // first tensor operation.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let dir = args.model.unwrap_or_else(|| ctx.config.embedding_dir(&ctx.data_dir));
+    let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
+    let text = std::fs::read_to_string(&args.input).with_context(|| format!("cannot read {} as UTF-8 text", args.input.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let started = std::time::Instant::now();
+    let vectors = zhiku_core::Embedder::embed(&embedder, &lines)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let dim = zhiku_core::Embedder::dimension(&embedder);
+    write_npy_f32(&args.out, &vectors, dim).with_context(|| format!("cannot write {}", args.out.display()))?;
+    if args.json {
+        println!("{}", json!({ "count": vectors.len(), "seconds": seconds, "dim": dim }));
+    } else {
+        eprintln!("{} sentences in {seconds:.2}s ({:.1}/s), dimension {dim} -> {}", vectors.len(), vectors.len() as f64 / seconds.max(1e-9), args.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// NumPy .npy v1.0: magic, header length, a Python-dict header padded to 64 bytes, raw data.
+fn write_npy_f32(path: &Path, rows: &[Vec<f32>], dim: usize) -> std::io::Result<()> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dim}), }}", rows.len());
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    out.write_all(b"\x93NUMPY\x01\x00")?;
+    out.write_all(&(header.len() as u16).to_le_bytes())?;
+    out.write_all(header.as_bytes())?;
+    for row in rows {
+        for x in row {
+            out.write_all(&x.to_le_bytes())?;
+        }
+    }
+    out.flush()
 }
 
 fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {

@@ -40,11 +40,13 @@ const SKIPPED_TAGS: &[&str] = &[
     "button", "select", "svg", "iframe", "object", "canvas", "dialog", "menu",
 ];
 
-/// Class or id tokens that mark navigation and page furniture in common generators
-/// (DocBook's navheader/navfooter, CMS breadcrumbs and sidebars).
+/// Class or id tokens that mark navigation and page furniture in common generators (DocBook's
+/// navheader/navfooter and toc, CMS breadcrumbs and sidebars). A table of contents repeats every
+/// heading of the page: left in, it matches every query and outranks the sections themselves.
 const BOILERPLATE_MARKERS: &[&str] = &[
     "nav", "navbar", "navheader", "navfooter", "navigation", "menu", "breadcrumb", "breadcrumbs",
-    "sidebar", "footer", "header", "site-header", "site-footer", "skip-link", "cookie-banner",
+    "sidebar", "footer", "header", "site-header", "site-footer", "skip-link", "cookie-banner", "toc",
+    "table-of-contents",
 ];
 
 const BLOCK_TAGS: &[&str] = &[
@@ -196,6 +198,7 @@ mod tests {
         <style>body { color: red }</style><script>var secret = "do not index";</script></head>
         <body>
           <div class="navheader"><a href="prev.html">Prev</a> Next</div>
+          <div class="toc"><p><b>Table of Contents</b></p><dl><dt>1. Leave policy</dt></dl></div>
           <nav><a href="/">Home</a></nav>
           <header>Company intranet</header>
           <h1>Leave policy</h1>
@@ -217,7 +220,7 @@ code  line 2</pre>
         let doc = HtmlParser.parse(PAGE.as_bytes()).unwrap();
         assert_eq!(doc.title.as_deref(), Some("Leave policy"));
         let all = doc.full_text();
-        for hidden in ["secret", "color: red", "Prev", "Home", "intranet", "hidden text", "©"] {
+        for hidden in ["secret", "color: red", "Prev", "Home", "intranet", "hidden text", "©", "Table of Contents"] {
             assert!(!all.contains(hidden), "boilerplate {hidden:?} leaked into {all:?}");
         }
         assert_eq!(doc.blocks[0], Block::heading(1, "Leave policy"));

