@@ -11,7 +11,6 @@ DOCS="$CACHE/debian-reference/usr/share/debian-reference"
 [ -f "$DOCS/ch04.en.html" ] || { echo "run scripts/test.sh once first (it fetches the documents)" >&2; exit 1; }
 install_system_packages
 build_zhiku
-(cd "$ROOT" && cargo build --locked -p zhiku-rag --example query_latency)
 install_models "$CACHE/test-data"
 
 WORK="$(mktemp -d)"

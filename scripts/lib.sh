@@ -30,9 +30,11 @@ install_system_packages() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 }
 
+# One build invocation for everything (binary, tests, examples): Cargo unifies dependency
+# features per invocation, so building subsets separately would compile many crates twice.
 build_zhiku() {
   log "building zhiku (target dir: $CARGO_TARGET_DIR)"
-  (cd "$ROOT" && cargo build --locked -p zhiku-cli)
+  (cd "$ROOT" && cargo build --locked --workspace --all-targets)
 }
 
 # $1: data dir. Downloads from PyPI with pip and verifies sha256; a no-op when present.

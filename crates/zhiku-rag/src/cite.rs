@@ -80,19 +80,28 @@ pub fn remove_invalid_markers(answer: &str, n_sources: usize) -> String {
 /// Turns references in the model's words — "Document 2 says…", "according to source 1", "文档1" —
 /// into `[n]` markers at the end of the sentence, for sentences that have no marker yet.
 pub fn mentions_to_markers(answer: &str, n_sources: usize) -> String {
-    let mut out = String::with_capacity(answer.len() + 8);
+    mark_uncited_sentences(answer, |sentence| {
+        let mentioned = mentioned_numbers(sentence, n_sources);
+        (!mentioned.is_empty()).then(|| {
+            let list: Vec<String> = mentioned.iter().map(usize::to_string).collect();
+            format!(" [{}]", list.join(", "))
+        })
+    })
+}
+
+/// Rebuilds `answer`, appending the marker that `mark` returns to each sentence without one.
+fn mark_uncited_sentences(answer: &str, mut mark: impl FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(answer.len() + 16);
     let mut last = 0;
     for span in split_sentences(answer) {
         let sentence = &answer[span.clone()];
         out.push_str(&answer[last..span.end]);
         last = span.end;
-        if !markers(sentence).is_empty() {
-            continue;
-        }
-        let mentioned = mentioned_numbers(sentence, n_sources);
-        if !mentioned.is_empty() {
-            let list: Vec<String> = mentioned.iter().map(usize::to_string).collect();
-            insert_before_final_punctuation(&mut out, &format!(" [{}]", list.join(", ")));
+        if markers(sentence).is_empty() {
+            if let Some(marker) = mark(sentence) {
+                // Keep the sentence's final punctuation last: "... 25 days [1]."
+                insert_before_final_punctuation(&mut out, &marker);
+            }
         }
     }
     out.push_str(&answer[last..]);
@@ -131,34 +140,16 @@ fn insert_before_final_punctuation(out: &mut String, marker: &str) {
 /// Sentences supported by no source stay uncited.
 pub fn attribute_uncited(answer: &str, sources: &[&str]) -> String {
     let source_terms: Vec<HashSet<String>> = sources.iter().map(|s| analyze(s).into_iter().collect()).collect();
-    let mut out = String::with_capacity(answer.len() + 16);
-    let mut last = 0;
-    for span in split_sentences(answer) {
-        let sentence = &answer[span.clone()];
-        out.push_str(&answer[last..span.end]);
-        last = span.end;
-        if !markers(sentence).is_empty() {
-            continue;
-        }
+    mark_uncited_sentences(answer, |sentence| {
         let terms: HashSet<String> = analyze(sentence).into_iter().collect();
-        if terms.is_empty() {
-            continue;
-        }
-        let best = source_terms
+        let (best, shared) = source_terms
             .iter()
             .enumerate()
             .map(|(i, st)| (i, terms.intersection(st).count()))
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-        if let Some((i, shared)) = best {
-            let enough = shared >= 3 || (terms.len() < 6 && shared * 2 >= terms.len() && shared > 0);
-            if enough {
-                // Keep the sentence's final punctuation last: "... 25 days [1]."
-                insert_before_final_punctuation(&mut out, &format!(" [{}]", i + 1));
-            }
-        }
-    }
-    out.push_str(&answer[last..]);
-    out
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+        let enough = shared >= 3 || (terms.len() < 6 && shared > 0 && shared * 2 >= terms.len());
+        enough.then(|| format!(" [{}]", best + 1))
+    })
 }
 
 /// Cuts the answer where a small model starts writing the next turn of the prompt pattern
