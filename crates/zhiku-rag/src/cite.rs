@@ -152,18 +152,62 @@ pub fn attribute_uncited(answer: &str, sources: &[&str]) -> String {
     })
 }
 
-/// Cuts the answer where a small model starts writing the next turn of the prompt pattern
-/// ("Question: …", "Document 3 (…):") instead of stopping.
-pub fn trim_runaway(answer: &str) -> &str {
-    let mut end = answer.len();
-    for pattern in ["\nQuestion:", "\nDocument ", "\n问题："] {
-        if let Some(pos) = answer.find(pattern) {
-            if pos > 0 {
-                end = end.min(pos);
-            }
+/// Line starts that mean a small model has stopped answering and is writing the next turn of the
+/// prompt pattern ("Question: …", "Document 3 (…): …") instead of ending its reply.
+const RUNAWAY_LINE_STARTS: [&str; 4] = ["Question:", "Document ", "问题：", "问题:"];
+
+/// Filters streamed text, holding back the start of each new line until it is clear that the
+/// line does not begin a runaway continuation; once one begins, nothing more is let through.
+#[derive(Debug, Default)]
+pub struct RunawayGuard {
+    held: String,
+    stopped: bool,
+}
+
+impl RunawayGuard {
+    /// Returns the text that is safe to show now, and whether generation should stop.
+    pub fn push(&mut self, piece: &str) -> (String, bool) {
+        if self.stopped {
+            return (String::new(), true);
         }
+        self.held.push_str(piece);
+        let mut out = String::new();
+        while let Some(newline) = self.held.find('\n') {
+            out.push_str(&self.held[..newline]);
+            let rest = self.held[newline..].to_string();
+            let line = rest.trim_start_matches('\n');
+            if RUNAWAY_LINE_STARTS.iter().any(|p| line.starts_with(p)) {
+                self.stopped = true;
+                self.held.clear();
+                return (out, true);
+            }
+            if RUNAWAY_LINE_STARTS.iter().any(|p| p.starts_with(line)) {
+                // Too short to tell yet.
+                self.held = rest;
+                return (out, false);
+            }
+            out.push_str(&rest[..rest.len() - line.len()]);
+            self.held = line.to_string();
+        }
+        out.push_str(&self.held);
+        self.held.clear();
+        (out, false)
     }
-    answer[..end].trim_end()
+
+    /// What is still held back once generation has ended.
+    pub fn finish(&mut self) -> String {
+        if self.stopped { String::new() } else { std::mem::take(&mut self.held) }
+    }
+}
+
+/// Cuts a whole answer where a runaway continuation begins (see [`RunawayGuard`]).
+pub fn trim_runaway(answer: &str) -> String {
+    let mut guard = RunawayGuard::default();
+    let (mut kept, stopped) = guard.push(answer);
+    if !stopped {
+        kept.push_str(&guard.finish());
+    }
+    kept.trim_end().to_string()
 }
 
 /// The answer when the model's own text is not supported by any source: the sentences of the
@@ -242,6 +286,33 @@ mod tests {
         assert_eq!(trim_runaway("Leave is 27 days [1].\n\nQuestion: How many?"), "Leave is 27 days [1].");
         assert_eq!(trim_runaway("A.\nDocument 3 (x): y"), "A.");
         assert_eq!(trim_runaway("Document 1 says A."), "Document 1 says A.");
+    }
+
+    #[test]
+    fn streamed_runaway_is_held_back_and_stops_generation() {
+        let mut guard = RunawayGuard::default();
+        let mut shown = String::new();
+        let mut stopped = false;
+        for piece in ["Leave is 27", " days [1].", "\n", "\nQues", "tion: How many", " days?"] {
+            let (emit, stop) = guard.push(piece);
+            shown.push_str(&emit);
+            if stop {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped);
+        assert_eq!(shown, "Leave is 27 days [1].");
+
+        let mut guard = RunawayGuard::default();
+        let mut shown = String::new();
+        for piece in ["Line one.\nDo", "cuments are fine", " here.\nEnd"] {
+            let (emit, stop) = guard.push(piece);
+            assert!(!stop);
+            shown.push_str(&emit);
+        }
+        shown.push_str(&guard.finish());
+        assert_eq!(shown, "Line one.\nDocuments are fine here.\nEnd");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use zhiku_store::{NewDocument, Store, Upsert};
 
 use crate::cite::{
     attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
+    RunawayGuard,
     NOT_FOUND,
 };
 use crate::indexes::{index_text, Access, KbIndexes};
@@ -300,11 +301,19 @@ impl Engine {
             .collect();
         let (user, included) = build_user_prompt(question, &sources, self.config.prompt_budget_tokens, model.token_counter());
         let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
+        let mut guard = RunawayGuard::default();
         let generation = model.generate(&messages, &self.config.generation, &mut |piece| {
-            on_text(piece);
-            true
+            let (shown, stop) = guard.push(piece);
+            if !shown.is_empty() {
+                on_text(&shown);
+            }
+            !stop
         })?;
-        let raw = trim_runaway(generation.text.trim()).to_string();
+        let rest = guard.finish();
+        if !rest.is_empty() {
+            on_text(&rest);
+        }
+        let raw = trim_runaway(generation.text.trim());
         if is_abstention(&raw) {
             return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true });
         }
