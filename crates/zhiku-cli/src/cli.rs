@@ -55,6 +55,10 @@ pub struct IngestArgs {
     /// knowledge base's default ACL (empty: administrators only).
     #[arg(long = "acl", value_name = "PRINCIPAL")]
     pub acl: Vec<String>,
+    /// Make the knowledge base mirror the given directories: also remove the documents whose
+    /// files were deleted from them.
+    #[arg(long)]
+    pub sync: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use zhiku_core::{Caller, Principal};
 use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, LlamaGenerator};
-use zhiku_rag::{Engine, FileOutcome, IngestEvent};
+use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
 use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, SearchArgs};
@@ -96,7 +96,8 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = engine.ingest(&args.kb, &args.paths, (!acl.is_empty()).then_some(acl.as_slice()), &mut |event| match event {
+    let options = IngestOptions { acl: (!acl.is_empty()).then_some(acl), sync: args.sync };
+    let report = engine.ingest(&args.kb, &args.paths, &options, &mut |event| match event {
         IngestEvent::Started { files } => bar.set_length(files as u64),
         IngestEvent::FileDone { report } => {
             if let FileOutcome::Failed { reason } = &report.outcome {
@@ -111,17 +112,19 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
             "kb": args.kb,
             "ingested": report.ingested(),
             "unchanged": report.unchanged(),
+            "removed": report.removed(),
             "failed": report.failed(),
             "chunks": report.chunks(),
             "files": report.files,
         }))?);
     } else {
         eprintln!(
-            "{}: {} ingested ({} chunks), {} unchanged, {} failed",
+            "{}: {} ingested ({} chunks), {} unchanged, {} removed, {} failed",
             args.kb,
             report.ingested(),
             report.chunks(),
             report.unchanged(),
+            report.removed(),
             report.failed()
         );
     }

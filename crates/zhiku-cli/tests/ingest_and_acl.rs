@@ -74,6 +74,34 @@ fn reingest_is_a_noop_and_changes_replace_old_chunks() {
 }
 
 #[test]
+fn sync_mirrors_a_directory_and_leaves_other_sources_alone() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let keep = write(dir.path(), "keep.md", "# Keep\n\nThe aardvark stays.\n");
+    let gone = write(dir.path(), "sub/gone.md", "# Gone\n\nThe okapi leaves.\n");
+    let outside = write(other.path(), "outside.md", "# Outside\n\nThe okapi lives elsewhere too.\n");
+    z.ingest("kb", &[dir.path()], &[]);
+    z.ingest("kb", &[&outside], &[]);
+    std::fs::remove_file(&gone).unwrap();
+
+    // Without --sync nothing is removed.
+    let plain = z.ingest("kb", &[dir.path()], &[]);
+    assert_eq!(plain["removed"], 0, "{plain}");
+    assert_eq!(z.search("kb", "okapi", None, 5).len(), 3);
+
+    let out = z.command().args(["ingest"]).arg(dir.path()).args(["--kb", "kb", "--sync", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"], 1, "{report}");
+    assert_eq!(report["unchanged"], 1, "{report}");
+    let sources = Zhiku::sources(&z.search("kb", "okapi aardvark", None, 5));
+    assert!(!sources.contains(&gone.to_str().unwrap().to_string()), "{sources:?}");
+    assert!(sources.contains(&keep.to_str().unwrap().to_string()));
+    assert!(sources.contains(&outside.to_str().unwrap().to_string()), "documents outside the synced directory stay");
+}
+
+#[test]
 fn bad_files_are_reported_and_the_batch_continues() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();

@@ -34,6 +34,8 @@ pub enum FileOutcome {
     Ingested { chunks: usize },
     Replaced { chunks: usize },
     Unchanged,
+    /// With `sync`: the file is gone from the synced directory, so its document was removed.
+    Removed,
     Failed { reason: String },
 }
 
@@ -58,6 +60,9 @@ impl IngestReport {
     }
     pub fn unchanged(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Unchanged))
+    }
+    pub fn removed(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Removed))
     }
     pub fn failed(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Failed { .. }))
@@ -105,6 +110,15 @@ pub struct Answer {
     pub generated: bool,
 }
 
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestOptions {
+    /// Who may read the documents; `None` or empty: the knowledge base's default ACL.
+    pub acl: Option<Vec<Principal>>,
+    /// Make the knowledge base mirror the given directories: documents whose source lies under
+    /// one of them but whose file no longer exists are removed.
+    pub sync: bool,
+}
+
 /// Progress of a batch ingest, for progress bars.
 pub enum IngestEvent<'a> {
     Started { files: usize },
@@ -137,14 +151,14 @@ impl Engine {
         &self,
         kb: &str,
         paths: &[PathBuf],
-        acl: Option<&[Principal]>,
+        options: &IngestOptions,
         progress: &mut dyn FnMut(IngestEvent<'_>),
     ) -> Result<IngestReport> {
         if self.store.ensure_kb(kb, &[])? {
             info!(kb, "created knowledge base (documents without --acl are visible to administrators only)");
         }
-        let acl: Vec<Principal> = match acl {
-            Some(a) if !a.is_empty() => a.to_vec(),
+        let acl: Vec<Principal> = match &options.acl {
+            Some(a) if !a.is_empty() => a.clone(),
             _ => self.store.kb_default_acl(kb)?,
         };
         let mut report = IngestReport::default();
@@ -157,6 +171,16 @@ impl Engine {
             progress(IngestEvent::FileDone { report: r });
         }
         let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
+        if options.sync {
+            let gone = self.vanished_documents(kb, paths, &files, &report)?;
+            for source in gone {
+                if let Some(doc_id) = self.store.delete_document(kb, &source)? {
+                    indexes.remove_document(doc_id)?;
+                }
+                report.files.push(FileReport { source, outcome: FileOutcome::Removed });
+                progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
+            }
+        }
         let mut pending = 0usize;
         for file in files {
             let source = file.to_string_lossy().into_owned();
@@ -179,6 +203,29 @@ impl Engine {
         }
         indexes.commit(self.store.generation(kb)?)?;
         Ok(report)
+    }
+
+    /// Documents under the synced directories whose files were not found this time. Anything
+    /// under a path that could not be listed is kept: unreadable is not deleted.
+    fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[PathBuf], report: &IngestReport) -> Result<Vec<String>> {
+        let prefix_of = |p: &Path| {
+            let mut s = p.to_string_lossy().into_owned();
+            if !s.ends_with('/') {
+                s.push('/');
+            }
+            s
+        };
+        let synced: Vec<String> = paths.iter().filter(|p| p.is_dir()).map(|p| prefix_of(p)).collect();
+        let unlisted: Vec<String> = report.files.iter().map(|f| prefix_of(Path::new(&f.source))).collect();
+        let present: std::collections::HashSet<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+        Ok(self
+            .store
+            .documents(kb)?
+            .into_iter()
+            .map(|d| d.source)
+            .filter(|s| synced.iter().any(|p| s.starts_with(p)))
+            .filter(|s| !present.contains(s) && !unlisted.iter().any(|p| s.starts_with(p)) && !report.files.iter().any(|f| &f.source == s))
+            .collect())
     }
 
     fn ingest_file(&self, kb: &str, path: &Path, source: &str, acl: &[Principal], indexes: &mut KbIndexes) -> Result<FileOutcome> {

@@ -18,7 +18,7 @@
 //! let store = Arc::new(Store::open(&data.join("zhiku.db")).unwrap());
 //! let embedder = Arc::new(BertEmbedder::load(&data.join("models/all-MiniLM-L6-v2")).unwrap());
 //! let engine = Engine::new(data, store, embedder, RagConfig::default());
-//! engine.ingest("handbook", &["docs/".into()], None, &mut |_| {}).unwrap();
+//! engine.ingest("handbook", &["docs/".into()], &Default::default(), &mut |_| {}).unwrap();
 //! let llm = LlamaGenerator::load(&data.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
 //! let answer = engine.ask("handbook", "How many days of leave?", &Caller::Admin, &llm, &mut |t| print!("{t}")).unwrap();
 //! println!("{:?}", answer.citations);
@@ -31,7 +31,7 @@ pub mod prompt;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestReport, SearchHit};
+pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestOptions, IngestReport, SearchHit};
 pub use indexes::index_text;
 
 #[derive(Debug, thiserror::Error)]

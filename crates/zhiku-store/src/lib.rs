@@ -300,16 +300,19 @@ impl Store {
         })
     }
 
-    /// Removes a document and its chunks. Returns whether it existed.
-    pub fn delete_document(&self, kb: &str, source: &str) -> Result<bool> {
+    /// Removes a document and its chunks. Returns its id if it existed.
+    pub fn delete_document(&self, kb: &str, source: &str) -> Result<Option<i64>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM document WHERE kb = ?1 AND source = ?2", params![kb, source])?;
-        if n > 0 {
+        let id: Option<i64> = tx
+            .query_row("SELECT id FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
             tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
         }
         tx.commit()?;
-        Ok(n > 0)
+        Ok(id)
     }
 
     pub fn documents(&self, kb: &str) -> Result<Vec<DocumentInfo>> {
@@ -443,6 +446,19 @@ mod tests {
         assert_eq!(chunks[0].chunk.text, "new");
         assert_eq!(chunks[0].embedding, vec![0.5, -0.25]);
         assert_eq!(chunks[0].acl, acl.to_vec());
+    }
+
+    #[test]
+    fn delete_removes_chunks_and_bumps_generation() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_kb("kb", &[]).unwrap();
+        let c = [chunk(0, "x")];
+        s.upsert_document("kb", &doc("f", "h", &[], &c)).unwrap();
+        let g = s.generation("kb").unwrap();
+        assert!(s.delete_document("kb", "f").unwrap().is_some());
+        assert!(s.generation("kb").unwrap() > g);
+        assert!(s.chunks("kb").unwrap().is_empty());
+        assert_eq!(s.delete_document("kb", "f").unwrap(), None);
     }
 
     #[test]
