@@ -1,9 +1,13 @@
+use chardetng::{EncodingDetector, Iso2022JpDetection, Utf8Detection};
 use zhiku_core::{Error, Result};
 
 const SNIFF_LEN: usize = 8192;
 
-/// Bytes to text. Accepts UTF-8 (with or without BOM) and UTF-16 LE/BE with BOM; refuses files
-/// that look binary or are in another encoding, saying what to do.
+/// Bytes to text. UTF-8 (with or without BOM) and UTF-16 with a BOM are taken as they are;
+/// UTF-16 without a BOM is recognised by its pattern of zero bytes; anything else that is not
+/// UTF-8 goes through encoding detection (GB18030/GBK, Big5, Shift-JIS, EUC-KR, the Windows and
+/// ISO-8859 code pages...). Files that look binary, or that do not decode cleanly in the
+/// detected encoding, are refused with a reason.
 pub fn decode(bytes: &[u8]) -> Result<String> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Empty);
@@ -19,18 +23,49 @@ pub fn decode(bytes: &[u8]) -> Result<String> {
         return Err(Error::Binary { reason: format!("it is a {kind} file") });
     }
     let head = &bytes[..bytes.len().min(SNIFF_LEN)];
+    if let Some(to_u16) = utf16_without_bom(head) {
+        return decode_utf16(bytes, to_u16);
+    }
     if head.contains(&0) {
         return Err(Error::Binary { reason: "it contains NUL bytes".into() });
     }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(s.to_string()),
-        Err(e) => Err(Error::Parse {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Ok(s.to_string());
+    }
+    let mut detector = EncodingDetector::new(Iso2022JpDetection::Allow);
+    detector.feed(bytes, true);
+    let encoding = detector.guess(None, Utf8Detection::Deny);
+    let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
+    if had_errors {
+        return Err(Error::Parse {
             format: "text",
             reason: format!(
-                "not valid UTF-8 at byte {}; convert it first, e.g. `iconv -f GB18030 -t UTF-8`",
-                e.valid_up_to()
+                "not valid UTF-8, and not valid {} either (the closest guess); convert it to UTF-8 first, e.g. `iconv -f ENCODING -t UTF-8`",
+                encoding.name()
             ),
-        }),
+        });
+    }
+    tracing::debug!(encoding = encoding.name(), "decoded non-UTF-8 text");
+    Ok(text.into_owned())
+}
+
+/// Text in UTF-16 has a zero byte in most code units of Latin text: in the odd positions for
+/// little-endian, the even ones for big-endian. Binary files have zeros scattered on both.
+fn utf16_without_bom(head: &[u8]) -> Option<fn([u8; 2]) -> u16> {
+    if head.len() < 16 {
+        return None;
+    }
+    let pairs = head.len() / 2;
+    let zeros_even = head.iter().step_by(2).take(pairs).filter(|b| **b == 0).count();
+    let zeros_odd = head.iter().skip(1).step_by(2).take(pairs).filter(|b| **b == 0).count();
+    let mostly = |n: usize| n * 10 >= pairs * 6;
+    let rarely = |n: usize| n * 20 <= pairs;
+    if mostly(zeros_odd) && rarely(zeros_even) {
+        Some(u16::from_le_bytes)
+    } else if mostly(zeros_even) && rarely(zeros_odd) {
+        Some(u16::from_be_bytes)
+    } else {
+        None
     }
 }
 
@@ -72,13 +107,43 @@ mod tests {
     }
 
     #[test]
-    fn refuses_binary_empty_and_other_encodings() {
+    fn refuses_binary_and_empty() {
         assert!(matches!(decode(b""), Err(Error::Empty)));
         assert!(matches!(decode(b"  \n"), Err(Error::Empty)));
         assert!(matches!(decode(b"abc\0def"), Err(Error::Binary { .. })));
         assert!(matches!(decode(b"%PDF-1.7 ..."), Err(Error::Binary { .. })));
-        // "中文" in GBK is not UTF-8.
-        let err = decode(&[0xD6, 0xD0, 0xCE, 0xC4]).unwrap_err().to_string();
-        assert!(err.contains("UTF-8"), "{err}");
+        let scattered: Vec<u8> = (0..64u8).map(|i| if i % 7 == 0 { 0 } else { i.wrapping_mul(37) | 0x80 }).collect();
+        assert!(matches!(decode(&scattered), Err(Error::Binary { .. })));
+    }
+
+    #[test]
+    fn legacy_chinese_japanese_and_korean_encodings_are_detected() {
+        let zh_cn = "知库是一个在公司内部运行的知识库系统。员工每年享有二十七天带薪年假，报销申请须在三十天内提交。";
+        let zh_tw = "知識庫系統在公司內部運行。員工每年享有二十七天帶薪年假，報銷申請須在三十天內提交。";
+        let ja = "社員は毎年二十七日の有給休暇を取得できます。経費の申請は三十日以内に提出してください。";
+        let ko = "직원은 매년 이십칠 일의 유급 휴가를 받습니다. 경비 청구는 삼십 일 이내에 제출해야 합니다.";
+        for (text, encoding) in [
+            (zh_cn, encoding_rs::GB18030),
+            (zh_cn, encoding_rs::GBK),
+            (zh_tw, encoding_rs::BIG5),
+            (ja, encoding_rs::SHIFT_JIS),
+            (ko, encoding_rs::EUC_KR),
+        ] {
+            let (bytes, _, unmappable) = encoding.encode(text);
+            assert!(!unmappable);
+            assert!(std::str::from_utf8(&bytes).is_err());
+            assert_eq!(decode(&bytes).unwrap(), text, "{}", encoding.name());
+        }
+        let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode("Café crème brûlée, naïve façade.");
+        assert_eq!(decode(&latin1).unwrap(), "Café crème brûlée, naïve façade.");
+    }
+
+    #[test]
+    fn utf16_without_bom_is_recognised() {
+        let text = "Leave policy: 27 days per year.";
+        let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        assert_eq!(decode(&le).unwrap(), text);
+        assert_eq!(decode(&be).unwrap(), text);
     }
 }
