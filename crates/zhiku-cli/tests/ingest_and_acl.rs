@@ -102,6 +102,21 @@ fn sync_mirrors_a_directory_and_leaves_other_sources_alone() {
 }
 
 #[test]
+fn structured_files_become_records_with_their_field_names() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "staff.csv", "name,office,extension\nAlice Martin,Paris,4411\nBruno Keller,Zurich,4522\n");
+    write(dir.path(), "assets.jsonl", "{\"asset\": \"laptop-17\", \"owner\": {\"name\": \"Bruno Keller\"}}\n");
+    let report = z.ingest("kb", &[dir.path()], &[]);
+    assert_eq!(report["ingested"], 2, "{report}");
+    assert_eq!(report["chunks"], 3, "one chunk per row or object: {report}");
+    let hits = z.search("kb", "Zurich office extension", None, 1);
+    assert_eq!(hits[0]["text"], "name: Bruno Keller\noffice: Zurich\nextension: 4522");
+    let hits = z.search("kb", "laptop-17 owner", None, 1);
+    assert_eq!(hits[0]["text"], "asset: laptop-17\nowner.name: Bruno Keller");
+}
+
+#[test]
 fn bad_files_are_reported_and_the_batch_continues() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,9 @@ pub enum BlockKind {
     /// Preformatted text (code, tables drawn with spaces) that must not be re-flowed or split
     /// mid-line.
     Preformatted,
+    /// One structured record (a CSV row, a JSON object) as `field: value` lines. It becomes a
+    /// chunk of its own; only a record too long for one chunk is split, between lines.
+    Record,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +40,10 @@ impl Block {
 
     pub fn preformatted(text: impl Into<String>) -> Self {
         Self { kind: BlockKind::Preformatted, text: text.into() }
+    }
+
+    pub fn record(text: impl Into<String>) -> Self {
+        Self { kind: BlockKind::Record, text: text.into() }
     }
 }
 

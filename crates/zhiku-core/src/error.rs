@@ -7,7 +7,7 @@ pub enum Error {
     Parse { format: &'static str, reason: String },
     #[error("the file is empty or contains no text")]
     Empty,
-    #[error("the file looks binary ({reason}); zhiku reads text, Markdown and HTML in this version")]
+    #[error("the file looks binary ({reason}); zhiku reads text, Markdown, HTML, CSV/TSV and JSON/JSONL in this version")]
     Binary { reason: String },
     #[error("embedding failed: {0}")]
     Embedding(String),

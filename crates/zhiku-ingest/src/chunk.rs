@@ -61,20 +61,30 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
                     push_unit(&full, bytes, max_tokens, counter, &mut section);
                 }
             }
-            BlockKind::Preformatted => {
-                let mut line_start = range.start;
-                for line in block.text.split_inclusive('\n') {
-                    let bytes = line_start..line_start + line.trim_end().len();
-                    line_start += line.len();
-                    if !full[bytes.clone()].trim().is_empty() {
-                        push_unit(&full, bytes, max_tokens, counter, &mut section);
-                    }
-                }
+            BlockKind::Record => {
+                // A record stands alone: close the running section, chunk the record by itself.
+                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                push_lines(&full, range, max_tokens, counter, &mut section);
+                emit_section(&full, &mut section, &headings, max_tokens, 0, &mut chunks);
             }
+            BlockKind::Preformatted => push_lines(&full, range, max_tokens, counter, &mut section),
         }
     }
     emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
     chunks
+}
+
+/// Lines of a preformatted block or record as units: a line is never split unless it alone is
+/// over the budget.
+fn push_lines(full: &str, range: Range<usize>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
+    let mut line_start = range.start;
+    for line in full[range.clone()].split_inclusive('\n') {
+        let bytes = line_start..line_start + line.trim_end().len();
+        line_start += line.len();
+        if !full[bytes.clone()].trim().is_empty() {
+            push_unit(full, bytes, max_tokens, counter, out);
+        }
+    }
 }
 
 fn push_unit(full: &str, bytes: Range<usize>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
@@ -269,6 +279,23 @@ mod tests {
             assert!(counter.count_tokens(&c.text) <= 30);
             assert!(c.text.split(' ').all(|w| w == "alpha"), "word was cut: {}", c.text);
         }
+        check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn each_record_is_its_own_chunk() {
+        let doc = ParsedDocument {
+            title: None,
+            blocks: vec![
+                Block::text("Staff list."),
+                Block::record("name: Alice\ncity: Paris"),
+                Block::record("name: Bob\ncity: Berlin"),
+                Block::text("End of list."),
+            ],
+        };
+        let chunks = chunk_document(&doc, &config(100, 20), &ApproxTokenCounter);
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, vec!["Staff list.", "name: Alice\ncity: Paris", "name: Bob\ncity: Berlin", "End of list."]);
         check_provenance(&doc, &chunks);
     }
 

@@ -4,8 +4,9 @@
 //! The stages, in order:
 //! 1. [`decode`] — bytes to text (UTF-8 or UTF-16 with BOM), refusing binary files with a reason.
 //! 2. A [`zhiku_core::Parser`] picked by [`parser_for`] from the file name or, failing that, the
-//!    content: [`TextParser`], [`MarkdownParser`], [`HtmlParser`]. Each yields headings and text
-//!    blocks in reading order.
+//!    content: [`TextParser`], [`MarkdownParser`], [`HtmlParser`], and for structured files
+//!    [`CsvParser`], [`JsonParser`], [`JsonlParser`] (one record per row or object). Each yields
+//!    headings, text blocks and records in reading order.
 //! 3. [`normalize`] — NFKC, control characters and whitespace, per block.
 //! 4. [`chunk::chunk_document`] — section-, sentence- and token-aware chunks with overlap.
 //!
@@ -27,6 +28,7 @@ mod decode;
 mod html;
 mod markdown;
 mod normalize;
+mod records;
 mod sentence;
 mod text;
 
@@ -35,6 +37,7 @@ pub use decode::decode;
 pub use html::HtmlParser;
 pub use markdown::MarkdownParser;
 pub use normalize::{normalize, normalize_document};
+pub use records::{CsvParser, JsonParser, JsonlParser};
 pub use sentence::split_sentences;
 pub use text::TextParser;
 
@@ -62,6 +65,10 @@ pub fn parser_for(file_name: &str, text: &str) -> &'static dyn Parser {
         "html" | "htm" | "xhtml" => &HtmlParser,
         "md" | "markdown" | "mdown" | "mkd" => &MarkdownParser,
         "txt" | "text" => &TextParser,
+        "csv" => &CsvParser { delimiter: b',' },
+        "tsv" | "tab" => &CsvParser { delimiter: b'\t' },
+        "json" => &JsonParser,
+        "jsonl" | "ndjson" => &JsonlParser,
         _ => {
             let head: String = text.trim_start().chars().take(256).collect::<String>().to_ascii_lowercase();
             if head.starts_with("<!doctype html") || head.starts_with("<html") {
