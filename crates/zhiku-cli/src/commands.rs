@@ -112,6 +112,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
             "kb": args.kb,
             "ingested": report.ingested(),
             "unchanged": report.unchanged(),
+            "duplicates": report.duplicates(),
             "removed": report.removed(),
             "failed": report.failed(),
             "chunks": report.chunks(),
@@ -119,11 +120,12 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         }))?);
     } else {
         eprintln!(
-            "{}: {} ingested ({} chunks), {} unchanged, {} removed, {} failed",
+            "{}: {} ingested ({} chunks), {} unchanged, {} duplicates, {} removed, {} failed",
             args.kb,
             report.ingested(),
             report.chunks(),
             report.unchanged(),
+            report.duplicates(),
             report.removed(),
             report.failed()
         );
@@ -302,7 +304,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             for d in store.documents(&name)? {
                 let acl: Vec<&str> = d.acl.iter().map(|p| p.as_str()).collect();
-                println!("{}\t{} chunks\t{}\t{}", d.source, d.chunks, &d.content_hash[..12.min(d.content_hash.len())], acl.join(","));
+                println!("{}\t{} chunks\t{}\t{}\t{}", d.source, d.chunks, d.language, &d.content_hash[..12.min(d.content_hash.len())], acl.join(","));
             }
         }
     }

@@ -117,6 +117,28 @@ fn structured_files_become_records_with_their_field_names() {
 }
 
 #[test]
+fn exact_duplicates_are_reported_not_indexed_twice_and_language_is_recorded() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let text = "The quarterly budget review happens in the first week of April.";
+    write(dir.path(), "a/budget.txt", text);
+    write(dir.path(), "b/budget-copy.txt", text);
+    write(dir.path(), "c/预算.txt", "季度预算审查在四月的第一周进行。");
+    let report = z.ingest("kb", &[dir.path()], &[]);
+    assert_eq!(report["ingested"], 2, "{report}");
+    assert_eq!(report["duplicates"], 1, "{report}");
+    let dup = report["files"].as_array().unwrap().iter().find(|f| f["status"] == "duplicate").unwrap();
+    assert!(dup["source"].as_str().unwrap().ends_with("budget-copy.txt"), "{report}");
+    assert!(dup["of"].as_str().unwrap().ends_with("a/budget.txt"), "{report}");
+    assert_eq!(z.search("kb", "quarterly budget review", None, 5).len(), 2, "copy not indexed");
+
+    let docs = String::from_utf8(z.run(&["kb", "docs", "kb"]).stdout).unwrap();
+    let lang = |name: &str| docs.lines().find(|l| l.contains(name)).unwrap().split('\t').nth(2).unwrap().to_string();
+    assert_eq!(lang("budget.txt"), "en", "{docs}");
+    assert_eq!(lang("预算.txt"), "zh", "{docs}");
+}
+
+#[test]
 fn bad_files_are_reported_and_the_batch_continues() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,7 @@
 pub mod chunk;
 mod decode;
 mod html;
+mod language;
 mod markdown;
 mod normalize;
 mod records;
@@ -35,6 +36,7 @@ mod text;
 pub use chunk::{chunk_document, ChunkConfig};
 pub use decode::decode;
 pub use html::HtmlParser;
+pub use language::detect_language;
 pub use markdown::MarkdownParser;
 pub use normalize::{normalize, normalize_document};
 pub use records::{CsvParser, JsonParser, JsonlParser};
@@ -48,6 +50,8 @@ use zhiku_core::{Chunk, Error, Parser, Result, TokenCounter};
 #[derive(Debug, Clone)]
 pub struct PreparedDocument {
     pub format: &'static str,
+    /// BCP 47 primary language tag of the text (`zh`, `en`, ... or `und`).
+    pub language: &'static str,
     pub title: Option<String>,
     pub content_hash: String,
     pub chunks: Vec<Chunk>,
@@ -95,8 +99,10 @@ pub fn prepare(
         return Err(Error::Empty);
     }
     let chunks = chunk_document(&doc, config, counter);
+    let language = detect_language(&doc.full_text());
     Ok(PreparedDocument {
         format: parser.format(),
+        language,
         title: doc.title.clone(),
         content_hash: content_hash(bytes),
         chunks,

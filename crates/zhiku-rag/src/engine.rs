@@ -34,6 +34,9 @@ pub enum FileOutcome {
     Ingested { chunks: usize },
     Replaced { chunks: usize },
     Unchanged,
+    /// The same content is already in the knowledge base under another source; not indexed
+    /// twice (an earlier version of this source, if any, is removed).
+    Duplicate { of: String },
     /// With `sync`: the file is gone from the synced directory, so its document was removed.
     Removed,
     Failed { reason: String },
@@ -60,6 +63,9 @@ impl IngestReport {
     }
     pub fn unchanged(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Unchanged))
+    }
+    pub fn duplicates(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Duplicate { .. }))
     }
     pub fn removed(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Removed))
@@ -243,6 +249,12 @@ impl Engine {
                 return Ok(FileOutcome::Unchanged);
             }
         }
+        if let Some(original) = self.store.source_with_hash(kb, &hash, source)? {
+            if let Some(old) = self.store.delete_document(kb, source)? {
+                indexes.remove_document(old)?;
+            }
+            return Ok(FileOutcome::Duplicate { of: original });
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let counter = self.embedder.as_ref();
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
@@ -261,6 +273,7 @@ impl Engine {
             content_hash: &prepared.content_hash,
             title: prepared.title.as_deref(),
             format: prepared.format,
+            language: prepared.language,
             acl,
             chunks: &chunks,
         };

@@ -16,7 +16,7 @@
 //! store.ensure_kb("docs", &[]).unwrap();
 //! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5 };
 //! let doc = NewDocument {
-//!     source: "a.txt", content_hash: "h1", title: None, format: "text",
+//!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en",
 //!     acl: &[Principal::parse("group:staff").unwrap()],
 //!     chunks: &[(chunk, vec![1.0, 0.0])],
 //! };
@@ -53,6 +53,7 @@ pub struct NewDocument<'a> {
     pub content_hash: &'a str,
     pub title: Option<&'a str>,
     pub format: &'a str,
+    pub language: &'a str,
     pub acl: &'a [Principal],
     pub chunks: &'a [(Chunk, Vec<f32>)],
 }
@@ -81,6 +82,7 @@ pub struct DocumentInfo {
     pub id: i64,
     pub source: String,
     pub content_hash: String,
+    pub language: String,
     pub acl: Vec<Principal>,
     pub chunks: usize,
 }
@@ -104,6 +106,7 @@ CREATE TABLE IF NOT EXISTS document (
     content_hash TEXT NOT NULL,
     title TEXT,
     format TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT 'und',
     acl TEXT NOT NULL,
     ingested_at INTEGER NOT NULL,
     UNIQUE (kb, source)
@@ -119,6 +122,7 @@ CREATE TABLE IF NOT EXISTS chunk (
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunk_doc ON chunk(doc_id);
+CREATE INDEX IF NOT EXISTS document_hash ON document(kb, content_hash);
 CREATE TABLE IF NOT EXISTS group_member (
     group_name TEXT NOT NULL,
     user_name TEXT NOT NULL,
@@ -233,6 +237,18 @@ impl Store {
         g.map(|g| g as u64).ok_or_else(|| Error::UnknownKb(kb.to_string()))
     }
 
+    /// Another document of the knowledge base with exactly this content, if any.
+    pub fn source_with_hash(&self, kb: &str, content_hash: &str, except_source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT source FROM document WHERE kb = ?1 AND content_hash = ?2 AND source <> ?3 ORDER BY source LIMIT 1",
+                params![kb, content_hash, except_source],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn document_hash(&self, kb: &str, source: &str) -> Result<Option<(String, Vec<Principal>)>> {
         let row: Option<(String, String)> = self
             .conn()
@@ -270,8 +286,8 @@ impl Store {
             tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
         }
         tx.execute(
-            "INSERT INTO document (kb, source, content_hash, title, format, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![kb, doc.source, doc.content_hash, doc.title, doc.format, acl_json, now()],
+            "INSERT INTO document (kb, source, content_hash, title, format, language, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![kb, doc.source, doc.content_hash, doc.title, doc.format, doc.language, acl_json, now()],
         )?;
         let doc_id = tx.last_insert_rowid();
         let mut chunk_ids = Vec::with_capacity(doc.chunks.len());
@@ -318,15 +334,22 @@ impl Store {
     pub fn documents(&self, kb: &str) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT d.id, d.source, d.content_hash, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
+            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
              FROM document d WHERE d.kb = ?1 ORDER BY d.source",
         )?;
         let rows = stmt.query_map(params![kb], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
         })?;
         rows.map(|row| {
-            let (id, source, content_hash, acl, chunks) = row?;
-            Ok(DocumentInfo { id, source, content_hash, acl: acl_from_json(&acl)?, chunks: chunks as usize })
+            let (id, source, content_hash, language, acl, chunks) = row?;
+            Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize })
         })
         .collect()
     }
@@ -425,7 +448,7 @@ mod tests {
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
-        NewDocument { source, content_hash: hash, title: None, format: "text", acl, chunks }
+        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", acl, chunks }
     }
 
     #[test]
