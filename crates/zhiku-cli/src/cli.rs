@@ -136,12 +136,16 @@ pub struct GenerateArgs {
 pub enum KbCommand {
     /// List knowledge bases with their document counts.
     List,
-    /// Create a knowledge base, or change its default ACL.
+    /// Create a knowledge base, or change its settings (only those given).
     Create {
         name: String,
         /// Default ACL for documents ingested without --acl (repeatable).
         #[arg(long = "acl", value_name = "PRINCIPAL")]
         acl: Vec<String>,
+        /// What ingestion does with chunks containing personal data or secrets: keep (default),
+        /// mask (e.g. `[EMAIL]`) or drop-chunk. Applies to documents ingested from now on.
+        #[arg(long, value_name = "POLICY")]
+        pii: Option<zhiku_core::PiiPolicy>,
     },
     /// List the documents of a knowledge base.
     Docs { name: String },

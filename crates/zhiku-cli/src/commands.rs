@@ -116,6 +116,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
             "removed": report.removed(),
             "failed": report.failed(),
             "chunks": report.chunks(),
+            "pii_findings": report.pii(),
             "files": report.files,
         }))?);
     } else {
@@ -288,15 +289,20 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 let chunks: usize = docs.iter().map(|d| d.chunks).sum();
                 let acl = store.kb_default_acl(&name)?;
                 let acl = if acl.is_empty() { "administrators only".to_string() } else { acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ") };
-                println!("{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}", docs.len());
+                let pii = store.kb_pii_policy(&name)?;
+                println!("{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}\tPII: {}", docs.len(), pii.as_str());
             }
         }
-        KbCommand::Create { name, acl } => {
+        KbCommand::Create { name, acl, pii } => {
             let acl = parse_acl(&acl)?;
-            if !store.ensure_kb(&name, &acl)? {
+            let created = store.ensure_kb(&name, &acl)?;
+            if !created && !acl.is_empty() {
                 store.set_kb_default_acl(&name, &acl)?;
             }
-            eprintln!("knowledge base {name}: default ACL set");
+            if let Some(policy) = pii {
+                store.set_kb_pii_policy(&name, policy)?;
+            }
+            eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
         }
         KbCommand::Docs { name } => {
             if !store.kb_exists(&name)? {

@@ -139,6 +139,33 @@ fn exact_duplicates_are_reported_not_indexed_twice_and_language_is_recorded() {
 }
 
 #[test]
+fn pii_policy_masks_or_drops_and_findings_are_reported() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = write(
+        dir.path(),
+        "contacts.md",
+        "# Support\n\nThe support desk answers within one hour.\n\n# Escalation\n\nEscalate to ops@example.com or call 13912345678.\n",
+    );
+    for (kb, policy) in [("keep", "keep"), ("masked", "mask"), ("dropped", "drop-chunk")] {
+        assert!(z.run(&["kb", "create", kb, "--pii", policy]).status.success());
+        let report = z.ingest(kb, &[&doc], &[]);
+        assert_eq!(report["pii_findings"]["email"], 1, "{report}");
+        assert_eq!(report["pii_findings"]["phone"], 1, "{report}");
+    }
+    let text = |kb: &str| -> Vec<String> {
+        z.search(kb, "escalate ops", None, 5).iter().map(|h| h["text"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(text("keep").iter().any(|t| t.contains("ops@example.com")));
+    let masked = text("masked");
+    assert!(masked.iter().any(|t| t == "Escalate to [EMAIL] or call [PHONE]."), "{masked:?}");
+    assert!(!masked.iter().any(|t| t.contains("ops@example.com") || t.contains("13912345678")));
+    let dropped = text("dropped");
+    assert_eq!(dropped, vec!["The support desk answers within one hour."], "only the clean chunk is kept");
+    assert!(z.run(&["kb", "create", "x", "--pii", "redact"]).status.code() != Some(0));
+}
+
+#[test]
 fn bad_files_are_reported_and_the_batch_continues() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();

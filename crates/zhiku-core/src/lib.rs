@@ -23,10 +23,12 @@
 mod access;
 mod document;
 mod error;
+mod policy;
 
 pub use access::{Caller, Principal};
 pub use document::{Block, BlockKind, Chunk, ParsedDocument};
 pub use error::{Error, Result};
+pub use policy::PiiPolicy;
 
 /// Turns the bytes of one file into structured text. One implementation per format; a new
 /// format touches one file in `zhiku-ingest`.

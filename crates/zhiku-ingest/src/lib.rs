@@ -29,6 +29,7 @@ mod html;
 mod language;
 mod markdown;
 mod normalize;
+pub mod pii;
 mod records;
 mod sentence;
 mod text;

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
+use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_models::{ChatMessage, ChatModel};
 use zhiku_store::{NewDocument, Store, Upsert};
 
@@ -47,6 +49,15 @@ pub struct FileReport {
     pub source: String,
     #[serde(flatten)]
     pub outcome: FileOutcome,
+    /// Personal data and secrets found in the file, by kind (before the KB's policy applied).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pii: BTreeMap<PiiKind, usize>,
+}
+
+impl FileReport {
+    fn new(source: String, outcome: FileOutcome) -> Self {
+        Self { source, outcome, pii: BTreeMap::new() }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -72,6 +83,16 @@ impl IngestReport {
     }
     pub fn failed(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Failed { .. }))
+    }
+    /// PII findings of the whole batch, by kind.
+    pub fn pii(&self) -> BTreeMap<PiiKind, usize> {
+        let mut total = BTreeMap::new();
+        for f in &self.files {
+            for (kind, n) in &f.pii {
+                *total.entry(*kind).or_insert(0) += n;
+            }
+        }
+        total
     }
     pub fn chunks(&self) -> usize {
         self.files
@@ -183,14 +204,16 @@ impl Engine {
                 if let Some(doc_id) = self.store.delete_document(kb, &source)? {
                     indexes.remove_document(doc_id)?;
                 }
-                report.files.push(FileReport { source, outcome: FileOutcome::Removed });
+                report.files.push(FileReport::new(source, FileOutcome::Removed));
                 progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
             }
         }
+        let pii_policy = self.store.kb_pii_policy(kb)?;
         let mut pending = 0usize;
         for file in files {
             let source = file.to_string_lossy().into_owned();
-            let outcome = match self.ingest_file(kb, &file, &source, &acl, &mut indexes) {
+            let mut pii = BTreeMap::new();
+            let outcome = match self.ingest_file(kb, &file, &source, &acl, pii_policy, &mut pii, &mut indexes) {
                 Ok(o) => o,
                 Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
                 Err(other) => return Err(other),
@@ -204,7 +227,7 @@ impl Engine {
                     pending = 0;
                 }
             }
-            report.files.push(FileReport { source, outcome });
+            report.files.push(FileReport { source, outcome, pii });
             progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
         }
         indexes.commit(self.store.generation(kb)?)?;
@@ -234,7 +257,17 @@ impl Engine {
             .collect())
     }
 
-    fn ingest_file(&self, kb: &str, path: &Path, source: &str, acl: &[Principal], indexes: &mut KbIndexes) -> Result<FileOutcome> {
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_file(
+        &self,
+        kb: &str,
+        path: &Path,
+        source: &str,
+        acl: &[Principal],
+        pii_policy: PiiPolicy,
+        pii: &mut BTreeMap<PiiKind, usize>,
+        indexes: &mut KbIndexes,
+    ) -> Result<FileOutcome> {
         let failed = |reason: String| Error::FileFailed(reason);
         let bytes = std::fs::read(path).map_err(|e| failed(format!("cannot read: {e}")))?;
         let hash = zhiku_ingest::content_hash(&bytes);
@@ -264,6 +297,8 @@ impl Engine {
         if prepared.chunks.is_empty() {
             return Err(failed("no text found".into()));
         }
+        let mut prepared = prepared;
+        prepared.chunks = apply_pii_policy(prepared.chunks, pii_policy, pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
@@ -401,6 +436,28 @@ impl Engine {
     }
 }
 
+/// Counts the findings of every chunk and applies the knowledge base's policy to them.
+fn apply_pii_policy(chunks: Vec<zhiku_core::Chunk>, policy: PiiPolicy, counts: &mut BTreeMap<PiiKind, usize>) -> Vec<zhiku_core::Chunk> {
+    chunks
+        .into_iter()
+        .filter_map(|mut chunk| {
+            let findings = pii::detect(&chunk.text);
+            for f in &findings {
+                *counts.entry(f.kind).or_insert(0) += 1;
+            }
+            match policy {
+                _ if findings.is_empty() => Some(chunk),
+                PiiPolicy::Keep => Some(chunk),
+                PiiPolicy::Mask => {
+                    chunk.text = pii::mask(&chunk.text, &findings);
+                    Some(chunk)
+                }
+                PiiPolicy::DropChunk => None,
+            }
+        })
+        .collect()
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -413,10 +470,10 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut IngestRepor
             let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
                 Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
                 Err(e) => {
-                    report.files.push(FileReport {
-                        source: path.to_string_lossy().into_owned(),
-                        outcome: FileOutcome::Failed { reason: format!("cannot list directory: {e}") },
-                    });
+                    report.files.push(FileReport::new(
+                        path.to_string_lossy().into_owned(),
+                        FileOutcome::Failed { reason: format!("cannot list directory: {e}") },
+                    ));
                     return;
                 }
             };
@@ -429,9 +486,9 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut IngestRepor
             }
         }
         Ok(_) => files.push(path.to_path_buf()),
-        Err(e) => report.files.push(FileReport {
-            source: path.to_string_lossy().into_owned(),
-            outcome: FileOutcome::Failed { reason: format!("cannot open: {e}") },
-        }),
+        Err(e) => report.files.push(FileReport::new(
+            path.to_string_lossy().into_owned(),
+            FileOutcome::Failed { reason: format!("cannot open: {e}") },
+        )),
     }
 }

@@ -9,7 +9,7 @@
 //! [`StoredChunk`] (what retrieval reads), [`Upsert`] (what a write did).
 //!
 //! ```
-//! use zhiku_core::{Chunk, Principal};
+//! use zhiku_core::{Chunk, PiiPolicy, Principal};
 //! use zhiku_store::{NewDocument, Store, Upsert};
 //!
 //! let store = Store::open_in_memory().unwrap();
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use zhiku_core::{Chunk, Principal};
+use zhiku_core::{Chunk, PiiPolicy, Principal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -96,6 +96,7 @@ const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS kb (
     name TEXT PRIMARY KEY,
     default_acl TEXT NOT NULL,
+    pii_policy TEXT NOT NULL DEFAULT 'keep',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -205,6 +206,21 @@ impl Store {
 
     pub fn set_kb_default_acl(&self, name: &str, acl: &[Principal]) -> Result<()> {
         let n = self.conn().execute("UPDATE kb SET default_acl = ?2 WHERE name = ?1", params![name, acl_to_json(acl)])?;
+        if n == 0 {
+            return Err(Error::UnknownKb(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The knowledge base's PII policy: `keep`, `mask` or `drop-chunk`.
+    pub fn kb_pii_policy(&self, name: &str) -> Result<PiiPolicy> {
+        let value: Option<String> =
+            self.conn().query_row("SELECT pii_policy FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))?.parse().map_err(Error::Corrupt)
+    }
+
+    pub fn set_kb_pii_policy(&self, name: &str, policy: PiiPolicy) -> Result<()> {
+        let n = self.conn().execute("UPDATE kb SET pii_policy = ?2 WHERE name = ?1", params![name, policy.as_str()])?;
         if n == 0 {
             return Err(Error::UnknownKb(name.to_string()));
         }
