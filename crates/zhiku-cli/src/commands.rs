@@ -147,7 +147,7 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
             .map(|h| {
                 json!({
                     "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
-                    "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end,
+                    "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
                     "similarity": h.similarity,
                 })
             })
@@ -160,7 +160,10 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     for (i, h) in hits.iter().enumerate() {
-        let section = if h.heading_path.is_empty() { String::new() } else { format!(" — {}", h.heading_path.join(" > ")) };
+        let mut section = if h.heading_path.is_empty() { String::new() } else { format!(" — {}", h.heading_path.join(" > ")) };
+        if let Some(page) = h.page {
+            section.push_str(&format!(" (page {page})"));
+        }
         writeln!(out, "{}. {}{}  (chunk {}, score {:.4}, similarity {:.3})", i + 1, h.source, section, h.chunk_id, h.score, h.similarity)?;
         let preview: String = h.text.chars().take(300).collect();
         writeln!(out, "   {}\n", preview.replace('\n', " "))?;

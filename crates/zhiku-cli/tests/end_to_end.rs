@@ -76,3 +76,32 @@ fn user_without_access_gets_abstention_not_the_document() {
     assert_eq!(answer["abstained"], true, "{answer}");
     assert!(!answer["answer"].as_str().unwrap().contains("450"), "{answer}");
 }
+
+#[test]
+fn pdf_pages_are_ingested_with_page_provenance() {
+    // Pages 60-66 of the Debian Reference PDF, cut out with lopdf so the test stays fast.
+    let full = debian_reference().join("debian-reference.en.pdf");
+    let mut pdf = lopdf::Document::load(&full).unwrap();
+    let total = pdf.get_pages().len() as u32;
+    let drop: Vec<u32> = (1..=total).filter(|p| !(60..=66).contains(p)).collect();
+    pdf.delete_pages(&drop);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("excerpt.pdf");
+    pdf.save(&path).unwrap();
+
+    let z = Zhiku::new();
+    let report = z.ingest("pdf", &[&path], &[]);
+    assert_eq!(report["ingested"], 1, "{report}");
+    let hits = z.search("pdf", "replace all instances of FROM_REGEX with TO_TEXT using sed", None, 3);
+    // The passage is at the foot of the book's page 61 and the head of page 62: pages 2 and 3 of
+    // the excerpt. A chunk reports the page it starts on.
+    let page = hits[0]["page"].as_u64().unwrap();
+    assert!(page == 2 || page == 3, "{hits:?}");
+    assert!(hits[0]["text"].as_str().unwrap().contains("The sed (1) command can replace"), "{hits:?}");
+    for h in &hits {
+        let page = h["page"].as_u64().unwrap();
+        assert!((1..=7).contains(&page), "{hits:?}");
+        // The running header "Debian Reference NN / 233" is gone.
+        assert!(!h["text"].as_str().unwrap().contains("/ 233"), "{}", h["text"]);
+    }
+}

@@ -27,23 +27,30 @@ pub enum BlockKind {
 pub struct Block {
     pub kind: BlockKind,
     pub text: String,
+    /// The page the block is on, for paged formats (PDF), from 1.
+    pub page: Option<u32>,
 }
 
 impl Block {
     pub fn heading(level: u8, text: impl Into<String>) -> Self {
-        Self { kind: BlockKind::Heading(level.clamp(1, 6)), text: text.into() }
+        Self { kind: BlockKind::Heading(level.clamp(1, 6)), text: text.into(), page: None }
     }
 
     pub fn text(text: impl Into<String>) -> Self {
-        Self { kind: BlockKind::Text, text: text.into() }
+        Self { kind: BlockKind::Text, text: text.into(), page: None }
     }
 
     pub fn preformatted(text: impl Into<String>) -> Self {
-        Self { kind: BlockKind::Preformatted, text: text.into() }
+        Self { kind: BlockKind::Preformatted, text: text.into(), page: None }
     }
 
     pub fn record(text: impl Into<String>) -> Self {
-        Self { kind: BlockKind::Record, text: text.into() }
+        Self { kind: BlockKind::Record, text: text.into(), page: None }
+    }
+
+    pub fn on_page(mut self, page: u32) -> Self {
+        self.page = Some(page);
+        self
     }
 }
 
@@ -79,4 +86,7 @@ pub struct Chunk {
     /// Character (not byte) offsets into [`ParsedDocument::full_text`].
     pub char_start: usize,
     pub char_end: usize,
+    /// The page the chunk starts on, for paged formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }

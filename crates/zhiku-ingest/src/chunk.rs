@@ -32,6 +32,7 @@ struct Unit {
     /// Byte range into the document's full text.
     bytes: Range<usize>,
     tokens: usize,
+    page: Option<u32>,
 }
 
 pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn TokenCounter) -> Vec<Chunk> {
@@ -58,16 +59,16 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
             BlockKind::Text => {
                 for s in split_sentences(&block.text) {
                     let bytes = range.start + s.start..range.start + s.end;
-                    push_unit(&full, bytes, max_tokens, counter, &mut section);
+                    push_unit(&full, bytes, block.page, max_tokens, counter, &mut section);
                 }
             }
             BlockKind::Record => {
                 // A record stands alone: close the running section, chunk the record by itself.
                 emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
-                push_lines(&full, range, max_tokens, counter, &mut section);
+                push_lines(&full, range, block.page, max_tokens, counter, &mut section);
                 emit_section(&full, &mut section, &headings, max_tokens, 0, &mut chunks);
             }
-            BlockKind::Preformatted => push_lines(&full, range, max_tokens, counter, &mut section),
+            BlockKind::Preformatted => push_lines(&full, range, block.page, max_tokens, counter, &mut section),
         }
     }
     emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
@@ -76,21 +77,21 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
 
 /// Lines of a preformatted block or record as units: a line is never split unless it alone is
 /// over the budget.
-fn push_lines(full: &str, range: Range<usize>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
+fn push_lines(full: &str, range: Range<usize>, page: Option<u32>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
     let mut line_start = range.start;
     for line in full[range.clone()].split_inclusive('\n') {
         let bytes = line_start..line_start + line.trim_end().len();
         line_start += line.len();
         if !full[bytes.clone()].trim().is_empty() {
-            push_unit(full, bytes, max_tokens, counter, out);
+            push_unit(full, bytes, page, max_tokens, counter, out);
         }
     }
 }
 
-fn push_unit(full: &str, bytes: Range<usize>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
+fn push_unit(full: &str, bytes: Range<usize>, page: Option<u32>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
     let tokens = counter.count_tokens(&full[bytes.clone()]);
     if tokens <= max_tokens {
-        out.push(Unit { bytes, tokens });
+        out.push(Unit { bytes, tokens, page });
         return;
     }
     // Too long for one chunk: cut at word boundaries (every CJK character is one), taking as
@@ -112,7 +113,7 @@ fn push_unit(full: &str, bytes: Range<usize>, max_tokens: usize, counter: &dyn T
         let trimmed = trim_range(text, piece);
         if !trimmed.is_empty() {
             let tokens = counter.count_tokens(&text[trimmed.clone()]);
-            out.push(Unit { bytes: bytes.start + trimmed.start..bytes.start + trimmed.end, tokens });
+            out.push(Unit { bytes: bytes.start + trimmed.start..bytes.start + trimmed.end, tokens, page });
         }
         from = lo;
     }
@@ -180,6 +181,7 @@ fn emit_section(
             text: full[bytes.clone()].to_string(),
             char_start: full[..bytes.start].chars().count(),
             char_end: full[..bytes.end].chars().count(),
+            page: units[start].page,
         });
         if end >= units.len() {
             break;

@@ -81,7 +81,7 @@ fn decode_utf16(bytes: &[u8], to_u16: fn([u8; 2]) -> u16) -> Result<String> {
 
 fn known_binary_format(bytes: &[u8]) -> Option<&'static str> {
     const MAGIC: &[(&[u8], &str)] = &[
-        (b"%PDF-", "PDF (not supported by this version)"),
+        (b"%PDF-", "PDF"),
         (b"PK\x03\x04", "ZIP/Office"),
         (b"\x7fELF", "ELF executable"),
         (b"\x89PNG", "PNG image"),

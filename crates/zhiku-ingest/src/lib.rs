@@ -29,6 +29,7 @@ mod html;
 mod language;
 mod markdown;
 mod normalize;
+mod pdf;
 pub mod pii;
 mod records;
 mod sentence;
@@ -40,12 +41,13 @@ pub use html::HtmlParser;
 pub use language::detect_language;
 pub use markdown::MarkdownParser;
 pub use normalize::{normalize, normalize_document};
+pub use pdf::PdfParser;
 pub use records::{CsvParser, JsonParser, JsonlParser};
 pub use sentence::split_sentences;
 pub use text::TextParser;
 
 use sha2::{Digest, Sha256};
-use zhiku_core::{Chunk, Error, Parser, Result, TokenCounter};
+use zhiku_core::{Chunk, Error, ParsedDocument, Parser, Result, TokenCounter};
 
 /// A file made ready for indexing.
 #[derive(Debug, Clone)]
@@ -92,9 +94,14 @@ pub fn prepare(
     config: &ChunkConfig,
     counter: &dyn TokenCounter,
 ) -> Result<PreparedDocument> {
-    let text = decode(bytes)?;
-    let parser = parser_for(file_name, &text);
-    let mut doc = parser.parse(text.as_bytes())?;
+    let is_pdf = bytes.starts_with(b"%PDF-") || file_name.to_ascii_lowercase().ends_with(".pdf");
+    let (parser, mut doc): (&dyn Parser, ParsedDocument) = if is_pdf {
+        (&PdfParser, PdfParser.parse(bytes)?)
+    } else {
+        let text = decode(bytes)?;
+        let parser = parser_for(file_name, &text);
+        (parser, parser.parse(text.as_bytes())?)
+    };
     normalize_document(&mut doc);
     if doc.is_blank() {
         return Err(Error::Empty);

@@ -116,6 +116,7 @@ pub struct SearchHit {
     pub heading_path: Vec<String>,
     pub char_start: usize,
     pub char_end: usize,
+    pub page: Option<u32>,
     /// Cosine similarity between the query and the chunk, the absolute relevance signal.
     pub similarity: f32,
 }
@@ -363,6 +364,7 @@ impl Engine {
                     heading_path: c.chunk.heading_path,
                     char_start: c.chunk.char_start,
                     char_end: c.chunk.char_end,
+                    page: c.chunk.page,
                     similarity,
                 }
             })

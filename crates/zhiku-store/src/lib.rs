@@ -14,7 +14,7 @@
 //!
 //! let store = Store::open_in_memory().unwrap();
 //! store.ensure_kb("docs", &[]).unwrap();
-//! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5 };
+//! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5, page: None };
 //! let doc = NewDocument {
 //!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en",
 //!     acl: &[Principal::parse("group:staff").unwrap()],
@@ -120,6 +120,7 @@ CREATE TABLE IF NOT EXISTS chunk (
     text TEXT NOT NULL,
     char_start INTEGER NOT NULL,
     char_end INTEGER NOT NULL,
+    page INTEGER,
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunk_doc ON chunk(doc_id);
@@ -309,7 +310,7 @@ impl Store {
         let mut chunk_ids = Vec::with_capacity(doc.chunks.len());
         {
             let mut insert = tx.prepare(
-                "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, page, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for (chunk, embedding) in doc.chunks {
                 let path = serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -320,6 +321,7 @@ impl Store {
                     chunk.text,
                     chunk.char_start as i64,
                     chunk.char_end as i64,
+                    chunk.page,
                     embedding_to_blob(embedding)
                 ])?;
                 chunk_ids.push(tx.last_insert_rowid() as u64);
@@ -387,7 +389,7 @@ impl Store {
     fn query_chunks(&self, filter: &str, params: impl rusqlite::Params) -> Result<Vec<StoredChunk>> {
         let conn = self.conn();
         let sql = format!(
-            "SELECT c.id, c.doc_id, d.source, d.acl, c.ordinal, c.heading_path, c.text, c.char_start, c.char_end, c.embedding
+            "SELECT c.id, c.doc_id, d.source, d.acl, c.ordinal, c.heading_path, c.text, c.char_start, c.char_end, c.page, c.embedding
              FROM chunk c JOIN document d ON d.id = c.doc_id {filter}"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -402,11 +404,12 @@ impl Store {
                 r.get::<_, String>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
-                r.get::<_, Vec<u8>>(9)?,
+                r.get::<_, Option<u32>>(9)?,
+                r.get::<_, Vec<u8>>(10)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, doc_id, source, acl, ordinal, path, text, start, end, blob) = row?;
+            let (id, doc_id, source, acl, ordinal, path, text, start, end, page, blob) = row?;
             Ok(StoredChunk {
                 id: id as u64,
                 doc_id,
@@ -418,6 +421,7 @@ impl Store {
                     text,
                     char_start: start as usize,
                     char_end: end as usize,
+                    page,
                 },
                 embedding: blob_to_embedding(&blob)?,
             })
@@ -460,7 +464,7 @@ mod tests {
     use super::*;
 
     fn chunk(ordinal: u32, text: &str) -> (Chunk, Vec<f32>) {
-        (Chunk { ordinal, heading_path: vec!["H".into()], text: text.into(), char_start: 0, char_end: text.chars().count() }, vec![0.5, -0.25])
+        (Chunk { ordinal, heading_path: vec!["H".into()], text: text.into(), char_start: 0, char_end: text.chars().count(), page: None }, vec![0.5, -0.25])
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
