@@ -34,12 +34,18 @@ pub struct ModelsConfig {
 pub struct ChunkingConfig {
     pub max_tokens: usize,
     pub overlap_tokens: usize,
+    /// 0 turns near-duplicate detection off.
+    pub near_duplicate_threshold: f32,
 }
 
 impl Default for ChunkingConfig {
     fn default() -> Self {
         let c = ChunkConfig::default();
-        Self { max_tokens: c.max_tokens, overlap_tokens: c.overlap_tokens }
+        Self {
+            max_tokens: c.max_tokens,
+            overlap_tokens: c.overlap_tokens,
+            near_duplicate_threshold: RagConfig::default().near_duplicate_threshold,
+        }
     }
 }
 
@@ -99,6 +105,9 @@ impl Config {
         if self.chunking.overlap_tokens >= self.chunking.max_tokens {
             bail!("chunking.overlap_tokens must be smaller than chunking.max_tokens");
         }
+        if !(0.0..=1.0).contains(&self.chunking.near_duplicate_threshold) {
+            bail!("chunking.near_duplicate_threshold must be between 0 (off) and 1");
+        }
         if !(0.0..=1.0).contains(&self.retrieval.min_similarity) {
             bail!("retrieval.min_similarity must be between 0 and 1");
         }
@@ -129,6 +138,7 @@ impl Config {
                 threads: (self.generation.threads > 0).then_some(self.generation.threads),
             },
             prompt_budget_tokens: self.generation.prompt_budget_tokens,
+            near_duplicate_threshold: self.chunking.near_duplicate_threshold,
         }
     }
 }

@@ -132,6 +132,19 @@ fn exact_duplicates_are_reported_not_indexed_twice_and_language_is_recorded() {
     assert!(dup["of"].as_str().unwrap().ends_with("a/budget.txt"), "{report}");
     assert_eq!(z.search("kb", "quarterly budget review", None, 5).len(), 2, "copy not indexed");
 
+    // A lightly edited copy is a near duplicate: reported with its similarity, not indexed.
+    let policy = "Full-time employees receive 27 days of paid annual leave per calendar year, plus public holidays. \
+        Part-time employees receive leave in proportion to their contracted hours. Leave requests are made in the HR \
+        portal at least two weeks in advance for absences longer than three days. Up to five unused days may be \
+        carried over into the next year; carried-over days expire on 31 March.";
+    write(dir.path(), "d/leave.txt", policy);
+    write(dir.path(), "e/leave-v2.txt", policy.replace("31 March", "30 April"));
+    let report = z.ingest("kb", &[&dir.path().join("d"), &dir.path().join("e")], &[]);
+    let near = report["files"].as_array().unwrap().iter().find(|f| f["status"] == "near_duplicate").expect("near duplicate reported");
+    assert!(near["source"].as_str().unwrap().ends_with("leave-v2.txt"), "{report}");
+    assert!(near["similarity"].as_f64().unwrap() >= 0.9, "{report}");
+    assert_eq!(z.search("kb", "carried-over days expire", None, 10).iter().filter(|h| h["text"].as_str().unwrap().contains("30 April")).count(), 0);
+
     let docs = String::from_utf8(z.run(&["kb", "docs", "kb"]).stdout).unwrap();
     let lang = |name: &str| docs.lines().find(|l| l.contains(name)).unwrap().split('\t').nth(2).unwrap().to_string();
     assert_eq!(lang("budget.txt"), "en", "{docs}");
@@ -240,7 +253,19 @@ fn killed_ingest_resumes_to_a_consistent_index() {
     let dir = tempfile::tempdir().unwrap();
     let n = 150;
     for i in 0..n {
-        let body: String = (0..12).map(|s| format!("Document {i} sentence {s} mentions token{i}x in its text. ")).collect();
+        // Distinct texts (not near duplicates of each other): words drawn per document.
+        let mut seed = 0x9E37_79B9u64.wrapping_mul(i as u64 + 1);
+        let body: String = (0..12)
+            .map(|s| {
+                let words: Vec<&str> = (0..8)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        VOCABULARY[(seed >> 33) as usize % VOCABULARY.len()]
+                    })
+                    .collect();
+                format!("Sentence {s} of document {i} mentions token{i}x and {}. ", words.join(" "))
+            })
+            .collect();
         write(dir.path(), &format!("doc{i:03}.txt"), body);
     }
     let mut child = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb"]).spawn().unwrap();
@@ -279,6 +304,11 @@ fn killed_ingest_resumes_to_a_consistent_index() {
     let docs = z.run(&["kb", "docs", "kb"]);
     assert_eq!(String::from_utf8_lossy(&docs.stdout).lines().count(), n);
 }
+
+const VOCABULARY: [&str; 24] = [
+    "river", "copper", "lantern", "meadow", "quartz", "harbor", "violet", "engine", "falcon", "pepper", "glacier", "saddle",
+    "cobalt", "orchard", "tunnel", "ember", "marble", "thistle", "canyon", "velvet", "anchor", "juniper", "signal", "walnut",
+];
 
 /// Documents committed so far, read through the CLI while the ingest runs (SQLite's WAL lets a
 /// reader in beside the writer).

@@ -28,6 +28,7 @@ mod decode;
 mod html;
 mod language;
 mod markdown;
+pub mod minhash;
 mod normalize;
 mod pdf;
 pub mod pii;
@@ -57,6 +58,8 @@ pub struct PreparedDocument {
     pub language: &'static str,
     pub title: Option<String>,
     pub content_hash: String,
+    /// MinHash signature of the whole text, for near-duplicate detection.
+    pub minhash: Option<minhash::Signature>,
     pub chunks: Vec<Chunk>,
 }
 
@@ -107,12 +110,15 @@ pub fn prepare(
         return Err(Error::Empty);
     }
     let chunks = chunk_document(&doc, config, counter);
-    let language = detect_language(&doc.full_text());
+    let full_text = doc.full_text();
+    let language = detect_language(&full_text);
+    let minhash = minhash::signature(&full_text);
     Ok(PreparedDocument {
         format: parser.format(),
         language,
         title: doc.title.clone(),
         content_hash: content_hash(bytes),
+        minhash,
         chunks,
     })
 }

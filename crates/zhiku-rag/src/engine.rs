@@ -7,6 +7,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
+use zhiku_ingest::minhash;
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_models::{ChatMessage, ChatModel};
 use zhiku_store::{NewDocument, Store, Upsert};
@@ -39,6 +40,9 @@ pub enum FileOutcome {
     /// The same content is already in the knowledge base under another source; not indexed
     /// twice (an earlier version of this source, if any, is removed).
     Duplicate { of: String },
+    /// Nearly the same text as another source (estimated Jaccard similarity of 5-character
+    /// shingles at or above the configured threshold); not indexed.
+    NearDuplicate { of: String, similarity: f32 },
     /// With `sync`: the file is gone from the synced directory, so its document was removed.
     Removed,
     Failed { reason: String },
@@ -76,7 +80,7 @@ impl IngestReport {
         self.count(|o| matches!(o, FileOutcome::Unchanged))
     }
     pub fn duplicates(&self) -> usize {
-        self.count(|o| matches!(o, FileOutcome::Duplicate { .. }))
+        self.count(|o| matches!(o, FileOutcome::Duplicate { .. } | FileOutcome::NearDuplicate { .. }))
     }
     pub fn removed(&self) -> usize {
         self.count(|o| matches!(o, FileOutcome::Removed))
@@ -298,18 +302,37 @@ impl Engine {
         if prepared.chunks.is_empty() {
             return Err(failed("no text found".into()));
         }
+        let threshold = self.config.near_duplicate_threshold;
+        if let (Some(sig), true) = (&prepared.minhash, threshold > 0.0) {
+            let keys = minhash::band_keys(sig);
+            let best = self
+                .store
+                .minhash_candidates(kb, &keys, source)?
+                .into_iter()
+                .filter_map(|(other, bytes)| minhash::from_bytes(&bytes).map(|s| (other, minhash::similarity(sig, &s))))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((of, similarity)) = best.filter(|b| b.1 >= threshold) {
+                if let Some(old) = self.store.delete_document(kb, source)? {
+                    indexes.remove_document(old)?;
+                }
+                return Ok(FileOutcome::NearDuplicate { of, similarity });
+            }
+        }
         let mut prepared = prepared;
         prepared.chunks = apply_pii_policy(prepared.chunks, pii_policy, pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
         let chunks: Vec<_> = prepared.chunks.into_iter().zip(embeddings).collect();
+        let minhash_bytes = prepared.minhash.as_ref().map(minhash::to_bytes);
+        let minhash_keys: Vec<u64> = prepared.minhash.as_ref().map(|s| minhash::band_keys(s).to_vec()).unwrap_or_default();
         let doc = NewDocument {
             source,
             content_hash: &prepared.content_hash,
             title: prepared.title.as_deref(),
             format: prepared.format,
             language: prepared.language,
+            minhash: minhash_bytes.as_deref().map(|b| (b, &minhash_keys[..])),
             acl,
             chunks: &chunks,
         };

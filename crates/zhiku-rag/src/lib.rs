@@ -84,6 +84,10 @@ pub struct RagConfig {
     pub generation: zhiku_models::GenerationOptions,
     /// Tokens of the prompt's user turn (sources + question) at most.
     pub prompt_budget_tokens: usize,
+    /// A file whose text is at least this similar to a document already in the knowledge base
+    /// (estimated Jaccard similarity of character shingles) is reported and not indexed; 0 turns
+    /// near-duplicate detection off.
+    pub near_duplicate_threshold: f32,
 }
 
 impl Default for RagConfig {
@@ -93,6 +97,7 @@ impl Default for RagConfig {
             retrieval: RetrievalConfig::default(),
             generation: zhiku_models::GenerationOptions { max_tokens: 200, context_tokens: 2048, ..Default::default() },
             prompt_budget_tokens: 1400,
+            near_duplicate_threshold: 0.9,
         }
     }
 }

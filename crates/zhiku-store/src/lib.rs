@@ -16,7 +16,7 @@
 //! store.ensure_kb("docs", &[]).unwrap();
 //! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5, page: None };
 //! let doc = NewDocument {
-//!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en",
+//!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en", minhash: None,
 //!     acl: &[Principal::parse("group:staff").unwrap()],
 //!     chunks: &[(chunk, vec![1.0, 0.0])],
 //! };
@@ -54,6 +54,8 @@ pub struct NewDocument<'a> {
     pub title: Option<&'a str>,
     pub format: &'a str,
     pub language: &'a str,
+    /// Near-duplicate signature (opaque bytes) and its LSH bucket keys, one per band.
+    pub minhash: Option<(&'a [u8], &'a [u64])>,
     pub acl: &'a [Principal],
     pub chunks: &'a [(Chunk, Vec<f32>)],
 }
@@ -108,6 +110,7 @@ CREATE TABLE IF NOT EXISTS document (
     title TEXT,
     format TEXT NOT NULL,
     language TEXT NOT NULL DEFAULT 'und',
+    minhash BLOB,
     acl TEXT NOT NULL,
     ingested_at INTEGER NOT NULL,
     UNIQUE (kb, source)
@@ -125,6 +128,13 @@ CREATE TABLE IF NOT EXISTS chunk (
 );
 CREATE INDEX IF NOT EXISTS chunk_doc ON chunk(doc_id);
 CREATE INDEX IF NOT EXISTS document_hash ON document(kb, content_hash);
+CREATE TABLE IF NOT EXISTS minhash_band (
+    doc_id INTEGER NOT NULL REFERENCES document(id) ON DELETE CASCADE,
+    band INTEGER NOT NULL,
+    bucket INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS minhash_band_bucket ON minhash_band(band, bucket);
+CREATE INDEX IF NOT EXISTS minhash_band_doc ON minhash_band(doc_id);
 CREATE TABLE IF NOT EXISTS group_member (
     group_name TEXT NOT NULL,
     user_name TEXT NOT NULL,
@@ -254,6 +264,27 @@ impl Store {
         g.map(|g| g as u64).ok_or_else(|| Error::UnknownKb(kb.to_string()))
     }
 
+    /// Documents of the knowledge base (other than `except_source`) that share at least one LSH
+    /// bucket with `band_keys`, with their signatures: near-duplicate candidates.
+    pub fn minhash_candidates(&self, kb: &str, band_keys: &[u64], except_source: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT d.source, d.minhash FROM minhash_band b JOIN document d ON d.id = b.doc_id
+             WHERE b.band = ?1 AND b.bucket = ?2 AND d.kb = ?3 AND d.source <> ?4 AND d.minhash IS NOT NULL",
+        )?;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        for (band, key) in band_keys.iter().enumerate() {
+            let rows = stmt.query_map(params![band as i64, (*key >> 1) as i64, kb, except_source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                let row: (String, Vec<u8>) = row?;
+                if !out.iter().any(|(s, _)| *s == row.0) {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Another document of the knowledge base with exactly this content, if any.
     pub fn source_with_hash(&self, kb: &str, content_hash: &str, except_source: &str) -> Result<Option<String>> {
         Ok(self
@@ -303,10 +334,16 @@ impl Store {
             tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
         }
         tx.execute(
-            "INSERT INTO document (kb, source, content_hash, title, format, language, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![kb, doc.source, doc.content_hash, doc.title, doc.format, doc.language, acl_json, now()],
+            "INSERT INTO document (kb, source, content_hash, title, format, language, minhash, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![kb, doc.source, doc.content_hash, doc.title, doc.format, doc.language, doc.minhash.map(|m| m.0), acl_json, now()],
         )?;
         let doc_id = tx.last_insert_rowid();
+        if let Some((_, keys)) = doc.minhash {
+            let mut insert = tx.prepare("INSERT INTO minhash_band (doc_id, band, bucket) VALUES (?1, ?2, ?3)")?;
+            for (band, key) in keys.iter().enumerate() {
+                insert.execute(params![doc_id, band as i64, (*key >> 1) as i64])?;
+            }
+        }
         let mut chunk_ids = Vec::with_capacity(doc.chunks.len());
         {
             let mut insert = tx.prepare(
@@ -468,7 +505,7 @@ mod tests {
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
-        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", acl, chunks }
+        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, chunks }
     }
 
     #[test]
