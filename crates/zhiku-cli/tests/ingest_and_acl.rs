@@ -179,6 +179,60 @@ fn pii_policy_masks_or_drops_and_findings_are_reported() {
 }
 
 #[test]
+fn zip_archives_are_expanded_within_limits() {
+    use std::io::Write;
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("bundle.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("docs/alpaca.md", deflate).unwrap();
+        zip.write_all(b"# Alpacas\n\nAlpacas are kept for their fleece in the Andes.\n").unwrap();
+        zip.start_file("docs/bison.txt", deflate).unwrap();
+        zip.write_all(b"Bison graze on the prairie in large herds.").unwrap();
+        zip.start_file("nested/inner.zip", deflate).unwrap();
+        zip.write_all(b"PK\x03\x04 not opened").unwrap();
+        zip.start_file("bomb.txt", deflate).unwrap();
+        zip.write_all(&vec![b'a'; 50 << 20]).unwrap();
+        zip.finish().unwrap();
+    }
+    let out = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report["ingested"], 2, "{report}");
+    assert_eq!(report["failed"], 2, "{report}");
+    let a = format!("{}!/docs/alpaca.md", archive.display());
+    let hits = z.search("kb", "alpaca fleece", None, 1);
+    assert_eq!(hits[0]["source"], a.as_str());
+    let reason = |suffix: &str| {
+        report["files"].as_array().unwrap().iter().find(|f| f["source"].as_str().unwrap().ends_with(suffix)).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason("inner.zip").contains("archive inside an archive"), "{report}");
+    assert!(reason("bomb.txt").contains("limit"), "{report}");
+
+    // Entries are documents of their own: unchanged on a rerun, removed with --sync when the
+    // archive is gone.
+    let again = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--json"]).output().unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["unchanged"], 2, "{again}");
+    // A corrupt archive is an error, not a deletion: its entries stay.
+    std::fs::write(&archive, b"PK\x03\x04 truncated").unwrap();
+    let corrupt = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--sync", "--json"]).output().unwrap();
+    let corrupt: serde_json::Value = serde_json::from_slice(&corrupt.stdout).unwrap();
+    assert_eq!(corrupt["removed"], 0, "{corrupt}");
+    assert_eq!(z.search("kb", "alpaca fleece", None, 1).len(), 1);
+    std::fs::remove_file(&archive).unwrap();
+    let synced = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--sync", "--json"]).output().unwrap();
+    let synced: serde_json::Value = serde_json::from_slice(&synced.stdout).unwrap();
+    assert_eq!(synced["removed"], 2, "{synced}");
+    assert!(z.search("kb", "alpaca fleece", None, 5).is_empty());
+}
+
+#[test]
 fn bad_files_are_reported_and_the_batch_continues() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,7 @@ use crate::cite::{
     NOT_FOUND,
 };
 use crate::indexes::{index_text, Access, KbIndexes};
+use crate::inputs::{collect_inputs, Input};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
 
@@ -59,7 +60,7 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    fn new(source: String, outcome: FileOutcome) -> Self {
+    pub(crate) fn new(source: String, outcome: FileOutcome) -> Self {
         Self { source, outcome, pii: BTreeMap::new() }
     }
 }
@@ -194,10 +195,7 @@ impl Engine {
             _ => self.store.kb_default_acl(kb)?,
         };
         let mut report = IngestReport::default();
-        let mut files = Vec::new();
-        for path in paths {
-            collect_files(path, &mut files, &mut report);
-        }
+        let files = collect_inputs(paths, &mut report);
         progress(IngestEvent::Started { files: files.len() + report.files.len() });
         for r in &report.files {
             progress(IngestEvent::FileDone { report: r });
@@ -216,7 +214,7 @@ impl Engine {
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let mut pending = 0usize;
         for file in files {
-            let source = file.to_string_lossy().into_owned();
+            let source = file.source.clone();
             let mut pii = BTreeMap::new();
             let outcome = match self.ingest_file(kb, &file, &source, &acl, pii_policy, &mut pii, &mut indexes) {
                 Ok(o) => o,
@@ -241,7 +239,7 @@ impl Engine {
 
     /// Documents under the synced directories whose files were not found this time. Anything
     /// under a path that could not be listed is kept: unreadable is not deleted.
-    fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[PathBuf], report: &IngestReport) -> Result<Vec<String>> {
+    fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[Input], report: &IngestReport) -> Result<Vec<String>> {
         let prefix_of = |p: &Path| {
             let mut s = p.to_string_lossy().into_owned();
             if !s.ends_with('/') {
@@ -250,15 +248,20 @@ impl Engine {
             s
         };
         let synced: Vec<String> = paths.iter().filter(|p| p.is_dir()).map(|p| prefix_of(p)).collect();
-        let unlisted: Vec<String> = report.files.iter().map(|f| prefix_of(Path::new(&f.source))).collect();
-        let present: std::collections::HashSet<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+        // A directory or archive that failed to list keeps everything under it.
+        let under_failed = |s: &str| {
+            report.files.iter().any(|f| {
+                s == f.source || s.starts_with(&prefix_of(Path::new(&f.source))) || s.starts_with(&format!("{}!/", f.source))
+            })
+        };
+        let present: std::collections::HashSet<&str> = files.iter().map(|f| f.source.as_str()).collect();
         Ok(self
             .store
             .documents(kb)?
             .into_iter()
             .map(|d| d.source)
             .filter(|s| synced.iter().any(|p| s.starts_with(p)))
-            .filter(|s| !present.contains(s) && !unlisted.iter().any(|p| s.starts_with(p)) && !report.files.iter().any(|f| &f.source == s))
+            .filter(|s| !present.contains(s.as_str()) && !under_failed(s))
             .collect())
     }
 
@@ -266,7 +269,7 @@ impl Engine {
     fn ingest_file(
         &self,
         kb: &str,
-        path: &Path,
+        input: &Input,
         source: &str,
         acl: &[Principal],
         pii_policy: PiiPolicy,
@@ -274,7 +277,7 @@ impl Engine {
         indexes: &mut KbIndexes,
     ) -> Result<FileOutcome> {
         let failed = |reason: String| Error::FileFailed(reason);
-        let bytes = std::fs::read(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        let bytes = input.read().map_err(failed)?;
         let hash = zhiku_ingest::content_hash(&bytes);
         if let Some((stored_hash, stored_acl)) = self.store.document_hash(kb, source)? {
             let mut a = stored_acl;
@@ -293,7 +296,7 @@ impl Engine {
             }
             return Ok(FileOutcome::Duplicate { of: original });
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = input.file_name().to_string();
         let counter = self.embedder.as_ref();
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
         let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(&name, &bytes, &self.config.chunk, counter)))
@@ -485,35 +488,4 @@ fn apply_pii_policy(chunks: Vec<zhiku_core::Chunk>, policy: PiiPolicy, counts: &
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Expands directories (recursively, sorted, skipping hidden entries); a path that does not
-/// exist is reported as a failed file.
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut IngestReport) {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-                Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
-                Err(e) => {
-                    report.files.push(FileReport::new(
-                        path.to_string_lossy().into_owned(),
-                        FileOutcome::Failed { reason: format!("cannot list directory: {e}") },
-                    ));
-                    return;
-                }
-            };
-            entries.sort();
-            for entry in entries {
-                let hidden = entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                if !hidden {
-                    collect_files(&entry, files, report);
-                }
-            }
-        }
-        Ok(_) => files.push(path.to_path_buf()),
-        Err(e) => report.files.push(FileReport::new(
-            path.to_string_lossy().into_owned(),
-            FileOutcome::Failed { reason: format!("cannot open: {e}") },
-        )),
-    }
 }

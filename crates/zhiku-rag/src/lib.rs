@@ -27,6 +27,7 @@
 pub mod cite;
 mod engine;
 mod indexes;
+mod inputs;
 pub mod prompt;
 
 use serde::{Deserialize, Serialize};
