@@ -279,16 +279,8 @@ impl Engine {
         let failed = |reason: String| Error::FileFailed(reason);
         let bytes = input.read().map_err(failed)?;
         let hash = zhiku_ingest::content_hash(&bytes);
-        if let Some((stored_hash, stored_acl)) = self.store.document_hash(kb, source)? {
-            let mut a = stored_acl;
-            let mut b = acl.to_vec();
-            a.sort();
-            b.sort();
-            a.dedup();
-            b.dedup();
-            if stored_hash == hash && a == b {
-                return Ok(FileOutcome::Unchanged);
-            }
+        if self.store.is_unchanged(kb, source, &hash, acl)? {
+            return Ok(FileOutcome::Unchanged);
         }
         if let Some(original) = self.store.source_with_hash(kb, &hash, source)? {
             if let Some(old) = self.store.delete_document(kb, source)? {

@@ -297,7 +297,9 @@ impl Store {
             .optional()?)
     }
 
-    pub fn document_hash(&self, kb: &str, source: &str) -> Result<Option<(String, Vec<Principal>)>> {
+    /// True when `source` is stored with this content and this ACL (in any order): ingesting it
+    /// again would change nothing. The same rule `upsert_document` applies.
+    pub fn is_unchanged(&self, kb: &str, source: &str, content_hash: &str, acl: &[Principal]) -> Result<bool> {
         let row: Option<(String, String)> = self
             .conn()
             .query_row(
@@ -306,7 +308,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        row.map(|(h, acl)| Ok((h, acl_from_json(&acl)?))).transpose()
+        Ok(row.is_some_and(|(hash, stored_acl)| hash == content_hash && stored_acl == acl_to_json(acl)))
     }
 
     /// Writes a document and its chunks in one transaction, replacing an older version of the
@@ -518,6 +520,9 @@ mod tests {
         assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Inserted { .. }));
         let g1 = s.generation("kb").unwrap();
         assert_eq!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Unchanged);
+        assert!(s.is_unchanged("kb", "f.txt", "h1", &acl).unwrap());
+        assert!(!s.is_unchanged("kb", "f.txt", "h2", &acl).unwrap());
+        assert!(!s.is_unchanged("kb", "f.txt", "h1", &[]).unwrap());
         assert_eq!(s.generation("kb").unwrap(), g1);
         assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h2", &acl, &v2)).unwrap(), Upsert::Replaced { .. }));
         assert!(s.generation("kb").unwrap() > g1);
