@@ -21,6 +21,10 @@ pub enum BlockKind {
     /// One structured record (a CSV row, a JSON object) as `field: value` lines. It becomes a
     /// chunk of its own; only a record too long for one chunk is split, between lines.
     Record,
+    /// A Markdown table: a header row, the `| --- |` separator, then one line per row. It is
+    /// chunked on its own, between rows, and every chunk after the first repeats the header so
+    /// that each chunk still says what its columns are.
+    Table,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,31 @@ impl Block {
 
     pub fn record(text: impl Into<String>) -> Self {
         Self { kind: BlockKind::Record, text: text.into(), page: None }
+    }
+
+    /// A table from its rows, the first of which is the header. Cells are flattened to one line
+    /// and `|` escaped; short rows are padded so that every row has the same columns.
+    pub fn table(rows: &[Vec<String>]) -> Self {
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let line = |row: &[String]| {
+            let mut out = String::from("|");
+            for i in 0..columns {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                let cell = cell.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|");
+                out.push(' ');
+                out.push_str(&cell);
+                out.push_str(" |");
+            }
+            out
+        };
+        let mut lines = Vec::with_capacity(rows.len() + 1);
+        for (i, row) in rows.iter().enumerate() {
+            lines.push(line(row));
+            if i == 0 {
+                lines.push(format!("|{}", " --- |".repeat(columns)));
+            }
+        }
+        Self { kind: BlockKind::Table, text: lines.join("\n"), page: None }
     }
 
     pub fn on_page(mut self, page: u32) -> Self {

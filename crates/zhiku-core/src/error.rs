@@ -7,7 +7,7 @@ pub enum Error {
     Parse { format: &'static str, reason: String },
     #[error("the file is empty or contains no text")]
     Empty,
-    #[error("the file looks binary ({reason}); zhiku reads text, Markdown, HTML, CSV/TSV and JSON/JSONL in this version")]
+    #[error("the file looks binary ({reason}); zhiku reads PDF, Word, Excel, PowerPoint, OpenDocument, HTML, Markdown, text, CSV/TSV, JSON/JSONL, e-mail and ZIP")]
     Binary { reason: String },
     #[error("embedding failed: {0}")]
     Embedding(String),

@@ -5,6 +5,8 @@
 //! line boundaries, packed greedily up to `max_tokens`, and each new chunk repeats the tail of
 //! the previous one up to `overlap_tokens` so that a fact straddling a cut is still retrievable.
 //! A single sentence longer than the budget is cut at word (or, for CJK, character) boundaries.
+//! Records and tables are chunked on their own, without overlap; a table is cut between rows and
+//! every piece repeats its header row (the chunk's offsets then cover the rows it holds).
 
 use std::ops::Range;
 
@@ -69,10 +71,47 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
                 emit_section(&full, &mut section, &headings, max_tokens, 0, &mut chunks);
             }
             BlockKind::Preformatted => push_lines(&full, range, block.page, max_tokens, counter, &mut section),
+            BlockKind::Table => {
+                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                chunk_table(&full, range, block.page, &headings, max_tokens, counter, &mut chunks);
+            }
         }
     }
     emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
     chunks
+}
+
+/// Rows packed up to the budget left after the header (header row and separator line), which
+/// starts every chunk. A header too long to repeat is kept once, like any other line.
+fn chunk_table(
+    full: &str,
+    range: Range<usize>,
+    page: Option<u32>,
+    headings: &[(u8, String)],
+    max_tokens: usize,
+    counter: &dyn TokenCounter,
+    chunks: &mut Vec<Chunk>,
+) {
+    let text = &full[range.clone()];
+    let header_end = text.match_indices('\n').nth(1).map(|(i, _)| range.start + i);
+    let header_tokens = header_end.map(|end| counter.count_tokens(&full[range.start..end]));
+    let mut rows = Vec::new();
+    match (header_end, header_tokens) {
+        (Some(end), Some(tokens)) if tokens <= max_tokens / 2 => {
+            let header = range.start..end;
+            push_lines(full, end + 1..range.end, page, max_tokens - tokens, counter, &mut rows);
+            if rows.is_empty() {
+                push_lines(full, header.clone(), page, max_tokens, counter, &mut rows);
+                emit_units(full, &mut rows, headings, max_tokens, 0, None, chunks);
+            } else {
+                emit_units(full, &mut rows, headings, max_tokens - tokens, 0, Some(header), chunks);
+            }
+        }
+        _ => {
+            push_lines(full, range, page, max_tokens, counter, &mut rows);
+            emit_units(full, &mut rows, headings, max_tokens, 0, None, chunks);
+        }
+    }
 }
 
 /// Lines of a preformatted block or record as units: a line is never split unless it alone is
@@ -162,6 +201,20 @@ fn emit_section(
     overlap: usize,
     chunks: &mut Vec<Chunk>,
 ) {
+    emit_units(full, units, headings, max_tokens, overlap, None, chunks)
+}
+
+/// Packs units greedily into chunks. With a `header` (a table's), the first chunk starts at the
+/// header and every later one gets it prepended.
+fn emit_units(
+    full: &str,
+    units: &mut Vec<Unit>,
+    headings: &[(u8, String)],
+    max_tokens: usize,
+    overlap: usize,
+    header: Option<Range<usize>>,
+    chunks: &mut Vec<Chunk>,
+) {
     if units.is_empty() {
         return;
     }
@@ -174,11 +227,19 @@ fn emit_section(
             tokens += units[end].tokens;
             end += 1;
         }
-        let bytes = units[start].bytes.start..units[end - 1].bytes.end;
+        let mut bytes = units[start].bytes.start..units[end - 1].bytes.end;
+        let text = match &header {
+            Some(h) if start == 0 => {
+                bytes.start = h.start;
+                full[bytes.clone()].to_string()
+            }
+            Some(h) => format!("{}\n{}", &full[h.clone()], &full[bytes.clone()]),
+            None => full[bytes.clone()].to_string(),
+        };
         chunks.push(Chunk {
             ordinal: chunks.len() as u32,
             heading_path: heading_path.clone(),
-            text: full[bytes.clone()].to_string(),
+            text,
             char_start: full[..bytes.start].chars().count(),
             char_end: full[..bytes.end].chars().count(),
             page: units[start].page,
@@ -313,5 +374,35 @@ mod tests {
             }
         }
         check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn table_chunks_repeat_the_header_and_never_split_rows() {
+        let mut rows = vec![vec!["Name".to_string(), "Office".to_string()]];
+        rows.extend((0..40).map(|i| vec![format!("person {i}"), format!("room {i}")]));
+        let doc = ParsedDocument {
+            title: None,
+            blocks: vec![Block::text("Before."), Block::table(&rows), Block::text("After.")],
+        };
+        let chunks = chunk_document(&doc, &config(40, 10), &ApproxTokenCounter);
+        let table: Vec<&Chunk> = chunks.iter().filter(|c| c.text.contains("| Name")).collect();
+        assert!(table.len() > 2, "{chunks:#?}");
+        let full: Vec<char> = doc.full_text().chars().collect();
+        let mut seen = Vec::new();
+        for c in &table {
+            let mut lines = c.text.lines();
+            assert_eq!(lines.next(), Some("| Name | Office |"));
+            assert_eq!(lines.next(), Some("| --- | --- |"));
+            for line in lines {
+                assert!(line.starts_with("| person ") && line.ends_with(" |"), "row split: {line}");
+                seen.push(line.to_string());
+            }
+            // The offsets cover the rows; the text ends with exactly those rows.
+            let covered: String = full[c.char_start..c.char_end].iter().collect();
+            assert!(c.text.ends_with(covered.trim_start_matches("| Name | Office |\n| --- | --- |\n")), "{covered}");
+        }
+        assert_eq!(seen.len(), 40, "every row once, no overlap between table chunks");
+        assert_eq!(chunks.first().map(|c| c.text.as_str()), Some("Before."));
+        assert_eq!(chunks.last().map(|c| c.text.as_str()), Some("After."));
     }
 }

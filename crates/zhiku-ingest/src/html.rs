@@ -3,7 +3,8 @@ use zhiku_core::{Block, Error, ParsedDocument, Parser, Result};
 
 /// HTML: the visible text only. Scripts, styles, forms and navigation (`<nav>`, `<header>`,
 /// `<footer>`, `<aside>`, ARIA navigation roles, hidden elements and the usual navigation class
-/// names) are dropped; `h1`–`h6` become headings; `pre` and tables stay preformatted.
+/// names) are dropped; `h1`–`h6` become headings; `pre` stays preformatted and tables become
+/// table blocks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HtmlParser;
 
@@ -100,7 +101,7 @@ impl Walker {
                 self.flush();
                 let rows = table_rows(el);
                 if !rows.is_empty() {
-                    self.blocks.push(Block::preformatted(rows.join("\n")));
+                    self.blocks.push(Block::table(&rows));
                 }
             }
             "img" => {
@@ -147,7 +148,7 @@ fn is_hidden_or_boilerplate(el: ElementRef<'_>) -> bool {
     marked(v.attr("class")) || marked(v.attr("id"))
 }
 
-fn table_rows(table: ElementRef<'_>) -> Vec<String> {
+fn table_rows(table: ElementRef<'_>) -> Vec<Vec<String>> {
     table
         .descendants()
         .filter_map(ElementRef::wrap)
@@ -159,7 +160,7 @@ fn table_rows(table: ElementRef<'_>) -> Vec<String> {
                 .filter(|c| matches!(c.value().name(), "td" | "th"))
                 .map(|c| collapse_ws(&c.text().collect::<String>()))
                 .collect();
-            (!cells.iter().all(String::is_empty)).then(|| format!("| {} |", cells.join(" | ")))
+            (!cells.iter().all(String::is_empty)).then_some(cells)
         })
         .collect()
 }
@@ -228,7 +229,8 @@ code  line 2</pre>
         assert_eq!(doc.blocks[2], Block::heading(2, "Carry over"));
         assert_eq!(doc.blocks[3], Block::text("Up to 5 days."));
         assert_eq!(doc.blocks[4], Block::text("Ask HR."));
-        assert_eq!(doc.blocks[5], Block::preformatted("| Year | Days |\n| 2025 | 25 |"));
+        assert_eq!(doc.blocks[5], Block::table(&[vec!["Year".into(), "Days".into()], vec!["2025".into(), "25".into()]]));
+        assert_eq!(doc.blocks[5].text, "| Year | Days |\n| --- | --- |\n| 2025 | 25 |");
         assert_eq!(doc.blocks[6].kind, BlockKind::Preformatted);
         assert!(doc.blocks[6].text.contains("code  line 2"));
         assert_eq!(doc.blocks[7], Block::text("中文段落继续。"));

@@ -3,10 +3,11 @@
 //!
 //! The stages, in order:
 //! 1. [`decode`] — bytes to text (UTF-8 or UTF-16 with BOM), refusing binary files with a reason.
-//! 2. A [`zhiku_core::Parser`] picked by [`parser_for`] from the file name or, failing that, the
-//!    content: [`TextParser`], [`MarkdownParser`], [`HtmlParser`], and for structured files
+//! 2. A [`zhiku_core::Parser`] picked from the content (PDF, and the ZIP packages of
+//!    [`DocxParser`], [`XlsxParser`], [`PptxParser`], [`OdfParser`]) or by [`parser_for`] from the
+//!    file name: [`TextParser`], [`MarkdownParser`], [`HtmlParser`], and for structured files
 //!    [`CsvParser`], [`JsonParser`], [`JsonlParser`] (one record per row or object). Each yields
-//!    headings, text blocks and records in reading order.
+//!    headings, text blocks, tables and records in reading order.
 //! 3. [`normalize`] — NFKC, control characters and whitespace, per block.
 //! 4. [`chunk::chunk_document`] — section-, sentence- and token-aware chunks with overlap.
 //!
@@ -30,6 +31,7 @@ mod language;
 mod markdown;
 pub mod minhash;
 mod normalize;
+mod office;
 mod pdf;
 pub mod pii;
 mod records;
@@ -42,6 +44,7 @@ pub use html::HtmlParser;
 pub use language::detect_language;
 pub use markdown::MarkdownParser;
 pub use normalize::{normalize, normalize_document};
+pub use office::{DocxParser, OdfParser, PptxParser, XlsxParser};
 pub use pdf::PdfParser;
 pub use records::{CsvParser, JsonParser, JsonlParser};
 pub use sentence::split_sentences;
@@ -100,6 +103,17 @@ pub fn prepare(
     let is_pdf = bytes.starts_with(b"%PDF-") || file_name.to_ascii_lowercase().ends_with(".pdf");
     let (parser, mut doc): (&dyn Parser, ParsedDocument) = if is_pdf {
         (&PdfParser, PdfParser.parse(bytes)?)
+    } else if let Some(parser) = office::sniff(bytes) {
+        (parser, parser.parse(bytes)?)
+    } else if let Some(parser) = office::parser_for_extension(file_name).filter(|_| !office::is_ole_compound(bytes)) {
+        (parser, parser.parse(bytes)?)
+    } else if office::is_ole_compound(bytes) {
+        return Err(Error::Parse {
+            format: "office",
+            reason: "a password-protected Office file or a legacy .doc/.xls/.ppt: save it as .docx/.xlsx/.pptx \
+                     without a password to ingest it"
+                .into(),
+        });
     } else {
         let text = decode(bytes)?;
         let parser = parser_for(file_name, &text);

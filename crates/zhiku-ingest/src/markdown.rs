@@ -1,8 +1,8 @@
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser as CmarkParser, Tag, TagEnd};
 use zhiku_core::{Block, Error, ParsedDocument, Parser, Result};
 
-/// CommonMark with tables: headings become sections, code blocks and tables stay preformatted
-/// (a table row or code line is never split), inline markup is reduced to its text.
+/// CommonMark with tables: headings become sections, code blocks stay preformatted and tables
+/// become table blocks (a table row or code line is never split), inline markup is reduced to its text.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MarkdownParser;
 
@@ -34,7 +34,7 @@ struct Builder {
     buf: String,
     heading: Option<u8>,
     table_row: Vec<String>,
-    table: Vec<String>,
+    table: Vec<Vec<String>>,
     in_table: bool,
 }
 
@@ -70,7 +70,7 @@ impl Builder {
                 self.in_table = false;
                 let rows = std::mem::take(&mut self.table);
                 if !rows.is_empty() {
-                    self.blocks.push(Block::preformatted(rows.join("\n")));
+                    self.blocks.push(Block::table(&rows));
                 }
             }
             Event::End(TagEnd::TableCell) => {
@@ -78,7 +78,7 @@ impl Builder {
             }
             Event::End(TagEnd::TableHead | TagEnd::TableRow) => {
                 let row = std::mem::take(&mut self.table_row);
-                self.table.push(format!("| {} |", row.join(" | ")));
+                self.table.push(row);
             }
             Event::Start(Tag::Paragraph | Tag::Item | Tag::BlockQuote(_)) | Event::End(TagEnd::Paragraph | TagEnd::Item) => {
                 if !self.in_table {
@@ -133,6 +133,6 @@ mod tests {
         assert_eq!(doc.blocks[2], Block::heading(2, "Install"));
         assert_eq!(doc.blocks[3].kind, BlockKind::Preformatted);
         assert!(doc.blocks[3].text.contains("apt install zhiku"));
-        assert_eq!(doc.blocks[4], Block::preformatted("| key | value |\n| a | 1 |"));
+        assert_eq!(doc.blocks[4].text, "| key | value |\n| --- | --- |\n| a | 1 |");
     }
 }
