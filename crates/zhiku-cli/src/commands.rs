@@ -99,6 +99,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     let options = IngestOptions { acl: (!acl.is_empty()).then_some(acl), sync: args.sync };
     let report = engine.ingest(&args.kb, &args.paths, &options, &mut |event| match event {
         IngestEvent::Started { files } => bar.set_length(files as u64),
+        IngestEvent::Discovered { files } => bar.inc_length(files as u64),
         IngestEvent::FileDone { report } => {
             if let FileOutcome::Failed { reason } = &report.outcome {
                 bar.suspend(|| eprintln!("failed: {}: {reason}", report.source));

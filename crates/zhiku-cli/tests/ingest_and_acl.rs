@@ -191,8 +191,16 @@ fn zip_archives_are_expanded_within_limits() {
         zip.write_all(b"# Alpacas\n\nAlpacas are kept for their fleece in the Andes.\n").unwrap();
         zip.start_file("docs/bison.txt", deflate).unwrap();
         zip.write_all(b"Bison graze on the prairie in large herds.").unwrap();
+        // Archives inside archives are opened, down to a nesting limit.
+        let mut deepest = zip_bytes(&[("too-deep.txt", b"Never read: five archives down.".to_vec())]);
+        for level in (2..=4).rev() {
+            deepest = zip_bytes(&[(&format!("level{level}.zip"), deepest)]);
+        }
+        let inner = zip_bytes(&[("cat.txt", b"Cats sleep sixteen hours a day.".to_vec()), ("deeper.zip", deepest)]);
         zip.start_file("nested/inner.zip", deflate).unwrap();
-        zip.write_all(b"PK\x03\x04 not opened").unwrap();
+        zip.write_all(&inner).unwrap();
+        zip.start_file("nested/broken.zip", deflate).unwrap();
+        zip.write_all(b"PK\x03\x04 not an archive").unwrap();
         zip.start_file("bomb.txt", deflate).unwrap();
         zip.write_all(&vec![b'a'; 50 << 20]).unwrap();
         zip.finish().unwrap();
@@ -200,25 +208,28 @@ fn zip_archives_are_expanded_within_limits() {
     let out = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(3), "{report}");
-    assert_eq!(report["ingested"], 2, "{report}");
-    assert_eq!(report["failed"], 2, "{report}");
+    assert_eq!(report["ingested"], 3, "{report}");
+    assert_eq!(report["failed"], 3, "{report}");
     let a = format!("{}!/docs/alpaca.md", archive.display());
     let hits = z.search("kb", "alpaca fleece", None, 1);
     assert_eq!(hits[0]["source"], a.as_str());
+    let cat = z.search("kb", "how long do cats sleep", None, 1);
+    assert_eq!(cat[0]["source"], format!("{}!/nested/inner.zip!/cat.txt", archive.display()).as_str());
     let reason = |suffix: &str| {
         report["files"].as_array().unwrap().iter().find(|f| f["source"].as_str().unwrap().ends_with(suffix)).unwrap()["reason"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    assert!(reason("inner.zip").contains("archive inside an archive"), "{report}");
+    assert!(reason("level4.zip").contains("nested deeper than 5"), "{report}");
+    assert!(reason("broken.zip").contains("corrupt"), "{report}");
     assert!(reason("bomb.txt").contains("limit"), "{report}");
 
     // Entries are documents of their own: unchanged on a rerun, removed with --sync when the
     // archive is gone.
     let again = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--json"]).output().unwrap();
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(again["unchanged"], 2, "{again}");
+    assert_eq!(again["unchanged"], 3, "{again}");
     // A corrupt archive is an error, not a deletion: its entries stay.
     std::fs::write(&archive, b"PK\x03\x04 truncated").unwrap();
     let corrupt = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--sync", "--json"]).output().unwrap();
@@ -228,8 +239,18 @@ fn zip_archives_are_expanded_within_limits() {
     std::fs::remove_file(&archive).unwrap();
     let synced = z.command().arg("ingest").arg(dir.path()).args(["--kb", "kb", "--sync", "--json"]).output().unwrap();
     let synced: serde_json::Value = serde_json::from_slice(&synced.stdout).unwrap();
-    assert_eq!(synced["removed"], 2, "{synced}");
+    assert_eq!(synced["removed"], 3, "{synced}");
     assert!(z.search("kb", "alpaca fleece", None, 5).is_empty());
+}
+
+fn zip_bytes(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
 }
 
 #[test]

@@ -1,11 +1,20 @@
 use serde::{Deserialize, Serialize};
 
-/// What a parser makes of a file: its title, if it has one, and its text as a sequence of
-/// headings and text blocks in reading order.
+/// What a parser makes of a file: its title, if it has one, its text as a sequence of
+/// headings and text blocks in reading order, and the files it carries (an e-mail's
+/// attachments), which are documents of their own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedDocument {
     pub title: Option<String>,
     pub blocks: Vec<Block>,
+    pub embedded: Vec<EmbeddedFile>,
+}
+
+/// A file inside another one, named as its container names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,7 @@ mod error;
 mod policy;
 
 pub use access::{Caller, Principal};
-pub use document::{Block, BlockKind, Chunk, ParsedDocument};
+pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};
 pub use error::{Error, Result};
 pub use policy::PiiPolicy;
 

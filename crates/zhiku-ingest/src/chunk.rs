@@ -280,6 +280,7 @@ mod tests {
     fn chunks_respect_headings_and_keep_heading_path() {
         let doc = ParsedDocument {
             title: None,
+            embedded: Vec::new(),
             blocks: vec![
                 Block::heading(1, "Handbook"),
                 Block::text("Intro sentence."),
@@ -299,7 +300,7 @@ mod tests {
     #[test]
     fn english_chunks_are_bounded_cut_at_sentences_and_overlap() {
         let sentences: Vec<String> = (0..40).map(|i| format!("Sentence number {i} talks about topic {i}.")).collect();
-        let doc = ParsedDocument { title: None, blocks: vec![Block::text(sentences.join(" "))] };
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(sentences.join(" "))], ..Default::default() };
         let counter = ApproxTokenCounter;
         let chunks = chunk_document(&doc, &config(40, 12), &counter);
         assert!(chunks.len() > 5);
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn chinese_chunks_cut_at_chinese_punctuation() {
         let text = "知库在本地运行大语言模型。文档不会离开公司网络！用户只能看到有权限的文档？是的，访问控制在检索内部执行。".repeat(6);
-        let doc = ParsedDocument { title: None, blocks: vec![Block::text(text)] };
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(text)], ..Default::default() };
         let counter = ApproxTokenCounter;
         let chunks = chunk_document(&doc, &config(50, 10), &counter);
         assert!(chunks.len() >= 4);
@@ -334,7 +335,7 @@ mod tests {
     #[test]
     fn overlong_sentence_is_cut_at_word_boundaries() {
         let words = vec!["alpha"; 300].join(" ");
-        let doc = ParsedDocument { title: None, blocks: vec![Block::text(words)] };
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(words)], ..Default::default() };
         let counter = ApproxTokenCounter;
         let chunks = chunk_document(&doc, &config(30, 0), &counter);
         assert!(chunks.len() > 5);
@@ -349,6 +350,7 @@ mod tests {
     fn each_record_is_its_own_chunk() {
         let doc = ParsedDocument {
             title: None,
+            embedded: Vec::new(),
             blocks: vec![
                 Block::text("Staff list."),
                 Block::record("name: Alice\ncity: Paris"),
@@ -365,7 +367,7 @@ mod tests {
     #[test]
     fn preformatted_lines_are_never_split() {
         let table = (0..30).map(|i| format!("| row {i} | value {i} |")).collect::<Vec<_>>().join("\n");
-        let doc = ParsedDocument { title: None, blocks: vec![Block::preformatted(table)] };
+        let doc = ParsedDocument { title: None, blocks: vec![Block::preformatted(table)], ..Default::default() };
         let chunks = chunk_document(&doc, &config(40, 0), &ApproxTokenCounter);
         assert!(chunks.len() > 1);
         for c in &chunks {
@@ -382,6 +384,7 @@ mod tests {
         rows.extend((0..40).map(|i| vec![format!("person {i}"), format!("room {i}")]));
         let doc = ParsedDocument {
             title: None,
+            embedded: Vec::new(),
             blocks: vec![Block::text("Before."), Block::table(&rows), Block::text("After.")],
         };
         let chunks = chunk_document(&doc, &config(40, 10), &ApproxTokenCounter);

@@ -32,7 +32,7 @@ impl Parser for HtmlParser {
             .find(|e| e.value().name() == "body");
         walker.visit(body.unwrap_or_else(|| html.root_element()));
         walker.flush();
-        Ok(ParsedDocument { title, blocks: walker.blocks })
+        Ok(ParsedDocument { title, blocks: walker.blocks, ..Default::default() })
     }
 }
 

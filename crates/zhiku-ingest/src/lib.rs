@@ -5,13 +5,14 @@
 //! 1. [`decode`] — bytes to text (UTF-8 or UTF-16 with BOM), refusing binary files with a reason.
 //! 2. A [`zhiku_core::Parser`] picked from the content (PDF, and the ZIP packages of
 //!    [`DocxParser`], [`XlsxParser`], [`PptxParser`], [`OdfParser`]) or by [`parser_for`] from the
-//!    file name: [`TextParser`], [`MarkdownParser`], [`HtmlParser`], and for structured files
+//!    file name: [`TextParser`], [`MarkdownParser`], [`HtmlParser`], [`EmailParser`], and for structured files
 //!    [`CsvParser`], [`JsonParser`], [`JsonlParser`] (one record per row or object). Each yields
 //!    headings, text blocks, tables and records in reading order.
 //! 3. [`normalize`] — NFKC, control characters and whitespace, per block.
 //! 4. [`chunk::chunk_document`] — section-, sentence- and token-aware chunks with overlap.
 //!
-//! [`prepare`] runs all four.
+//! [`prepare`] runs all four. Containers (ZIP archives, mailboxes) are not documents: the
+//! [`container`] module opens them so that each file inside is prepared on its own.
 //!
 //! ```
 //! use zhiku_core::ApproxTokenCounter;
@@ -25,9 +26,11 @@
 //! ```
 
 pub mod chunk;
+pub mod container;
 mod decode;
 mod html;
 mod language;
+mod mail;
 mod markdown;
 pub mod minhash;
 mod normalize;
@@ -42,6 +45,7 @@ pub use chunk::{chunk_document, ChunkConfig};
 pub use decode::decode;
 pub use html::HtmlParser;
 pub use language::detect_language;
+pub use mail::EmailParser;
 pub use markdown::MarkdownParser;
 pub use normalize::{normalize, normalize_document};
 pub use office::{DocxParser, OdfParser, PptxParser, XlsxParser};
@@ -51,7 +55,7 @@ pub use sentence::split_sentences;
 pub use text::TextParser;
 
 use sha2::{Digest, Sha256};
-use zhiku_core::{Chunk, Error, ParsedDocument, Parser, Result, TokenCounter};
+use zhiku_core::{Chunk, EmbeddedFile, Error, ParsedDocument, Parser, Result, TokenCounter};
 
 /// A file made ready for indexing.
 #[derive(Debug, Clone)]
@@ -64,6 +68,8 @@ pub struct PreparedDocument {
     /// MinHash signature of the whole text, for near-duplicate detection.
     pub minhash: Option<minhash::Signature>,
     pub chunks: Vec<Chunk>,
+    /// Files the document carries (an e-mail's attachments), to be ingested on their own.
+    pub embedded: Vec<EmbeddedFile>,
 }
 
 /// Hex sha256 of the raw bytes: the identity of a file's content for change detection.
@@ -82,6 +88,7 @@ pub fn parser_for(file_name: &str, text: &str) -> &'static dyn Parser {
         "tsv" | "tab" => &CsvParser { delimiter: b'\t' },
         "json" => &JsonParser,
         "jsonl" | "ndjson" => &JsonlParser,
+        "eml" | "mbox" | "mbx" => &EmailParser,
         _ => {
             let head: String = text.trim_start().chars().take(256).collect::<String>().to_ascii_lowercase();
             if head.starts_with("<!doctype html") || head.starts_with("<html") {
@@ -107,6 +114,8 @@ pub fn prepare(
         (parser, parser.parse(bytes)?)
     } else if let Some(parser) = office::parser_for_extension(file_name).filter(|_| !office::is_ole_compound(bytes)) {
         (parser, parser.parse(bytes)?)
+    } else if parser_for(file_name, "").format() == "email" || mail::looks_like_email(bytes) || mail::looks_like_mbox(bytes) {
+        (&EmailParser, EmailParser.parse(bytes)?)
     } else if office::is_ole_compound(bytes) {
         return Err(Error::Parse {
             format: "office",
@@ -124,6 +133,7 @@ pub fn prepare(
         return Err(Error::Empty);
     }
     let chunks = chunk_document(&doc, config, counter);
+    let embedded = std::mem::take(&mut doc.embedded);
     let full_text = doc.full_text();
     let language = detect_language(&full_text);
     let minhash = minhash::signature(&full_text);
@@ -134,5 +144,6 @@ pub fn prepare(
         content_hash: content_hash(bytes),
         minhash,
         chunks,
+        embedded,
     })
 }

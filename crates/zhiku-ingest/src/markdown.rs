@@ -24,7 +24,7 @@ impl Parser for MarkdownParser {
             zhiku_core::BlockKind::Heading(1) => Some(b.text.clone()),
             _ => None,
         });
-        Ok(ParsedDocument { title, blocks: builder.blocks })
+        Ok(ParsedDocument { title, blocks: builder.blocks, ..Default::default() })
     }
 }
 

@@ -44,7 +44,7 @@ impl Parser for PdfParser {
             .filter(|(_, lines)| !lines.is_empty())
             .map(|(number, lines)| Block::text(reflow(&lines)).on_page(number))
             .collect();
-        Ok(ParsedDocument { title: None, blocks })
+        Ok(ParsedDocument { title: None, blocks, ..Default::default() })
     }
 }
 

@@ -41,7 +41,7 @@ impl Parser for CsvParser {
                 blocks.push(Block::record(lines.join("\n")));
             }
         }
-        Ok(ParsedDocument { title: None, blocks })
+        Ok(ParsedDocument { title: None, blocks, ..Default::default() })
     }
 }
 
@@ -61,7 +61,7 @@ impl Parser for JsonParser {
             Value::Array(items) => items,
             other => vec![other],
         };
-        Ok(ParsedDocument { title: None, blocks: items.iter().filter_map(record_block).collect() })
+        Ok(ParsedDocument { title: None, blocks: items.iter().filter_map(record_block).collect(), ..Default::default() })
     }
 }
 
@@ -82,7 +82,7 @@ impl Parser for JsonlParser {
                 .map_err(|e| Error::Parse { format: "jsonl", reason: format!("line {}: {e}", i + 1) })?;
             blocks.extend(record_block(&value));
         }
-        Ok(ParsedDocument { title: None, blocks })
+        Ok(ParsedDocument { title: None, blocks, ..Default::default() })
     }
 }
 

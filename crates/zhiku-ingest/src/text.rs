@@ -21,7 +21,7 @@ impl Parser for TextParser {
                 blocks.push(Block::text(joined));
             }
         }
-        Ok(ParsedDocument { title: None, blocks })
+        Ok(ParsedDocument { title: None, blocks, ..Default::default() })
     }
 }
 

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
+use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
 use zhiku_ingest::minhash;
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_models::{ChatMessage, ChatModel};
@@ -18,7 +19,7 @@ use crate::cite::{
     NOT_FOUND,
 };
 use crate::indexes::{index_text, Access, KbIndexes};
-use crate::inputs::{collect_inputs, Input};
+use crate::inputs::{collect_inputs, Input, Origin};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
 
@@ -155,7 +156,57 @@ pub struct IngestOptions {
 /// Progress of a batch ingest, for progress bars.
 pub enum IngestEvent<'a> {
     Started { files: usize },
+    /// A container was opened: this many more files to go.
+    Discovered { files: usize },
     FileDone { report: &'a FileReport },
+}
+
+/// Containers inside containers (an archive in an archive, a forwarded message's attachment) are
+/// opened down to this depth.
+pub const MAX_NESTING: usize = 5;
+/// Bytes unpacked in memory from the containers inside one input file, all levels together.
+const MAX_EXPANDED_BYTES: u64 = 1 << 30;
+
+/// The state of one ingest run.
+struct Batch<'a> {
+    store: &'a Store,
+    kb: &'a str,
+    acl: Vec<Principal>,
+    pii_policy: PiiPolicy,
+    indexes: KbIndexes,
+    report: IngestReport,
+    /// Documents written since the derived indexes were last committed.
+    pending: usize,
+    /// Bytes unpacked from containers for the current input file.
+    expanded: u64,
+    progress: &'a mut dyn FnMut(IngestEvent<'_>),
+}
+
+impl Batch<'_> {
+    fn finish(&mut self, report: FileReport) -> Result<()> {
+        if matches!(report.outcome, FileOutcome::Ingested { .. } | FileOutcome::Replaced { .. } | FileOutcome::Removed) {
+            self.pending += 1;
+            // Commit the derived indexes every so often so a crash loses little index work (the
+            // store already has every finished file; a stale index is rebuilt on open).
+            if self.pending >= 64 {
+                self.indexes.commit(self.store.generation(self.kb)?)?;
+                self.pending = 0;
+            }
+        }
+        self.report.files.push(report);
+        (self.progress)(IngestEvent::FileDone { report: self.report.files.last().expect("just pushed") });
+        Ok(())
+    }
+}
+
+/// `a.zip!/b/c.txt` is inside `a.zip`; `a.zip2` is not.
+fn is_inside(source: &str, container: &str) -> bool {
+    source.len() > container.len() + 2 && source.starts_with(container) && source[container.len()..].starts_with("!/")
+}
+
+/// The outermost container a source is stored from, if any.
+fn container_of(source: &str) -> Option<&str> {
+    source.find("!/").map(|i| &source[..i])
 }
 
 impl Engine {
@@ -177,9 +228,10 @@ impl Engine {
         Ok(Caller::user(user, groups)?)
     }
 
-    /// Ingests files and directories (recursively, in sorted order). Each file is committed on
-    /// its own, so an interrupted run keeps what it finished and the next run skips it as
-    /// unchanged. One bad file is reported and the batch goes on.
+    /// Ingests files and directories (recursively, in sorted order), opening containers (ZIP
+    /// archives, mailboxes, e-mail attachments) down to [`MAX_NESTING`] levels. Each file is
+    /// committed on its own, so an interrupted run keeps what it finished and the next run skips
+    /// it as unchanged. One bad file is reported and the batch goes on.
     pub fn ingest(
         &self,
         kb: &str,
@@ -194,51 +246,35 @@ impl Engine {
             Some(a) if !a.is_empty() => a.clone(),
             _ => self.store.kb_default_acl(kb)?,
         };
-        let mut report = IngestReport::default();
-        let files = collect_inputs(paths, &mut report);
-        progress(IngestEvent::Started { files: files.len() + report.files.len() });
-        for r in &report.files {
+        let mut listing = IngestReport::default();
+        let files = collect_inputs(paths, &mut listing);
+        progress(IngestEvent::Started { files: files.len() + listing.files.len() });
+        for r in &listing.files {
             progress(IngestEvent::FileDone { report: r });
         }
-        let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
-        if options.sync {
-            let gone = self.vanished_documents(kb, paths, &files, &report)?;
-            for source in gone {
-                if let Some(doc_id) = self.store.delete_document(kb, &source)? {
-                    indexes.remove_document(doc_id)?;
-                }
-                report.files.push(FileReport::new(source, FileOutcome::Removed));
-                progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
-            }
-        }
+        let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
-        let mut pending = 0usize;
-        for file in files {
-            let source = file.source.clone();
-            let mut pii = BTreeMap::new();
-            let outcome = match self.ingest_file(kb, &file, &source, &acl, pii_policy, &mut pii, &mut indexes) {
-                Ok(o) => o,
-                Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
-                Err(other) => return Err(other),
-            };
-            if matches!(outcome, FileOutcome::Ingested { .. } | FileOutcome::Replaced { .. }) {
-                pending += 1;
-                // Commit the derived indexes every so often so a crash loses little index work
-                // (the store already has every finished file; a stale index is rebuilt on open).
-                if pending >= 64 {
-                    indexes.commit(self.store.generation(kb)?)?;
-                    pending = 0;
-                }
+        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, indexes, report: listing, pending: 0, expanded: 0, progress };
+        if options.sync {
+            for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
+                self.remove_document(&mut batch, source)?;
             }
-            report.files.push(FileReport { source, outcome, pii });
-            progress(IngestEvent::FileDone { report: report.files.last().expect("just pushed") });
         }
-        indexes.commit(self.store.generation(kb)?)?;
-        Ok(report)
+        for file in files {
+            batch.expanded = 0;
+            let depth = usize::from(matches!(file.origin, Origin::ZipEntry { .. }));
+            match file.read() {
+                Ok(bytes) => self.ingest_bytes(&mut batch, &file.source, file.file_name(), bytes, depth)?,
+                Err(reason) => batch.finish(FileReport::new(file.source.clone(), FileOutcome::Failed { reason }))?,
+            }
+        }
+        batch.indexes.commit(self.store.generation(kb)?)?;
+        Ok(batch.report)
     }
 
     /// Documents under the synced directories whose files were not found this time. Anything
-    /// under a path that could not be listed is kept: unreadable is not deleted.
+    /// under a path that could not be listed is kept: unreadable is not deleted. Files stored
+    /// from inside a container that is still there are the container's business.
     fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[Input], report: &IngestReport) -> Result<Vec<String>> {
         let prefix_of = |p: &Path| {
             let mut s = p.to_string_lossy().into_owned();
@@ -250,50 +286,128 @@ impl Engine {
         let synced: Vec<String> = paths.iter().filter(|p| p.is_dir()).map(|p| prefix_of(p)).collect();
         // A directory or archive that failed to list keeps everything under it.
         let under_failed = |s: &str| {
-            report.files.iter().any(|f| {
-                s == f.source || s.starts_with(&prefix_of(Path::new(&f.source))) || s.starts_with(&format!("{}!/", f.source))
-            })
+            report.files.iter().any(|f| s == f.source || s.starts_with(&prefix_of(Path::new(&f.source))) || is_inside(s, &f.source))
         };
-        let present: std::collections::HashSet<&str> = files.iter().map(|f| f.source.as_str()).collect();
+        let present: HashSet<&str> = files.iter().map(|f| f.source.as_str()).collect();
+        let inside_present = |s: &str| container_of(s).is_some_and(|c| present.contains(c));
         Ok(self
             .store
             .documents(kb)?
             .into_iter()
             .map(|d| d.source)
             .filter(|s| synced.iter().any(|p| s.starts_with(p)))
-            .filter(|s| !present.contains(s.as_str()) && !under_failed(s))
+            .filter(|s| !present.contains(s.as_str()) && !inside_present(s) && !under_failed(s))
             .collect())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn ingest_file(
+    fn remove_document(&self, batch: &mut Batch<'_>, source: String) -> Result<()> {
+        if let Some(doc_id) = self.store.delete_document(batch.kb, &source)? {
+            batch.indexes.remove_document(doc_id)?;
+        }
+        batch.finish(FileReport::new(source, FileOutcome::Removed))
+    }
+
+    /// One file's bytes: a container is opened and its files ingested one by one; anything else
+    /// is a document.
+    fn ingest_bytes(&self, batch: &mut Batch<'_>, source: &str, name: &str, bytes: Vec<u8>, depth: usize) -> Result<()> {
+        let unpacked = catch_unwind(AssertUnwindSafe(|| container::unpack(name, &bytes, &ArchiveLimits::default())))
+            .unwrap_or_else(|_| Unpacked::Failed("the archive reader crashed on this file; please report it".into()));
+        match unpacked {
+            Unpacked::Document => {
+                let mut pii = BTreeMap::new();
+                let outcome = match self.ingest_document(batch, source, name, &bytes, depth, &mut pii) {
+                    Ok(o) => o,
+                    Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
+                    Err(other) => return Err(other),
+                };
+                batch.finish(FileReport { source: source.to_string(), outcome, pii })
+            }
+            Unpacked::Failed(reason) => batch.finish(FileReport::new(source.to_string(), FileOutcome::Failed { reason })),
+            Unpacked::Entries(entries) => {
+                drop(bytes);
+                let children = entries.into_iter().map(|e| (e.name, e.content)).collect();
+                self.ingest_children(batch, source, children, depth)
+            }
+        }
+    }
+
+    /// The files inside a container (archive entries, attachments), each stored under
+    /// `container!/name`. Files stored from an earlier version of the container and no longer
+    /// in it are removed; files that failed keep their earlier version.
+    fn ingest_children(
         &self,
-        kb: &str,
-        input: &Input,
+        batch: &mut Batch<'_>,
+        parent: &str,
+        children: Vec<(String, std::result::Result<Vec<u8>, String>)>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth >= MAX_NESTING {
+            let reason = format!("containers nested deeper than {MAX_NESTING} levels: extract this one first");
+            return batch.finish(FileReport::new(parent.to_string(), FileOutcome::Failed { reason }));
+        }
+        (batch.progress)(IngestEvent::Discovered { files: children.len() });
+        let mut produced = HashSet::new();
+        for (name, content) in children {
+            let source = format!("{parent}!/{name}");
+            produced.insert(source.clone());
+            let bytes = match content {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    batch.finish(FileReport::new(source, FileOutcome::Failed { reason }))?;
+                    continue;
+                }
+            };
+            batch.expanded += bytes.len() as u64;
+            if batch.expanded > MAX_EXPANDED_BYTES {
+                let reason = format!("the files inside expand past {} MiB in all", MAX_EXPANDED_BYTES >> 20);
+                batch.finish(FileReport::new(source, FileOutcome::Failed { reason }))?;
+                continue;
+            }
+            let file_name = name.rsplit('/').next().unwrap_or(&name).to_string();
+            self.ingest_bytes(batch, &source, &file_name, bytes, depth + 1)?;
+        }
+        for stale in self.store.sources_under(batch.kb, &format!("{parent}!/"))? {
+            if !produced.iter().any(|p| &stale == p || is_inside(&stale, p)) {
+                self.remove_document(batch, stale)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest_document(
+        &self,
+        batch: &mut Batch<'_>,
         source: &str,
-        acl: &[Principal],
-        pii_policy: PiiPolicy,
+        name: &str,
+        bytes: &[u8],
+        depth: usize,
         pii: &mut BTreeMap<PiiKind, usize>,
-        indexes: &mut KbIndexes,
     ) -> Result<FileOutcome> {
         let failed = |reason: String| Error::FileFailed(reason);
-        let bytes = input.read().map_err(failed)?;
-        let hash = zhiku_ingest::content_hash(&bytes);
-        if self.store.is_unchanged(kb, source, &hash, acl)? {
+        let kb = batch.kb;
+        let hash = zhiku_ingest::content_hash(bytes);
+        if self.store.is_unchanged(kb, source, &hash, &batch.acl)? {
             return Ok(FileOutcome::Unchanged);
         }
         if let Some(original) = self.store.source_with_hash(kb, &hash, source)? {
             if let Some(old) = self.store.delete_document(kb, source)? {
-                indexes.remove_document(old)?;
+                batch.indexes.remove_document(old)?;
             }
             return Ok(FileOutcome::Duplicate { of: original });
         }
-        let name = input.file_name().to_string();
         let counter = self.embedder.as_ref();
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
-        let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(&name, &bytes, &self.config.chunk, counter)))
+        let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(name, bytes, &self.config.chunk, counter)))
             .map_err(|_| failed("the parser crashed on this file; please report it".into()))?
             .map_err(|e| failed(e.to_string()))?;
+        let mut prepared = prepared;
+        // Attachments first: the document itself is stored last, so that a run interrupted in
+        // between finds it missing and comes back for the attachments.
+        let embedded = std::mem::take(&mut prepared.embedded);
+        if !embedded.is_empty() {
+            let children = embedded.into_iter().map(|e| (e.name, Ok(e.bytes))).collect();
+            self.ingest_children(batch, source, children, depth)?;
+        }
         if prepared.chunks.is_empty() {
             return Err(failed("no text found".into()));
         }
@@ -308,13 +422,12 @@ impl Engine {
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((of, similarity)) = best.filter(|b| b.1 >= threshold) {
                 if let Some(old) = self.store.delete_document(kb, source)? {
-                    indexes.remove_document(old)?;
+                    batch.indexes.remove_document(old)?;
                 }
                 return Ok(FileOutcome::NearDuplicate { of, similarity });
             }
         }
-        let mut prepared = prepared;
-        prepared.chunks = apply_pii_policy(prepared.chunks, pii_policy, pii);
+        prepared.chunks = apply_pii_policy(prepared.chunks, batch.pii_policy, pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
@@ -328,7 +441,7 @@ impl Engine {
             format: prepared.format,
             language: prepared.language,
             minhash: minhash_bytes.as_deref().map(|b| (b, &minhash_keys[..])),
-            acl,
+            acl: &batch.acl,
             chunks: &chunks,
         };
         let upsert = self.store.upsert_document(kb, &doc)?;
@@ -336,12 +449,12 @@ impl Engine {
             Upsert::Unchanged => return Ok(FileOutcome::Unchanged),
             Upsert::Inserted { doc_id, chunk_ids } => (doc_id, chunk_ids, false),
             Upsert::Replaced { doc_id, old_doc_id, chunk_ids } => {
-                indexes.remove_document(old_doc_id)?;
+                batch.indexes.remove_document(old_doc_id)?;
                 (doc_id, chunk_ids, true)
             }
         };
         for ((id, (_, embedding)), text) in chunk_ids.iter().zip(&chunks).zip(&texts) {
-            indexes.add_chunk(*id, doc_id, text, embedding, acl)?;
+            batch.indexes.add_chunk(*id, doc_id, text, embedding, &batch.acl)?;
         }
         debug!(source, chunks = chunks.len(), "ingested");
         let n = chunks.len();

@@ -2,17 +2,11 @@
 //! the entries of ZIP archives among them — each with the source name it is stored under
 //! (`docs/a.txt`, `docs/pack.zip!/b/c.md`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{FileOutcome, FileReport, IngestReport};
+use zhiku_ingest::container::{read_zip_entry, zip_entries, ArchiveLimits};
 
-/// Limits that keep a hostile archive (zip bomb, millions of entries) from exhausting the machine.
-pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
-pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
-pub const MAX_ARCHIVE_BYTES: u64 = 2 << 30;
-/// Uncompressed/compressed size above which an entry over 1 MiB is treated as a bomb.
-pub const MAX_COMPRESSION_RATIO: u64 = 200;
+use crate::engine::{FileOutcome, FileReport, IngestReport};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -38,14 +32,7 @@ impl Input {
             Origin::ZipEntry { archive, index } => {
                 let file = std::fs::File::open(archive).map_err(|e| format!("cannot open archive: {e}"))?;
                 let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("corrupt archive: {e}"))?;
-                let entry = zip.by_index(*index).map_err(|e| format!("corrupt archive entry: {e}"))?;
-                let mut bytes = Vec::new();
-                // The header's size can lie: never read past the limit whatever it says.
-                entry.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot decompress: {e}"))?;
-                if bytes.len() as u64 > MAX_ENTRY_BYTES {
-                    return Err(format!("entry larger than {} MiB", MAX_ENTRY_BYTES >> 20));
-                }
-                Ok(bytes)
+                read_zip_entry(&mut zip, *index, &ArchiveLimits::default())
             }
         }
     }
@@ -55,8 +42,9 @@ fn failed(source: String, reason: String) -> FileReport {
     FileReport::new(source, FileOutcome::Failed { reason })
 }
 
-/// Expands directories (recursively, sorted, skipping hidden entries) and ZIP archives (one level;
-/// archives inside archives are reported, not opened). Paths that cannot be read are reported.
+/// Expands directories (recursively, sorted, skipping hidden entries) and ZIP archives named
+/// `.zip` (whose entries are read one at a time from the file when ingested; containers inside
+/// them are opened by the engine). Paths that cannot be read are reported.
 pub fn collect_inputs(paths: &[PathBuf], report: &mut IngestReport) -> Vec<Input> {
     let mut inputs = Vec::new();
     for path in paths {
@@ -98,39 +86,12 @@ fn collect(path: &Path, inputs: &mut Vec<Input>, report: &mut IngestReport) {
 fn list_archive(path: &Path, source: &str, inputs: &mut Vec<Input>, report: &mut IngestReport) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("corrupt or unsupported ZIP archive: {e}"))?;
-    if zip.len() > MAX_ARCHIVE_ENTRIES {
-        return Err(format!("archive has {} entries, more than the limit of {MAX_ARCHIVE_ENTRIES}", zip.len()));
+    for entry in zip_entries(&mut zip, &ArchiveLimits::default())? {
+        let entry_source = format!("{source}!/{}", entry.name);
+        match entry.refused {
+            Some(reason) => report.files.push(failed(entry_source, reason)),
+            None => inputs.push(Input { source: entry_source, origin: Origin::ZipEntry { archive: path.to_path_buf(), index: entry.index } }),
+        }
     }
-    let mut total = 0u64;
-    let mut found = Vec::new();
-    for index in 0..zip.len() {
-        let entry = zip.by_index_raw(index).map_err(|e| format!("corrupt archive: {e}"))?;
-        let Some(name) = entry.enclosed_name() else {
-            let raw = entry.name().map(|n| n.into_owned()).unwrap_or_else(|_| format!("entry {index}"));
-            report.files.push(failed(format!("{source}!/{raw}"), "unsafe path in archive (absolute or '..')".into()));
-            continue;
-        };
-        let name = name.to_string_lossy().replace('\\', "/");
-        if entry.is_dir() || name.split('/').any(|part| part.starts_with('.')) {
-            continue;
-        }
-        let entry_source = format!("{source}!/{name}");
-        let (size, compressed) = (entry.size(), entry.compressed_size().max(1));
-        if name.to_ascii_lowercase().ends_with(".zip") {
-            report.files.push(failed(entry_source, "archive inside an archive: extract it first (nesting limit 1)".into()));
-            continue;
-        }
-        if size > MAX_ENTRY_BYTES || (size > 1 << 20 && size / compressed > MAX_COMPRESSION_RATIO) {
-            report.files.push(failed(entry_source, format!("entry of {size} bytes exceeds the size or compression-ratio limit")));
-            continue;
-        }
-        total += size;
-        if total > MAX_ARCHIVE_BYTES {
-            return Err(format!("archive expands to more than {} GiB", MAX_ARCHIVE_BYTES >> 30));
-        }
-        found.push(Input { source: entry_source, origin: Origin::ZipEntry { archive: path.to_path_buf(), index } });
-    }
-    found.sort_by(|a, b| a.source.cmp(&b.source));
-    inputs.extend(found);
     Ok(())
 }

@@ -388,6 +388,22 @@ impl Store {
         Ok(id)
     }
 
+    /// Sources that start with `prefix` (the files stored from inside one container, under
+    /// `container!/`), in order. A range scan on the (kb, source) index.
+    pub fn sources_under(&self, kb: &str, prefix: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT source FROM document WHERE kb = ?1 AND source >= ?2 ORDER BY source")?;
+        let mut out = Vec::new();
+        for source in stmt.query_map(params![kb, prefix], |r| r.get::<_, String>(0))? {
+            let source = source?;
+            if !source.starts_with(prefix) {
+                break;
+            }
+            out.push(source);
+        }
+        Ok(out)
+    }
+
     pub fn documents(&self, kb: &str) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(

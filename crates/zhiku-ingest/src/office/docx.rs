@@ -149,7 +149,7 @@ impl Parser for DocxParser {
             Node::Text(t) if in_text => push_text(&mut paragraphs, t),
             Node::Text(_) => {}
         })?;
-        Ok(ParsedDocument { title, blocks })
+        Ok(ParsedDocument { title, blocks, ..Default::default() })
     }
 }
 

@@ -226,7 +226,7 @@ impl Parser for OdfParser {
         for block in blocks {
             push_nonblank(&mut kept, block);
         }
-        Ok(ParsedDocument { title, blocks: kept })
+        Ok(ParsedDocument { title, blocks: kept, ..Default::default() })
     }
 }
 

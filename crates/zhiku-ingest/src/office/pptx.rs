@@ -58,7 +58,7 @@ impl Parser for PptxParser {
                 }
             }
         }
-        Ok(ParsedDocument { title, blocks })
+        Ok(ParsedDocument { title, blocks, ..Default::default() })
     }
 }
 

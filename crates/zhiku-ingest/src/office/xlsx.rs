@@ -72,7 +72,7 @@ impl Parser for XlsxParser {
             blocks.push(Block::heading(1, name));
             blocks.push(Block::table(&rows));
         }
-        Ok(ParsedDocument { title, blocks })
+        Ok(ParsedDocument { title, blocks, ..Default::default() })
     }
 }
 
