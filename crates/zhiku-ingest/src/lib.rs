@@ -114,7 +114,7 @@ pub fn prepare(
         (parser, parser.parse(bytes)?)
     } else if let Some(parser) = office::parser_for_extension(file_name).filter(|_| !office::is_ole_compound(bytes)) {
         (parser, parser.parse(bytes)?)
-    } else if parser_for(file_name, "").format() == "email" || mail::looks_like_email(bytes) || mail::looks_like_mbox(bytes) {
+    } else if matches!(parser_for(file_name, "").format(), "email" | "text") && (mail::looks_like_email(bytes) || mail::looks_like_mbox(bytes)) {
         (&EmailParser, EmailParser.parse(bytes)?)
     } else if office::is_ole_compound(bytes) {
         return Err(Error::Parse {

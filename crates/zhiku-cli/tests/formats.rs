@@ -1,0 +1,118 @@
+//! Office documents and e-mail through the real binary: real files (Debian Reference as pandoc and
+//! LibreOffice write it; SpamAssassin corpus messages), attachments and mailbox messages stored
+//! and searchable as documents of their own.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Zhiku;
+use serde_json::Value;
+
+fn fixtures(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)
+}
+
+fn status_of<'a>(report: &'a Value, source_suffix: &str) -> &'a Value {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["source"].as_str().unwrap().ends_with(source_suffix))
+        .unwrap_or_else(|| panic!("no report for {source_suffix}: {report}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn office_documents_are_searchable_with_their_structure() {
+    let z = Zhiku::new();
+    let office = fixtures("../zhiku-ingest/tests/fixtures/office");
+    let report = z.ingest("docs", &[&office], &[]);
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["ingested"], 5, "{report}");
+    // The same deck and chapter written by another program are near copies, not new documents.
+    assert_eq!(status_of(&report, "authentication.pptx")["status"], "near_duplicate", "{report}");
+    assert_eq!(status_of(&report, "debian-reference-ch04.en.odt")["status"], "near_duplicate", "{report}");
+
+    let hits = z.search("docs", "which file holds the secure user account information", None, 5);
+    let top = &hits[0];
+    assert!(top["text"].as_str().unwrap().contains("/etc/shadow"), "{hits:#?}");
+    let source = top["source"].as_str().unwrap();
+    assert!(source.ends_with(".docx") || source.ends_with(".odt") || source.ends_with(".pptx") || source.ends_with(".odp"), "{source}");
+
+    let sheet = z.search("docs", "installed size of aptitude package", None, 3);
+    assert!(
+        sheet.iter().any(|h| h["text"].as_str().unwrap().contains("| aptitude | 4194 |")),
+        "spreadsheet rows are found with their header: {sheet:#?}"
+    );
+
+    let notes = z.search("docs", "who may read the shadow file", None, 5);
+    let from_slides = notes.iter().find(|h| h["source"].as_str().unwrap().ends_with("authentication.odp")).expect("slides found");
+    assert!(from_slides["page"].as_u64().is_some(), "slide number kept as the page: {from_slides}");
+}
+
+#[test]
+fn e_mail_messages_attachments_and_mailboxes() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    copy_dir(&fixtures("tests/fixtures/mail"), &mail);
+    let report = z.ingest("mail", &[&mail], &["group:staff"]);
+    assert_eq!(report["failed"], 0, "{report}");
+    // Three mailbox messages, two messages with their attachments: two files and a forwarded
+    // message.
+    for suffix in [
+        "exmh-workers.mbox!/0001.eml",
+        "exmh-workers.mbox!/0002.eml",
+        "exmh-workers.mbox!/0003.eml",
+        "pam-ssh-patch.eml!/Makefile.am",
+        "pam-ssh-patch.eml!/pam_ssh.spec",
+        "pam-ssh-patch.eml",
+        "forwarded.eml!/5637",
+        "forwarded.eml",
+    ] {
+        assert_eq!(status_of(&report, suffix)["status"], "ingested", "{suffix}: {report}");
+    }
+
+    // The header is a searchable record of its own.
+    let header = z.search("mail", "when building a rpm i386-redhat-linux- is appended to man page", Some("carol"), 5);
+    assert!(header.is_empty(), "deny by default: carol is not staff");
+    assert!(z.run(&["group", "add-member", "staff", "carol"]).status.success());
+    let header = z.search("mail", "when building a rpm i386-redhat-linux- is appended to man page", Some("carol"), 5);
+    let record = header
+        .iter()
+        .find(|h| h["source"].as_str().unwrap().ends_with("pam-ssh-patch.eml") && h["text"].as_str().unwrap().contains("Subject: "))
+        .unwrap_or_else(|| panic!("the header record: {header:#?}"));
+    let record = record["text"].as_str().unwrap();
+    assert!(record.contains("Subject: when building a rpm i386-redhat-linux- is appended to man page"), "{record}");
+    assert!(record.contains("From: ") && record.contains("Date: 2002-08-"), "{record}");
+
+    // An attachment is found as itself, under its message.
+    let spec = z.search("mail", "pam_ssh spec file BuildRequires", Some("carol"), 3);
+    assert!(Zhiku::sources(&spec).iter().any(|s| s.ends_with("pam-ssh-patch.eml!/pam_ssh.spec")), "{spec:#?}");
+
+    // Unchanged on a rerun, attachments included.
+    let again = z.ingest("mail", &[&mail], &["group:staff"]);
+    assert_eq!(again["ingested"], 0, "{again}");
+    assert_eq!(again["failed"], 0, "{again}");
+
+    // A message that loses an attachment loses its document; the others are untouched.
+    let path = mail.join("pam-ssh-patch.eml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut = text.find("Content-Disposition: attachment; filename=\"pam_ssh.spec\"").unwrap();
+    let boundary_start = text[..cut].rfind("--Fig2xvG2VGoz8o/s").unwrap();
+    let end = text[cut..].find("--Fig2xvG2VGoz8o/s").map(|i| cut + i).unwrap();
+    std::fs::write(&path, format!("{}{}", &text[..boundary_start], &text[end..])).unwrap();
+    let changed = z.ingest("mail", &[&mail], &["group:staff"]);
+    assert_eq!(status_of(&changed, "pam-ssh-patch.eml!/pam_ssh.spec")["status"], "removed", "{changed}");
+    assert_eq!(status_of(&changed, "pam-ssh-patch.eml")["status"], "replaced", "{changed}");
+    assert_eq!(changed["removed"], 1, "{changed}");
+    let spec = z.search("mail", "pam_ssh spec file BuildRequires", None, 5);
+    assert!(!Zhiku::sources(&spec).iter().any(|s| s.ends_with("pam_ssh.spec")), "{spec:#?}");
+}
