@@ -28,6 +28,9 @@ pub enum Command {
     /// Ingest files or directories into a knowledge base. Unchanged files are skipped, changed
     /// ones replaced. Exit code 3 when some files failed (the others are ingested).
     Ingest(IngestArgs),
+    /// Show what ingestion makes of files, storing nothing: format, language, title and the
+    /// chunks (parse, clean, chunk; no embedding). Archives list their entries.
+    Parse(ParseArgs),
     /// Hybrid (vector + BM25) search.
     Search(SearchArgs),
     /// Answer a question from the knowledge base with cited sources.
@@ -60,6 +63,18 @@ pub struct IngestArgs {
     #[arg(long)]
     pub sync: bool,
     /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print every chunk's text, not only the summary.
+    #[arg(long)]
+    pub chunks: bool,
+    /// Print the result as JSON on stdout (always with the chunks).
     #[arg(long)]
     pub json: bool,
 }

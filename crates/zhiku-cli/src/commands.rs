@@ -7,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use zhiku_core::{Caller, Principal};
-use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, LlamaGenerator};
+use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, LlamaGenerator, WordPieceCounter};
 use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
-use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, SearchArgs};
+use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, ParseArgs, SearchArgs};
 use crate::config::Config;
 
 /// Exit code of an ingest where some files failed and the rest went in.
@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Setup => setup(&ctx),
         Command::Ingest(args) => ingest(&ctx, args),
+        Command::Parse(args) => parse(&ctx, args),
         Command::Search(args) => search(&ctx, args),
         Command::Ask(args) => ask(&ctx, args),
         Command::Embed(args) => embed(&ctx, args),
@@ -61,6 +62,89 @@ fn engine(ctx: &Ctx) -> Result<Engine> {
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
     Ok(Engine::new(&ctx.data_dir, store, Arc::new(embedder), ctx.config.rag()))
+}
+
+fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
+    use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
+    let dir = ctx.config.embedding_dir(&ctx.data_dir);
+    // The embedding model's own tokenizer, so chunks come out exactly as ingestion cuts them.
+    let counter = WordPieceCounter::load(&dir).with_context(|| format!("cannot load the tokenizer from {}", dir.display()))?;
+    let chunking = ctx.config.rag().chunk;
+    let mut results = Vec::new();
+    let mut failed = 0usize;
+    for path in &args.files {
+        let source = path.display().to_string();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let started = std::time::Instant::now();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                failed += 1;
+                results.push(json!({ "source": source, "status": "failed", "reason": format!("cannot read: {e}") }));
+                continue;
+            }
+        };
+        if let Unpacked::Entries(entries) = container::unpack(&name, &bytes, &ArchiveLimits::default()) {
+            let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+            results.push(json!({ "source": source, "status": "container", "entries": names }));
+            continue;
+        }
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_ingest::prepare(&name, &bytes, &chunking, &counter)));
+        let seconds = started.elapsed().as_secs_f64();
+        match prepared {
+            Ok(Ok(doc)) => {
+                let pages = doc.chunks.iter().filter_map(|c| c.page).max();
+                let embedded: Vec<&str> = doc.embedded.iter().map(|e| e.name.as_str()).collect();
+                let shown = args.json || args.chunks;
+                let chunks: Vec<serde_json::Value> = doc
+                    .chunks
+                    .iter()
+                    .map(|c| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        if shown {
+                            v["tokens"] = json!(zhiku_core::TokenCounter::count_tokens(&counter, &c.text));
+                        }
+                        v
+                    })
+                    .collect();
+                results.push(json!({
+                    "source": source, "status": "parsed", "format": doc.format, "language": doc.language,
+                    "title": doc.title, "pages": pages, "seconds": seconds, "embedded": embedded, "chunks": chunks,
+                }));
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                results.push(json!({ "source": source, "status": "failed", "reason": e.to_string() }));
+            }
+            Err(_) => {
+                failed += 1;
+                results.push(json!({ "source": source, "status": "failed", "reason": "the parser crashed on this file; please report it" }));
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&json!({ "files": results }))?);
+    } else {
+        for r in &results {
+            match r["status"].as_str() {
+                Some("parsed") => {
+                    let chunks = r["chunks"].as_array().map(Vec::len).unwrap_or(0);
+                    println!("{}: {} ({}), {chunks} chunks{}", r["source"].as_str().unwrap_or(""), r["format"].as_str().unwrap_or(""),
+                        r["language"].as_str().unwrap_or(""), r["pages"].as_u64().map(|p| format!(", {p} pages")).unwrap_or_default());
+                    if args.chunks {
+                        for c in r["chunks"].as_array().into_iter().flatten() {
+                            let path: Vec<&str> = c["heading_path"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+                            println!("--- #{} [{}] {} tokens", c["ordinal"], path.join(" > "), c["tokens"]);
+                            println!("{}", c["text"].as_str().unwrap_or(""));
+                        }
+                    }
+                }
+                Some("container") => println!("{}: archive of {} files", r["source"].as_str().unwrap_or(""), r["entries"].as_array().map(Vec::len).unwrap_or(0)),
+                _ => println!("{}: failed: {}", r["source"].as_str().unwrap_or(""), r["reason"].as_str().unwrap_or("")),
+            }
+        }
+    }
+    Ok(if failed > 0 { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
 }
 
 fn caller(engine: &Engine, as_user: Option<&str>) -> Result<Caller> {

@@ -26,18 +26,27 @@ pub fn signature(text: &str) -> Option<Signature> {
     if chars.len() < SHINGLE {
         return None;
     }
+    // One 64-bit hash per distinct shingle (FNV-1a, then mixed); repeated shingles do not change
+    // a minimum, so they are hashed into the slots once.
+    let mut shingles: Vec<u64> = chars
+        .windows(SHINGLE)
+        .map(|w| splitmix(w.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ *c as u64).wrapping_mul(0x0100_0000_01b3))))
+        .collect();
+    shingles.sort_unstable();
+    shingles.dedup();
+    // 128 permutations simulated by multiply-add hashing with per-slot odd multipliers: three
+    // instructions a slot, which the compiler vectorises.
+    let mut mul = [0u64; SIGNATURE_LEN];
+    let mut add = [0u64; SIGNATURE_LEN];
+    for i in 0..SIGNATURE_LEN {
+        mul[i] = splitmix(i as u64) | 1;
+        add[i] = splitmix(i as u64 ^ 0x5851_F42D_4C95_7F2D);
+    }
     let mut sig = [u32::MAX; SIGNATURE_LEN];
-    let mut buf = String::new();
-    for window in chars.windows(SHINGLE) {
-        buf.clear();
-        buf.extend(window);
-        // FNV-1a of the shingle, then one cheap mix per slot simulates 128 permutations.
-        let base = buf.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-        for (i, slot) in sig.iter_mut().enumerate() {
-            let h = (splitmix(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as u32;
-            if h < *slot {
-                *slot = h;
-            }
+    for base in shingles {
+        for i in 0..SIGNATURE_LEN {
+            let h = (base.wrapping_mul(mul[i]).wrapping_add(add[i]) >> 32) as u32;
+            sig[i] = sig[i].min(h);
         }
     }
     Some(sig)

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use zhiku_core::{Block, Error, ParsedDocument, Parser, Result};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,10 +22,14 @@ impl Parser for PdfParser {
         if doc.is_encrypted() {
             return Err(bad("the PDF is encrypted; decrypt it first (e.g. `qpdf --decrypt in.pdf out.pdf`)".into()));
         }
+        // Pages are independent: extract them on all cores (lopdf's document is read-only here).
+        let numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
+        let extracted: Vec<(u32, std::result::Result<String, lopdf::Error>)> =
+            numbers.par_iter().map(|&number| (number, doc.extract_text(&[number]))).collect();
         let mut pages: Vec<(u32, Vec<String>)> = Vec::new();
         let mut failed = 0usize;
-        for number in doc.get_pages().keys().copied() {
-            match doc.extract_text(&[number]) {
+        for (number, text) in extracted {
+            match text {
                 Ok(text) => pages.push((number, text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())),
                 Err(e) => {
                     failed += 1;

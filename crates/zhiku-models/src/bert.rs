@@ -133,9 +133,38 @@ pub struct BertEmbedder {
     model: BertModel,
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, to measure texts at their full length.
-    counter: Tokenizer,
+    counter: WordPieceCounter,
     device: Device,
     batch_size: usize,
+}
+
+/// Counts tokens with a model folder's `tokenizer.json` alone, without loading the weights: for
+/// chunking exactly as ingestion would where no embedding is needed.
+#[derive(Clone)]
+pub struct WordPieceCounter {
+    tokenizer: Tokenizer,
+}
+
+impl WordPieceCounter {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer.json");
+        if !path.is_file() {
+            return Err(Error::MissingModelFile { path });
+        }
+        let bad = |e: tokenizers::Error| Error::ModelFormat { path: path.clone(), reason: e.to_string() };
+        let mut tokenizer = Tokenizer::from_file(&path).map_err(bad)?;
+        // The shipped tokenizer pads every input to a fixed length and truncates; a counter must
+        // see texts at their full length.
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(bad)?;
+        Ok(Self { tokenizer })
+    }
+}
+
+impl TokenCounter for WordPieceCounter {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode(text, false).map(|e| e.get_ids().len()).unwrap_or_else(|_| text.len() / 3)
+    }
 }
 
 /// sentence-transformers' `max_seq_length` for the MiniLM family; used when the model folder has
@@ -162,12 +191,10 @@ impl BertEmbedder {
 
         let tok_path = file("tokenizer.json")?;
         let bad_tok = |e: tokenizers::Error| Error::ModelFormat { path: tok_path.clone(), reason: e.to_string() };
-        let mut counter = Tokenizer::from_file(&tok_path).map_err(bad_tok)?;
-        // The shipped tokenizer pads every input to a fixed length; padding is done per batch
-        // here, to the longest member, which is what sentence-transformers does.
-        counter.with_padding(None);
-        counter.with_truncation(None).map_err(bad_tok)?;
-        let mut tokenizer = counter.clone();
+        // Padding is done per batch, to the longest member, which is what sentence-transformers
+        // does; the counter has the shipped fixed padding off already.
+        let counter = WordPieceCounter::load(dir)?;
+        let mut tokenizer = counter.tokenizer.clone();
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_seq, ..Default::default() }))
             .map_err(bad_tok)?;
@@ -213,7 +240,7 @@ impl BertEmbedder {
 
 impl TokenCounter for BertEmbedder {
     fn count_tokens(&self, text: &str) -> usize {
-        self.counter.encode(text, false).map(|e| e.get_ids().len()).unwrap_or_else(|_| text.len() / 3)
+        self.counter.count_tokens(text)
     }
 }
 

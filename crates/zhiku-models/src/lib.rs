@@ -24,7 +24,7 @@ pub mod registry;
 
 use std::path::{Path, PathBuf};
 
-pub use bert::{BertConfig, BertEmbedder, BertModel};
+pub use bert::{BertConfig, BertEmbedder, BertModel, WordPieceCounter};
 pub use llama::{default_threads, LlamaGenerator};
 
 #[derive(Debug, thiserror::Error)]
