@@ -10,6 +10,8 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::wordpiece::FastWordPiece;
 use zhiku_core::{Embedder, TokenCounter};
 
 use crate::{Error, Result};
@@ -143,6 +145,8 @@ pub struct BertEmbedder {
 #[derive(Clone)]
 pub struct WordPieceCounter {
     tokenizer: Tokenizer,
+    /// The same count without the tokenizers pipeline, when the tokenizer is plain BERT.
+    fast: Option<std::sync::Arc<FastWordPiece>>,
 }
 
 impl WordPieceCounter {
@@ -157,13 +161,30 @@ impl WordPieceCounter {
         // see texts at their full length.
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(bad)?;
-        Ok(Self { tokenizer })
+        let fast = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|json| FastWordPiece::from_tokenizer_json(&json))
+            .map(std::sync::Arc::new);
+        Ok(Self { tokenizer, fast })
+    }
+
+    /// The count through the `tokenizers` pipeline, which the fast path must agree with.
+    pub fn count_with_tokenizers(&self, text: &str) -> usize {
+        self.tokenizer.encode(text, false).map(|e| e.get_ids().len()).unwrap_or_else(|_| text.len() / 3)
+    }
+
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 }
 
 impl TokenCounter for WordPieceCounter {
     fn count_tokens(&self, text: &str) -> usize {
-        self.tokenizer.encode(text, false).map(|e| e.get_ids().len()).unwrap_or_else(|_| text.len() / 3)
+        match &self.fast {
+            Some(fast) => fast.count(text),
+            None => self.count_with_tokenizers(text),
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 mod bert;
 mod llama;
 pub mod registry;
+mod wordpiece;
 
 use std::path::{Path, PathBuf};
 
