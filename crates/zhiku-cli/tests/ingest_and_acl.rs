@@ -264,13 +264,24 @@ fn bad_files_are_reported_and_the_batch_continues() {
     write(dir.path(), "d-gbk.txt", [0xD6u8, 0xD0, 0xCE, 0xC4, 0xB2, 0xE2, 0xCA, 0xD4]);
     write(dir.path(), "e-fake.pdf", b"%PDF-1.7\n%binary");
     write(dir.path(), "f-good.html", "<html><body><h1>Walrus</h1><p>Walruses live in the Arctic.</p></body></html>");
+    // Text with a stray NUL is text; HTML without an extension is recognised by its content.
+    write(dir.path(), "g-nul.txt", b"Otters hold hands\0 while they sleep.");
+    write(dir.path(), "h-page.dat", "<!DOCTYPE html><html><body><h1>Puffins</h1><p>Puffins nest in burrows on cliffs.</p></body></html>");
+    write(dir.path(), "i odd name 文件 #1 (copy) 'x'.md", "# Odd\n\nNarwhals have a single long tusk.\n");
+    // A named pipe must not block the batch; a dangling link and truncated files fail cleanly.
+    let fifo = dir.path().join("j-pipe.txt");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    std::os::unix::fs::symlink(dir.path().join("nowhere.txt"), dir.path().join("k-link.txt")).unwrap();
+    write(dir.path(), "l-cut.json", "[{\"name\": \"Alice\", \"team\": ");
+    let docx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
+    write(dir.path(), "m-cut.docx", &docx[..docx.len() / 3]);
     let missing = dir.path().join("does-not-exist.txt");
 
     let out = z.command().args(["ingest"]).arg(dir.path()).arg(&missing).args(["--kb", "kb", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "partial failure exit code; stderr: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["ingested"], 3, "{report}");
-    assert_eq!(report["failed"], 4, "{report}");
+    assert_eq!(report["ingested"], 6, "{report}");
+    assert_eq!(report["failed"], 8, "{report}");
     let files = report["files"].as_array().unwrap();
     let reason = |name: &str| {
         files.iter().find(|f| f["source"].as_str().unwrap().ends_with(name)).unwrap_or_else(|| panic!("{name} not in {report}"))["reason"]
@@ -282,12 +293,23 @@ fn bad_files_are_reported_and_the_batch_continues() {
     assert!(reason("c-binary.bin").contains("binary"));
     assert!(reason("e-fake.pdf").contains("pdf"));
     assert!(reason("does-not-exist.txt").contains("cannot open"));
+    assert!(reason("j-pipe.txt").contains("not a regular file"));
+    assert!(reason("k-link.txt").contains("cannot open"));
+    assert!(reason("l-cut.json").contains("json"));
+    assert!(reason("m-cut.docx").contains("docx") && reason("m-cut.docx").contains("truncated"));
     // Human-readable failures name the file on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("b-empty.txt"), "{stderr}");
     let hits = z.search("kb", "walrus arctic", None, 5);
     assert!(hits[0]["source"].as_str().unwrap().ends_with("f-good.html"), "{hits:?}");
-    assert_eq!(hits.len(), 3, "only the three good files are indexed");
+    let all = z.search("kb", "animals", None, 20);
+    assert_eq!(all.len(), 6, "only the six good files are indexed: {all:?}");
+    let puffin = z.search("kb", "where do puffins nest", None, 1);
+    assert_eq!(puffin[0]["heading_path"][0], "Puffins", "sniffed as HTML: {puffin:?}");
+    let odd = z.search("kb", "narwhal tusk", None, 1);
+    assert!(odd[0]["source"].as_str().unwrap().ends_with("i odd name 文件 #1 (copy) 'x'.md"), "{odd:?}");
+    let otter = z.search("kb", "otters sleeping", None, 1);
+    assert_eq!(otter[0]["text"], "Otters hold hands while they sleep.");
     let hits = z.search("kb", "中文测试", None, 1);
     assert!(hits[0]["source"].as_str().unwrap().ends_with("d-gbk.txt"), "{hits:?}");
     assert_eq!(hits[0]["text"], "中文测试");

@@ -6,7 +6,8 @@ const SNIFF_LEN: usize = 8192;
 /// Bytes to text. UTF-8 (with or without BOM) and UTF-16 with a BOM are taken as they are;
 /// UTF-16 without a BOM is recognised by its pattern of zero bytes; anything else that is not
 /// UTF-8 goes through encoding detection (GB18030/GBK, Big5, Shift-JIS, EUC-KR, the Windows and
-/// ISO-8859 code pages...). Files that look binary, or that do not decode cleanly in the
+/// ISO-8859 code pages...). A few stray NULs in UTF-8 text are dropped. Files that look binary,
+/// or that do not decode cleanly in the
 /// detected encoding, are refused with a reason.
 pub fn decode(bytes: &[u8]) -> Result<String> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -27,7 +28,14 @@ pub fn decode(bytes: &[u8]) -> Result<String> {
         return decode_utf16(bytes, to_u16);
     }
     if head.contains(&0) {
-        return Err(Error::Binary { reason: "it contains NUL bytes".into() });
+        // A few stray NULs in otherwise valid UTF-8 (a log written by a crashing program) are
+        // dropped; many of them, or NULs in undecodable bytes, mean a binary file.
+        let nuls = bytes.iter().filter(|b| **b == 0).count();
+        let text: Vec<u8> = bytes.iter().copied().filter(|b| *b != 0).collect();
+        return match String::from_utf8(text) {
+            Ok(s) if nuls * 20 < bytes.len() && !s.trim().is_empty() => Ok(s),
+            _ => Err(Error::Binary { reason: "it contains NUL bytes".into() }),
+        };
     }
     if let Ok(s) = std::str::from_utf8(bytes) {
         return Ok(s.to_string());

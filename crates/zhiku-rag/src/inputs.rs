@@ -78,7 +78,9 @@ fn collect(path: &Path, inputs: &mut Vec<Input>, report: &mut IngestReport) {
                 report.files.push(failed(source, reason));
             }
         }
-        Ok(_) => inputs.push(Input { source, origin: Origin::File(path.to_path_buf()) }),
+        Ok(m) if m.is_file() => inputs.push(Input { source, origin: Origin::File(path.to_path_buf()) }),
+        // Reading a FIFO would block the batch forever; devices and sockets are not documents.
+        Ok(_) => report.files.push(failed(source, "not a regular file (a pipe, socket or device)".into())),
         Err(e) => report.files.push(failed(source, format!("cannot open: {e}"))),
     }
 }
