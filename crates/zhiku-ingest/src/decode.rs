@@ -7,8 +7,7 @@ const SNIFF_LEN: usize = 8192;
 /// UTF-16 without a BOM is recognised by its pattern of zero bytes; anything else that is not
 /// UTF-8 goes through encoding detection (GB18030/GBK, Big5, Shift-JIS, EUC-KR, the Windows and
 /// ISO-8859 code pages...). A few stray NULs in UTF-8 text are dropped. Files that look binary,
-/// or that do not decode cleanly in the
-/// detected encoding, are refused with a reason.
+/// or that do not decode cleanly in the detected encoding, are refused with a reason.
 pub fn decode(bytes: &[u8]) -> Result<String> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Empty);
