@@ -161,6 +161,11 @@ pub enum KbCommand {
         /// mask (e.g. `[EMAIL]`) or drop-chunk. Applies to documents ingested from now on.
         #[arg(long, value_name = "POLICY")]
         pii: Option<zhiku_core::PiiPolicy>,
+        /// What ingestion does with a file whose content (or nearly all its text) is already in
+        /// the knowledge base under another source: skip (default; reported) or keep (indexed
+        /// anyway, and reported with `duplicate_of`).
+        #[arg(long, value_name = "POLICY")]
+        duplicates: Option<zhiku_core::DuplicatePolicy>,
     },
     /// List the documents of a knowledge base.
     Docs { name: String },

@@ -378,14 +378,23 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 let acl = store.kb_default_acl(&name)?;
                 let acl = if acl.is_empty() { "administrators only".to_string() } else { acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ") };
                 let pii = store.kb_pii_policy(&name)?;
-                println!("{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}\tPII: {}", docs.len(), pii.as_str());
+                let duplicates = store.kb_duplicate_policy(&name)?;
+                println!(
+                    "{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}\tPII: {}\tduplicates: {}",
+                    docs.len(),
+                    pii.as_str(),
+                    duplicates.as_str()
+                );
             }
         }
-        KbCommand::Create { name, acl, pii } => {
+        KbCommand::Create { name, acl, pii, duplicates } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
                 store.set_kb_default_acl(&name, &acl)?;
+            }
+            if let Some(policy) = duplicates {
+                store.set_kb_duplicate_policy(&name, policy)?;
             }
             if let Some(policy) = pii {
                 store.set_kb_pii_policy(&name, policy)?;

@@ -52,6 +52,13 @@ fn office_documents_are_searchable_with_their_structure() {
         "spreadsheet rows are found with their header: {sheet:#?}"
     );
 
+    // A knowledge base that keeps duplicates indexes every copy and still says which is which.
+    assert!(z.run(&["kb", "create", "all-copies", "--duplicates", "keep"]).status.success());
+    let kept = z.ingest("all-copies", &[&office], &[]);
+    assert_eq!(kept["ingested"], 7, "{kept}");
+    assert!(status_of(&kept, "authentication.pptx")["duplicate_of"].as_str().unwrap().ends_with("authentication.odp"), "{kept}");
+    assert!(z.run(&["kb", "create", "x", "--duplicates", "merge"]).status.code() != Some(0));
+
     let notes = z.search("docs", "who may read the shadow file", None, 5);
     let from_slides = notes.iter().find(|h| h["source"].as_str().unwrap().ends_with("authentication.odp")).expect("slides found");
     assert!(from_slides["page"].as_u64().is_some(), "slide number kept as the page: {from_slides}");

@@ -28,7 +28,7 @@ mod policy;
 pub use access::{Caller, Principal};
 pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};
 pub use error::{Error, Result};
-pub use policy::PiiPolicy;
+pub use policy::{DuplicatePolicy, PiiPolicy};
 
 /// Turns the bytes of one file into structured text. One implementation per format; a new
 /// format touches one file in `zhiku-ingest`.

@@ -37,3 +37,35 @@ impl PiiPolicy {
     }
 }
 
+
+/// What ingestion does with a file whose content is already in the knowledge base (the same
+/// bytes, or nearly the same text) under another source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Report it and leave it out: search results are not crowded by copies.
+    #[default]
+    Skip,
+    /// Report it and index it anyway (each copy may carry its own ACL or provenance).
+    Keep,
+}
+
+impl FromStr for DuplicatePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "keep" => Ok(Self::Keep),
+            other => Err(format!("unknown duplicate policy '{other}': use skip or keep")),
+        }
+    }
+}
+
+impl DuplicatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Keep => "keep",
+        }
+    }
+}

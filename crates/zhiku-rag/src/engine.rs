@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tracing::{debug, info};
-use zhiku_core::{Caller, Embedder, Principal};
+use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
 use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
 use zhiku_ingest::minhash;
@@ -58,11 +58,15 @@ pub struct FileReport {
     /// Personal data and secrets found in the file, by kind (before the KB's policy applied).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<PiiKind, usize>,
+    /// With the knowledge base's duplicate policy `keep`: the source this file (nearly) repeats,
+    /// indexed anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 impl FileReport {
     pub(crate) fn new(source: String, outcome: FileOutcome) -> Self {
-        Self { source, outcome, pii: BTreeMap::new() }
+        Self { source, outcome, pii: BTreeMap::new(), duplicate_of: None }
     }
 }
 
@@ -173,6 +177,7 @@ struct Batch<'a> {
     kb: &'a str,
     acl: Vec<Principal>,
     pii_policy: PiiPolicy,
+    duplicates: DuplicatePolicy,
     indexes: KbIndexes,
     report: IngestReport,
     /// Documents written since the derived indexes were last committed.
@@ -254,7 +259,8 @@ impl Engine {
         }
         let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
-        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, indexes, report: listing, pending: 0, expanded: 0, progress };
+        let duplicates = self.store.kb_duplicate_policy(kb)?;
+        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, expanded: 0, progress };
         if options.sync {
             for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
                 self.remove_document(&mut batch, source)?;
@@ -314,13 +320,13 @@ impl Engine {
             .unwrap_or_else(|_| Unpacked::Failed("the archive reader crashed on this file; please report it".into()));
         match unpacked {
             Unpacked::Document => {
-                let mut pii = BTreeMap::new();
-                let outcome = match self.ingest_document(batch, source, name, &bytes, depth, &mut pii) {
+                let mut report = FileReport::new(source.to_string(), FileOutcome::Unchanged);
+                report.outcome = match self.ingest_document(batch, source, name, &bytes, depth, &mut report) {
                     Ok(o) => o,
                     Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
                     Err(other) => return Err(other),
                 };
-                batch.finish(FileReport { source: source.to_string(), outcome, pii })
+                batch.finish(report)
             }
             Unpacked::Failed(reason) => batch.finish(FileReport::new(source.to_string(), FileOutcome::Failed { reason })),
             Unpacked::Entries(entries) => {
@@ -381,7 +387,7 @@ impl Engine {
         name: &str,
         bytes: &[u8],
         depth: usize,
-        pii: &mut BTreeMap<PiiKind, usize>,
+        report: &mut FileReport,
     ) -> Result<FileOutcome> {
         let failed = |reason: String| Error::FileFailed(reason);
         let kb = batch.kb;
@@ -390,10 +396,14 @@ impl Engine {
             return Ok(FileOutcome::Unchanged);
         }
         if let Some(original) = self.store.source_with_hash(kb, &hash, source)? {
-            if let Some(old) = self.store.delete_document(kb, source)? {
-                batch.indexes.remove_document(old)?;
+            if batch.duplicates == DuplicatePolicy::Keep {
+                report.duplicate_of = Some(original);
+            } else {
+                if let Some(old) = self.store.delete_document(kb, source)? {
+                    batch.indexes.remove_document(old)?;
+                }
+                return Ok(FileOutcome::Duplicate { of: original });
             }
-            return Ok(FileOutcome::Duplicate { of: original });
         }
         let counter = self.embedder.as_ref();
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
@@ -412,7 +422,7 @@ impl Engine {
             return Err(failed("no text found".into()));
         }
         let threshold = self.config.near_duplicate_threshold;
-        if let (Some(sig), true) = (&prepared.minhash, threshold > 0.0) {
+        if let (Some(sig), true, None) = (&prepared.minhash, threshold > 0.0, &report.duplicate_of) {
             let keys = minhash::band_keys(sig);
             let best = self
                 .store
@@ -421,13 +431,17 @@ impl Engine {
                 .filter_map(|(other, bytes)| minhash::from_bytes(&bytes).map(|s| (other, minhash::similarity(sig, &s))))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((of, similarity)) = best.filter(|b| b.1 >= threshold) {
-                if let Some(old) = self.store.delete_document(kb, source)? {
-                    batch.indexes.remove_document(old)?;
+                if batch.duplicates == DuplicatePolicy::Keep {
+                    report.duplicate_of = Some(of);
+                } else {
+                    if let Some(old) = self.store.delete_document(kb, source)? {
+                        batch.indexes.remove_document(old)?;
+                    }
+                    return Ok(FileOutcome::NearDuplicate { of, similarity });
                 }
-                return Ok(FileOutcome::NearDuplicate { of, similarity });
             }
         }
-        prepared.chunks = apply_pii_policy(prepared.chunks, batch.pii_policy, pii);
+        prepared.chunks = apply_pii_policy(prepared.chunks, batch.pii_policy, &mut report.pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;

@@ -9,7 +9,7 @@
 //! [`StoredChunk`] (what retrieval reads), [`Upsert`] (what a write did).
 //!
 //! ```
-//! use zhiku_core::{Chunk, PiiPolicy, Principal};
+//! use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 //! use zhiku_store::{NewDocument, Store, Upsert};
 //!
 //! let store = Store::open_in_memory().unwrap();
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use zhiku_core::{Chunk, PiiPolicy, Principal};
+use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS kb (
     name TEXT PRIMARY KEY,
     default_acl TEXT NOT NULL,
     pii_policy TEXT NOT NULL DEFAULT 'keep',
+    duplicates TEXT NOT NULL DEFAULT 'skip',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -175,6 +176,20 @@ fn blob_to_embedding(b: &[u8]) -> Result<Vec<f32>> {
     Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
+/// Brings a store written by an earlier version up to the current schema. Each step is
+/// idempotent; a column added later gets the default older versions behaved as.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_column = |table: &str, column: &str| -> Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has_column("kb", "duplicates")? {
+        conn.execute_batch("ALTER TABLE kb ADD COLUMN duplicates TEXT NOT NULL DEFAULT 'skip'")?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
@@ -196,6 +211,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -217,6 +233,21 @@ impl Store {
 
     pub fn set_kb_default_acl(&self, name: &str, acl: &[Principal]) -> Result<()> {
         let n = self.conn().execute("UPDATE kb SET default_acl = ?2 WHERE name = ?1", params![name, acl_to_json(acl)])?;
+        if n == 0 {
+            return Err(Error::UnknownKb(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The knowledge base's duplicate policy: `skip` or `keep`.
+    pub fn kb_duplicate_policy(&self, name: &str) -> Result<DuplicatePolicy> {
+        let value: Option<String> =
+            self.conn().query_row("SELECT duplicates FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))?.parse().map_err(Error::Corrupt)
+    }
+
+    pub fn set_kb_duplicate_policy(&self, name: &str, policy: DuplicatePolicy) -> Result<()> {
+        let n = self.conn().execute("UPDATE kb SET duplicates = ?2 WHERE name = ?1", params![name, policy.as_str()])?;
         if n == 0 {
             return Err(Error::UnknownKb(name.to_string()));
         }
