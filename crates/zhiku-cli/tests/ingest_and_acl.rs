@@ -400,6 +400,14 @@ fn killed_ingest_resumes_to_a_consistent_index() {
     }
     let docs = z.run(&["kb", "docs", "kb"]);
     assert_eq!(String::from_utf8_lossy(&docs.stdout).lines().count(), n);
+
+    // The same as an uninterrupted run: the same documents, chunks and content, and the same
+    // ranking for a query that touches many documents.
+    let clean = Zhiku::new();
+    clean.ingest("kb", &[dir.path()], &[]);
+    assert_eq!(clean.run(&["kb", "docs", "kb"]).stdout, docs.stdout);
+    let ranked = |z: &Zhiku| Zhiku::sources(&z.search("kb", "copper lantern meadow", None, 10));
+    assert_eq!(ranked(&z), ranked(&clean));
 }
 
 const VOCABULARY: [&str; 24] = [

@@ -1,5 +1,4 @@
 use std::collections::{BTreeMap, HashSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -7,8 +6,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
-use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
-use zhiku_ingest::minhash;
+use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_models::{ChatMessage, ChatModel};
 use zhiku_store::{NewDocument, Store, Upsert};
@@ -19,7 +17,9 @@ use crate::cite::{
     NOT_FOUND,
 };
 use crate::indexes::{index_text, Access, KbIndexes};
-use crate::inputs::{collect_inputs, Input, Origin};
+use crate::inputs::{collect_inputs, Input};
+use crate::pipeline::{Parser, Work, IN_FLIGHT};
+pub use crate::pipeline::MAX_NESTING;
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
 
@@ -165,12 +165,6 @@ pub enum IngestEvent<'a> {
     FileDone { report: &'a FileReport },
 }
 
-/// Containers inside containers (an archive in an archive, a forwarded message's attachment) are
-/// opened down to this depth.
-pub const MAX_NESTING: usize = 5;
-/// Bytes unpacked in memory from the containers inside one input file, all levels together.
-const MAX_EXPANDED_BYTES: u64 = 1 << 30;
-
 /// The state of one ingest run.
 struct Batch<'a> {
     store: &'a Store,
@@ -182,8 +176,6 @@ struct Batch<'a> {
     report: IngestReport,
     /// Documents written since the derived indexes were last committed.
     pending: usize,
-    /// Bytes unpacked from containers for the current input file.
-    expanded: u64,
     progress: &'a mut dyn FnMut(IngestEvent<'_>),
 }
 
@@ -260,20 +252,24 @@ impl Engine {
         let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
-        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, expanded: 0, progress };
+        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, progress };
         if options.sync {
             for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
                 self.remove_document(&mut batch, source)?;
             }
         }
-        for file in files {
-            batch.expanded = 0;
-            let depth = usize::from(matches!(file.origin, Origin::ZipEntry { .. }));
-            match file.read() {
-                Ok(bytes) => self.ingest_bytes(&mut batch, &file.source, file.file_name(), bytes, depth)?,
-                Err(reason) => batch.finish(FileReport::new(file.source.clone(), FileOutcome::Failed { reason }))?,
+        let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+        let acl = batch.acl.clone();
+        let counter: &dyn zhiku_core::TokenCounter = self.embedder.as_ref();
+        let parser = Parser::new(&self.store, kb, &acl, &self.config.chunk, counter, tx);
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || parser.run(files));
+            // Returning early drops the receiver, which stops the parse stage at its next send.
+            for work in rx {
+                self.store_work(&mut batch, work)?;
             }
-        }
+            Ok(())
+        })?;
         batch.indexes.commit(self.store.generation(kb)?)?;
         Ok(batch.report)
     }
@@ -313,89 +309,45 @@ impl Engine {
         batch.finish(FileReport::new(source, FileOutcome::Removed))
     }
 
-    /// One file's bytes: a container is opened and its files ingested one by one; anything else
-    /// is a document.
-    fn ingest_bytes(&self, batch: &mut Batch<'_>, source: &str, name: &str, bytes: Vec<u8>, depth: usize) -> Result<()> {
-        let unpacked = catch_unwind(AssertUnwindSafe(|| container::unpack(name, &bytes, &ArchiveLimits::default())))
-            .unwrap_or_else(|_| Unpacked::Failed("the archive reader crashed on this file; please report it".into()));
-        match unpacked {
-            Unpacked::Document => {
-                let mut report = FileReport::new(source.to_string(), FileOutcome::Unchanged);
-                report.outcome = match self.ingest_document(batch, source, name, &bytes, depth, &mut report) {
+    /// What the parse stage sends, stored in the order it was sent.
+    fn store_work(&self, batch: &mut Batch<'_>, work: Work) -> Result<()> {
+        match work {
+            Work::Discovered(files) => {
+                (batch.progress)(IngestEvent::Discovered { files });
+                Ok(())
+            }
+            Work::Unchanged { source } => batch.finish(FileReport::new(source, FileOutcome::Unchanged)),
+            Work::Failed { source, reason } => batch.finish(FileReport::new(source, FileOutcome::Failed { reason })),
+            Work::Abort(e) => Err(e.into()),
+            Work::ContainerDone { parent, produced } => {
+                let produced: HashSet<String> = produced.into_iter().collect();
+                for stale in self.store.sources_under(batch.kb, &format!("{parent}!/"))? {
+                    if !produced.iter().any(|p| &stale == p || is_inside(&stale, p)) {
+                        self.remove_document(batch, stale)?;
+                    }
+                }
+                Ok(())
+            }
+            Work::Parsed { source, prepared } => {
+                let mut report = FileReport::new(source, FileOutcome::Unchanged);
+                report.outcome = match self.store_document(batch, &mut report, *prepared) {
                     Ok(o) => o,
                     Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
                     Err(other) => return Err(other),
                 };
                 batch.finish(report)
             }
-            Unpacked::Failed(reason) => batch.finish(FileReport::new(source.to_string(), FileOutcome::Failed { reason })),
-            Unpacked::Entries(entries) => {
-                drop(bytes);
-                let children = entries.into_iter().map(|e| (e.name, e.content)).collect();
-                self.ingest_children(batch, source, children, depth)
-            }
         }
     }
 
-    /// The files inside a container (archive entries, attachments), each stored under
-    /// `container!/name`. Files stored from an earlier version of the container and no longer
-    /// in it are removed; files that failed keep their earlier version.
-    fn ingest_children(
-        &self,
-        batch: &mut Batch<'_>,
-        parent: &str,
-        children: Vec<(String, std::result::Result<Vec<u8>, String>)>,
-        depth: usize,
-    ) -> Result<()> {
-        if depth >= MAX_NESTING {
-            let reason = format!("containers nested deeper than {MAX_NESTING} levels: extract this one first");
-            return batch.finish(FileReport::new(parent.to_string(), FileOutcome::Failed { reason }));
-        }
-        (batch.progress)(IngestEvent::Discovered { files: children.len() });
-        let mut produced = HashSet::new();
-        for (name, content) in children {
-            let source = format!("{parent}!/{name}");
-            produced.insert(source.clone());
-            let bytes = match content {
-                Ok(bytes) => bytes,
-                Err(reason) => {
-                    batch.finish(FileReport::new(source, FileOutcome::Failed { reason }))?;
-                    continue;
-                }
-            };
-            batch.expanded += bytes.len() as u64;
-            if batch.expanded > MAX_EXPANDED_BYTES {
-                let reason = format!("the files inside expand past {} MiB in all", MAX_EXPANDED_BYTES >> 20);
-                batch.finish(FileReport::new(source, FileOutcome::Failed { reason }))?;
-                continue;
-            }
-            let file_name = name.rsplit('/').next().unwrap_or(&name).to_string();
-            self.ingest_bytes(batch, &source, &file_name, bytes, depth + 1)?;
-        }
-        for stale in self.store.sources_under(batch.kb, &format!("{parent}!/"))? {
-            if !produced.iter().any(|p| &stale == p || is_inside(&stale, p)) {
-                self.remove_document(batch, stale)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn ingest_document(
-        &self,
-        batch: &mut Batch<'_>,
-        source: &str,
-        name: &str,
-        bytes: &[u8],
-        depth: usize,
-        report: &mut FileReport,
-    ) -> Result<FileOutcome> {
+    /// Duplicate checks against what is stored now, the KB's PII policy, embedding, then one
+    /// store transaction and the index updates.
+    fn store_document(&self, batch: &mut Batch<'_>, report: &mut FileReport, mut prepared: PreparedDocument) -> Result<FileOutcome> {
         let failed = |reason: String| Error::FileFailed(reason);
         let kb = batch.kb;
-        let hash = zhiku_ingest::content_hash(bytes);
-        if self.store.is_unchanged(kb, source, &hash, &batch.acl)? {
-            return Ok(FileOutcome::Unchanged);
-        }
-        if let Some(original) = self.store.source_with_hash(kb, &hash, source)? {
+        let source = report.source.clone();
+        let source = source.as_str();
+        if let Some(original) = self.store.source_with_hash(kb, &prepared.content_hash, source)? {
             if batch.duplicates == DuplicatePolicy::Keep {
                 report.duplicate_of = Some(original);
             } else {
@@ -404,19 +356,6 @@ impl Engine {
                 }
                 return Ok(FileOutcome::Duplicate { of: original });
             }
-        }
-        let counter = self.embedder.as_ref();
-        // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
-        let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(name, bytes, &self.config.chunk, counter)))
-            .map_err(|_| failed("the parser crashed on this file; please report it".into()))?
-            .map_err(|e| failed(e.to_string()))?;
-        let mut prepared = prepared;
-        // Attachments first: the document itself is stored last, so that a run interrupted in
-        // between finds it missing and comes back for the attachments.
-        let embedded = std::mem::take(&mut prepared.embedded);
-        if !embedded.is_empty() {
-            let children = embedded.into_iter().map(|e| (e.name, Ok(e.bytes))).collect();
-            self.ingest_children(batch, source, children, depth)?;
         }
         if prepared.chunks.is_empty() {
             return Err(failed("no text found".into()));

@@ -28,11 +28,12 @@ pub mod cite;
 mod engine;
 mod indexes;
 mod inputs;
+mod pipeline;
 pub mod prompt;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestOptions, IngestReport, SearchHit};
+pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestOptions, IngestReport, SearchHit, MAX_NESTING};
 pub use indexes::index_text;
 
 #[derive(Debug, thiserror::Error)]
