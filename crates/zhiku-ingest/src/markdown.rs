@@ -80,10 +80,10 @@ impl Builder {
                 let row = std::mem::take(&mut self.table_row);
                 self.table.push(row);
             }
-            Event::Start(Tag::Paragraph | Tag::Item | Tag::BlockQuote(_)) | Event::End(TagEnd::Paragraph | TagEnd::Item) => {
-                if !self.in_table {
-                    self.flush();
-                }
+            Event::Start(Tag::Paragraph | Tag::Item | Tag::BlockQuote(_)) | Event::End(TagEnd::Paragraph | TagEnd::Item)
+                if !self.in_table =>
+            {
+                self.flush();
             }
             Event::Text(t) | Event::Code(t) => self.buf.push_str(&t),
             Event::Html(_) | Event::InlineHtml(_) => {}

@@ -56,9 +56,10 @@ impl KbIndexes {
             Some(b) => b.generation()? == generation,
             None => false,
         };
-        if vectors.is_some() && bm25_fresh {
-            return Ok(Self { vectors: vectors.expect("checked above"), bm25: bm25.expect("checked above"), dir });
-        }
+        let (vectors, bm25) = match (vectors, bm25) {
+            (Some(vectors), Some(bm25)) if bm25_fresh => return Ok(Self { vectors, bm25, dir }),
+            other => other,
+        };
         info!(kb, generation, "indexes behind the store; rebuilding from it");
         let chunks = store.chunks(kb)?;
         let vectors = match vectors {
