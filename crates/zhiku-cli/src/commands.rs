@@ -89,7 +89,7 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             results.push(json!({ "source": source, "status": "container", "entries": names }));
             continue;
         }
-        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_ingest::prepare(&name, &bytes, &chunking, &counter)));
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_rag::ocr::prepare_file(&name, &bytes, &chunking, &counter)));
         let seconds = started.elapsed().as_secs_f64();
         match prepared {
             Ok(Ok(doc)) => {
@@ -112,9 +112,9 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
                     "title": doc.title, "pages": pages, "seconds": seconds, "embedded": embedded, "chunks": chunks,
                 }));
             }
-            Ok(Err(e)) => {
+            Ok(Err(reason)) => {
                 failed += 1;
-                results.push(json!({ "source": source, "status": "failed", "reason": e.to_string() }));
+                results.push(json!({ "source": source, "status": "failed", "reason": reason }));
             }
             Err(_) => {
                 failed += 1;

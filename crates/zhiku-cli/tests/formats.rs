@@ -123,3 +123,22 @@ fn e_mail_messages_attachments_and_mailboxes() {
     let spec = z.search("mail", "pam_ssh spec file BuildRequires", None, 5);
     assert!(!Zhiku::sources(&spec).iter().any(|s| s.ends_with("pam_ssh.spec")), "{spec:#?}");
 }
+
+#[test]
+fn scanned_pdfs_are_read_by_ocr_or_fail_saying_what_to_install() {
+    let z = Zhiku::new();
+    let scan = fixtures("tests/fixtures/scanned-badge-policy.pdf");
+    // Without the OCR tools on PATH: a clear per-file error.
+    let out = z.command().arg("ingest").arg(&scan).args(["--kb", "scans", "--json"]).env("PATH", "/nonexistent").output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = status_of(&report, "scanned-badge-policy.pdf")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("no text layer") && reason.contains("tesseract-ocr"), "{reason}");
+    // With them (scripts/test.sh installs poppler-utils and tesseract-ocr): recognised text with
+    // its page.
+    let report = z.ingest("scans", &[&scan], &[]);
+    assert_eq!(status_of(&report, "scanned-badge-policy.pdf")["status"], "ingested", "{report}");
+    let hits = z.search("scans", "where do visitors collect a badge", None, 1);
+    let text = hits[0]["text"].as_str().unwrap();
+    assert!(text.contains("paper badge at the front desk"), "{text}");
+    assert_eq!(hits[0]["page"], 1);
+}

@@ -7,6 +7,9 @@ pub enum Error {
     Parse { format: &'static str, reason: String },
     #[error("the file is empty or contains no text")]
     Empty,
+    /// A PDF whose pages are images only: its text has to be recognised (OCR).
+    #[error("the PDF has no text layer (a scanned document?)")]
+    NoTextLayer,
     #[error("the file looks binary ({reason}); zhiku reads PDF, Word, Excel, PowerPoint, OpenDocument, HTML, Markdown, text, CSV/TSV, JSON/JSONL, e-mail and ZIP")]
     Binary { reason: String },
     #[error("embedding failed: {0}")]

@@ -108,7 +108,7 @@ pub fn prepare(
     counter: &dyn TokenCounter,
 ) -> Result<PreparedDocument> {
     let is_pdf = bytes.starts_with(b"%PDF-") || file_name.to_ascii_lowercase().ends_with(".pdf");
-    let (parser, mut doc): (&dyn Parser, ParsedDocument) = if is_pdf {
+    let (parser, doc): (&dyn Parser, ParsedDocument) = if is_pdf {
         (&PdfParser, PdfParser.parse(bytes)?)
     } else if let Some(parser) = office::sniff(bytes) {
         (parser, parser.parse(bytes)?)
@@ -128,6 +128,38 @@ pub fn prepare(
         let parser = parser_for(file_name, &text);
         (parser, parser.parse(text.as_bytes())?)
     };
+    finish(parser.format(), doc, bytes, config, counter)
+}
+
+/// A document from text recognised on page images (OCR of a scanned PDF): each page's
+/// paragraphs (separated by blank lines) as text blocks on that page. `bytes` are the original
+/// file's, for its content hash.
+pub fn prepare_recognised_pages(
+    pages: &[(u32, String)],
+    bytes: &[u8],
+    config: &ChunkConfig,
+    counter: &dyn TokenCounter,
+) -> Result<PreparedDocument> {
+    let mut doc = ParsedDocument::default();
+    for (page, text) in pages {
+        for paragraph in text.split("\n\n") {
+            let lines: Vec<&str> = paragraph.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            if !lines.is_empty() {
+                doc.blocks.push(zhiku_core::Block::text(pdf::reflow(&lines)).on_page(*page));
+            }
+        }
+    }
+    finish("pdf-ocr", doc, bytes, config, counter)
+}
+
+/// Normalise, chunk, and describe a parsed document.
+fn finish(
+    format: &'static str,
+    mut doc: ParsedDocument,
+    bytes: &[u8],
+    config: &ChunkConfig,
+    counter: &dyn TokenCounter,
+) -> Result<PreparedDocument> {
     normalize_document(&mut doc);
     if doc.is_blank() {
         return Err(Error::Empty);
@@ -138,7 +170,7 @@ pub fn prepare(
     let language = detect_language(&full_text);
     let minhash = minhash::signature(&full_text);
     Ok(PreparedDocument {
-        format: parser.format(),
+        format,
         language,
         title: doc.title.clone(),
         content_hash: content_hash(bytes),

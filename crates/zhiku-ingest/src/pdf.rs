@@ -38,11 +38,7 @@ impl Parser for PdfParser {
             }
         }
         if pages.iter().all(|(_, lines)| lines.is_empty()) {
-            return Err(bad(if failed > 0 {
-                format!("no text could be extracted ({failed} pages failed)")
-            } else {
-                "no text layer (a scanned PDF?); OCR is not supported yet".into()
-            }));
+            return Err(if failed > 0 { bad(format!("no text could be extracted ({failed} pages failed)")) } else { Error::NoTextLayer });
         }
         remove_running_lines(&mut pages);
         let blocks = pages
@@ -94,9 +90,10 @@ fn remove_running_lines(pages: &mut [(u32, Vec<String>)]) {
 
 /// Joins a page's lines into running text: "exam-" + "ple" → "example"; a space between Latin
 /// words, nothing between CJK characters.
-fn reflow(lines: &[String]) -> String {
+pub(crate) fn reflow<S: AsRef<str>>(lines: &[S]) -> String {
     let mut out = String::new();
     for line in lines {
+        let line = line.as_ref();
         let last = out.chars().last();
         let first = line.chars().next();
         match (last, first) {

@@ -28,6 +28,7 @@ pub mod cite;
 mod engine;
 mod indexes;
 mod inputs;
+pub mod ocr;
 mod pipeline;
 pub mod prompt;
 

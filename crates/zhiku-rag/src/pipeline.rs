@@ -126,10 +126,10 @@ impl<'a> Parser<'a> {
             Err(e) => return self.send(Work::Abort(e)),
         }
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
-        let prepared = catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare(name, bytes, self.chunk, self.counter)));
+        let prepared = catch_unwind(AssertUnwindSafe(|| crate::ocr::prepare_file(name, bytes, self.chunk, self.counter)));
         let mut prepared = match prepared {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return self.send(Work::Failed { source: source.to_string(), reason: e.to_string() }),
+            Ok(Err(reason)) => return self.send(Work::Failed { source: source.to_string(), reason }),
             Err(_) => {
                 let reason = "the parser crashed on this file; please report it".to_string();
                 return self.send(Work::Failed { source: source.to_string(), reason });
