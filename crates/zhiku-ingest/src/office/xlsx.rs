@@ -19,7 +19,8 @@ enum NumberStyle {
     Date,
     Time,
     DateTime,
-    Percent,
+    /// With this many decimal places, as the format shows them.
+    Percent(u8),
 }
 
 impl Parser for XlsxParser {
@@ -161,7 +162,7 @@ fn display_value(cell_type: &str, raw: &str, shared: &[String], style: NumberSty
 fn format_number(n: f64, style: NumberStyle, date1904: bool) -> String {
     match style {
         NumberStyle::General => general_number(n),
-        NumberStyle::Percent => format!("{}%", general_number(n * 100.0)),
+        NumberStyle::Percent(decimals) => format!("{:.*}%", usize::from(decimals), n * 100.0),
         NumberStyle::Date | NumberStyle::Time | NumberStyle::DateTime => match serial_to_datetime(n, date1904) {
             Some((date, time)) => match style {
                 NumberStyle::Date => date,
@@ -288,7 +289,8 @@ fn cell_styles(package: &Package<'_>, xml: &str) -> Result<Vec<NumberStyle>> {
     Ok(formats
         .into_iter()
         .map(|id| match id {
-            9 | 10 => NumberStyle::Percent,
+            9 => NumberStyle::Percent(0),
+            10 => NumberStyle::Percent(2),
             14..=17 => NumberStyle::Date,
             18..=21 | 45..=47 => NumberStyle::Time,
             22 => NumberStyle::DateTime,
@@ -331,7 +333,10 @@ fn style_of_code(code: &str) -> NumberStyle {
         (true, true) => NumberStyle::DateTime,
         (true, false) => NumberStyle::Date,
         (false, true) => NumberStyle::Time,
-        _ if plain.contains('%') => NumberStyle::Percent,
+        _ if plain.contains('%') => {
+            let decimals = plain.split_once('.').map_or(0, |(_, frac)| frac.chars().take_while(|c| matches!(c, '0' | '#')).count());
+            NumberStyle::Percent(decimals.min(10) as u8)
+        }
         _ => NumberStyle::General,
     }
 }
@@ -356,7 +361,8 @@ mod tests {
         assert_eq!(general_number(42.0), "42");
         assert_eq!(general_number(0.1 + 0.2), "0.3");
         assert_eq!(general_number(-1.5), "-1.5");
-        assert_eq!(format_number(0.25, NumberStyle::Percent, false), "25%");
+        assert_eq!(format_number(0.25, NumberStyle::Percent(0), false), "25%");
+        assert_eq!(format_number(0.52425, NumberStyle::Percent(1), false), "52.4%");
     }
 
     #[test]
@@ -368,7 +374,8 @@ mod tests {
         assert_eq!(style_of_code("yyyy-mm-dd hh:mm:ss"), NumberStyle::DateTime);
         assert_eq!(style_of_code("#,##0.00\" days\""), NumberStyle::General);
         assert_eq!(style_of_code("[Red]#,##0"), NumberStyle::General);
-        assert_eq!(style_of_code("0.0%"), NumberStyle::Percent);
+        assert_eq!(style_of_code("0.0%"), NumberStyle::Percent(1));
+        assert_eq!(style_of_code("0%"), NumberStyle::Percent(0));
     }
 
     #[test]
