@@ -78,7 +78,28 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
         }
     }
     emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+    bytes_to_char_offsets(&full, &mut chunks);
     chunks
+}
+
+/// Chunks are emitted with byte offsets; counting characters from the start for each one would
+/// make chunking quadratic in the document's length. One sweep converts them all.
+fn bytes_to_char_offsets(full: &str, chunks: &mut [Chunk]) {
+    let mut offsets: Vec<usize> = chunks.iter().flat_map(|c| [c.char_start, c.char_end]).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    let mut chars_at = Vec::with_capacity(offsets.len());
+    let (mut byte, mut chars) = (0usize, 0usize);
+    for &target in &offsets {
+        chars += full[byte..target].chars().count();
+        byte = target;
+        chars_at.push(chars);
+    }
+    let to_chars = |b: usize| offsets.binary_search(&b).map(|i| chars_at[i]).unwrap_or(0);
+    for c in chunks {
+        c.char_start = to_chars(c.char_start);
+        c.char_end = to_chars(c.char_end);
+    }
 }
 
 /// Rows packed up to the budget left after the header (header row and separator line), which
@@ -240,8 +261,9 @@ fn emit_units(
             ordinal: chunks.len() as u32,
             heading_path: heading_path.clone(),
             text,
-            char_start: full[..bytes.start].chars().count(),
-            char_end: full[..bytes.end].chars().count(),
+            // Byte offsets for now; chunk_document converts them all in one pass.
+            char_start: bytes.start,
+            char_end: bytes.end,
             page: units[start].page,
         });
         if end >= units.len() {

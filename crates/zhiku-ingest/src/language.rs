@@ -5,6 +5,12 @@
 /// character is weighed against a Latin word, since both carry about one word of meaning. Latin
 /// text is English when the commonest English function words make up a good share of it.
 pub fn detect_language(text: &str) -> &'static str {
+    // The first megabyte says which language a document is in as well as the whole would.
+    let mut end = text.len().min(1 << 20);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
     let (mut han, mut kana, mut hangul) = (0usize, 0usize, 0usize);
     for ch in text.chars() {
         match ch as u32 {
