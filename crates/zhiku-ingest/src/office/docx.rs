@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use zhiku_core::{Block, ParsedDocument, Parser, Result};
 
 use super::xml::Node;
-use super::{push_nonblank, Package};
+use super::{append_nested_table, push_nonblank, Package};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DocxParser;
@@ -137,9 +137,7 @@ impl Parser for DocxParser {
                 "tbl" => {
                     let Some(table) = tables.pop() else { return };
                     if let Some(outer) = tables.first_mut() {
-                        let text: Vec<String> = table.rows.into_iter().map(|r| r.join(" ")).collect();
-                        outer.cell.push(' ');
-                        outer.cell.push_str(&text.join(" "));
+                        append_nested_table(&mut outer.cell, table.rows);
                     } else {
                         push_table(&mut blocks, table.rows);
                     }

@@ -176,6 +176,15 @@ fn resolve_path(dir: &str, target: &str) -> String {
     parts.join("/")
 }
 
+/// A table nested in a table cell becomes text of the outer cell: tables of tables do not fit a
+/// Markdown table, and the inner one is usually layout.
+fn append_nested_table(cell: &mut String, rows: Vec<Vec<String>>) {
+    for row in rows {
+        cell.push(' ');
+        cell.push_str(&row.join(" "));
+    }
+}
+
 /// Appends a paragraph's text, dropping the paragraph if it is blank.
 fn push_nonblank(blocks: &mut Vec<zhiku_core::Block>, block: zhiku_core::Block) {
     if !block.text.trim().is_empty() {

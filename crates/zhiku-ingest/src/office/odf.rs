@@ -7,7 +7,7 @@ use zhiku_core::{Block, ParsedDocument, Parser, Result};
 
 use super::docx::push_table;
 use super::xml::Node;
-use super::{push_nonblank, Package};
+use super::{append_nested_table, push_nonblank, Package};
 
 #[derive(Debug, Clone, Copy)]
 pub struct OdfParser {
@@ -185,9 +185,7 @@ impl Parser for OdfParser {
                     "table" => {
                         let Some(table) = tables.pop() else { return };
                         if let Some(outer) = tables.first_mut() {
-                            let text: Vec<String> = table.rows.into_iter().map(|r| r.join(" ")).collect();
-                            outer.cell.push(' ');
-                            outer.cell.push_str(&text.join(" "));
+                            append_nested_table(&mut outer.cell, table.rows);
                         } else {
                             let target = match (kind, in_notes) {
                                 (Kind::Presentation, false) => &mut slide_blocks,
