@@ -47,7 +47,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn ensure_data_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}; choose another with --data-dir", dir.display()))?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"").with_context(|| format!("data dir {} is not writable; fix its permissions or choose another with --data-dir", dir.display()))?;
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("data dir {} is not writable; fix its permissions or choose another with --data-dir", dir.display()))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -89,7 +90,8 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             results.push(json!({ "source": source, "status": "container", "entries": names }));
             continue;
         }
-        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_rag::ocr::prepare_file(&name, &bytes, &chunking, &counter)));
+        let prepared =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_rag::ocr::prepare_file(&name, &bytes, &chunking, &counter)));
         let seconds = started.elapsed().as_secs_f64();
         match prepared {
             Ok(Ok(doc)) => {
@@ -118,7 +120,8 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             }
             Err(_) => {
                 failed += 1;
-                results.push(json!({ "source": source, "status": "failed", "reason": "the parser crashed on this file; please report it" }));
+                results
+                    .push(json!({ "source": source, "status": "failed", "reason": "the parser crashed on this file; please report it" }));
             }
         }
     }
@@ -129,8 +132,13 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             match r["status"].as_str() {
                 Some("parsed") => {
                     let chunks = r["chunks"].as_array().map(Vec::len).unwrap_or(0);
-                    println!("{}: {} ({}), {chunks} chunks{}", r["source"].as_str().unwrap_or(""), r["format"].as_str().unwrap_or(""),
-                        r["language"].as_str().unwrap_or(""), r["pages"].as_u64().map(|p| format!(", {p} pages")).unwrap_or_default());
+                    println!(
+                        "{}: {} ({}), {chunks} chunks{}",
+                        r["source"].as_str().unwrap_or(""),
+                        r["format"].as_str().unwrap_or(""),
+                        r["language"].as_str().unwrap_or(""),
+                        r["pages"].as_u64().map(|p| format!(", {p} pages")).unwrap_or_default()
+                    );
                     if args.chunks {
                         for c in r["chunks"].as_array().into_iter().flatten() {
                             let path: Vec<&str> = c["heading_path"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
@@ -139,7 +147,11 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
                         }
                     }
                 }
-                Some("container") => println!("{}: archive of {} files", r["source"].as_str().unwrap_or(""), r["entries"].as_array().map(Vec::len).unwrap_or(0)),
+                Some("container") => println!(
+                    "{}: archive of {} files",
+                    r["source"].as_str().unwrap_or(""),
+                    r["entries"].as_array().map(Vec::len).unwrap_or(0)
+                ),
                 _ => println!("{}: failed: {}", r["source"].as_str().unwrap_or(""), r["reason"].as_str().unwrap_or("")),
             }
         }
@@ -193,17 +205,20 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&json!({
-            "kb": args.kb,
-            "ingested": report.ingested(),
-            "unchanged": report.unchanged(),
-            "duplicates": report.duplicates(),
-            "removed": report.removed(),
-            "failed": report.failed(),
-            "chunks": report.chunks(),
-            "pii_findings": report.pii(),
-            "files": report.files,
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string(&json!({
+                "kb": args.kb,
+                "ingested": report.ingested(),
+                "unchanged": report.unchanged(),
+                "duplicates": report.duplicates(),
+                "removed": report.removed(),
+                "failed": report.failed(),
+                "chunks": report.chunks(),
+                "pii_findings": report.pii(),
+                "files": report.files,
+            }))?
+        );
     } else {
         eprintln!(
             "{}: {} ingested ({} chunks), {} unchanged, {} duplicates, {} removed, {} failed",
@@ -303,7 +318,12 @@ fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", json!({ "count": vectors.len(), "seconds": seconds, "dim": dim }));
     } else {
-        eprintln!("{} sentences in {seconds:.2}s ({:.1}/s), dimension {dim} -> {}", vectors.len(), vectors.len() as f64 / seconds.max(1e-9), args.out.display());
+        eprintln!(
+            "{} sentences in {seconds:.2}s ({:.1}/s), dimension {dim} -> {}",
+            vectors.len(),
+            vectors.len() as f64 / seconds.max(1e-9),
+            args.out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -355,13 +375,16 @@ fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {
     };
     if args.json {
         let rate = |tokens: usize, secs: f64| if secs > 0.0 { tokens as f64 / secs } else { 0.0 };
-        println!("{}", serde_json::to_string(&json!({
-            "text": out.text,
-            "prompt_tokens": out.prompt_tokens,
-            "generated_tokens": out.generated_tokens,
-            "prompt_tps": rate(out.prompt_tokens, out.prompt_seconds),
-            "decode_tps": rate(out.generated_tokens, out.decode_seconds),
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string(&json!({
+                "text": out.text,
+                "prompt_tokens": out.prompt_tokens,
+                "generated_tokens": out.generated_tokens,
+                "prompt_tps": rate(out.prompt_tokens, out.prompt_seconds),
+                "decode_tps": rate(out.generated_tokens, out.decode_seconds),
+            }))?
+        );
     } else {
         println!();
     }
@@ -376,7 +399,11 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 let docs = store.documents(&name)?;
                 let chunks: usize = docs.iter().map(|d| d.chunks).sum();
                 let acl = store.kb_default_acl(&name)?;
-                let acl = if acl.is_empty() { "administrators only".to_string() } else { acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ") };
+                let acl = if acl.is_empty() {
+                    "administrators only".to_string()
+                } else {
+                    acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                };
                 let pii = store.kb_pii_policy(&name)?;
                 let duplicates = store.kb_duplicate_policy(&name)?;
                 println!(
@@ -407,7 +434,14 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             for d in store.documents(&name)? {
                 let acl: Vec<&str> = d.acl.iter().map(|p| p.as_str()).collect();
-                println!("{}\t{} chunks\t{}\t{}\t{}", d.source, d.chunks, d.language, &d.content_hash[..12.min(d.content_hash.len())], acl.join(","));
+                println!(
+                    "{}\t{} chunks\t{}\t{}\t{}",
+                    d.source,
+                    d.chunks,
+                    d.language,
+                    &d.content_hash[..12.min(d.content_hash.len())],
+                    acl.join(",")
+                );
             }
         }
     }

@@ -191,7 +191,8 @@ mod tests {
         let c: Config = toml::Value::Table(t).try_into().unwrap();
         assert_eq!(c.retrieval.min_similarity, 0.5);
         assert_eq!(c.models.llm, "/m/x.gguf");
-        let err = apply_env_overrides(&mut toml::Table::new(), vec![("ZHIKU_RETRIEVAL_MIN_SIMILARTY".to_string(), "1".to_string())].into_iter());
+        let err =
+            apply_env_overrides(&mut toml::Table::new(), vec![("ZHIKU_RETRIEVAL_MIN_SIMILARTY".to_string(), "1".to_string())].into_iter());
         assert!(err.is_err());
     }
 

@@ -29,11 +29,7 @@ fn ingest_search_and_ask_on_the_debian_reference() {
 
     // Chinese query: jieba-segmented BM25 finds the Chinese chapter on the same topic.
     let hits = z.search("debref", "如何修改用户的密码", None, 3);
-    assert!(
-        Zhiku::sources(&hits).iter().any(|s| s.ends_with("ch04.zh-cn.html")),
-        "{:?}",
-        Zhiku::sources(&hits)
-    );
+    assert!(Zhiku::sources(&hits).iter().any(|s| s.ends_with("ch04.zh-cn.html")), "{:?}", Zhiku::sources(&hits));
 
     let answer = z.json(&["ask", "Which command changes a user's password?", "--kb", "debref", "--json"]);
     assert_eq!(answer["abstained"], false, "{answer}");
@@ -44,7 +40,9 @@ fn ingest_search_and_ask_on_the_debian_reference() {
     assert!(cited.iter().any(|s| s.ends_with("ch04.en.html")), "citations should point at the authentication chapter: {answer}");
     for c in citations {
         let n = c["n"].as_u64().unwrap();
-        assert!(answer["answer"].as_str().unwrap().contains(&format!("[{n}]")) || answer["answer"].as_str().unwrap().contains(&format!("{n},")));
+        assert!(
+            answer["answer"].as_str().unwrap().contains(&format!("[{n}]")) || answer["answer"].as_str().unwrap().contains(&format!("{n},"))
+        );
         assert!(c["chunk_id"].as_str().is_some_and(|s| !s.is_empty()));
     }
 }

@@ -143,7 +143,10 @@ fn exact_duplicates_are_reported_not_indexed_twice_and_language_is_recorded() {
     let near = report["files"].as_array().unwrap().iter().find(|f| f["status"] == "near_duplicate").expect("near duplicate reported");
     assert!(near["source"].as_str().unwrap().ends_with("leave-v2.txt"), "{report}");
     assert!(near["similarity"].as_f64().unwrap() >= 0.9, "{report}");
-    assert_eq!(z.search("kb", "carried-over days expire", None, 10).iter().filter(|h| h["text"].as_str().unwrap().contains("30 April")).count(), 0);
+    assert_eq!(
+        z.search("kb", "carried-over days expire", None, 10).iter().filter(|h| h["text"].as_str().unwrap().contains("30 April")).count(),
+        0
+    );
 
     let docs = String::from_utf8(z.run(&["kb", "docs", "kb"]).stdout).unwrap();
     let lang = |name: &str| docs.lines().find(|l| l.contains(name)).unwrap().split('\t').nth(2).unwrap().to_string();
@@ -273,7 +276,8 @@ fn bad_files_are_reported_and_the_batch_continues() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     std::os::unix::fs::symlink(dir.path().join("nowhere.txt"), dir.path().join("k-link.txt")).unwrap();
     write(dir.path(), "l-cut.json", "[{\"name\": \"Alice\", \"team\": ");
-    let docx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
+    let docx =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
     write(dir.path(), "m-cut.docx", &docx[..docx.len() / 3]);
     let missing = dir.path().join("does-not-exist.txt");
 
@@ -411,8 +415,8 @@ fn killed_ingest_resumes_to_a_consistent_index() {
 }
 
 const VOCABULARY: [&str; 24] = [
-    "river", "copper", "lantern", "meadow", "quartz", "harbor", "violet", "engine", "falcon", "pepper", "glacier", "saddle",
-    "cobalt", "orchard", "tunnel", "ember", "marble", "thistle", "canyon", "velvet", "anchor", "juniper", "signal", "walnut",
+    "river", "copper", "lantern", "meadow", "quartz", "harbor", "violet", "engine", "falcon", "pepper", "glacier", "saddle", "cobalt",
+    "orchard", "tunnel", "ember", "marble", "thistle", "canyon", "velvet", "anchor", "juniper", "signal", "walnut",
 ];
 
 /// Documents committed so far, read through the CLI while the ingest runs (SQLite's WAL lets a

@@ -36,9 +36,7 @@ impl Principal {
 /// Names are restricted so that a principal can never smuggle separators or query syntax into
 /// the places it is stored (SQL parameters, index terms, log lines).
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
 impl fmt::Display for Principal {

@@ -37,7 +37,6 @@ impl PiiPolicy {
     }
 }
 
-
 /// What ingestion does with a file whose content is already in the knowledge base (the same
 /// bytes, or nearly the same text) under another source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

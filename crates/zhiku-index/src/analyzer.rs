@@ -1,9 +1,7 @@
 use std::sync::LazyLock;
 
 use jieba_rs::Jieba;
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
-};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer};
 
 /// jieba's dictionary takes a moment to load; share one instance across every index.
 static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);

@@ -2,9 +2,7 @@ use std::path::Path;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
-};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use zhiku_core::{Caller, Principal};
 
@@ -32,9 +30,8 @@ fn schema() -> Schema {
     let mut b = Schema::builder();
     b.add_u64_field("chunk_id", INDEXED | STORED | FAST);
     b.add_i64_field("doc_id", INDEXED);
-    let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
-    );
+    let text = TextOptions::default()
+        .set_indexing_options(TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs));
     b.add_text_field("text", text);
     b.add_text_field("acl", STRING);
     b.build()
@@ -140,8 +137,7 @@ impl Bm25Index {
             terms
                 .iter()
                 .map(|t| {
-                    let q: Box<dyn Query> =
-                        Box::new(TermQuery::new(Term::from_field_text(self.text, t), IndexRecordOption::WithFreqs));
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(self.text, t), IndexRecordOption::WithFreqs));
                     (Occur::Should, q)
                 })
                 .collect(),

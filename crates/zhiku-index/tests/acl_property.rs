@@ -22,7 +22,8 @@ impl Lcg {
     }
 }
 
-const WORDS: [&str; 12] = ["budget", "salary", "roadmap", "incident", "server", "contract", "hiring", "audit", "vendor", "launch", "merger", "payroll"];
+const WORDS: [&str; 12] =
+    ["budget", "salary", "roadmap", "incident", "server", "contract", "hiring", "audit", "vendor", "launch", "merger", "payroll"];
 
 #[test]
 fn no_caller_ever_sees_an_unreadable_chunk() {
@@ -30,8 +31,7 @@ fn no_caller_ever_sees_an_unreadable_chunk() {
     let dim = 8;
     let users: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
     let groups: Vec<String> = (0..8).map(|i| format!("g{i}")).collect();
-    let memberships: Vec<Vec<String>> =
-        users.iter().map(|_| groups.iter().filter(|_| rng.below(4) == 0).cloned().collect()).collect();
+    let memberships: Vec<Vec<String>> = users.iter().map(|_| groups.iter().filter(|_| rng.below(4) == 0).cloned().collect()).collect();
 
     let mut flat = FlatIndex::new(dim);
     let mut bm25 = Bm25Index::in_memory().unwrap();

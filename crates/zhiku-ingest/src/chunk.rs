@@ -214,14 +214,7 @@ fn trim_range(text: &str, r: Range<usize>) -> Range<usize> {
     r.start + lead..r.end - trail
 }
 
-fn emit_section(
-    full: &str,
-    units: &mut Vec<Unit>,
-    headings: &[(u8, String)],
-    max_tokens: usize,
-    overlap: usize,
-    chunks: &mut Vec<Chunk>,
-) {
+fn emit_section(full: &str, units: &mut Vec<Unit>, headings: &[(u8, String)], max_tokens: usize, overlap: usize, chunks: &mut Vec<Chunk>) {
     emit_units(full, units, headings, max_tokens, overlap, None, chunks)
 }
 

@@ -87,11 +87,7 @@ pub fn unpack(file_name: &str, bytes: &[u8], limits: &ArchiveLimits) -> Unpacked
             }
             let width = messages.len().to_string().len().max(4);
             return Unpacked::Entries(
-                messages
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, m)| Entry { name: format!("{:0width$}.eml", i + 1), content: Ok(m) })
-                    .collect(),
+                messages.into_iter().enumerate().map(|(i, m)| Entry { name: format!("{:0width$}.eml", i + 1), content: Ok(m) }).collect(),
             );
         }
     }

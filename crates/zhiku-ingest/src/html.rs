@@ -14,8 +14,7 @@ impl Parser for HtmlParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<ParsedDocument> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::Parse { format: "html", reason: e.to_string() })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::Parse { format: "html", reason: e.to_string() })?;
         let html = Html::parse_document(text);
         let title = html
             .root_element()
@@ -25,11 +24,7 @@ impl Parser for HtmlParser {
             .map(|e| collapse_ws(&e.text().collect::<String>()))
             .filter(|t| !t.is_empty());
         let mut walker = Walker::default();
-        let body = html
-            .root_element()
-            .children()
-            .filter_map(ElementRef::wrap)
-            .find(|e| e.value().name() == "body");
+        let body = html.root_element().children().filter_map(ElementRef::wrap).find(|e| e.value().name() == "body");
         walker.visit(body.unwrap_or_else(|| html.root_element()));
         walker.flush();
         Ok(ParsedDocument { title, blocks: walker.blocks, ..Default::default() })
@@ -37,22 +32,54 @@ impl Parser for HtmlParser {
 }
 
 const SKIPPED_TAGS: &[&str] = &[
-    "script", "style", "noscript", "template", "head", "nav", "header", "footer", "aside", "form",
-    "button", "select", "svg", "iframe", "object", "canvas", "dialog", "menu",
+    "script", "style", "noscript", "template", "head", "nav", "header", "footer", "aside", "form", "button", "select", "svg", "iframe",
+    "object", "canvas", "dialog", "menu",
 ];
 
 /// Class or id tokens that mark navigation and page furniture in common generators (DocBook's
 /// navheader/navfooter and toc, CMS breadcrumbs and sidebars). A table of contents repeats every
 /// heading of the page: left in, it matches every query and outranks the sections themselves.
 const BOILERPLATE_MARKERS: &[&str] = &[
-    "nav", "navbar", "navheader", "navfooter", "navigation", "menu", "breadcrumb", "breadcrumbs",
-    "sidebar", "footer", "header", "site-header", "site-footer", "skip-link", "cookie-banner", "toc",
+    "nav",
+    "navbar",
+    "navheader",
+    "navfooter",
+    "navigation",
+    "menu",
+    "breadcrumb",
+    "breadcrumbs",
+    "sidebar",
+    "footer",
+    "header",
+    "site-header",
+    "site-footer",
+    "skip-link",
+    "cookie-banner",
+    "toc",
     "table-of-contents",
 ];
 
 const BLOCK_TAGS: &[&str] = &[
-    "p", "div", "section", "article", "main", "blockquote", "li", "ul", "ol", "dl", "dt", "dd",
-    "figure", "figcaption", "address", "br", "hr", "caption", "details", "summary",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "address",
+    "br",
+    "hr",
+    "caption",
+    "details",
+    "summary",
 ];
 
 #[derive(Default)]

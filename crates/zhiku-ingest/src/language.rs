@@ -39,11 +39,15 @@ pub fn detect_language(text: &str) -> &'static str {
         return "und";
     }
     const ENGLISH: [&str; 20] = [
-        "the", "and", "of", "to", "in", "is", "for", "that", "with", "on", "are", "as", "be", "this", "it", "by", "or",
-        "you", "from", "not",
+        "the", "and", "of", "to", "in", "is", "for", "that", "with", "on", "are", "as", "be", "this", "it", "by", "or", "you", "from",
+        "not",
     ];
     let function_words = latin_words.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
-    if function_words * 100 >= latin_words.len() * 12 { "en" } else { "und" }
+    if function_words * 100 >= latin_words.len() * 12 {
+        "en"
+    } else {
+        "und"
+    }
 }
 
 #[cfg(test)]

@@ -101,12 +101,7 @@ pub fn parser_for(file_name: &str, text: &str) -> &'static dyn Parser {
 }
 
 /// Decode, parse, normalise and chunk one file.
-pub fn prepare(
-    file_name: &str,
-    bytes: &[u8],
-    config: &ChunkConfig,
-    counter: &dyn TokenCounter,
-) -> Result<PreparedDocument> {
+pub fn prepare(file_name: &str, bytes: &[u8], config: &ChunkConfig, counter: &dyn TokenCounter) -> Result<PreparedDocument> {
     let is_pdf = bytes.starts_with(b"%PDF-") || file_name.to_ascii_lowercase().ends_with(".pdf");
     let (parser, doc): (&dyn Parser, ParsedDocument) = if is_pdf {
         (&PdfParser, PdfParser.parse(bytes)?)
@@ -114,7 +109,9 @@ pub fn prepare(
         (parser, parser.parse(bytes)?)
     } else if let Some(parser) = office::parser_for_extension(file_name).filter(|_| !office::is_ole_compound(bytes)) {
         (parser, parser.parse(bytes)?)
-    } else if matches!(parser_for(file_name, "").format(), "email" | "text") && (mail::looks_like_email(bytes) || mail::looks_like_mbox(bytes)) {
+    } else if matches!(parser_for(file_name, "").format(), "email" | "text")
+        && (mail::looks_like_email(bytes) || mail::looks_like_mbox(bytes))
+    {
         (&EmailParser, EmailParser.parse(bytes)?)
     } else if office::is_ole_compound(bytes) {
         return Err(Error::Parse {
@@ -169,13 +166,5 @@ fn finish(
     let full_text = doc.full_text();
     let language = detect_language(&full_text);
     let minhash = minhash::signature(&full_text);
-    Ok(PreparedDocument {
-        format,
-        language,
-        title: doc.title.clone(),
-        content_hash: content_hash(bytes),
-        minhash,
-        chunks,
-        embedded,
-    })
+    Ok(PreparedDocument { format, language, title: doc.title.clone(), content_hash: content_hash(bytes), minhash, chunks, embedded })
 }

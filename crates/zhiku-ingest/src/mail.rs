@@ -141,7 +141,11 @@ fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let cleaned: String = base.chars().map(|c| if c == '!' || c.is_control() { '_' } else { c }).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    if cleaned.is_empty() { "attachment".into() } else { cleaned.chars().take(200).collect() }
+    if cleaned.is_empty() {
+        "attachment".into()
+    } else {
+        cleaned.chars().take(200).collect()
+    }
 }
 
 fn unique(existing: &[EmbeddedFile], name: String) -> String {

@@ -12,8 +12,7 @@ impl Parser for MarkdownParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<ParsedDocument> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::Parse { format: "markdown", reason: e.to_string() })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::Parse { format: "markdown", reason: e.to_string() })?;
         let mut builder = Builder::default();
         let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
         for event in CmarkParser::new_ext(text, options) {

@@ -27,8 +27,7 @@ pub const MAX_SIGNATURE_CHARS: usize = 8_000_000;
 
 /// The MinHash signature of a text; `None` when the text is shorter than one shingle.
 pub fn signature(text: &str) -> Option<Signature> {
-    let chars: Vec<char> =
-        text.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).take(MAX_SIGNATURE_CHARS).collect();
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).take(MAX_SIGNATURE_CHARS).collect();
     if chars.len() < SHINGLE {
         return None;
     }
@@ -103,7 +102,9 @@ mod tests {
         let edited = POLICY.replace("27 days", "28 days").replace("two weeks", "three weeks");
         let b = signature(&edited).unwrap();
         let reformatted = signature(&POLICY.to_uppercase().replace(". ", ".\n\n")).unwrap();
-        let other = signature("Travel must be booked through the company travel desk. Train travel is preferred for journeys under four hours.").unwrap();
+        let other =
+            signature("Travel must be booked through the company travel desk. Train travel is preferred for journeys under four hours.")
+                .unwrap();
         assert!(similarity(&a, &b) > 0.75, "{}", similarity(&a, &b));
         assert_eq!(similarity(&a, &reformatted), 1.0, "case and whitespace do not matter");
         assert!(similarity(&a, &other) < 0.2, "{}", similarity(&a, &other));
@@ -115,8 +116,10 @@ mod tests {
 
     #[test]
     fn chinese_near_copies() {
-        let a = signature("全职员工每个日历年享有二十七天带薪年假，另加法定节假日。超过三天的休假须至少提前两周在人事系统中申请。").unwrap();
-        let b = signature("全职员工每个日历年享有二十八天带薪年假，另加法定节假日。超过三天的休假须至少提前两周在人事系统中申请。").unwrap();
+        let a =
+            signature("全职员工每个日历年享有二十七天带薪年假，另加法定节假日。超过三天的休假须至少提前两周在人事系统中申请。").unwrap();
+        let b =
+            signature("全职员工每个日历年享有二十八天带薪年假，另加法定节假日。超过三天的休假须至少提前两周在人事系统中申请。").unwrap();
         assert!(similarity(&a, &b) > 0.75, "{}", similarity(&a, &b));
     }
 

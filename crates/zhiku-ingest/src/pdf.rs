@@ -115,7 +115,8 @@ mod tests {
 
     #[test]
     fn running_headers_and_footers_are_removed() {
-        let bodies = ["Leave is 27 days.", "Expenses within 30 days.", "Trains are preferred.", "Laptops are provided.", "Report phishing."];
+        let bodies =
+            ["Leave is 27 days.", "Expenses within 30 days.", "Trains are preferred.", "Laptops are provided.", "Report phishing."];
         let mut pages: Vec<(u32, Vec<String>)> = (1..=5u32)
             .map(|n| (n, vec!["ACME Handbook".to_string(), bodies[n as usize - 1].to_string(), format!("Page {n} of 5")]))
             .collect();
@@ -127,7 +128,14 @@ mod tests {
 
     #[test]
     fn reflow_joins_hyphenation_and_cjk() {
-        let lines = ["The exam-".to_string(), "ple shows re-".to_string(), "Use of X-".to_string(), "Ray.".to_string(), "中文".to_string(), "继续".to_string()];
+        let lines = [
+            "The exam-".to_string(),
+            "ple shows re-".to_string(),
+            "Use of X-".to_string(),
+            "Ray.".to_string(),
+            "中文".to_string(),
+            "继续".to_string(),
+        ];
         // A hyphen before a capital is kept: "re-" + "Use" is not one word.
         assert_eq!(reflow(&lines), "The example shows re- Use of X- Ray. 中文继续");
     }

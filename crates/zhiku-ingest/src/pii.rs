@@ -97,7 +97,8 @@ pub fn detect(text: &str) -> Vec<Finding> {
         let digits: String = raw.chars().filter(|c| c.is_ascii_digit() || *c == 'X' || *c == 'x').collect();
         let kind = if is_cn_resident_id(&digits) {
             Some(PiiKind::CnResidentId)
-        } else if digits.chars().all(|c| c.is_ascii_digit()) && (13..=19).contains(&digits.len()) && luhn(&digits) && !raw.starts_with('+') {
+        } else if digits.chars().all(|c| c.is_ascii_digit()) && (13..=19).contains(&digits.len()) && luhn(&digits) && !raw.starts_with('+')
+        {
             Some(PiiKind::BankCard)
         } else if is_phone(raw, &digits) {
             Some(PiiKind::Phone)

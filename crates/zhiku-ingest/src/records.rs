@@ -12,7 +12,11 @@ pub struct CsvParser {
 
 impl Parser for CsvParser {
     fn format(&self) -> &'static str {
-        if self.delimiter == b'\t' { "tsv" } else { "csv" }
+        if self.delimiter == b'\t' {
+            "tsv"
+        } else {
+            "csv"
+        }
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<ParsedDocument> {
@@ -55,8 +59,7 @@ impl Parser for JsonParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<ParsedDocument> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::Parse { format: "json", reason: e.to_string() })?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Parse { format: "json", reason: e.to_string() })?;
         let items = match value {
             Value::Array(items) => items,
             other => vec![other],
@@ -78,8 +81,8 @@ impl Parser for JsonlParser {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::Parse { format: "jsonl", reason: e.to_string() })?;
         let mut blocks = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let value: Value = serde_json::from_str(line)
-                .map_err(|e| Error::Parse { format: "jsonl", reason: format!("line {}: {e}", i + 1) })?;
+            let value: Value =
+                serde_json::from_str(line).map_err(|e| Error::Parse { format: "jsonl", reason: format!("line {}: {e}", i + 1) })?;
             blocks.extend(record_block(&value));
         }
         Ok(ParsedDocument { title: None, blocks, ..Default::default() })
@@ -123,7 +126,11 @@ fn flatten(path: &str, value: &Value, out: &mut Vec<String>) {
 }
 
 fn label(path: &str) -> &str {
-    if path.is_empty() { "value" } else { path }
+    if path.is_empty() {
+        "value"
+    } else {
+        path
+    }
 }
 
 fn scalar(v: &Value) -> Option<String> {

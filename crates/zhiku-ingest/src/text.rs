@@ -11,8 +11,7 @@ impl Parser for TextParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<ParsedDocument> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::Parse { format: "text", reason: e.to_string() })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::Parse { format: "text", reason: e.to_string() })?;
         let text = text.replace("\r\n", "\n");
         let mut blocks = Vec::new();
         for paragraph in text.split("\n\n") {

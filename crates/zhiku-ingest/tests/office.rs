@@ -29,11 +29,7 @@ fn word_and_writer_documents_keep_headings_tables_and_code() {
         assert_eq!(doc.title.as_deref(), Some("Chapter 4. Authentication and access controls"), "{name}");
         // The section structure survives: a level-3 heading sits under its level-2 parent.
         let su = chunk_with(&doc, "pam_wheel.so");
-        assert!(
-            su.heading_path.iter().any(|h| h == "4.5. PAM and NSS") && su.heading_path.len() >= 2,
-            "{name}: {:?}",
-            su.heading_path
-        );
+        assert!(su.heading_path.iter().any(|h| h == "4.5. PAM and NSS") && su.heading_path.len() >= 2, "{name}: {:?}", su.heading_path);
         // The table of files keeps its columns and rows, header first.
         let table = chunk_with(&doc, "| /etc/shadow |");
         assert!(table.text.starts_with("| "), "{name}: {}", table.text);
@@ -122,14 +118,12 @@ fn damaged_and_hostile_packages_fail_with_a_reason() {
     let err = prepare("cut.docx", &docx[..docx.len() / 2], &config, &ApproxTokenCounter).unwrap_err().to_string();
     assert!(err.contains("docx") && err.contains("truncated"), "{err}");
     // A part cut off mid-way.
-    let err = prepare("cut.xlsx", &zip_of(&[("xl/workbook.xml", b"<workbook><sheets>")]), &config, &ApproxTokenCounter)
-        .unwrap_err()
-        .to_string();
+    let err =
+        prepare("cut.xlsx", &zip_of(&[("xl/workbook.xml", b"<workbook><sheets>")]), &config, &ApproxTokenCounter).unwrap_err().to_string();
     assert!(err.contains("xlsx") && err.contains("xl/workbook.xml") && err.contains("truncated"), "{err}");
     // A package without its main part.
-    let err = prepare("hollow.pptx", &zip_of(&[("[Content_Types].xml", b"<Types/>")]), &config, &ApproxTokenCounter)
-        .unwrap_err()
-        .to_string();
+    let err =
+        prepare("hollow.pptx", &zip_of(&[("[Content_Types].xml", b"<Types/>")]), &config, &ApproxTokenCounter).unwrap_err().to_string();
     assert!(err.contains("pptx") && err.contains("ppt/presentation.xml"), "{err}");
     // Encrypted Office files are OLE containers whatever they are called.
     let mut ole = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];

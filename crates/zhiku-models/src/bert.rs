@@ -197,7 +197,11 @@ impl BertEmbedder {
     pub fn load(dir: &Path) -> Result<Self> {
         let file = |name: &str| {
             let p = dir.join(name);
-            if p.is_file() { Ok(p) } else { Err(Error::MissingModelFile { path: p }) }
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::MissingModelFile { path: p })
+            }
         };
         let config_path = file("config.json")?;
         let config: BertConfig = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?)
@@ -216,9 +220,7 @@ impl BertEmbedder {
         // does; the counter has the shipped fixed padding off already.
         let counter = WordPieceCounter::load(dir)?;
         let mut tokenizer = counter.tokenizer.clone();
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_seq, ..Default::default() }))
-            .map_err(bad_tok)?;
+        tokenizer.with_truncation(Some(TruncationParams { max_length: max_seq, ..Default::default() })).map_err(bad_tok)?;
 
         let weights_path = file("model.safetensors")?;
         let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;

@@ -99,12 +99,7 @@ pub struct Generation {
 
 /// A chat model, local or remote: what the answering stage needs from a generator.
 pub trait ChatModel: Send + Sync {
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        options: &GenerationOptions,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation>;
+    fn generate(&self, messages: &[ChatMessage], options: &GenerationOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation>;
 
     /// Counts tokens as this model does, for prompt budgets.
     fn token_counter(&self) -> &dyn zhiku_core::TokenCounter;
@@ -117,12 +112,7 @@ impl zhiku_core::TokenCounter for LlamaGenerator {
 }
 
 impl ChatModel for LlamaGenerator {
-    fn generate(
-        &self,
-        messages: &[ChatMessage],
-        options: &GenerationOptions,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    fn generate(&self, messages: &[ChatMessage], options: &GenerationOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
         LlamaGenerator::generate(self, messages, options, on_text)
     }
 

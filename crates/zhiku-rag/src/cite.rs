@@ -196,7 +196,11 @@ impl RunawayGuard {
 
     /// What is still held back once generation has ended.
     pub fn finish(&mut self) -> String {
-        if self.stopped { String::new() } else { std::mem::take(&mut self.held) }
+        if self.stopped {
+            String::new()
+        } else {
+            std::mem::take(&mut self.held)
+        }
     }
 }
 

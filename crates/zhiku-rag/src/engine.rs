@@ -6,20 +6,19 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
 use zhiku_index::VectorIndexRead;
-use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
+use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_models::{ChatMessage, ChatModel};
 use zhiku_store::{NewDocument, Store, Upsert};
 
 use crate::cite::{
     attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
-    RunawayGuard,
-    NOT_FOUND,
+    RunawayGuard, NOT_FOUND,
 };
 use crate::indexes::{index_text, Access, KbIndexes};
 use crate::inputs::{collect_inputs, Input};
-use crate::pipeline::{Parser, Work, IN_FLIGHT};
 pub use crate::pipeline::MAX_NESTING;
+use crate::pipeline::{Parser, Work, IN_FLIGHT};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
 
@@ -36,18 +35,29 @@ pub struct Engine {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileOutcome {
-    Ingested { chunks: usize },
-    Replaced { chunks: usize },
+    Ingested {
+        chunks: usize,
+    },
+    Replaced {
+        chunks: usize,
+    },
     Unchanged,
     /// The same content is already in the knowledge base under another source; not indexed
     /// twice (an earlier version of this source, if any, is removed).
-    Duplicate { of: String },
+    Duplicate {
+        of: String,
+    },
     /// Nearly the same text as another source (estimated Jaccard similarity of 5-character
     /// shingles at or above the configured threshold); not indexed.
-    NearDuplicate { of: String, similarity: f32 },
+    NearDuplicate {
+        of: String,
+        similarity: f32,
+    },
     /// With `sync`: the file is gone from the synced directory, so its document was removed.
     Removed,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,10 +169,16 @@ pub struct IngestOptions {
 
 /// Progress of a batch ingest, for progress bars.
 pub enum IngestEvent<'a> {
-    Started { files: usize },
+    Started {
+        files: usize,
+    },
     /// A container was opened: this many more files to go.
-    Discovered { files: usize },
-    FileDone { report: &'a FileReport },
+    Discovered {
+        files: usize,
+    },
+    FileDone {
+        report: &'a FileReport,
+    },
 }
 
 /// The state of one ingest run.
@@ -459,14 +475,7 @@ impl Engine {
 
     /// Retrieves, then answers from the retrieved sources with citations — or abstains when
     /// nothing retrieved is relevant enough, without calling the model.
-    pub fn ask(
-        &self,
-        kb: &str,
-        question: &str,
-        caller: &Caller,
-        model: &dyn ChatModel,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Answer> {
+    pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
         let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
         let min = self.config.retrieval.min_similarity.max(best - self.config.retrieval.source_margin);

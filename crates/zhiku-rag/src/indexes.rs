@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 use zhiku_core::Principal;
 use zhiku_index::{Bm25Index, FlatIndex, VectorIndexWrite};
-use zhiku_store::{StoredChunk, Store};
+use zhiku_store::{Store, StoredChunk};
 
 use crate::Result;
 

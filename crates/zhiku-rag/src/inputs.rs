@@ -92,7 +92,9 @@ fn list_archive(path: &Path, source: &str, inputs: &mut Vec<Input>, report: &mut
         let entry_source = format!("{source}!/{}", entry.name);
         match entry.refused {
             Some(reason) => report.files.push(failed(entry_source, reason)),
-            None => inputs.push(Input { source: entry_source, origin: Origin::ZipEntry { archive: path.to_path_buf(), index: entry.index } }),
+            None => {
+                inputs.push(Input { source: entry_source, origin: Origin::ZipEntry { archive: path.to_path_buf(), index: entry.index } })
+            }
         }
     }
     Ok(())

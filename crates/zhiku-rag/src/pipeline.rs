@@ -25,12 +25,23 @@ const MAX_EXPANDED_BYTES: u64 = 1 << 30;
 pub(crate) enum Work {
     /// A container was opened: this many more files to go.
     Discovered(usize),
-    Unchanged { source: String },
-    Parsed { source: String, prepared: Box<PreparedDocument> },
-    Failed { source: String, reason: String },
+    Unchanged {
+        source: String,
+    },
+    Parsed {
+        source: String,
+        prepared: Box<PreparedDocument>,
+    },
+    Failed {
+        source: String,
+        reason: String,
+    },
     /// Every file of the container `parent` has been sent; stored files under it that are not
     /// in `produced` are gone from it.
-    ContainerDone { parent: String, produced: Vec<String> },
+    ContainerDone {
+        parent: String,
+        produced: Vec<String>,
+    },
     /// The store could not be read: the batch stops.
     Abort(zhiku_store::Error),
 }
@@ -46,7 +57,14 @@ pub(crate) struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    pub fn new(store: &'a Store, kb: &'a str, acl: &'a [Principal], chunk: &'a ChunkConfig, counter: &'a dyn TokenCounter, tx: SyncSender<Work>) -> Self {
+    pub fn new(
+        store: &'a Store,
+        kb: &'a str,
+        acl: &'a [Principal],
+        chunk: &'a ChunkConfig,
+        counter: &'a dyn TokenCounter,
+        tx: SyncSender<Work>,
+    ) -> Self {
         Self { store, kb, acl, chunk, counter, tx, expanded: 0 }
     }
 

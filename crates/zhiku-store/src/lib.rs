@@ -62,8 +62,15 @@ pub struct NewDocument<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upsert {
-    Inserted { doc_id: i64, chunk_ids: Vec<u64> },
-    Replaced { doc_id: i64, old_doc_id: i64, chunk_ids: Vec<u64> },
+    Inserted {
+        doc_id: i64,
+        chunk_ids: Vec<u64>,
+    },
+    Replaced {
+        doc_id: i64,
+        old_doc_id: i64,
+        chunk_ids: Vec<u64>,
+    },
     /// Same content and ACL as stored: nothing was written.
     Unchanged,
 }
@@ -148,10 +155,12 @@ fn now() -> i64 {
 }
 
 pub fn validate_kb_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok { Ok(()) } else { Err(Error::InvalidKbName(name.to_string())) }
+    let ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidKbName(name.to_string()))
+    }
 }
 
 fn acl_to_json(acl: &[Principal]) -> String {
@@ -270,10 +279,8 @@ impl Store {
     }
 
     pub fn kb_default_acl(&self, name: &str) -> Result<Vec<Principal>> {
-        let json: Option<String> = self
-            .conn()
-            .query_row("SELECT default_acl FROM kb WHERE name = ?1", params![name], |r| r.get(0))
-            .optional()?;
+        let json: Option<String> =
+            self.conn().query_row("SELECT default_acl FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         acl_from_json(&json.ok_or_else(|| Error::UnknownKb(name.to_string()))?)
     }
 
@@ -290,8 +297,7 @@ impl Store {
 
     /// The generation of a knowledge base: bumped by every write that changes its chunks.
     pub fn generation(&self, kb: &str) -> Result<u64> {
-        let g: Option<i64> =
-            self.conn().query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0)).optional()?;
+        let g: Option<i64> = self.conn().query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0)).optional()?;
         g.map(|g| g as u64).ok_or_else(|| Error::UnknownKb(kb.to_string()))
     }
 
@@ -333,11 +339,9 @@ impl Store {
     pub fn is_unchanged(&self, kb: &str, source: &str, content_hash: &str, acl: &[Principal]) -> Result<bool> {
         let row: Option<(String, String)> = self
             .conn()
-            .query_row(
-                "SELECT content_hash, acl FROM document WHERE kb = ?1 AND source = ?2",
-                params![kb, source],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT content_hash, acl FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         Ok(row.is_some_and(|(hash, stored_acl)| hash == content_hash && stored_acl == acl_to_json(acl)))
     }
@@ -349,11 +353,9 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let acl_json = acl_to_json(doc.acl);
         let existing: Option<(i64, String, String)> = tx
-            .query_row(
-                "SELECT id, content_hash, acl FROM document WHERE kb = ?1 AND source = ?2",
-                params![kb, doc.source],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .query_row("SELECT id, content_hash, acl FROM document WHERE kb = ?1 AND source = ?2", params![kb, doc.source], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         if let Some((_, hash, acl)) = &existing {
             if hash == doc.content_hash && *acl == acl_json {
@@ -408,9 +410,8 @@ impl Store {
     pub fn delete_document(&self, kb: &str, source: &str) -> Result<Option<i64>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: Option<i64> = tx
-            .query_row("SELECT id FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| r.get(0))
-            .optional()?;
+        let id: Option<i64> =
+            tx.query_row("SELECT id FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| r.get(0)).optional()?;
         if let Some(id) = id {
             tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
             tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
@@ -516,18 +517,12 @@ impl Store {
     }
 
     pub fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO group_member (group_name, user_name) VALUES (?1, ?2)",
-            params![group, user],
-        )?;
+        self.conn().execute("INSERT OR IGNORE INTO group_member (group_name, user_name) VALUES (?1, ?2)", params![group, user])?;
         Ok(())
     }
 
     pub fn remove_group_member(&self, group: &str, user: &str) -> Result<bool> {
-        Ok(self.conn().execute(
-            "DELETE FROM group_member WHERE group_name = ?1 AND user_name = ?2",
-            params![group, user],
-        )? > 0)
+        Ok(self.conn().execute("DELETE FROM group_member WHERE group_name = ?1 AND user_name = ?2", params![group, user])? > 0)
     }
 
     pub fn groups_of(&self, user: &str) -> Result<Vec<String>> {
@@ -550,7 +545,10 @@ mod tests {
     use super::*;
 
     fn chunk(ordinal: u32, text: &str) -> (Chunk, Vec<f32>) {
-        (Chunk { ordinal, heading_path: vec!["H".into()], text: text.into(), char_start: 0, char_end: text.chars().count(), page: None }, vec![0.5, -0.25])
+        (
+            Chunk { ordinal, heading_path: vec!["H".into()], text: text.into(), char_start: 0, char_end: text.chars().count(), page: None },
+            vec![0.5, -0.25],
+        )
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
