@@ -97,21 +97,23 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             Ok(Ok(doc)) => {
                 let pages = doc.chunks.iter().filter_map(|c| c.page).max();
                 let embedded: Vec<&str> = doc.embedded.iter().map(|e| e.name.as_str()).collect();
-                let shown = args.json || args.chunks;
-                let chunks: Vec<serde_json::Value> = doc
-                    .chunks
-                    .iter()
-                    .map(|c| {
-                        let mut v = serde_json::to_value(c).unwrap_or_default();
-                        if shown {
+                // The summary needs only the count: a huge file's chunks are not copied into JSON.
+                let chunks: Vec<serde_json::Value> = if args.json || args.chunks {
+                    doc.chunks
+                        .iter()
+                        .map(|c| {
+                            let mut v = serde_json::to_value(c).unwrap_or_default();
                             v["tokens"] = json!(zhiku_core::TokenCounter::count_tokens(&counter, &c.text));
-                        }
-                        v
-                    })
-                    .collect();
+                            v
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 results.push(json!({
                     "source": source, "status": "parsed", "format": doc.format, "language": doc.language,
-                    "title": doc.title, "pages": pages, "seconds": seconds, "embedded": embedded, "chunks": chunks,
+                    "title": doc.title, "pages": pages, "seconds": seconds, "embedded": embedded,
+                    "chunk_count": doc.chunks.len(), "chunks": chunks,
                 }));
             }
             Ok(Err(reason)) => {
@@ -131,7 +133,7 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
         for r in &results {
             match r["status"].as_str() {
                 Some("parsed") => {
-                    let chunks = r["chunks"].as_array().map(Vec::len).unwrap_or(0);
+                    let chunks = r["chunk_count"].as_u64().unwrap_or(0);
                     println!(
                         "{}: {} ({}), {chunks} chunks{}",
                         r["source"].as_str().unwrap_or(""),

@@ -38,9 +38,14 @@ struct Unit {
 }
 
 pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn TokenCounter) -> Vec<Chunk> {
+    chunk_with_text(doc, &doc.full_text(), config, counter)
+}
+
+/// [`chunk_document`] for a caller that has the document's [`ParsedDocument::full_text`]
+/// already (a large document's text is not built twice).
+pub fn chunk_with_text(doc: &ParsedDocument, full: &str, config: &ChunkConfig, counter: &dyn TokenCounter) -> Vec<Chunk> {
     let max_tokens = config.max_tokens.max(8);
     let overlap = config.overlap_tokens.min(max_tokens / 2);
-    let full = doc.full_text();
     let mut chunks = Vec::new();
     let mut headings: Vec<(u8, String)> = Vec::new();
     let mut section: Vec<Unit> = Vec::new();
@@ -78,7 +83,7 @@ pub fn chunk_document(doc: &ParsedDocument, config: &ChunkConfig, counter: &dyn 
         }
     }
     emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
-    bytes_to_char_offsets(&full, &mut chunks);
+    bytes_to_char_offsets(full, &mut chunks);
     chunks
 }
 

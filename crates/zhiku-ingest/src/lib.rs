@@ -161,9 +161,12 @@ fn finish(
     if doc.is_blank() {
         return Err(Error::Empty);
     }
-    let chunks = chunk_document(&doc, config, counter);
-    let embedded = std::mem::take(&mut doc.embedded);
+    // Peak memory on a huge file is a few copies of its text: build the full text once, and let
+    // the blocks go as soon as the chunks are cut.
     let full_text = doc.full_text();
+    let chunks = chunk::chunk_with_text(&doc, &full_text, config, counter);
+    doc.blocks = Vec::new();
+    let embedded = std::mem::take(&mut doc.embedded);
     let language = detect_language(&full_text);
     let minhash = minhash::signature(&full_text);
     Ok(PreparedDocument { format, language, title: doc.title.clone(), content_hash: content_hash(bytes), minhash, chunks, embedded })
