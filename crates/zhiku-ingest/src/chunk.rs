@@ -59,30 +59,30 @@ pub fn chunk_with_text(doc: &ParsedDocument, full: &str, config: &ChunkConfig, c
         offset = range.end;
         match block.kind {
             BlockKind::Heading(level) => {
-                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                emit_section(full, &mut section, &headings, max_tokens, overlap, &mut chunks);
                 headings.retain(|(l, _)| *l < level);
                 headings.push((level, block.text.replace('\n', " ")));
             }
             BlockKind::Text => {
                 for s in split_sentences(&block.text) {
                     let bytes = range.start + s.start..range.start + s.end;
-                    push_unit(&full, bytes, block.page, max_tokens, counter, &mut section);
+                    push_unit(full, bytes, block.page, max_tokens, counter, &mut section);
                 }
             }
             BlockKind::Record => {
                 // A record stands alone: close the running section, chunk the record by itself.
-                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
-                push_lines(&full, range, block.page, max_tokens, counter, &mut section);
-                emit_section(&full, &mut section, &headings, max_tokens, 0, &mut chunks);
+                emit_section(full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                push_lines(full, range, block.page, max_tokens, counter, &mut section);
+                emit_section(full, &mut section, &headings, max_tokens, 0, &mut chunks);
             }
-            BlockKind::Preformatted => push_lines(&full, range, block.page, max_tokens, counter, &mut section),
+            BlockKind::Preformatted => push_lines(full, range, block.page, max_tokens, counter, &mut section),
             BlockKind::Table => {
-                emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
-                chunk_table(&full, range, block.page, &headings, max_tokens, counter, &mut chunks);
+                emit_section(full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+                chunk_table(full, range, block.page, &headings, max_tokens, counter, &mut chunks);
             }
         }
     }
-    emit_section(&full, &mut section, &headings, max_tokens, overlap, &mut chunks);
+    emit_section(full, &mut section, &headings, max_tokens, overlap, &mut chunks);
     bytes_to_char_offsets(full, &mut chunks);
     chunks
 }
