@@ -241,41 +241,39 @@ impl Store {
     }
 
     pub fn set_kb_default_acl(&self, name: &str, acl: &[Principal]) -> Result<()> {
-        let n = self.conn().execute("UPDATE kb SET default_acl = ?2 WHERE name = ?1", params![name, acl_to_json(acl)])?;
-        if n == 0 {
+        self.update_kb(name, "UPDATE kb SET default_acl = ?2 WHERE name = ?1", &acl_to_json(acl))
+    }
+
+    /// Runs `sql` (`?1` the knowledge base, `?2` the value); an unknown name is an error.
+    fn update_kb(&self, name: &str, sql: &'static str, value: &str) -> Result<()> {
+        if self.conn().execute(sql, params![name, value])? == 0 {
             return Err(Error::UnknownKb(name.to_string()));
         }
         Ok(())
+    }
+
+    /// One text setting of a knowledge base, by `sql` (`?1` the knowledge base).
+    fn kb_text(&self, name: &str, sql: &'static str) -> Result<String> {
+        let value: Option<String> = self.conn().query_row(sql, params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))
     }
 
     /// The knowledge base's duplicate policy: `skip` or `keep`.
     pub fn kb_duplicate_policy(&self, name: &str) -> Result<DuplicatePolicy> {
-        let value: Option<String> =
-            self.conn().query_row("SELECT duplicates FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
-        value.ok_or_else(|| Error::UnknownKb(name.to_string()))?.parse().map_err(Error::Corrupt)
+        self.kb_text(name, "SELECT duplicates FROM kb WHERE name = ?1")?.parse().map_err(Error::Corrupt)
     }
 
     pub fn set_kb_duplicate_policy(&self, name: &str, policy: DuplicatePolicy) -> Result<()> {
-        let n = self.conn().execute("UPDATE kb SET duplicates = ?2 WHERE name = ?1", params![name, policy.as_str()])?;
-        if n == 0 {
-            return Err(Error::UnknownKb(name.to_string()));
-        }
-        Ok(())
+        self.update_kb(name, "UPDATE kb SET duplicates = ?2 WHERE name = ?1", policy.as_str())
     }
 
     /// The knowledge base's PII policy: `keep`, `mask` or `drop-chunk`.
     pub fn kb_pii_policy(&self, name: &str) -> Result<PiiPolicy> {
-        let value: Option<String> =
-            self.conn().query_row("SELECT pii_policy FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
-        value.ok_or_else(|| Error::UnknownKb(name.to_string()))?.parse().map_err(Error::Corrupt)
+        self.kb_text(name, "SELECT pii_policy FROM kb WHERE name = ?1")?.parse().map_err(Error::Corrupt)
     }
 
     pub fn set_kb_pii_policy(&self, name: &str, policy: PiiPolicy) -> Result<()> {
-        let n = self.conn().execute("UPDATE kb SET pii_policy = ?2 WHERE name = ?1", params![name, policy.as_str()])?;
-        if n == 0 {
-            return Err(Error::UnknownKb(name.to_string()));
-        }
-        Ok(())
+        self.update_kb(name, "UPDATE kb SET pii_policy = ?2 WHERE name = ?1", policy.as_str())
     }
 
     pub fn kb_default_acl(&self, name: &str) -> Result<Vec<Principal>> {
