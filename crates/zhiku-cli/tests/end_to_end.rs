@@ -95,7 +95,7 @@ fn pdf_pages_are_ingested_with_page_provenance() {
     // the excerpt. A chunk reports the page it starts on.
     let page = hits[0]["page"].as_u64().unwrap();
     assert!(page == 2 || page == 3, "{hits:?}");
-    assert!(hits[0]["text"].as_str().unwrap().contains("The sed (1) command can replace"), "{hits:?}");
+    assert!(hits[0]["text"].as_str().unwrap().contains("The sed(1) command can replace"), "{hits:?}");
     for h in &hits {
         let page = h["page"].as_u64().unwrap();
         assert!((1..=7).contains(&page), "{hits:?}");

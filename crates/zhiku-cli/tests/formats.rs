@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::Zhiku;
+use common::{debian_reference, Zhiku};
 use serde_json::Value;
 
 fn fixtures(dir: &str) -> PathBuf {
@@ -143,4 +143,46 @@ fn scanned_pdfs_are_read_by_ocr_or_fail_saying_what_to_install() {
     let text = hits[0]["text"].as_str().unwrap();
     assert!(text.contains("paper badge at the front desk"), "{text}");
     assert_eq!(hits[0]["page"], 1);
+}
+
+/// Pages `keep` of a Debian Reference PDF as a PDF of their own (lopdf), so a test parses a few
+/// pages and not the whole book.
+fn debian_reference_pages(name: &str, keep: std::ops::RangeInclusive<u32>, dir: &Path) -> PathBuf {
+    let mut pdf = lopdf::Document::load(debian_reference().join(name)).unwrap();
+    let total = pdf.get_pages().len() as u32;
+    let drop: Vec<u32> = (1..=total).filter(|p| !keep.contains(p)).collect();
+    pdf.delete_pages(&drop);
+    let path = dir.join(name);
+    pdf.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn pdf_tables_headings_and_paragraphs_come_from_the_page_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let en = debian_reference_pages("debian-reference.en.pdf", 118..=122, dir.path());
+    let zh = debian_reference_pages("debian-reference.zh-cn.pdf", 113..=117, dir.path());
+    let z = Zhiku::new();
+    let parsed = z.json(&["parse", "--json", en.to_str().unwrap(), zh.to_str().unwrap()]);
+    let chunks = |file: usize| parsed["files"][file]["chunks"].as_array().unwrap().clone();
+
+    // Table 4.7 of the book, drawn with spaces between columns, comes out as a Markdown table
+    // under its section heading.
+    let (en_chunks, zh_chunks) = (chunks(0), chunks(1));
+    let table = en_chunks.iter().find(|c| c["text"].as_str().unwrap().contains("| smtp (mail) | 25 | ssmtp (smtps) | 465 |"));
+    let table = table.unwrap_or_else(|| panic!("no ports table in {en_chunks:#?}"));
+    assert!(table["text"].as_str().unwrap().starts_with("| insecure service name | port | secure service name | port |\n| --- |"));
+    assert_eq!(table["heading_path"].as_array().unwrap().last().unwrap(), "4.6.1 Secure password on the Internet", "{table}");
+    assert_eq!(table["page"], 3, "{table}");
+    let zh_table = zh_chunks.iter().find(|c| c["text"].as_str().unwrap().contains("| www (http) | 80 | https | 443 |"));
+    let zh_table = zh_table.unwrap_or_else(|| panic!("no ports table in {zh_chunks:#?}"));
+    assert!(zh_table["text"].as_str().unwrap().starts_with("| 不安全的服务名 | 端口 | 安全的服务名 | 端口 |"), "{zh_table}");
+
+    // Words hyphenated at a line end are whole again, and the running header is gone.
+    let text: String = en_chunks.iter().map(|c| c["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("over an insecure network with the secure authentication"), "{text}");
+    assert!(!text.contains("/ 233"), "{text}");
+    let headings: Vec<String> =
+        en_chunks.iter().flat_map(|c| c["heading_path"].as_array().unwrap().clone()).map(|h| h.as_str().unwrap().to_string()).collect();
+    assert!(headings.iter().any(|h| h == "4.6.2 Secure Shell"), "{headings:?}");
 }

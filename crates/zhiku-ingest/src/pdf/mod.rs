@@ -1,12 +1,19 @@
 //! PDF: the text layer of each page (lopdf, pure Rust), with page numbers kept for provenance.
-//! Lines repeated at the top or bottom of most pages (running headers, page footers) are dropped,
-//! words hyphenated across lines are joined, and wrapped lines are re-flowed.
+//! Each page's content stream is interpreted for where its text stands ([`content`]); the
+//! positions then give lines, headings, paragraphs and tables ([`layout`]). Lines repeated at
+//! the top or bottom of most pages (running headers, page footers) are dropped and words
+//! hyphenated across lines are joined.
+
+mod content;
+mod layout;
 
 use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use zhiku_core::{Block, Error, ParsedDocument, Parser, Result};
+use zhiku_core::{Error, ParsedDocument, Parser, Result};
+
+use layout::{Line, Typography};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PdfParser;
@@ -22,15 +29,15 @@ impl Parser for PdfParser {
         if doc.is_encrypted() {
             return Err(bad("the PDF is encrypted; decrypt it first (e.g. `qpdf --decrypt in.pdf out.pdf`)".into()));
         }
-        // Pages are independent: extract them on all cores (lopdf's document is read-only here).
-        let numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
-        let extracted: Vec<(u32, std::result::Result<String, lopdf::Error>)> =
-            numbers.par_iter().map(|&number| (number, doc.extract_text(&[number]))).collect();
-        let mut pages: Vec<(u32, Vec<String>)> = Vec::new();
+        // Pages are independent: interpret them on all cores (lopdf's document is read-only here).
+        let numbered: Vec<(u32, lopdf::ObjectId)> = doc.get_pages().into_iter().collect();
+        let extracted: Vec<(u32, lopdf::Result<Vec<Line>>)> =
+            numbered.par_iter().map(|&(number, id)| (number, content::page_spans(&doc, id).map(layout::lines))).collect();
+        let mut pages: Vec<(u32, Vec<Line>)> = Vec::new();
         let mut failed = 0usize;
-        for (number, text) in extracted {
-            match text {
-                Ok(text) => pages.push((number, text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())),
+        for (number, lines) in extracted {
+            match lines {
+                Ok(lines) => pages.push((number, lines)),
                 Err(e) => {
                     failed += 1;
                     tracing::debug!(page = number, error = %e, "no text extracted from page");
@@ -41,30 +48,39 @@ impl Parser for PdfParser {
             return Err(if failed > 0 { bad(format!("no text could be extracted ({failed} pages failed)")) } else { Error::NoTextLayer });
         }
         remove_running_lines(&mut pages);
+        let typography = Typography::measure(pages.iter().flat_map(|(_, lines)| lines.iter()));
         let blocks = pages
-            .into_iter()
-            .filter(|(_, lines)| !lines.is_empty())
-            .map(|(number, lines)| Block::text(reflow(&lines)).on_page(number))
+            .par_iter()
+            .flat_map_iter(|(number, lines)| layout::blocks(lines, &typography).into_iter().map(|b| b.on_page(*number)))
             .collect();
         Ok(ParsedDocument { title: None, blocks, ..Default::default() })
     }
 }
 
-/// A line's shape with digits erased, so "Page 3 of 9" and "Page 4 of 9" count as one.
+/// A line's shape with each run of digits made one `#`, so "Page 3 of 9" and "Page 10 of 9"
+/// count as one.
 fn shape(line: &str) -> String {
-    line.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect()
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('#') {
+            out.push('#');
+        }
+    }
+    out
 }
 
 /// Drops the first and last two lines of each page when the same shape stands there on at least
 /// half of the pages (at least 3 of them).
-fn remove_running_lines(pages: &mut [(u32, Vec<String>)]) {
+fn remove_running_lines(pages: &mut [(u32, Vec<Line>)]) {
     if pages.len() < 3 {
         return;
     }
     let mut counts: HashMap<String, usize> = HashMap::new();
     for (_, lines) in pages.iter() {
         let n = lines.len();
-        let mut edge: Vec<String> = lines.iter().take(2).chain(lines.iter().skip(n.saturating_sub(2))).map(|l| shape(l)).collect();
+        let mut edge: Vec<String> = lines.iter().take(2).chain(lines.iter().skip(n.saturating_sub(2))).map(|l| shape(&l.text())).collect();
         edge.sort();
         edge.dedup();
         for s in edge {
@@ -77,7 +93,7 @@ fn remove_running_lines(pages: &mut [(u32, Vec<String>)]) {
         let keep: Vec<bool> = lines
             .iter()
             .enumerate()
-            .map(|(i, l)| !((i < 2 || i + 2 >= n) && counts.get(&shape(l)).copied().unwrap_or(0) >= threshold))
+            .map(|(i, l)| !((i < 2 || i + 2 >= n) && counts.get(&shape(&l.text())).copied().unwrap_or(0) >= threshold))
             .collect();
         let mut index = 0;
         lines.retain(|_| {
@@ -117,12 +133,20 @@ mod tests {
     fn running_headers_and_footers_are_removed() {
         let bodies =
             ["Leave is 27 days.", "Expenses within 30 days.", "Trains are preferred.", "Laptops are provided.", "Report phishing."];
-        let mut pages: Vec<(u32, Vec<String>)> = (1..=5u32)
-            .map(|n| (n, vec!["ACME Handbook".to_string(), bodies[n as usize - 1].to_string(), format!("Page {n} of 5")]))
+        let line =
+            |y: f32, text: String| Line { y, size: 10.0, segments: vec![layout::Segment { x0: 50.0, x1: 300.0, text }], mono: false };
+        let mut pages: Vec<(u32, Vec<Line>)> = (1..=5u32)
+            .map(|n| {
+                let body = bodies[n as usize - 1].to_string();
+                // Page numbers of one and of two digits are the same footer.
+                let footer = format!("Page {} of 12", n * 3);
+                (n, vec![line(800.0, "ACME Handbook".into()), line(700.0, body), line(50.0, footer)])
+            })
             .collect();
         remove_running_lines(&mut pages);
         for (n, lines) in &pages {
-            assert_eq!(lines, &vec![bodies[*n as usize - 1].to_string()]);
+            let texts: Vec<String> = lines.iter().map(Line::text).collect();
+            assert_eq!(texts, vec![bodies[*n as usize - 1].to_string()]);
         }
     }
 
