@@ -239,6 +239,10 @@ impl Default for GraphicsState<'_> {
 struct Interpreter<'a> {
     doc: &'a Document,
     spans: Vec<Span>,
+    /// Open marked-content sequences; `Some` where one carries /ActualText, the text that
+    /// replaces the glyphs shown inside it (and whether it has been placed yet). Some writers
+    /// draw CJK text with placeholder codes and give the characters only this way.
+    marked: Vec<Option<(String, bool)>>,
 }
 
 /// The positioned text of one page, in content-stream order.
@@ -248,7 +252,7 @@ pub(super) fn page_spans(doc: &Document, page_id: ObjectId) -> lopdf::Result<Vec
     let mut dicts: Vec<&Dictionary> = direct.into_iter().collect();
     dicts.extend(referenced.iter().filter_map(|id| doc.get_dictionary(*id).ok()));
     let resources = Resources::from_dicts(doc, &dicts, None);
-    let mut interpreter = Interpreter { doc, spans: Vec::new() };
+    let mut interpreter = Interpreter { doc, spans: Vec::new(), marked: Vec::new() };
     interpreter.run(&content, &resources, GraphicsState::default(), 0)?;
     Ok(interpreter.spans)
 }
@@ -327,6 +331,18 @@ impl<'a> Interpreter<'a> {
                         }
                     }
                 }
+                "BMC" if self.marked.len() < 256 => self.marked.push(None),
+                "BDC" if self.marked.len() < 256 => {
+                    let actual = operands
+                        .get(1)
+                        .and_then(|o| o.as_dict().ok())
+                        .and_then(|d| d.get(b"ActualText").ok())
+                        .and_then(|t| lopdf::decode_text_string(t).ok());
+                    self.marked.push(actual.map(|text| (text, false)));
+                }
+                "EMC" => {
+                    self.marked.pop();
+                }
                 "Do" if depth < MAX_FORM_DEPTH => {
                     let Some(id) = operands.first().and_then(|o| o.as_name().ok()).and_then(|name| resources.forms.get(name)) else {
                         continue;
@@ -383,7 +399,12 @@ impl<'a> Interpreter<'a> {
             advance += tx * state.horizontal_scale;
         }
         let mut text = String::new();
-        if let Some(encoding) = &font.encoding {
+        if let Some(Some((actual, placed))) = self.marked.iter_mut().rev().find(|m| m.is_some()) {
+            if !*placed {
+                text = std::mem::take(actual);
+                *placed = true;
+            }
+        } else if let Some(encoding) = &font.encoding {
             if encoding.write_to_string(bytes, &mut text).is_err() {
                 text = bytes.iter().filter(|b| b.is_ascii_graphic() || **b == b' ').map(|b| char::from(*b)).collect();
             }

@@ -140,6 +140,15 @@ fn line_of(mut spans: Vec<Span>) -> Option<Line> {
         previous = Some(span);
     }
     let mut segments: Vec<Segment> = segments.into_iter().flat_map(split_at_leaders).collect();
+    // A lone private-use glyph is a symbol font's bullet (Wingdings, OpenSymbol).
+    for segment in &mut segments {
+        let mut chars = segment.text.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if ('\u{E000}'..='\u{F8FF}').contains(&c) {
+                segment.text = "•".into();
+            }
+        }
+    }
     segments.retain(|s| !s.text.is_empty() && !is_leader(&s.text));
     let y = spans.first()?.y;
     let mono = spans.iter().all(|s| s.mono);
@@ -337,7 +346,7 @@ fn grid_at(lines: &[Line], start: usize) -> Option<Grid> {
     if multi_rows < 3 || columns.len() < 2 {
         return None;
     }
-    let rows = placements
+    let rows: Vec<Vec<String>> = placements
         .into_iter()
         .map(|row| {
             let mut cells = vec![String::new(); columns.len()];
@@ -349,6 +358,11 @@ fn grid_at(lines: &[Line], start: usize) -> Option<Grid> {
             cells
         })
         .collect();
+    // Bullets or markers in a glyph without text leave a column of nothing: a list, not a table.
+    let filled = (0..columns.len()).filter(|&c| rows.iter().any(|r| r[c].chars().any(char::is_alphanumeric))).count();
+    if filled < 2 {
+        return None;
+    }
     Some(Grid { start, end, columns, rows })
 }
 
