@@ -15,7 +15,7 @@ seed() { # selector-byte file
 for f in ../crates/zhiku-ingest/tests/fixtures/office/*; do
   case "$f" in
     *.docx) seed 8 "$f" ;; *.xlsx) seed 9 "$f" ;; *.pptx) seed 10 "$f" ;;
-    *.odt) seed 11 "$f" ;; *.ods) seed 12 "$f" ;; *.odp) seed 13 "$f" ;;
+    *.odt) seed 11 "$f" ;; *.ods) seed 12 "$f" ;; *.odp) seed 13 "$f" ;; *.pdf) seed 7 "$f" ;;
   esac
 done
 for f in ../crates/zhiku-cli/tests/fixtures/mail/*; do seed 14 "$f"; seed 17 "$f"; done

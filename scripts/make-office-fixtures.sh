@@ -22,6 +22,9 @@ cp "$work/debian-reference-ch04.en.odt" "$out/"
 pandoc -f html -t odt "$ref/ch04.zh-cn.html" -o "$work/zh.odt" 2>/dev/null
 soffice_to docx "$work/zh.odt"
 cp "$work/zh.docx" "$out/debian-reference-ch04.zh-cn.docx"
+# The same chapter as LibreOffice exports it to PDF: its CJK text comes through /ActualText.
+soffice_to pdf "$out/debian-reference-ch04.zh-cn.docx"
+cp "$work/debian-reference-ch04.zh-cn.pdf" "$out/"
 
 # Calc/Excel: a workbook with formulas, dates, percentages and two sheets, saved by LibreOffice
 # as XLSX and ODS (both keep the formulas and their computed values).
