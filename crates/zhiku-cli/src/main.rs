@@ -15,6 +15,13 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `zhiku parse --chunks big.pdf | head` must end quietly when `head` has read enough, as other
+    // Unix tools do, instead of panicking in println! on the closed pipe.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     init_logging(args.verbose);
     match commands::run(args) {

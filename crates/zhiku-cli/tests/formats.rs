@@ -186,3 +186,19 @@ fn pdf_tables_headings_and_paragraphs_come_from_the_page_layout() {
         en_chunks.iter().flat_map(|c| c["heading_path"].as_array().unwrap().clone()).map(|h| h.as_str().unwrap().to_string()).collect();
     assert!(headings.iter().any(|h| h == "4.6.2 Secure Shell"), "{headings:?}");
 }
+
+#[test]
+fn output_cut_short_by_the_reader_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Far more output than a pipe holds, read one line of, as `zhiku parse --chunks … | head -1`.
+    let z = Zhiku::new();
+    let book = debian_reference().join("debian-reference.en.pdf");
+    let mut child = z.command().args(["parse", "--chunks"]).arg(&book).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("pdf"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
