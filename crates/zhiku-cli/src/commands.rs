@@ -90,15 +90,18 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
             results.push(json!({ "source": source, "status": "container", "entries": names }));
             continue;
         }
-        let prepared =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zhiku_rag::ocr::prepare_file(&name, &bytes, &chunking, &counter)));
+        let keep_chunks = args.json || args.chunks;
+        let section_bytes = ctx.config.rag().section_bytes;
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare_as_ingestion_does(&name, &bytes, &chunking, section_bytes, &counter, keep_chunks)
+        }));
         let seconds = started.elapsed().as_secs_f64();
         match prepared {
-            Ok(Ok(doc)) => {
+            Ok(Ok((doc, chunk_count))) => {
                 let pages = doc.chunks.iter().filter_map(|c| c.page).max();
                 let embedded: Vec<&str> = doc.embedded.iter().map(|e| e.name.as_str()).collect();
                 // The summary needs only the count: a huge file's chunks are not copied into JSON.
-                let chunks: Vec<serde_json::Value> = if args.json || args.chunks {
+                let chunks: Vec<serde_json::Value> = if keep_chunks {
                     doc.chunks
                         .iter()
                         .map(|c| {
@@ -113,7 +116,7 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
                 results.push(json!({
                     "source": source, "status": "parsed", "format": doc.format, "language": doc.language,
                     "title": doc.title, "pages": pages, "seconds": seconds, "embedded": embedded,
-                    "chunk_count": doc.chunks.len(), "chunks": chunks,
+                    "chunk_count": chunk_count, "chunks": chunks,
                 }));
             }
             Ok(Err(reason)) => {
@@ -159,6 +162,40 @@ fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
         }
     }
     Ok(if failed > 0 { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
+}
+
+/// A file prepared as `ingest` prepares it (huge text files in sections, scanned PDFs through
+/// OCR), with its chunk count; the chunks themselves only when `keep_chunks`, so that a summary
+/// of a huge file does not hold them all.
+fn prepare_as_ingestion_does(
+    name: &str,
+    bytes: &[u8],
+    chunking: &zhiku_ingest::ChunkConfig,
+    section_bytes: usize,
+    counter: &WordPieceCounter,
+    keep_chunks: bool,
+) -> std::result::Result<(zhiku_ingest::PreparedDocument, usize), String> {
+    match zhiku_ingest::prepare_in_sections(name, bytes, section_bytes, chunking, counter) {
+        None => zhiku_rag::ocr::prepare_file(name, bytes, chunking, counter).map(|doc| {
+            let n = doc.chunks.len();
+            (doc, n)
+        }),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(zhiku_ingest::Sectioned { mut first, rest })) => {
+            let mut count = first.chunks.len();
+            if !keep_chunks {
+                first.chunks = Vec::new();
+            }
+            for section in rest {
+                let chunks = section.map_err(|e| e.to_string())?;
+                count += chunks.len();
+                if keep_chunks {
+                    first.chunks.extend(chunks);
+                }
+            }
+            Ok((first, count))
+        }
+    }
 }
 
 fn caller(engine: &Engine, as_user: Option<&str>) -> Result<Caller> {
@@ -441,7 +478,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                     d.source,
                     d.chunks,
                     d.language,
-                    &d.content_hash[..12.min(d.content_hash.len())],
+                    if d.partial { "incomplete" } else { &d.content_hash[..12.min(d.content_hash.len())] },
                     acl.join(",")
                 );
             }

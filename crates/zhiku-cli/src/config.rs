@@ -36,6 +36,8 @@ pub struct ChunkingConfig {
     pub overlap_tokens: usize,
     /// 0 turns near-duplicate detection off.
     pub near_duplicate_threshold: f32,
+    /// Text files bigger than this many MiB are prepared and stored a section of this size at a time.
+    pub section_mb: f64,
 }
 
 impl Default for ChunkingConfig {
@@ -45,6 +47,7 @@ impl Default for ChunkingConfig {
             max_tokens: c.max_tokens,
             overlap_tokens: c.overlap_tokens,
             near_duplicate_threshold: RagConfig::default().near_duplicate_threshold,
+            section_mb: (RagConfig::default().section_bytes >> 20) as f64,
         }
     }
 }
@@ -108,6 +111,9 @@ impl Config {
         if !(0.0..=1.0).contains(&self.chunking.near_duplicate_threshold) {
             bail!("chunking.near_duplicate_threshold must be between 0 (off) and 1");
         }
+        if !(self.chunking.section_mb > 0.0 && self.chunking.section_mb <= 4096.0) {
+            bail!("chunking.section_mb must be more than 0 and at most 4096 (got {})", self.chunking.section_mb);
+        }
         if !(0.0..=1.0).contains(&self.retrieval.min_similarity) {
             bail!("retrieval.min_similarity must be between 0 and 1");
         }
@@ -139,6 +145,7 @@ impl Config {
             },
             prompt_budget_tokens: self.generation.prompt_budget_tokens,
             near_duplicate_threshold: self.chunking.near_duplicate_threshold,
+            section_bytes: (self.chunking.section_mb * f64::from(1u32 << 20)) as usize,
         }
     }
 }

@@ -428,3 +428,77 @@ fn committed_documents(z: &Zhiku) -> usize {
     }
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
+
+/// A text file of `paragraphs` distinct paragraphs, `marker{i}` in each.
+fn long_text(paragraphs: usize) -> String {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    (0..paragraphs)
+        .map(|i| {
+            let words: Vec<&str> = (0..24)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    VOCABULARY[(seed >> 33) as usize % VOCABULARY.len()]
+                })
+                .collect();
+            format!("Paragraph marker{i} is about {}.\n\n", words.join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn a_huge_text_file_is_stored_in_sections_and_a_killed_run_resumes_it() {
+    // Sections of 8 KiB stand in for the default 8 MiB: the same code path on a small file.
+    let sectioned = |cmd: &mut std::process::Command| {
+        cmd.env("ZHIKU_CHUNKING_SECTION_MB", "0.0078125");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "huge.txt", long_text(600));
+    let z = Zhiku::new();
+    let mut ingest = z.command();
+    sectioned(&mut ingest);
+    let mut child = ingest.arg("ingest").arg(&path).args(["--kb", "kb"]).spawn().unwrap();
+    // Kill -9 once the first sections are stored and before the last one is.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen_incomplete = false;
+    while Instant::now() < deadline {
+        let docs = String::from_utf8_lossy(&z.run(&["kb", "docs", "kb"]).stdout).into_owned();
+        if docs.contains("incomplete") {
+            seen_incomplete = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen_incomplete, "the file was never seen half stored: sections are not stored as they come");
+
+    // The rerun does not take the half-stored file as unchanged: it stores all of it again.
+    let mut rerun = z.command();
+    sectioned(&mut rerun);
+    let out = rerun.args(["ingest", "--json", "--kb", "kb"]).arg(&path).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"][0]["status"], "replaced", "{report}");
+    let docs = String::from_utf8_lossy(&z.run(&["kb", "docs", "kb"]).stdout).into_owned();
+    assert!(!docs.contains("incomplete"), "{docs}");
+
+    // The same chunks as an uninterrupted run, and as the file prepared whole.
+    let clean = Zhiku::new();
+    let mut cmd = clean.command();
+    sectioned(&mut cmd);
+    assert!(cmd.args(["ingest", "--kb", "kb"]).arg(&path).output().unwrap().status.success());
+    assert_eq!(clean.run(&["kb", "docs", "kb"]).stdout, z.run(&["kb", "docs", "kb"]).stdout);
+    let chunks = report["files"][0]["chunks"].as_u64().unwrap();
+    let whole = z.json(&["parse", "--json"].iter().copied().chain([path.to_str().unwrap()]).collect::<Vec<_>>());
+    let whole_chunks = whole["files"][0]["chunk_count"].as_u64().unwrap();
+    // Sections end at paragraph ends, where a chunk may end early: a few more chunks, never fewer.
+    assert!(chunks >= whole_chunks && chunks <= whole_chunks + whole_chunks / 5, "{chunks} vs {whole_chunks}");
+
+    // The last section is there and searchable.
+    let hits = z.search("kb", "marker599", None, 3);
+    assert!(hits.iter().any(|h| h["text"].as_str().unwrap().contains("marker599")), "{hits:#?}");
+    let rerun_again = z.ingest("kb", &[&path], &[]);
+    assert_eq!(rerun_again["unchanged"], 1, "{rerun_again}");
+}

@@ -38,6 +38,7 @@ mod office;
 mod pdf;
 pub mod pii;
 mod records;
+mod sections;
 mod sentence;
 mod text;
 
@@ -51,6 +52,7 @@ pub use normalize::{normalize, normalize_document};
 pub use office::{DocxParser, OdfParser, PptxParser, XlsxParser};
 pub use pdf::PdfParser;
 pub use records::{CsvParser, JsonParser, JsonlParser};
+pub use sections::{prepare_in_sections, Sectioned, Sections};
 pub use sentence::split_sentences;
 pub use text::TextParser;
 

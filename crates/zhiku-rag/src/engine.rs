@@ -192,7 +192,24 @@ struct Batch<'a> {
     report: IngestReport,
     /// Documents written since the derived indexes were last committed.
     pending: usize,
+    /// The file being stored a section at a time, until its last section.
+    open: Option<OpenDocument>,
     progress: &'a mut dyn FnMut(IngestEvent<'_>),
+}
+
+/// A huge file between its first section and its last.
+struct OpenDocument {
+    report: FileReport,
+    content_hash: String,
+    /// `None` when the first section settled it without storing (a duplicate, a failure): the
+    /// other sections are then passed over.
+    stored: Option<StoredSoFar>,
+}
+
+struct StoredSoFar {
+    doc_id: i64,
+    chunks: usize,
+    replaced: bool,
 }
 
 impl Batch<'_> {
@@ -268,7 +285,8 @@ impl Engine {
         let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
-        let mut batch = Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, progress };
+        let mut batch =
+            Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, open: None, progress };
         if options.sync {
             for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
                 self.remove_document(&mut batch, source)?;
@@ -277,7 +295,7 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
         let acl = batch.acl.clone();
         let counter: &dyn zhiku_core::TokenCounter = self.embedder.as_ref();
-        let parser = Parser::new(&self.store, kb, &acl, &self.config.chunk, counter, tx);
+        let parser = Parser::new(&self.store, kb, &acl, &self.config.chunk, counter, self.config.section_bytes, tx);
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || parser.run(files));
             // Returning early drops the receiver, which stops the parse stage at its next send.
@@ -333,7 +351,46 @@ impl Engine {
                 Ok(())
             }
             Work::Unchanged { source } => batch.finish(FileReport::new(source, FileOutcome::Unchanged)),
-            Work::Failed { source, reason } => batch.finish(FileReport::new(source, FileOutcome::Failed { reason })),
+            Work::Failed { source, reason } => {
+                // A later section failed: what was stored of the file goes, nothing half-written stays.
+                if let Some(open) = batch.open.take_if(|o| o.report.source == source) {
+                    if let Some(stored) = open.stored {
+                        self.store.delete_document(batch.kb, &source)?;
+                        batch.indexes.remove_document(stored.doc_id)?;
+                    }
+                }
+                batch.finish(FileReport::new(source, FileOutcome::Failed { reason }))
+            }
+            Work::Continued { chunks } => {
+                let Some(open) = batch.open.as_mut() else { return Ok(()) };
+                let Some(stored) = open.stored.as_mut() else { return Ok(()) };
+                let chunks = apply_pii_policy(chunks, batch.pii_policy, &mut open.report.pii);
+                let texts: Vec<String> = chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let embeddings = match self.embedder.embed(&refs) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let source = open.report.source.clone();
+                        return self.store_work(batch, Work::Failed { source, reason: e.to_string() });
+                    }
+                };
+                let chunks: Vec<_> = chunks.into_iter().zip(embeddings).collect();
+                let ids = self.store.append_chunks(batch.kb, stored.doc_id, &chunks)?;
+                for ((id, (_, embedding)), text) in ids.iter().zip(&chunks).zip(&texts) {
+                    batch.indexes.add_chunk(*id, stored.doc_id, text, embedding, &batch.acl)?;
+                }
+                stored.chunks += chunks.len();
+                Ok(())
+            }
+            Work::Completed => {
+                let Some(mut open) = batch.open.take() else { return Ok(()) };
+                if let Some(stored) = &open.stored {
+                    self.store.complete_document(stored.doc_id, &open.content_hash)?;
+                    let chunks = stored.chunks;
+                    open.report.outcome = if stored.replaced { FileOutcome::Replaced { chunks } } else { FileOutcome::Ingested { chunks } };
+                }
+                batch.finish(open.report)
+            }
             Work::Abort(e) => Err(e.into()),
             Work::ContainerDone { parent, produced } => {
                 let produced: HashSet<String> = produced.into_iter().collect();
@@ -344,13 +401,24 @@ impl Engine {
                 }
                 Ok(())
             }
-            Work::Parsed { source, prepared } => {
+            Work::Parsed { source, prepared, sectioned } => {
                 let mut report = FileReport::new(source, FileOutcome::Unchanged);
-                report.outcome = match self.store_document(batch, &mut report, *prepared) {
-                    Ok(o) => o,
+                let content_hash = prepared.content_hash.clone();
+                let mut stored = None;
+                report.outcome = match self.store_document(batch, &mut report, *prepared, sectioned) {
+                    Ok((o, doc_id)) => {
+                        if let (Some(doc_id), FileOutcome::Ingested { chunks } | FileOutcome::Replaced { chunks }) = (doc_id, &o) {
+                            stored = Some(StoredSoFar { doc_id, chunks: *chunks, replaced: matches!(o, FileOutcome::Replaced { .. }) });
+                        }
+                        o
+                    }
                     Err(Error::FileFailed(reason)) => FileOutcome::Failed { reason },
                     Err(other) => return Err(other),
                 };
+                if sectioned {
+                    batch.open = Some(OpenDocument { report, content_hash, stored });
+                    return Ok(());
+                }
                 batch.finish(report)
             }
         }
@@ -358,7 +426,15 @@ impl Engine {
 
     /// Duplicate checks against what is stored now, the KB's PII policy, embedding, then one
     /// store transaction and the index updates.
-    fn store_document(&self, batch: &mut Batch<'_>, report: &mut FileReport, mut prepared: PreparedDocument) -> Result<FileOutcome> {
+    /// `partial`: more chunks of the file follow (a huge file in sections). Returns the stored
+    /// document's id with the outcome when something was written.
+    fn store_document(
+        &self,
+        batch: &mut Batch<'_>,
+        report: &mut FileReport,
+        mut prepared: PreparedDocument,
+        partial: bool,
+    ) -> Result<(FileOutcome, Option<i64>)> {
         let failed = |reason: String| Error::FileFailed(reason);
         let kb = batch.kb;
         let source = report.source.clone();
@@ -370,7 +446,7 @@ impl Engine {
                 if let Some(old) = self.store.delete_document(kb, source)? {
                     batch.indexes.remove_document(old)?;
                 }
-                return Ok(FileOutcome::Duplicate { of: original });
+                return Ok((FileOutcome::Duplicate { of: original }, None));
             }
         }
         if prepared.chunks.is_empty() {
@@ -392,7 +468,7 @@ impl Engine {
                     if let Some(old) = self.store.delete_document(kb, source)? {
                         batch.indexes.remove_document(old)?;
                     }
-                    return Ok(FileOutcome::NearDuplicate { of, similarity });
+                    return Ok((FileOutcome::NearDuplicate { of, similarity }, None));
                 }
             }
         }
@@ -412,10 +488,11 @@ impl Engine {
             minhash: minhash_bytes.as_deref().map(|b| (b, &minhash_keys[..])),
             acl: &batch.acl,
             chunks: &chunks,
+            partial,
         };
         let upsert = self.store.upsert_document(kb, &doc)?;
         let (doc_id, chunk_ids, replaced) = match upsert {
-            Upsert::Unchanged => return Ok(FileOutcome::Unchanged),
+            Upsert::Unchanged => return Ok((FileOutcome::Unchanged, None)),
             Upsert::Inserted { doc_id, chunk_ids } => (doc_id, chunk_ids, false),
             Upsert::Replaced { doc_id, old_doc_id, chunk_ids } => {
                 batch.indexes.remove_document(old_doc_id)?;
@@ -427,7 +504,7 @@ impl Engine {
         }
         debug!(source, chunks = chunks.len(), "ingested");
         let n = chunks.len();
-        Ok(if replaced { FileOutcome::Replaced { chunks: n } } else { FileOutcome::Ingested { chunks: n } })
+        Ok((if replaced { FileOutcome::Replaced { chunks: n } } else { FileOutcome::Ingested { chunks: n } }, Some(doc_id)))
     }
 
     /// Hybrid search: vector and BM25 candidates, each filtered by the caller's principals

@@ -91,6 +91,9 @@ pub struct RagConfig {
     /// (estimated Jaccard similarity of character shingles) is reported and not indexed; 0 turns
     /// near-duplicate detection off.
     pub near_duplicate_threshold: f32,
+    /// Text files (plain, CSV/TSV, JSON Lines) bigger than this are parsed, chunked, embedded
+    /// and stored this many bytes at a time, so that memory does not grow with the file.
+    pub section_bytes: usize,
 }
 
 impl Default for RagConfig {
@@ -101,6 +104,7 @@ impl Default for RagConfig {
             generation: zhiku_models::GenerationOptions { max_tokens: 200, context_tokens: 2048, ..Default::default() },
             prompt_budget_tokens: 1400,
             near_duplicate_threshold: 0.9,
+            section_bytes: 8 << 20,
         }
     }
 }

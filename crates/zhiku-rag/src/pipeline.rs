@@ -7,7 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::SyncSender;
 
-use zhiku_core::{Principal, TokenCounter};
+use zhiku_core::{Chunk, Principal, TokenCounter};
 use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
 use zhiku_ingest::{ChunkConfig, PreparedDocument};
 use zhiku_store::Store;
@@ -31,7 +31,14 @@ pub(crate) enum Work {
     Parsed {
         source: String,
         prepared: Box<PreparedDocument>,
+        /// A huge file prepared in sections: [`Work::Continued`] brings the rest of its chunks
+        /// and [`Work::Completed`] ends it (or [`Work::Failed`] if a later section fails).
+        sectioned: bool,
     },
+    Continued {
+        chunks: Vec<Chunk>,
+    },
+    Completed,
     Failed {
         source: String,
         reason: String,
@@ -52,6 +59,8 @@ pub(crate) struct Parser<'a> {
     pub acl: &'a [Principal],
     pub chunk: &'a ChunkConfig,
     pub counter: &'a dyn TokenCounter,
+    /// Text files bigger than this are prepared this many bytes at a time.
+    pub section_bytes: usize,
     pub tx: SyncSender<Work>,
     expanded: u64,
 }
@@ -63,9 +72,10 @@ impl<'a> Parser<'a> {
         acl: &'a [Principal],
         chunk: &'a ChunkConfig,
         counter: &'a dyn TokenCounter,
+        section_bytes: usize,
         tx: SyncSender<Work>,
     ) -> Self {
-        Self { store, kb, acl, chunk, counter, tx, expanded: 0 }
+        Self { store, kb, acl, chunk, counter, section_bytes, tx, expanded: 0 }
     }
 
     /// Parses every input in order. Stops early when the storing stage has gone.
@@ -144,14 +154,20 @@ impl<'a> Parser<'a> {
             Err(e) => return self.send(Work::Abort(e)),
         }
         // Parsers run on untrusted input: a panic in one becomes this file's error, not the batch's.
+        let crashed = || "the parser crashed on this file; please report it".to_string();
+        let sectioned =
+            catch_unwind(AssertUnwindSafe(|| zhiku_ingest::prepare_in_sections(name, bytes, self.section_bytes, self.chunk, self.counter)));
+        match sectioned {
+            Ok(None) => {}
+            Ok(Some(Ok(sectioned))) => return self.sections(source, sectioned),
+            Ok(Some(Err(e))) => return self.send(Work::Failed { source: source.to_string(), reason: e.to_string() }),
+            Err(_) => return self.send(Work::Failed { source: source.to_string(), reason: crashed() }),
+        }
         let prepared = catch_unwind(AssertUnwindSafe(|| crate::ocr::prepare_file(name, bytes, self.chunk, self.counter)));
         let mut prepared = match prepared {
             Ok(Ok(p)) => p,
             Ok(Err(reason)) => return self.send(Work::Failed { source: source.to_string(), reason }),
-            Err(_) => {
-                let reason = "the parser crashed on this file; please report it".to_string();
-                return self.send(Work::Failed { source: source.to_string(), reason });
-            }
+            Err(_) => return self.send(Work::Failed { source: source.to_string(), reason: crashed() }),
         };
         // Attachments first: the document itself is stored last, so that a run interrupted in
         // between finds it missing and comes back for the attachments.
@@ -159,6 +175,28 @@ impl<'a> Parser<'a> {
         if !embedded.is_empty() && !self.children(source, embedded.into_iter().map(|e| (e.name, Ok(e.bytes))).collect(), depth) {
             return false;
         }
-        self.send(Work::Parsed { source: source.to_string(), prepared: Box::new(prepared) })
+        self.send(Work::Parsed { source: source.to_string(), prepared: Box::new(prepared), sectioned: false })
+    }
+
+    /// A huge text file, one section's chunks at a time: memory follows the section size.
+    fn sections(&mut self, source: &str, sectioned: zhiku_ingest::Sectioned<'_>) -> bool {
+        let zhiku_ingest::Sectioned { first, mut rest } = sectioned;
+        if !self.send(Work::Parsed { source: source.to_string(), prepared: Box::new(first), sectioned: true }) {
+            return false;
+        }
+        loop {
+            let work = match catch_unwind(AssertUnwindSafe(|| rest.next())) {
+                Ok(None) => return self.send(Work::Completed),
+                Ok(Some(Ok(chunks))) => Work::Continued { chunks },
+                Ok(Some(Err(e))) => return self.send(Work::Failed { source: source.to_string(), reason: e.to_string() }),
+                Err(_) => {
+                    let reason = "the parser crashed on this file; please report it".to_string();
+                    return self.send(Work::Failed { source: source.to_string(), reason });
+                }
+            };
+            if !self.send(work) {
+                return false;
+            }
+        }
     }
 }

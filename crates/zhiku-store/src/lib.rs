@@ -18,7 +18,7 @@
 //! let doc = NewDocument {
 //!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en", minhash: None,
 //!     acl: &[Principal::parse("group:staff").unwrap()],
-//!     chunks: &[(chunk, vec![1.0, 0.0])],
+//!     chunks: &[(chunk, vec![1.0, 0.0])], partial: false,
 //! };
 //! assert!(matches!(store.upsert_document("docs", &doc).unwrap(), Upsert::Inserted { .. }));
 //! assert!(matches!(store.upsert_document("docs", &doc).unwrap(), Upsert::Unchanged));
@@ -58,6 +58,15 @@ pub struct NewDocument<'a> {
     pub minhash: Option<(&'a [u8], &'a [u64])>,
     pub acl: &'a [Principal],
     pub chunks: &'a [(Chunk, Vec<f32>)],
+    /// More chunks are to come ([`Store::append_chunks`]) before [`Store::complete_document`].
+    /// Until then the document is stored under a content hash that matches no file, so a run
+    /// cut short in between ingests the file again instead of taking it as unchanged.
+    pub partial: bool,
+}
+
+/// The content hash a document is stored under while its chunks are still arriving.
+fn partial_hash(content_hash: &str) -> String {
+    format!("partial:{content_hash}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +103,8 @@ pub struct DocumentInfo {
     pub language: String,
     pub acl: Vec<Principal>,
     pub chunks: usize,
+    /// Stored a section at a time and not finished yet (an ingest was cut short in between).
+    pub partial: bool,
 }
 
 /// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
@@ -172,6 +183,28 @@ fn acl_to_json(acl: &[Principal]) -> String {
 
 fn acl_from_json(json: &str) -> Result<Vec<Principal>> {
     serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("ACL {json:?}: {e}")))
+}
+
+fn insert_chunks(tx: &rusqlite::Transaction<'_>, doc_id: i64, chunks: &[(Chunk, Vec<f32>)]) -> Result<Vec<u64>> {
+    let mut insert = tx.prepare(
+        "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, page, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut ids = Vec::with_capacity(chunks.len());
+    for (chunk, embedding) in chunks {
+        let path = serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?;
+        insert.execute(params![
+            doc_id,
+            chunk.ordinal,
+            path,
+            chunk.text,
+            chunk.char_start as i64,
+            chunk.char_end as i64,
+            chunk.page,
+            embedding_to_blob(embedding)
+        ])?;
+        ids.push(tx.last_insert_rowid() as u64);
+    }
+    Ok(ids)
 }
 
 fn embedding_to_blob(v: &[f32]) -> Vec<u8> {
@@ -356,10 +389,11 @@ impl Store {
             })
             .optional()?;
         if let Some((_, hash, acl)) = &existing {
-            if hash == doc.content_hash && *acl == acl_json {
+            if !doc.partial && hash == doc.content_hash && *acl == acl_json {
                 return Ok(Upsert::Unchanged);
             }
         }
+        let stored_hash = if doc.partial { partial_hash(doc.content_hash) } else { doc.content_hash.to_string() };
         if tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])? == 0 {
             return Err(Error::UnknownKb(kb.to_string()));
         }
@@ -368,7 +402,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO document (kb, source, content_hash, title, format, language, minhash, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![kb, doc.source, doc.content_hash, doc.title, doc.format, doc.language, doc.minhash.map(|m| m.0), acl_json, now()],
+            params![kb, doc.source, stored_hash, doc.title, doc.format, doc.language, doc.minhash.map(|m| m.0), acl_json, now()],
         )?;
         let doc_id = tx.last_insert_rowid();
         if let Some((_, keys)) = doc.minhash {
@@ -377,31 +411,33 @@ impl Store {
                 insert.execute(params![doc_id, band as i64, (*key >> 1) as i64])?;
             }
         }
-        let mut chunk_ids = Vec::with_capacity(doc.chunks.len());
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, page, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (chunk, embedding) in doc.chunks {
-                let path = serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?;
-                insert.execute(params![
-                    doc_id,
-                    chunk.ordinal,
-                    path,
-                    chunk.text,
-                    chunk.char_start as i64,
-                    chunk.char_end as i64,
-                    chunk.page,
-                    embedding_to_blob(embedding)
-                ])?;
-                chunk_ids.push(tx.last_insert_rowid() as u64);
-            }
-        }
+        let chunk_ids = insert_chunks(&tx, doc_id, doc.chunks)?;
         tx.commit()?;
         Ok(match existing {
             Some((old_doc_id, ..)) => Upsert::Replaced { doc_id, old_doc_id, chunk_ids },
             None => Upsert::Inserted { doc_id, chunk_ids },
         })
+    }
+
+    /// More chunks of a document written with [`NewDocument::partial`]; one transaction.
+    pub fn append_chunks(&self, kb: &str, doc_id: i64, chunks: &[(Chunk, Vec<f32>)]) -> Result<Vec<u64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])? == 0 {
+            return Err(Error::UnknownKb(kb.to_string()));
+        }
+        let ids = insert_chunks(&tx, doc_id, chunks)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// A partial document has all its chunks: it now stands for its file's content.
+    pub fn complete_document(&self, doc_id: i64, content_hash: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE document SET content_hash = ?2 WHERE id = ?1 AND content_hash = ?3",
+            params![doc_id, content_hash, partial_hash(content_hash)],
+        )?;
+        Ok(())
     }
 
     /// Removes a document and its chunks. Returns its id if it existed.
@@ -452,7 +488,11 @@ impl Store {
         })?;
         rows.map(|row| {
             let (id, source, content_hash, language, acl, chunks) = row?;
-            Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize })
+            let (content_hash, partial) = match content_hash.strip_prefix("partial:") {
+                Some(hash) => (hash.to_string(), true),
+                None => (content_hash, false),
+            };
+            Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize, partial })
         })
         .collect()
     }
@@ -550,7 +590,7 @@ mod tests {
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
-        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, chunks }
+        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, chunks, partial: false }
     }
 
     #[test]
@@ -574,6 +614,28 @@ mod tests {
         assert_eq!(chunks[0].chunk.text, "new");
         assert_eq!(chunks[0].embedding, vec![0.5, -0.25]);
         assert_eq!(chunks[0].acl, acl.to_vec());
+    }
+
+    #[test]
+    fn a_partial_document_is_never_unchanged_until_completed() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_kb("kb", &[]).unwrap();
+        let first = [chunk(0, "one")];
+        let partial = NewDocument { partial: true, ..doc("big.txt", "h", &[], &first) };
+        let Upsert::Inserted { doc_id, .. } = s.upsert_document("kb", &partial).unwrap() else { panic!("inserted") };
+        let g = s.generation("kb").unwrap();
+        s.append_chunks("kb", doc_id, &[chunk(1, "two"), chunk(2, "three")]).unwrap();
+        assert!(s.generation("kb").unwrap() > g);
+        // Cut short here: the same file is not taken as stored, and is not anyone's duplicate.
+        assert!(!s.is_unchanged("kb", "big.txt", "h", &[]).unwrap());
+        assert_eq!(s.source_with_hash("kb", "h", "other.txt").unwrap(), None);
+        assert!(matches!(s.upsert_document("kb", &partial).unwrap(), Upsert::Replaced { .. }));
+        let Some(id) = s.documents("kb").unwrap().first().map(|d| d.id) else { panic!("stored") };
+        s.append_chunks("kb", id, &[chunk(1, "two")]).unwrap();
+        s.complete_document(id, "h").unwrap();
+        assert!(s.is_unchanged("kb", "big.txt", "h", &[]).unwrap());
+        let texts: Vec<String> = s.chunks("kb").unwrap().into_iter().map(|c| c.chunk.text).collect();
+        assert_eq!(texts, ["one", "two"]);
     }
 
     #[test]
