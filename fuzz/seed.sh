@@ -12,7 +12,7 @@ seed() { # selector-byte file
   { printf "\\x$(printf %02x "$1")"; cat "$2"; } > "$out"
 }
 # Selector indices follow NAMES in fuzz_targets/prepare.rs.
-for f in ../crates/zhiku-ingest/tests/fixtures/office/*; do
+for f in ../crates/zhiku-ingest/tests/fixtures/office/* ../crates/zhiku-ingest/tests/fixtures/pdf/*; do
   case "$f" in
     *.docx) seed 8 "$f" ;; *.xlsx) seed 9 "$f" ;; *.pptx) seed 10 "$f" ;;
     *.odt) seed 11 "$f" ;; *.ods) seed 12 "$f" ;; *.odp) seed 13 "$f" ;; *.pdf) seed 7 "$f" ;;

@@ -2,15 +2,16 @@
 # Regenerates the committed Office fixtures of crates/zhiku-ingest/tests/fixtures/office from real
 # content (chapter 4 of the Debian Reference, en and zh-cn) with the real writers: pandoc and
 # LibreOffice. Not run by the tests; run it by hand when a fixture has to change.
-#   needs: apt-get install pandoc libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
+#   needs: apt-get install pandoc qpdf libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
 #          and scripts/test.sh having fetched debian-reference into ~/.cache/zhiku/debian-reference
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/crates/zhiku-ingest/tests/fixtures/office"
+pdf_out="$root/crates/zhiku-ingest/tests/fixtures/pdf"
 ref="${ZHIKU_TEST_DEBIAN_REFERENCE:-$HOME/.cache/zhiku/debian-reference/usr/share/debian-reference}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$out"
+mkdir -p "$out" "$pdf_out"
 soffice_to() { # format file: LibreOffice conversion into $work
     timeout 180 soffice --headless -env:UserInstallation="file://$work/profile" --convert-to "$1" --outdir "$work" "$2" >/dev/null
 }
@@ -24,7 +25,7 @@ soffice_to docx "$work/zh.odt"
 cp "$work/zh.docx" "$out/debian-reference-ch04.zh-cn.docx"
 # The same chapter as LibreOffice exports it to PDF: its CJK text comes through /ActualText.
 soffice_to pdf "$out/debian-reference-ch04.zh-cn.docx"
-cp "$work/debian-reference-ch04.zh-cn.pdf" "$out/"
+cp "$work/debian-reference-ch04.zh-cn.pdf" "$pdf_out/"
 
 # Calc/Excel: a workbook with formulas, dates, percentages and two sheets, saved by LibreOffice
 # as XLSX and ODS (both keep the formulas and their computed values).
@@ -61,6 +62,12 @@ XML
 soffice_to xlsx "$work/packages.fods"
 soffice_to ods "$work/packages.fods"
 cp "$work/packages.xlsx" "$work/packages.ods" "$out/"
+# The workbook as a PDF, and that PDF encrypted: with a user password (unreadable without it)
+# and with an owner password only (readable by anyone, as viewers do).
+soffice_to pdf "$out/packages.ods"
+cp "$work/packages.pdf" "$pdf_out/"
+qpdf --encrypt user-secret owner-secret 256 -- "$pdf_out/packages.pdf" "$pdf_out/packages-password.pdf"
+qpdf --encrypt "" owner-secret 256 -- "$pdf_out/packages.pdf" "$pdf_out/packages-owner-only.pdf"
 
 # PowerPoint and Impress: slides with a table and speaker notes, as pandoc writes PPTX and as
 # LibreOffice writes ODP.

@@ -1,5 +1,5 @@
 //! PDF as another writer makes it: Debian Reference chapter 4 (zh-cn) exported by LibreOffice
-//! (scripts/make-office-fixtures.sh). Its Chinese glyphs carry placeholder codes and the
+//! (scripts/make-office-fixtures.sh, tests/fixtures/pdf). Its Chinese glyphs carry placeholder codes and the
 //! characters only in /ActualText; its tables are drawn cell by cell. The Debian Reference PDF
 //! itself (dblatex) is covered through the binary in zhiku-cli's tests.
 
@@ -10,7 +10,7 @@ use zhiku_ingest::{prepare, ChunkConfig};
 
 #[test]
 fn libreoffice_pdf_keeps_chinese_text_tables_and_lists() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/office/debian-reference-ch04.zh-cn.pdf");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pdf/debian-reference-ch04.zh-cn.pdf");
     let bytes = std::fs::read(&path).unwrap();
     let doc = prepare("ch04.pdf", &bytes, &ChunkConfig::default(), &ApproxTokenCounter).unwrap();
     assert_eq!(doc.language, "zh");
@@ -28,4 +28,28 @@ fn libreoffice_pdf_keeps_chinese_text_tables_and_lists() {
     // Code keeps its line breaks.
     assert!(text.contains("user1:x:1000:1000:User1 Name,,,:/home/user1:/bin/bash\nuser2:x:1001"), "{text}");
     assert!(doc.chunks.iter().all(|c| c.page.is_some()));
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pdf").join(name)).unwrap()
+}
+
+#[test]
+fn encrypted_and_damaged_pdfs_fail_saying_why_unless_anyone_may_read_them() {
+    let config = ChunkConfig::default();
+    let err = prepare("a.pdf", &fixture("packages-password.pdf"), &config, &ApproxTokenCounter).unwrap_err().to_string();
+    assert!(err.contains("encrypted") && err.contains("qpdf --decrypt"), "{err}");
+    // An owner password alone restricts editing, not reading: viewers open it, and so do we.
+    let open = prepare("b.pdf", &fixture("packages-owner-only.pdf"), &config, &ApproxTokenCounter).unwrap();
+    let plain = prepare("c.pdf", &fixture("packages.pdf"), &config, &ApproxTokenCounter).unwrap();
+    assert_eq!(open.chunks, plain.chunks);
+    assert!(plain.chunks.iter().any(|c| c.text.contains("aptitude")), "{:?}", plain.chunks);
+    // Cut short anywhere: an error naming the problem, never a panic.
+    let whole = fixture("packages.pdf");
+    for len in [0, 10, whole.len() / 3, whole.len() / 2, whole.len() - 10] {
+        let err = prepare("d.pdf", &whole[..len], &config, &ApproxTokenCounter).map(|d| d.chunks.len());
+        if let Err(e) = err {
+            assert!(e.to_string().contains("pdf") || e.to_string().contains("empty"), "{e}");
+        }
+    }
 }
