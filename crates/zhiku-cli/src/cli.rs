@@ -45,6 +45,66 @@ pub enum Command {
     /// Group membership (used by --as and document ACLs).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// The vector index engine on its own.
+    #[command(subcommand)]
+    Vectors(VectorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VectorsCommand {
+    /// Build an index over a float32 .npy matrix, answer every query of another, write the ids
+    /// found as an int64 .npy (queries × k). Recall is the caller's to compute.
+    Bench(VectorsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VectorsBenchArgs {
+    /// Base vectors, float32 .npy (rows × dimension); row i has id i.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Query vectors, float32 .npy with the same dimension.
+    #[arg(long)]
+    pub queries: PathBuf,
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "l2", "ip"])]
+    pub metric: String,
+    #[arg(long, default_value = "hnsw", value_parser = ["flat", "hnsw", "ivfpq"])]
+    pub index: String,
+    /// HNSW: neighbours per node (2 × on layer 0).
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    /// HNSW: beam width while building.
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// HNSW: beam width while searching (at least k).
+    #[arg(long, default_value_t = 64)]
+    pub ef_search: usize,
+    /// IVF: number of lists.
+    #[arg(long)]
+    pub nlist: Option<usize>,
+    /// IVF: lists searched per query.
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// IVF-PQ: sub-quantizers.
+    #[arg(long)]
+    pub pq_m: Option<usize>,
+    /// How vectors are stored.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8"])]
+    pub quant: String,
+    /// Only ids i with i mod round(1/F) == 0 may be returned (ACL-style filtered search);
+    /// e.g. 0.01 allows every 100th id.
+    #[arg(long)]
+    pub filter_fraction: Option<f64>,
+    /// Threads for building and for answering queries.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Where to write the ids found (int64 .npy, queries × k; -1 pads missing results).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print {"build_s", "query_s", "qps", "index_bytes"} as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

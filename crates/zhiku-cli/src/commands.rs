@@ -11,7 +11,9 @@ use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, Llama
 use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
-use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, ParseArgs, SearchArgs};
+use crate::cli::{
+    AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, ParseArgs, SearchArgs, VectorsCommand,
+};
 use crate::config::Config;
 
 /// Exit code of an ingest where some files failed and the rest went in.
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(args) => generate(&ctx, args),
         Command::Kb(cmd) => kb(&ctx, cmd),
         Command::Group(cmd) => group(&ctx, cmd),
+        Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(args),
     }
 }
 
@@ -353,7 +356,8 @@ fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
     let vectors = zhiku_core::Embedder::embed(&embedder, &lines)?;
     let seconds = started.elapsed().as_secs_f64();
     let dim = zhiku_core::Embedder::dimension(&embedder);
-    write_npy_f32(&args.out, &vectors, dim).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
+    crate::npy::write_f32(&args.out, vectors.len(), dim, &flat)?;
     if args.json {
         println!("{}", json!({ "count": vectors.len(), "seconds": seconds, "dim": dim }));
     } else {
@@ -365,24 +369,6 @@ fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// NumPy .npy v1.0: magic, header length, a Python-dict header padded to 64 bytes, raw data.
-fn write_npy_f32(path: &Path, rows: &[Vec<f32>], dim: usize) -> std::io::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dim}), }}", rows.len());
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    out.write_all(b"\x93NUMPY\x01\x00")?;
-    out.write_all(&(header.len() as u16).to_le_bytes())?;
-    out.write_all(header.as_bytes())?;
-    for row in rows {
-        for x in row {
-            out.write_all(&x.to_le_bytes())?;
-        }
-    }
-    out.flush()
 }
 
 fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {

@@ -4,6 +4,8 @@
 mod cli;
 mod commands;
 mod config;
+mod npy;
+mod vectors;
 
 use std::process::ExitCode;
 

@@ -27,13 +27,21 @@
 
 mod analyzer;
 mod bm25;
+mod distance;
+mod exact;
+mod filter;
 mod flat;
 mod fusion;
+mod hnsw;
 
 pub use analyzer::analyze;
 pub use bm25::Bm25Index;
+pub use distance::{dot, l2_squared, normalize, Metric};
+pub use exact::ExactIndex;
+pub use filter::IdFilter;
 pub use flat::FlatIndex;
 pub use fusion::reciprocal_rank_fusion;
+pub use hnsw::{Hnsw, HnswConfig};
 
 use zhiku_core::{Caller, Principal};
 
