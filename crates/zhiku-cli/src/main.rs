@@ -37,11 +37,16 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
-    let default = match verbose {
+    // Libraries speak up only for errors unless asked: html5ever warns about every quirk of
+    // broken HTML it repairs, lopdf about every odd font, none of which the user can act on.
+    let ours = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
+    let others = if verbose >= 2 { "debug" } else { "error" };
+    let crates = ["zhiku", "zhiku_core", "zhiku_ingest", "zhiku_index", "zhiku_models", "zhiku_rag", "zhiku_store"];
+    let default = std::iter::once(others.to_string()).chain(crates.iter().map(|c| format!("{c}={ours}"))).collect::<Vec<_>>().join(",");
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZHIKU_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

@@ -160,15 +160,33 @@ fn push_unit(full: &str, bytes: Range<usize>, page: Option<u32>, max_tokens: usi
         return;
     }
     // Too long for one chunk: cut at word boundaries (every CJK character is one), taking as
-    // many words as fit. Binary search on the prefix length keeps tokenizer calls logarithmic.
+    // many words as fit. A galloping search (1, 2, 4… words, then halving) keeps each piece's
+    // tokenizer calls logarithmic and never counts much more text than the piece itself, so a
+    // huge unit costs linear time, not quadratic.
     let text = &full[bytes.clone()];
     let cuts = word_boundaries(text);
+    let fits = |from: usize, to: usize| counter.count_tokens(&text[cuts[from]..cuts[to]]) <= max_tokens;
+    let last = cuts.len() - 1;
     let mut from = 0usize;
-    while from < cuts.len() - 1 {
-        let (mut lo, mut hi) = (from + 1, cuts.len() - 1);
+    while from < last {
+        let mut step = 1;
+        let mut lo = from + 1;
+        while lo + step <= last && fits(from, lo + step) {
+            lo += step;
+            step *= 2;
+        }
+        // The answer now lies in lo..=hi.
+        let mut hi = if lo + step <= last {
+            lo + step - 1
+        } else if fits(from, last) {
+            lo = last;
+            last
+        } else {
+            last - 1
+        };
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            if counter.count_tokens(&text[cuts[from]..cuts[mid]]) <= max_tokens {
+            if fits(from, mid) {
                 lo = mid;
             } else {
                 hi = mid - 1;
@@ -350,6 +368,26 @@ mod tests {
             assert!(matches!(last, '。' | '！' | '？'), "chunk does not end at a sentence: {}", c.text);
         }
         check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn cutting_a_huge_sentence_counts_each_part_of_it_a_few_times_only() {
+        struct Counting(std::sync::atomic::AtomicUsize);
+        impl TokenCounter for Counting {
+            fn count_tokens(&self, text: &str) -> usize {
+                self.0.fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
+                ApproxTokenCounter.count_tokens(text)
+            }
+        }
+        // One 200 kB "sentence" (no full stop): cut into ~1,700 pieces.
+        let words = vec!["lorem"; 40_000].join(" ");
+        let doc = ParsedDocument { title: None, blocks: vec![Block::text(words.clone())], ..Default::default() };
+        let counter = Counting(Default::default());
+        let chunks = chunk_document(&doc, &config(30, 0), &counter);
+        assert!(chunks.len() > 1000);
+        let counted = counter.0.load(std::sync::atomic::Ordering::Relaxed);
+        // Searching from each cut to the end of the text would count ~1,700 × 100 kB.
+        assert!(counted < 40 * words.len(), "counted {counted} bytes for a {} byte text", words.len());
     }
 
     #[test]
