@@ -59,14 +59,37 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     };
     let threads = args.threads.max(1);
     let started = Instant::now();
-    let index = match args.index.as_str() {
-        "flat" => Index::Exact(ExactIndex::new(base.cols, base.data, metric)),
+    let (mut load_s, mut build_s) = (0.0, 0.0);
+    let index = match (args.index.as_str(), &args.load) {
+        ("flat", _) => {
+            let index = ExactIndex::new(base.cols, base.data, metric);
+            build_s = started.elapsed().as_secs_f64();
+            Index::Exact(index)
+        }
+        (_, Some(path)) => {
+            let (index, _) = Hnsw::load(path)?;
+            if index.len() != base.rows || index.dimension() != base.cols || index.metric() != metric {
+                bail!(
+                    "{} holds {} × {} vectors ({:?}), not this --base and --metric",
+                    path.display(),
+                    index.len(),
+                    index.dimension(),
+                    index.metric()
+                );
+            }
+            load_s = started.elapsed().as_secs_f64();
+            Index::Hnsw(index, args.ef_search)
+        }
         _ => {
             let config = HnswConfig { m: args.m, ef_construction: args.ef_construction, metric, ..Default::default() };
-            Index::Hnsw(Hnsw::build(base.cols, base.data, config, threads), args.ef_search)
+            let index = Hnsw::build(base.cols, base.data, config, threads);
+            build_s = started.elapsed().as_secs_f64();
+            if let Some(path) = &args.save {
+                index.save(path, 0)?;
+            }
+            Index::Hnsw(index, args.ef_search)
         }
     };
-    let build_s = started.elapsed().as_secs_f64();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let started = Instant::now();
     let found: Vec<Vec<(u32, f32)>> =
@@ -79,7 +102,7 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     }
     npy::write_i64(&args.out, queries.rows, args.k, &ids)?;
     let qps = queries.rows as f64 / query_s.max(1e-9);
-    let summary = json!({ "build_s": build_s, "query_s": query_s, "qps": qps, "index_bytes": index.bytes() });
+    let summary = json!({ "build_s": build_s, "load_s": load_s, "query_s": query_s, "qps": qps, "index_bytes": index.bytes() });
     if args.json {
         println!("{summary}");
     } else {

@@ -9,6 +9,7 @@
 //! - [`build`]: insertion, one node at a time or all of a matrix on several threads.
 //! - [`search`]: the layered search, with an [`IdFilter`] checked inside the walk and an exact
 //!   scan over the allowed ids when the filter leaves few of them.
+//! - [`persist`]: one file, written atomically, validated when read.
 //!
 //! ```
 //! use zhiku_index::{Hnsw, HnswConfig, Metric};
@@ -22,6 +23,7 @@
 mod build;
 mod config;
 mod graph;
+mod persist;
 mod search;
 #[cfg(test)]
 mod tests;
