@@ -1,0 +1,96 @@
+//! `zhiku vectors bench`, the vector engine's outside contract: .npy in, int64 ids out, timings
+//! as JSON; HNSW against the exact index on the same data.
+
+mod common;
+
+use std::path::Path;
+
+use common::Zhiku;
+
+fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) {
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    bytes.extend(data.iter().flat_map(|x| x.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The int64 matrix written by --out, as rows.
+fn read_ids(path: &Path, k: usize) -> Vec<Vec<i64>> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<i8'"), "{header}");
+    let ids: Vec<i64> = bytes[10 + header_len..].chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    ids.chunks(k).map(<[i64]>::to_vec).collect()
+}
+
+fn data(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..rows * cols)
+        .map(|i| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Ten clusters, so neighbours mean something.
+            ((i / cols) % 10) as f32 + ((state >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn hnsw_finds_what_the_exact_index_finds_and_honours_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = (dir.path().join("base.npy"), dir.path().join("q.npy"));
+    write_npy(&base, 3000, 32, &data(3000, 32, 1));
+    write_npy(&queries, 50, 32, &data(50, 32, 2));
+    let z = Zhiku::new();
+    let run = |extra: &[&str], out: &str| {
+        let out_path = dir.path().join(out);
+        let mut args = vec!["vectors", "bench", "--base", base.to_str().unwrap(), "--queries", queries.to_str().unwrap()];
+        args.extend_from_slice(&["--k", "10", "--metric", "l2", "--json", "--out", out_path.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let summary = z.json(&args);
+        for key in ["build_s", "query_s", "qps", "index_bytes"] {
+            assert!(summary[key].as_f64().is_some(), "{key} missing: {summary}");
+        }
+        (summary, read_ids(&out_path, 10))
+    };
+    let (_, exact) = run(&["--index", "flat"], "flat.npy");
+    let index_file = dir.path().join("index.hnsw");
+    let (summary, approx) = run(&["--index", "hnsw", "--threads", "2", "--save", index_file.to_str().unwrap()], "hnsw.npy");
+    assert_eq!(exact.len(), 50);
+    let hits: usize = exact.iter().zip(&approx).map(|(e, a)| a.iter().filter(|id| e.contains(id)).count()).sum();
+    assert!(hits as f64 / 500.0 >= 0.9, "recall@10 {}", hits as f64 / 500.0);
+    assert!(summary["index_bytes"].as_u64().unwrap() >= 3000 * 32 * 4);
+
+    // The saved index answers the same without a build.
+    let (loaded, again) = run(&["--load", index_file.to_str().unwrap()], "loaded.npy");
+    assert_eq!(again, approx);
+    assert_eq!(loaded["build_s"], 0.0);
+
+    // Only every 10th id may come back; the few that may are all found.
+    let (_, filtered) = run(&["--filter-fraction", "0.1"], "filtered.npy");
+    assert!(filtered.iter().flatten().all(|id| *id % 10 == 0), "{filtered:?}");
+    let (_, filtered_exact) = run(&["--index", "flat", "--filter-fraction", "0.1"], "filtered-flat.npy");
+    assert_eq!(filtered, filtered_exact);
+
+    // Bad input: a clear error, no panic.
+    std::fs::write(dir.path().join("bad.npy"), b"not numpy").unwrap();
+    let bad = z.run(&[
+        "vectors",
+        "bench",
+        "--base",
+        dir.path().join("bad.npy").to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "--out",
+        "x.npy",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("bad.npy") && !err.contains("panicked"), "{err}");
+}
