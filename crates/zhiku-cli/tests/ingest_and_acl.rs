@@ -8,7 +8,18 @@ use common::{write, Zhiku};
 
 #[test]
 fn acl_filtering_never_leaks_and_groups_grant_access() {
-    let z = Zhiku::new();
+    acl_scenario(&Zhiku::new());
+}
+
+#[test]
+fn acl_filtering_holds_inside_the_hnsw_graph_too() {
+    let z = Zhiku::new().with_env("ZHIKU_RETRIEVAL_VECTOR_INDEX", "hnsw");
+    acl_scenario(&z);
+    let data = z.data.path();
+    assert!(data.join("kb/corp/vectors.hnsw").is_file() && !data.join("kb/corp/vectors.flat").exists());
+}
+
+fn acl_scenario(z: &Zhiku) {
     let dir = tempfile::tempdir().unwrap();
     let hr = write(dir.path(), "hr/salaries.md", "# Salary bands\n\nEngineering salary bands range from 60000 to 120000 euros.\n");
     let eng = write(dir.path(), "eng/oncall.md", "# On-call\n\nEngineers on call receive a salary supplement of 300 euros per week.\n");

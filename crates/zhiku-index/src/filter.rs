@@ -25,6 +25,48 @@ impl IdFilter {
         filter
     }
 
+    /// Every id in `0..len`.
+    pub fn full(len: usize) -> Self {
+        let mut words = vec![u64::MAX; len / 64];
+        if len % 64 != 0 {
+            words.push((1u64 << (len % 64)) - 1);
+        }
+        Self { words, count: len }
+    }
+
+    pub fn remove(&mut self, id: u32) {
+        let (word, bit) = (id as usize / 64, id % 64);
+        if let Some(w) = self.words.get_mut(word) {
+            if *w & (1 << bit) != 0 {
+                *w &= !(1 << bit);
+                self.count -= 1;
+            }
+        }
+    }
+
+    /// Adds every id of `other`.
+    pub fn union_with(&mut self, other: &IdFilter) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+        self.recount();
+    }
+
+    /// Keeps only the ids also in `other`.
+    pub fn intersect_with(&mut self, other: &IdFilter) {
+        for (i, w) in self.words.iter_mut().enumerate() {
+            *w &= other.words.get(i).copied().unwrap_or(0);
+        }
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.count = self.words.iter().map(|w| w.count_ones() as usize).sum();
+    }
+
     pub fn insert(&mut self, id: u32) {
         let (word, bit) = (id as usize / 64, id % 64);
         if word >= self.words.len() {
@@ -71,5 +113,21 @@ mod tests {
         assert_eq!(ids, want);
         assert_eq!(filter.count(), want.len());
         assert!(filter.contains(63) && !filter.contains(64) && !filter.contains(10_000));
+    }
+
+    #[test]
+    fn set_operations() {
+        let mut a = IdFilter::full(130);
+        assert_eq!(a.count(), 130);
+        assert!(a.contains(129) && !a.contains(130));
+        a.remove(5);
+        a.remove(5);
+        assert_eq!(a.count(), 129);
+        let evens = IdFilter::from_fn(200, |id| id % 2 == 0);
+        a.intersect_with(&evens);
+        assert_eq!(a.count(), 65, "the evens below 130");
+        let mut b = IdFilter::empty(10);
+        b.union_with(&evens);
+        assert_eq!(b.count(), 100);
     }
 }

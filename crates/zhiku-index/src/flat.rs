@@ -77,6 +77,14 @@ impl FlatIndex {
         })
     }
 
+    /// Every entry as inserted: chunk id, document id, vector, ACL.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, i64, &[f32], Vec<Principal>)> + '_ {
+        (0..self.ids.len()).map(|i| {
+            let acl = self.acls[i].iter().map(|p| self.principals[*p as usize].clone()).collect();
+            (self.ids[i], self.doc_ids[i], &self.vectors[i * self.dim..(i + 1) * self.dim], acl)
+        })
+    }
+
     /// Saves atomically (temp file, fsync, rename) with the store generation it reflects.
     pub fn save(&self, path: &Path, generation: u64) -> Result<()> {
         let io = |source| Error::Io { path: path.display().to_string(), source };

@@ -3,8 +3,9 @@
 //! the top k or leak through a count).
 //!
 //! - [`VectorIndexRead`] / [`VectorIndexWrite`]: the vector index interface, split between
-//!   readers and the writer; [`FlatIndex`] is the exact implementation (HNSW/IVF come later
-//!   behind the same traits).
+//!   readers and the writer; [`FlatIndex`] is the exact implementation and [`HnswIndex`] the
+//!   graph one (over the [`Hnsw`] engine); [`VectorIndex`] picks one per knowledge base.
+//!   [`ExactIndex`] and [`Hnsw`] also serve bare matrices (`zhiku vectors bench`).
 //! - [`Bm25Index`]: full-text search on tantivy with a Chinese-aware analyzer ([`analyze`]:
 //!   jieba segmentation, lowercasing, English stemming and stop words).
 //! - [`reciprocal_rank_fusion`]: merges ranked lists into one.
@@ -33,6 +34,8 @@ mod filter;
 mod flat;
 mod fusion;
 mod hnsw;
+mod hnsw_index;
+mod kb_vectors;
 
 pub use analyzer::analyze;
 pub use bm25::Bm25Index;
@@ -42,6 +45,8 @@ pub use filter::IdFilter;
 pub use flat::FlatIndex;
 pub use fusion::reciprocal_rank_fusion;
 pub use hnsw::{Hnsw, HnswConfig};
+pub use hnsw_index::HnswIndex;
+pub use kb_vectors::{VectorIndex, VectorIndexKind, GRAPH_ABOVE};
 
 use zhiku_core::{Caller, Principal};
 

@@ -282,7 +282,8 @@ impl Engine {
         for r in &listing.files {
             progress(IngestEvent::FileDone { report: r });
         }
-        let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write)?;
+        let indexes =
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.config.retrieval.vector_index)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
         let mut batch =
@@ -517,7 +518,8 @@ impl Engine {
         if query.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
-        let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read)?;
+        let indexes =
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, self.config.retrieval.vector_index)?;
         let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
         let candidates = self.config.retrieval.candidates.max(top_k);
         let vector_hits = indexes.vectors.search(&q, caller, candidates);

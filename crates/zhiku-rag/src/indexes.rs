@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tracing::{info, warn};
+use tracing::info;
 use zhiku_core::Principal;
-use zhiku_index::{Bm25Index, FlatIndex, VectorIndexWrite};
-use zhiku_store::{Store, StoredChunk};
+use zhiku_index::{Bm25Index, VectorIndex, VectorIndexKind, VectorIndexRead, VectorIndexWrite};
+use zhiku_store::Store;
 
 use crate::Result;
 
@@ -20,9 +20,10 @@ pub fn index_text(heading_path: &[String], text: &str) -> String {
 }
 
 pub struct KbIndexes {
-    pub vectors: FlatIndex,
+    pub vectors: VectorIndex,
     pub bm25: Bm25Index,
     dir: PathBuf,
+    kind: VectorIndexKind,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,18 +36,13 @@ pub enum Access {
 }
 
 impl KbIndexes {
-    pub fn open(data_dir: &Path, store: &Store, kb: &str, dim: usize, access: Access) -> Result<Self> {
+    pub fn open(data_dir: &Path, store: &Store, kb: &str, dim: usize, access: Access, kind: VectorIndexKind) -> Result<Self> {
         let dir = data_dir.join("kb").join(kb);
         let generation = store.generation(kb)?;
-        let flat_path = dir.join("vectors.flat");
-        let vectors = match FlatIndex::load(&flat_path) {
-            Ok((index, g)) if g == generation && index.dimension() == dim => Some(index),
-            Ok(_) => None,
-            Err(e) if flat_path.exists() => {
-                warn!(error = %e, "vector index unreadable; rebuilding it from the store");
-                None
-            }
-            Err(_) => None,
+        let vectors = match VectorIndex::load(&dir, dim) {
+            // A graph kept after the configuration asked for exact search is rebuilt flat.
+            Some((index, g)) if g == generation && !(index.is_graph() && kind == VectorIndexKind::Flat) => Some(index),
+            _ => None,
         };
         let bm25 = match access {
             Access::Write => Some(Bm25Index::open(&dir.join("bm25"))?),
@@ -57,14 +53,17 @@ impl KbIndexes {
             None => false,
         };
         let (vectors, bm25) = match (vectors, bm25) {
-            (Some(vectors), Some(bm25)) if bm25_fresh => return Ok(Self { vectors, bm25, dir }),
+            (Some(vectors), Some(bm25)) if bm25_fresh => return Ok(Self { vectors, bm25, dir, kind }),
             other => other,
         };
         info!(kb, generation, "indexes behind the store; rebuilding from it");
         let chunks = store.chunks(kb)?;
         let vectors = match vectors {
             Some(v) => v,
-            None => build_flat(&chunks, dim)?,
+            None => {
+                let entries = chunks.iter().map(|c| (c.id, c.doc_id, c.embedding.clone(), c.acl.clone())).collect();
+                VectorIndex::build(dim, kind, entries)?
+            }
         };
         let bm25 = if bm25_fresh {
             bm25.expect("fresh implies present")
@@ -80,7 +79,7 @@ impl KbIndexes {
             fresh.commit(generation)?;
             fresh
         };
-        let indexes = Self { vectors, bm25, dir };
+        let indexes = Self { vectors, bm25, dir, kind };
         if access == Access::Write {
             indexes.save_vectors(generation)?;
         }
@@ -99,23 +98,19 @@ impl KbIndexes {
         Ok(())
     }
 
-    /// Makes both indexes durable, stamped with the store generation they now reflect.
+    /// Makes both indexes durable, stamped with the store generation they now reflect. A flat
+    /// index that has grown past the graph threshold becomes a graph here.
     pub fn commit(&mut self, generation: u64) -> Result<()> {
         self.bm25.commit(generation)?;
+        if self.vectors.settle(self.kind)? {
+            info!(chunks = self.vectors.len(), "vector index switched to an HNSW graph");
+        }
         self.save_vectors(generation)
     }
 
     fn save_vectors(&self, generation: u64) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| crate::Error::Io { path: self.dir.clone(), source: e })?;
-        self.vectors.save(&self.dir.join("vectors.flat"), generation)?;
+        self.vectors.save(&self.dir, generation)?;
         Ok(())
     }
-}
-
-fn build_flat(chunks: &[StoredChunk], dim: usize) -> Result<FlatIndex> {
-    let mut index = FlatIndex::new(dim);
-    for c in chunks {
-        index.insert(c.id, c.doc_id, &c.embedding, &c.acl)?;
-    }
-    Ok(index)
 }

@@ -72,11 +72,20 @@ pub struct RetrievalConfig {
     /// Passages more than this much less similar than the best one are left out of the prompt:
     /// small models answer better from two on-topic passages than from four loosely related ones.
     pub source_margin: f32,
+    /// `auto` (exact below 20,000 chunks, an HNSW graph from there on), `flat` or `hnsw`.
+    pub vector_index: zhiku_index::VectorIndexKind,
 }
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        Self { candidates: 50, rrf_k: 60.0, answer_sources: 4, min_similarity: 0.3, source_margin: 0.15 }
+        Self {
+            candidates: 50,
+            rrf_k: 60.0,
+            answer_sources: 4,
+            min_similarity: 0.3,
+            source_margin: 0.15,
+            vector_index: zhiku_index::VectorIndexKind::Auto,
+        }
     }
 }
 

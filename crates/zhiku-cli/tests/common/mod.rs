@@ -26,11 +26,20 @@ pub fn debian_reference() -> PathBuf {
 
 pub struct Zhiku {
     pub data: tempfile::TempDir,
+    /// Environment given to every command (configuration overrides such as ZHIKU_RETRIEVAL_*).
+    env: Vec<(String, String)>,
 }
 
 impl Zhiku {
     pub fn new() -> Self {
-        Self { data: tempfile::tempdir().unwrap() }
+        Self { data: tempfile::tempdir().unwrap(), env: Vec::new() }
+    }
+
+    /// Every command of this instance runs with `key=value` in its environment.
+    #[allow(dead_code)] // not every test binary sets configuration
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     pub fn command(&self) -> Command {
@@ -46,7 +55,8 @@ impl Zhiku {
             .env("ZHIKU_MODELS_EMBEDDING", models.join("all-MiniLM-L6-v2"))
             .env("ZHIKU_MODELS_LLM", models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
             .env_remove("ZHIKU_CONFIG")
-            .env_remove("ZHIKU_LOG");
+            .env_remove("ZHIKU_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

@@ -77,6 +77,11 @@ impl Hnsw {
         self.vectors.len() * 4 + self.graph.bytes() + self.locks.len() * std::mem::size_of::<Mutex<()>>()
     }
 
+    /// A node's vector as stored (unit length under cosine).
+    pub fn stored_vector(&self, node: u32) -> &[f32] {
+        self.vector(node)
+    }
+
     #[inline]
     fn vector(&self, node: u32) -> &[f32] {
         let start = node as usize * self.dim;

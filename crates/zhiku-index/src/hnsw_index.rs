@@ -1,0 +1,345 @@
+//! A knowledge base's vectors in an HNSW graph, with its chunks' ACLs: each principal has a
+//! bitmap of the nodes it may read, a caller's filter is the union of its principals' bitmaps,
+//! and the graph search checks that filter as it walks (or scans the allowed nodes exactly when
+//! they are few). Deleted chunks stay in the graph as waypoints, marked dead, until they are a
+//! quarter of it; then the graph is rebuilt from the live ones.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use zhiku_core::{Caller, Principal};
+
+use crate::{Error, Hnsw, HnswConfig, IdFilter, Metric, Result, Scored, VectorIndexRead, VectorIndexWrite};
+
+const MAGIC: &[u8; 8] = b"ZKHNSWM1";
+/// Beam width for knowledge-base searches: recall@10 ≈ 0.99 on MiniLM embeddings.
+const EF_SEARCH: usize = 96;
+/// Build threads when the whole graph is made at once (a rebuild).
+const BUILD_THREADS: usize = 2;
+
+pub struct HnswIndex {
+    graph: Hnsw,
+    /// Per node: chunk id, document id, and the principals (interned) that may read it.
+    chunk_ids: Vec<u64>,
+    doc_ids: Vec<i64>,
+    acls: Vec<Box<[u32]>>,
+    principals: Vec<Principal>,
+    principal_ids: HashMap<Principal, u32>,
+    /// Per principal: the nodes it may read.
+    readable: Vec<IdFilter>,
+    live: IdFilter,
+    nodes_of_doc: HashMap<i64, Vec<u32>>,
+}
+
+impl HnswIndex {
+    pub fn new(dim: usize) -> Self {
+        Self {
+            graph: Hnsw::new(dim, Self::config()),
+            chunk_ids: Vec::new(),
+            doc_ids: Vec::new(),
+            acls: Vec::new(),
+            principals: Vec::new(),
+            principal_ids: HashMap::new(),
+            readable: Vec::new(),
+            live: IdFilter::empty(0),
+            nodes_of_doc: HashMap::new(),
+        }
+    }
+
+    fn config() -> HnswConfig {
+        HnswConfig { m: 16, ef_construction: 200, metric: Metric::Cosine, seed: 42 }
+    }
+
+    /// An index over many chunks at once, the graph built on several threads.
+    pub fn build(dim: usize, chunks: impl IntoIterator<Item = (u64, i64, Vec<f32>, Vec<Principal>)>) -> Self {
+        let mut index = Self::new(dim);
+        let mut vectors = Vec::new();
+        for (chunk_id, doc_id, vector, acl) in chunks {
+            if vector.len() != dim {
+                continue;
+            }
+            vectors.extend_from_slice(&vector);
+            index.push_meta(chunk_id, doc_id, &acl);
+        }
+        index.graph = Hnsw::build(dim, vectors, Self::config(), BUILD_THREADS);
+        index
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.graph.dimension()
+    }
+
+    fn intern(&mut self, p: &Principal) -> u32 {
+        if let Some(id) = self.principal_ids.get(p) {
+            return *id;
+        }
+        let id = self.principals.len() as u32;
+        self.principals.push(p.clone());
+        self.principal_ids.insert(p.clone(), id);
+        self.readable.push(IdFilter::empty(0));
+        id
+    }
+
+    /// Records a node's metadata; the node is the next one of the graph.
+    fn push_meta(&mut self, chunk_id: u64, doc_id: i64, acl: &[Principal]) -> u32 {
+        let node = self.chunk_ids.len() as u32;
+        let mut ids: Vec<u32> = acl.iter().map(|p| self.intern(p)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for &p in &ids {
+            self.readable[p as usize].insert(node);
+        }
+        self.chunk_ids.push(chunk_id);
+        self.doc_ids.push(doc_id);
+        self.acls.push(ids.into_boxed_slice());
+        self.live.insert(node);
+        self.nodes_of_doc.entry(doc_id).or_default().push(node);
+        node
+    }
+
+    /// The live nodes the caller may read; `None` for an administrator over an index with no
+    /// deletions (no filter at all).
+    fn filter_for(&self, caller: &Caller) -> Option<IdFilter> {
+        match caller.principals() {
+            None if self.live.count() == self.chunk_ids.len() => None,
+            None => Some(self.live.clone()),
+            Some(held) => {
+                let mut allowed = IdFilter::empty(self.chunk_ids.len());
+                for p in held.iter().filter_map(|p| self.principal_ids.get(p)) {
+                    allowed.union_with(&self.readable[*p as usize]);
+                }
+                allowed.intersect_with(&self.live);
+                Some(allowed)
+            }
+        }
+    }
+
+    /// Rebuilds the graph from the live nodes when the dead ones are a quarter of it.
+    fn compact_if_worthwhile(&mut self) {
+        let dead = self.chunk_ids.len() - self.live.count();
+        if dead < 1024 || dead * 4 < self.chunk_ids.len() {
+            return;
+        }
+        let dim = self.dimension();
+        let live: Vec<u32> = self.live.iter().collect();
+        let chunks: Vec<(u64, i64, Vec<f32>, Vec<Principal>)> = live
+            .iter()
+            .map(|&n| {
+                let acl = self.acls[n as usize].iter().map(|p| self.principals[*p as usize].clone()).collect();
+                (self.chunk_ids[n as usize], self.doc_ids[n as usize], self.graph.stored_vector(n).to_vec(), acl)
+            })
+            .collect();
+        *self = Self::build(dim, chunks);
+    }
+
+    /// Saves atomically (temp file, fsync, rename): the graph, then this metadata stamped with
+    /// the same generation, so a crash between the two is seen as a stale index on load.
+    pub fn save(&self, path: &Path, generation: u64) -> Result<()> {
+        self.graph.save(&path.with_extension("graph"), generation)?;
+        let io = |source| Error::Io { path: path.display().to_string(), source };
+        let tmp = path.with_extension("tmp");
+        let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        (|| -> std::io::Result<()> {
+            w.write_all(MAGIC)?;
+            w.write_all(&generation.to_le_bytes())?;
+            w.write_all(&(self.principals.len() as u32).to_le_bytes())?;
+            for p in &self.principals {
+                let bytes = p.as_str().as_bytes();
+                w.write_all(&(bytes.len() as u32).to_le_bytes())?;
+                w.write_all(bytes)?;
+            }
+            w.write_all(&(self.chunk_ids.len() as u64).to_le_bytes())?;
+            for n in 0..self.chunk_ids.len() {
+                w.write_all(&self.chunk_ids[n].to_le_bytes())?;
+                w.write_all(&self.doc_ids[n].to_le_bytes())?;
+                w.write_all(&[u8::from(self.live.contains(n as u32))])?;
+                w.write_all(&(self.acls[n].len() as u32).to_le_bytes())?;
+                for a in self.acls[n].iter() {
+                    w.write_all(&a.to_le_bytes())?;
+                }
+            }
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })()
+        .map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Loads what [`HnswIndex::save`] wrote, with its generation.
+    pub fn load(path: &Path) -> Result<(Self, u64)> {
+        let (graph, graph_generation) = Hnsw::load(&path.with_extension("graph"))?;
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: name.clone(), source })?;
+        let corrupt = |reason: String| Error::Corrupt { path: name.clone(), reason };
+        let mut at = 0usize;
+        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
+            let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or("truncated")?;
+            let out = &bytes[at..end];
+            at = end;
+            Ok(out)
+        };
+        (|| -> std::result::Result<(Self, u64), String> {
+            let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+            let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            if take(8)? != MAGIC {
+                return Err("not a zhiku HNSW metadata file".into());
+            }
+            let generation = u64_of(take(8)?);
+            if generation != graph_generation {
+                return Err(format!("metadata of generation {generation}, graph of {graph_generation}"));
+            }
+            let mut index = Self::new(graph.dimension());
+            let principals = u32_of(take(4)?) as usize;
+            for _ in 0..principals {
+                let len = u32_of(take(4)?) as usize;
+                let text = std::str::from_utf8(take(len)?).map_err(|e| e.to_string())?;
+                index.intern(&Principal::parse(text).map_err(|e| e.to_string())?);
+            }
+            let n = u64_of(take(8)?) as usize;
+            if n != graph.len() {
+                return Err(format!("{n} chunks for a graph of {} nodes", graph.len()));
+            }
+            for _ in 0..n {
+                let chunk_id = u64_of(take(8)?);
+                let doc_id = u64_of(take(8)?) as i64;
+                let live = take(1)?[0] == 1;
+                let len = u32_of(take(4)?) as usize;
+                let mut acl = Vec::with_capacity(len.min(1024));
+                for _ in 0..len {
+                    let p = u32_of(take(4)?) as usize;
+                    acl.push(index.principals.get(p).cloned().ok_or(format!("principal {p} out of range"))?);
+                }
+                let node = index.push_meta(chunk_id, doc_id, &acl);
+                if !live {
+                    index.live.remove(node);
+                }
+            }
+            index.graph = graph;
+            Ok((index, generation))
+        })()
+        .map_err(corrupt)
+    }
+}
+
+impl VectorIndexRead for HnswIndex {
+    fn search(&self, query: &[f32], caller: &Caller, k: usize) -> Vec<Scored> {
+        let filter = self.filter_for(caller);
+        if filter.as_ref().is_some_and(|f| f.count() == 0) {
+            return Vec::new();
+        }
+        self.graph
+            .search(query, k, EF_SEARCH.max(k), filter.as_ref())
+            .into_iter()
+            .map(|(node, distance)| (self.chunk_ids[node as usize], Metric::Cosine.score(distance)))
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.live.count()
+    }
+}
+
+impl VectorIndexWrite for HnswIndex {
+    fn insert(&mut self, chunk_id: u64, doc_id: i64, vector: &[f32], acl: &[Principal]) -> Result<()> {
+        if vector.len() != self.dimension() {
+            return Err(Error::Dimension { expected: self.dimension(), got: vector.len() });
+        }
+        let node = self.graph.add(vector);
+        let meta = self.push_meta(chunk_id, doc_id, acl);
+        debug_assert_eq!(node, meta);
+        Ok(())
+    }
+
+    fn remove_document(&mut self, doc_id: i64) -> usize {
+        let nodes = self.nodes_of_doc.remove(&doc_id).unwrap_or_default();
+        let removed = nodes.iter().filter(|n| self.live.contains(**n)).count();
+        for n in nodes {
+            self.live.remove(n);
+        }
+        self.compact_if_worthwhile();
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlatIndex;
+
+    fn p(s: &str) -> Principal {
+        Principal::parse(s).unwrap()
+    }
+
+    fn vector(i: usize, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|d| (((i * 31 + d * 17) % 97) as f32 / 97.0) - 0.5 + (i % 7) as f32 * 0.1).collect();
+        crate::normalize(&mut v);
+        v
+    }
+
+    /// The same chunks in the exact index and the graph: searches agree for every caller,
+    /// before and after deletions, and after a save and a load.
+    #[test]
+    fn agrees_with_the_exact_index_under_acls_and_deletions() {
+        let dim = 16;
+        let (hr, eng) = (p("group:hr"), p("group:eng"));
+        let mut flat = FlatIndex::new(dim);
+        let mut graph = HnswIndex::new(dim);
+        for i in 0..3000usize {
+            let acl = if i % 3 == 0 {
+                vec![hr.clone()]
+            } else if i % 3 == 1 {
+                vec![eng.clone()]
+            } else {
+                vec![hr.clone(), eng.clone()]
+            };
+            flat.insert(i as u64 + 100, (i / 10) as i64, &vector(i, dim), &acl).unwrap();
+            graph.insert(i as u64 + 100, (i / 10) as i64, &vector(i, dim), &acl).unwrap();
+        }
+        let callers = [
+            Caller::Admin,
+            Caller::user("ann", ["hr"]).unwrap(),
+            Caller::user("bob", ["eng"]).unwrap(),
+            Caller::user("eve", ["x"]).unwrap(),
+        ];
+        let check = |flat: &FlatIndex, graph: &HnswIndex| {
+            let mut agree = 0;
+            let mut total = 0;
+            for q in (0..40).map(|i| vector(i * 71 + 5, dim)) {
+                for caller in &callers {
+                    let want: Vec<u64> = flat.search(&q, caller, 10).into_iter().map(|h| h.0).collect();
+                    let got: Vec<u64> = graph.search(&q, caller, 10).into_iter().map(|h| h.0).collect();
+                    // Nothing outside the caller's ACL, ever.
+                    let allowed: Vec<u64> = flat.search(&q, caller, 10_000).into_iter().map(|h| h.0).collect();
+                    assert!(got.iter().all(|id| allowed.contains(id)), "a chunk outside the ACL came back");
+                    assert_eq!(got.len(), want.len());
+                    agree += got.iter().filter(|id| want.contains(id)).count();
+                    total += want.len();
+                }
+            }
+            agree as f64 / total.max(1) as f64
+        };
+        assert!(check(&flat, &graph) >= 0.95);
+        for doc in (0..300).step_by(4) {
+            assert_eq!(flat.remove_document(doc), graph.remove_document(doc));
+        }
+        assert_eq!(graph.len(), flat.len());
+        assert!(check(&flat, &graph) >= 0.95);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors.hnsw");
+        graph.save(&path, 9).unwrap();
+        let (loaded, generation) = HnswIndex::load(&path).unwrap();
+        assert_eq!(generation, 9);
+        assert_eq!(loaded.len(), graph.len());
+        let q = vector(4242, dim);
+        assert_eq!(loaded.search(&q, &callers[1], 10), graph.search(&q, &callers[1], 10));
+
+        // Deleting most documents compacts the graph and keeps answering correctly.
+        for doc in 0..280 {
+            flat.remove_document(doc);
+            graph.remove_document(doc);
+        }
+        assert!(graph.chunk_ids.len() < 1500, "compacted: {} nodes for {} live chunks", graph.chunk_ids.len(), graph.len());
+        assert!(check(&flat, &graph) >= 0.95);
+    }
+}
