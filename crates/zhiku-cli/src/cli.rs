@@ -78,15 +78,19 @@ pub struct VectorsBenchArgs {
     /// HNSW: beam width while searching (at least k).
     #[arg(long, default_value_t = 64)]
     pub ef_search: usize,
-    /// IVF: number of lists.
+    /// IVF: number of lists [default: 4·√rows].
     #[arg(long)]
     pub nlist: Option<usize>,
-    /// IVF: lists searched per query.
+    /// IVF: lists searched per query [default: nlist / 16, at least 1].
     #[arg(long)]
     pub nprobe: Option<usize>,
-    /// IVF-PQ: sub-quantizers.
+    /// IVF-PQ: sub-quantizers, bytes per vector; must divide the dimension [default: dimension / 8].
     #[arg(long)]
     pub pq_m: Option<usize>,
+    /// IVF-PQ: candidates per result re-scored with the full vectors (0: none). The full
+    /// vectors are the --base matrix, outside the index and its index_bytes.
+    #[arg(long, default_value_t = 10)]
+    pub rerank: usize,
     /// How vectors are stored.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8"])]
     pub quant: String,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde_json::json;
-use zhiku_index::{ExactIndex, Hnsw, HnswConfig, IdFilter, Metric};
+use zhiku_index::{ExactIndex, Hnsw, HnswConfig, IdFilter, IvfPq, IvfPqConfig, Metric};
 
 use crate::cli::VectorsBenchArgs;
 use crate::npy;
@@ -15,13 +15,17 @@ use crate::npy;
 enum Index {
     Exact(ExactIndex),
     Hnsw(Hnsw, usize),
+    /// With nprobe and the re-rank factor.
+    IvfPq(IvfPq, usize, usize),
 }
 
 impl Index {
-    fn search(&self, query: &[f32], k: usize, filter: Option<&IdFilter>) -> Vec<(u32, f32)> {
+    fn search(&self, query: &[f32], k: usize, filter: Option<&IdFilter>, full: &(dyn Fn(u32) -> Vec<f32> + Sync)) -> Vec<(u32, f32)> {
         match self {
             Index::Exact(index) => index.search(query, k, filter),
             Index::Hnsw(index, ef) => index.search(query, k, *ef, filter),
+            Index::IvfPq(index, nprobe, 0) => index.search(query, k, *nprobe, filter, 1, None),
+            Index::IvfPq(index, nprobe, rerank) => index.search(query, k, *nprobe, filter, *rerank, Some(full)),
         }
     }
 
@@ -29,15 +33,13 @@ impl Index {
         match self {
             Index::Exact(index) => index.bytes(),
             Index::Hnsw(index, _) => index.bytes(),
+            Index::IvfPq(index, ..) => index.bytes(),
         }
     }
 }
 
 pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let metric = Metric::parse(&args.metric).unwrap_or_default();
-    if args.index == "ivfpq" {
-        bail!("--index ivfpq is not built yet; use flat or hnsw");
-    }
     if args.quant != "f32" {
         bail!("--quant {} is not built yet; vectors are stored as f32", args.quant);
     }
@@ -60,7 +62,24 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let threads = args.threads.max(1);
     let started = Instant::now();
     let (mut load_s, mut build_s) = (0.0, 0.0);
+    // Only IVF-PQ re-ranks from the full vectors, which stay outside the index.
+    let full_vectors = if args.index == "ivfpq" { base.data.clone() } else { Vec::new() };
+    let dim = base.cols;
+    let full = |id: u32| full_vectors[id as usize * dim..(id as usize + 1) * dim].to_vec();
     let index = match (args.index.as_str(), &args.load) {
+        ("ivfpq", _) => {
+            let mut config = IvfPqConfig::for_size(base.rows, base.cols, metric);
+            config.nlist = args.nlist.unwrap_or(config.nlist);
+            config.m = args.pq_m.unwrap_or(config.m);
+            if config.m == 0 || base.cols % config.m != 0 {
+                bail!("--pq-m {} does not divide the dimension {}", config.m, base.cols);
+            }
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let index = pool.install(|| IvfPq::build(base.cols, &base.data, config));
+            build_s = started.elapsed().as_secs_f64();
+            let nprobe = args.nprobe.unwrap_or((config.nlist / 16).max(1));
+            Index::IvfPq(index, nprobe, args.rerank)
+        }
         ("flat", _) => {
             let index = ExactIndex::new(base.cols, base.data, metric);
             build_s = started.elapsed().as_secs_f64();
@@ -93,7 +112,7 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let started = Instant::now();
     let found: Vec<Vec<(u32, f32)>> =
-        pool.install(|| queries.data.par_chunks(queries.cols.max(1)).map(|q| index.search(q, args.k, filter.as_ref())).collect());
+        pool.install(|| queries.data.par_chunks(queries.cols.max(1)).map(|q| index.search(q, args.k, filter.as_ref(), &full)).collect());
     let query_s = started.elapsed().as_secs_f64();
     let mut ids = Vec::with_capacity(queries.rows * args.k);
     for hits in &found {

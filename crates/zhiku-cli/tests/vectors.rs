@@ -79,6 +79,27 @@ fn hnsw_finds_what_the_exact_index_finds_and_honours_the_filter() {
     let (_, filtered_exact) = run(&["--index", "flat", "--filter-fraction", "0.1"], "filtered-flat.npy");
     assert_eq!(filtered, filtered_exact);
 
+    // IVF-PQ: a fraction of the memory, re-ranked from the full vectors to the same answers.
+    let (summary, ivf) = run(&["--index", "ivfpq", "--nlist", "32", "--nprobe", "8", "--pq-m", "8", "--rerank", "20"], "ivf.npy");
+    let hits: usize = exact.iter().zip(&ivf).map(|(e, a)| a.iter().filter(|id| e.contains(id)).count()).sum();
+    assert!(hits as f64 / 500.0 >= 0.9, "IVF-PQ recall@10 {}", hits as f64 / 500.0);
+    assert!(summary["index_bytes"].as_u64().unwrap() * 4 < 3000 * 32 * 4, "{summary}");
+    let odd = z.run(&[
+        "vectors",
+        "bench",
+        "--index",
+        "ivfpq",
+        "--pq-m",
+        "5",
+        "--base",
+        base.to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "--out",
+        "x.npy",
+    ]);
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("does not divide"));
+
     // Bad input: a clear error, no panic.
     std::fs::write(dir.path().join("bad.npy"), b"not numpy").unwrap();
     let bad = z.run(&[

@@ -35,6 +35,7 @@ mod flat;
 mod fusion;
 mod hnsw;
 mod hnsw_index;
+mod ivfpq;
 mod kb_vectors;
 
 pub use analyzer::analyze;
@@ -46,6 +47,7 @@ pub use flat::FlatIndex;
 pub use fusion::reciprocal_rank_fusion;
 pub use hnsw::{Hnsw, HnswConfig};
 pub use hnsw_index::HnswIndex;
+pub use ivfpq::{IvfPq, IvfPqConfig};
 pub use kb_vectors::{VectorIndex, VectorIndexKind, GRAPH_ABOVE};
 
 use zhiku_core::{Caller, Principal};
