@@ -54,7 +54,7 @@ pub enum Command {
 pub enum VectorsCommand {
     /// Build an index over a float32 .npy matrix, answer every query of another, write the ids
     /// found as an int64 .npy (queries × k). Recall is the caller's to compute.
-    Bench(VectorsBenchArgs),
+    Bench(Box<VectorsBenchArgs>),
 }
 
 #[derive(Debug, Args)]

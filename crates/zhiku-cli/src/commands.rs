@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(args) => generate(&ctx, args),
         Command::Kb(cmd) => kb(&ctx, cmd),
         Command::Group(cmd) => group(&ctx, cmd),
-        Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(args),
+        Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
     }
 }
 
