@@ -11,6 +11,7 @@ import numpy as np
 zhiku, work, gguf_path, minilm_npy, threads, out_png = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
 M, EFC, K = 16, 200, 10
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+IVF_PROBES = [2, 4, 8, 16, 32, 64]
 rng = np.random.default_rng(0)
 
 
@@ -105,6 +106,34 @@ def curve(name, base, queries, gt):
     rows["faiss"] = f
     del f_index
 
+    # IVF-PQ: 8 dimensions per byte, re-ranking 10 candidates per result from the full vectors
+    # (kept outside the index by both engines' callers).
+    nlist, pq_m = 1024 if len(base) > 100_000 else 256, base.shape[1] // 8
+    ivf_file = work / f"{name}.ivfpq"
+    s, _ = zhiku_run(name, base_path, q_path, ["--index", "ivfpq", "--nlist", str(nlist), "--pq-m", str(pq_m), "--threads", str(threads), "--save", str(ivf_file)])
+    z_ivf = {"points": [], "f32_bytes": base.nbytes, "build_s": s["build_s"], "bytes": s["index_bytes"]}
+    for nprobe in IVF_PROBES:
+        s, ids = zhiku_run(name, base_path, q_path, ["--index", "ivfpq", "--load", str(ivf_file), "--nprobe", str(nprobe), "--rerank", "10", "--threads", "1"])
+        z_ivf["points"].append((recall(ids, gt), s["qps"]))
+    faiss.omp_set_num_threads(threads)
+    quantizer = faiss.IndexFlatIP(base.shape[1])
+    ivf = faiss.IndexIVFPQ(quantizer, base.shape[1], nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    refined = faiss.IndexRefineFlat(ivf)
+    ub = unit(base).astype(np.float32)
+    started = time.perf_counter()
+    ivf.train(ub[rng.choice(len(ub), size=min(len(ub), 65_536), replace=False)])
+    refined.add(ub)
+    f_ivf = {"build_s": time.perf_counter() - started, "points": [], "bytes": faiss.serialize_index(ivf).nbytes}
+    refined.k_factor = 10
+    faiss.omp_set_num_threads(1)
+    for nprobe in IVF_PROBES:
+        ivf.nprobe = nprobe
+        started = time.perf_counter()
+        _, ids = refined.search(uq, K)
+        f_ivf["points"].append((recall(ids, gt), len(queries) / (time.perf_counter() - started)))
+    rows["zhiku ivfpq"], rows["faiss ivfpq"] = z_ivf, f_ivf
+    del refined, ivf
+
     # Filtered: 1% of the ids allowed (every 100th), as --filter-fraction 0.01 defines it.
     allowed = np.arange(len(base)) % 100 == 0
     s, ids = zhiku_run(name, base_path, q_path, ["--load", str(index_file), "--ef-search", "64", "--threads", "1", "--filter-fraction", "0.01"])
@@ -149,7 +178,11 @@ for ax, (title, base, queries) in zip(axes, datasets):
         print(f"\nzhiku / hnswlib QPS at recall ≥ {t}: **{ratio}**", end="")
     fr, fq, only = rows["zhiku"]["filtered"]
     print(f"\n\nFiltered (1% of ids allowed): zhiku recall@10 {fr:.3f} at {fq:,.0f} QPS; results all inside the filter: {only}.\n")
-    print("ef sweep (recall, QPS): " + "; ".join(f"{e}: " + ", ".join(f"{n} {r:.3f}/{q:,.0f}" for n, (r, q) in ((n, rows[n]['points'][i]) for n in rows)) for i, e in enumerate(EFS)) + "\n")
+    hnsw_rows = ["zhiku", "hnswlib", "faiss"]
+    print("ef sweep (recall / QPS): " + "; ".join(f"ef {e}: " + ", ".join(f"{n} {rows[n]['points'][i][0]:.3f}/{rows[n]['points'][i][1]:,.0f}" for n in hnsw_rows) for i, e in enumerate(EFS)) + "\n")
+    print("IVF-PQ nprobe sweep (recall / QPS, 1 thread): " + "; ".join(f"nprobe {p}: " + ", ".join(f"{n} {rows[n]['points'][i][0]:.3f}/{rows[n]['points'][i][1]:,.0f}" for n in ["zhiku ivfpq", "faiss ivfpq"]) for i, p in enumerate(IVF_PROBES)))
+    zi = rows["zhiku ivfpq"]
+    print(f"\nzhiku IVF-PQ index: {zi['bytes'] / 2**20:.1f} MiB = 1/{zi['f32_bytes'] / zi['bytes']:.0f} of the f32 vectors ({zi['f32_bytes'] / 2**20:.0f} MiB).\n")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"recall@{K}")
     ax.set_ylabel("queries per second (1 thread)")

@@ -106,10 +106,10 @@ pub struct VectorsBenchArgs {
     /// Where to write the ids found (int64 .npy, queries × k; -1 pads missing results).
     #[arg(long)]
     pub out: PathBuf,
-    /// HNSW: write the built index to this file, to be reused with --load.
+    /// HNSW and IVF-PQ: write the built index to this file, to be reused with --load.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// HNSW: read the index from this file (written by --save over the same --base) instead of
+    /// HNSW and IVF-PQ: read the index from this file (written by --save over the same --base) instead of
     /// building it; build_s is then 0 and load_s says how long reading took.
     #[arg(long, value_name = "FILE", conflicts_with = "save")]
     pub load: Option<PathBuf>,

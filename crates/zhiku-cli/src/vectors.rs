@@ -67,7 +67,16 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let dim = base.cols;
     let full = |id: u32| full_vectors[id as usize * dim..(id as usize + 1) * dim].to_vec();
     let index = match (args.index.as_str(), &args.load) {
-        ("ivfpq", _) => {
+        ("ivfpq", Some(path)) => {
+            let index = IvfPq::load(path)?;
+            if index.len() != base.rows || index.dimension() != base.cols || index.metric() != metric {
+                bail!("{} does not index this --base with this --metric", path.display());
+            }
+            load_s = started.elapsed().as_secs_f64();
+            let nprobe = args.nprobe.unwrap_or((index.lists() / 16).max(1));
+            Index::IvfPq(index, nprobe, args.rerank)
+        }
+        ("ivfpq", None) => {
             let mut config = IvfPqConfig::for_size(base.rows, base.cols, metric);
             config.nlist = args.nlist.unwrap_or(config.nlist);
             config.m = args.pq_m.unwrap_or(config.m);
@@ -77,6 +86,9 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
             let index = pool.install(|| IvfPq::build(base.cols, &base.data, config));
             build_s = started.elapsed().as_secs_f64();
+            if let Some(path) = &args.save {
+                index.save(path)?;
+            }
             let nprobe = args.nprobe.unwrap_or((config.nlist / 16).max(1));
             Index::IvfPq(index, nprobe, args.rerank)
         }

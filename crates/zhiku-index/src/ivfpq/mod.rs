@@ -7,8 +7,10 @@
 //! re-ranked with the full vectors, which the caller keeps (on disk or elsewhere), not the index.
 //!
 //! - [`kmeans`]: training for both quantizers.
+//! - [`persist`]: one file, written atomically, validated when read.
 
 mod kmeans;
+mod persist;
 
 use std::collections::BinaryHeap;
 
@@ -149,6 +151,19 @@ impl IvfPq {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.dim
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// The number of inverted lists.
+    pub fn lists(&self) -> usize {
+        self.lists.len()
     }
 
     /// Bytes held by the index (centroids, codebooks, ids and codes; not the full vectors).
