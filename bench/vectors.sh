@@ -38,7 +38,7 @@ if [ ! -f "$MINILM" ]; then
   DOCS="$CACHE/debian-reference/usr/share/debian-reference"
   [ -f "$DOCS/debian-reference.en.txt.gz" ] || { echo "run scripts/test.sh once first (it fetches the documents)" >&2; exit 1; }
   zcat "$DOCS/debian-reference.en.txt.gz" "$DOCS/debian-reference.zh-cn.txt.gz" \
-    | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | awk 'length($0) >= 24 && !seen[$0]++' | head -n 21000 > "$CACHE/bench-data/lines.txt"
+    | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | awk 'length($0) >= 24 && !seen[$0]++' | head -n 11000 > "$CACHE/bench-data/lines.txt"
   "$BIN" --data-dir "$CACHE/test-data" embed --input "$CACHE/bench-data/lines.txt" --out "$MINILM.tmp.npy" --threads "$THREADS"
   mv "$MINILM.tmp.npy" "$MINILM"
 fi
