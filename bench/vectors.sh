@@ -37,8 +37,10 @@ MINILM="$CACHE/bench-data/minilm-debian-reference.npy"
 if [ ! -f "$MINILM" ]; then
   DOCS="$CACHE/debian-reference/usr/share/debian-reference"
   [ -f "$DOCS/debian-reference.en.txt.gz" ] || { echo "run scripts/test.sh once first (it fetches the documents)" >&2; exit 1; }
+  # Whole pipeline first, then head: cutting it short would fail it under pipefail.
   zcat "$DOCS/debian-reference.en.txt.gz" "$DOCS/debian-reference.zh-cn.txt.gz" \
-    | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | awk 'length($0) >= 24 && !seen[$0]++' | head -n 11000 > "$CACHE/bench-data/lines.txt"
+    | sed 's/^[[:space:]]*//; s/[[:space:]]*$//' | awk 'length($0) >= 24 && !seen[$0]++' > "$CACHE/bench-data/lines.all"
+  head -n 11000 "$CACHE/bench-data/lines.all" > "$CACHE/bench-data/lines.txt"
   "$BIN" --data-dir "$CACHE/test-data" embed --input "$CACHE/bench-data/lines.txt" --out "$MINILM.tmp.npy" --threads "$THREADS"
   mv "$MINILM.tmp.npy" "$MINILM"
 fi
