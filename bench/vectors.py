@@ -118,10 +118,10 @@ def curve(name, base, queries, gt):
     faiss.omp_set_num_threads(threads)
     quantizer = faiss.IndexFlatIP(base.shape[1])
     ivf = faiss.IndexIVFPQ(quantizer, base.shape[1], nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-    refined = faiss.IndexRefineFlat(ivf)
     ub = unit(base).astype(np.float32)
     started = time.perf_counter()
     ivf.train(ub[rng.choice(len(ub), size=min(len(ub), 65_536), replace=False)])
+    refined = faiss.IndexRefineFlat(ivf)  # after training: it takes is_trained from its base
     refined.add(ub)
     f_ivf = {"build_s": time.perf_counter() - started, "points": [], "bytes": faiss.serialize_index(ivf).nbytes}
     refined.k_factor = 10
