@@ -44,6 +44,24 @@ impl Metric {
     }
 }
 
+/// A distance with a total order, for heaps of candidates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ordered(pub f32);
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 const LANES: usize = 32;
 
 #[inline]

@@ -3,7 +3,7 @@
 
 use std::collections::BinaryHeap;
 
-use crate::distance::{normalize, Metric};
+use crate::distance::{normalize, Metric, Ordered};
 use crate::IdFilter;
 
 pub struct ExactIndex {
@@ -43,13 +43,13 @@ impl ExactIndex {
         if self.metric == Metric::Cosine {
             normalize(&mut query);
         }
-        let mut best: BinaryHeap<(OrderedDistance, u32)> = BinaryHeap::with_capacity(k + 1);
+        let mut best: BinaryHeap<(Ordered, u32)> = BinaryHeap::with_capacity(k + 1);
         for (row, vector) in self.vectors.chunks_exact(self.dim).enumerate() {
             let row = row as u32;
             if filter.is_some_and(|f| !f.contains(row)) {
                 continue;
             }
-            let d = OrderedDistance(self.metric.distance(&query, vector));
+            let d = Ordered(self.metric.distance(&query, vector));
             if best.len() < k || best.peek().is_some_and(|b| (d, row) < *b) {
                 best.push((d, row));
                 if best.len() > k {
@@ -58,23 +58,6 @@ impl ExactIndex {
             }
         }
         best.into_sorted_vec().into_iter().map(|(d, row)| (row, d.0)).collect()
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct OrderedDistance(f32);
-
-impl Eq for OrderedDistance {}
-
-impl PartialOrd for OrderedDistance {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrderedDistance {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
     }
 }
 

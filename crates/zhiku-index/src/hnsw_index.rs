@@ -5,11 +5,11 @@
 //! quarter of it; then the graph is rebuilt from the live ones.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use zhiku_core::{Caller, Principal};
 
+use crate::codec::{read_file, write_atomically};
 use crate::{Error, Hnsw, HnswConfig, IdFilter, Metric, Result, Scored, VectorIndexRead, VectorIndexWrite};
 
 const MAGIC: &[u8; 8] = b"ZKHNSWM1";
@@ -137,10 +137,7 @@ impl HnswIndex {
     /// the same generation, so a crash between the two is seen as a stale index on load.
     pub fn save(&self, path: &Path, generation: u64) -> Result<()> {
         self.graph.save(&path.with_extension("graph"), generation)?;
-        let io = |source| Error::Io { path: path.display().to_string(), source };
-        let tmp = path.with_extension("tmp");
-        let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        (|| -> std::io::Result<()> {
+        write_atomically(path, |w| {
             w.write_all(MAGIC)?;
             w.write_all(&generation.to_le_bytes())?;
             w.write_all(&(self.principals.len() as u32).to_le_bytes())?;
@@ -159,54 +156,40 @@ impl HnswIndex {
                     w.write_all(&a.to_le_bytes())?;
                 }
             }
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()
-        })()
-        .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+            Ok(())
+        })
     }
 
     /// Loads what [`HnswIndex::save`] wrote, with its generation.
     pub fn load(path: &Path) -> Result<(Self, u64)> {
         let (graph, graph_generation) = Hnsw::load(&path.with_extension("graph"))?;
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: name.clone(), source })?;
-        let corrupt = |reason: String| Error::Corrupt { path: name.clone(), reason };
-        let mut at = 0usize;
-        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-            let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or("truncated")?;
-            let out = &bytes[at..end];
-            at = end;
-            Ok(out)
-        };
-        (|| -> std::result::Result<(Self, u64), String> {
-            let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
-            let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-            if take(8)? != MAGIC {
+        read_file(path, |r| {
+            if r.take(8)? != MAGIC {
                 return Err("not a zhiku HNSW metadata file".into());
             }
-            let generation = u64_of(take(8)?);
+            let generation = r.u64()?;
             if generation != graph_generation {
                 return Err(format!("metadata of generation {generation}, graph of {graph_generation}"));
             }
             let mut index = Self::new(graph.dimension());
-            let principals = u32_of(take(4)?) as usize;
+            let principals = r.u32()? as usize;
             for _ in 0..principals {
-                let len = u32_of(take(4)?) as usize;
-                let text = std::str::from_utf8(take(len)?).map_err(|e| e.to_string())?;
+                let len = r.u32()? as usize;
+                let text = std::str::from_utf8(r.take(len)?).map_err(|e| e.to_string())?;
                 index.intern(&Principal::parse(text).map_err(|e| e.to_string())?);
             }
-            let n = u64_of(take(8)?) as usize;
+            let n = r.size()?;
             if n != graph.len() {
                 return Err(format!("{n} chunks for a graph of {} nodes", graph.len()));
             }
             for _ in 0..n {
-                let chunk_id = u64_of(take(8)?);
-                let doc_id = u64_of(take(8)?) as i64;
-                let live = take(1)?[0] == 1;
-                let len = u32_of(take(4)?) as usize;
+                let chunk_id = r.u64()?;
+                let doc_id = r.u64()? as i64;
+                let live = r.u8()? == 1;
+                let len = r.u32()? as usize;
                 let mut acl = Vec::with_capacity(len.min(1024));
                 for _ in 0..len {
-                    let p = u32_of(take(4)?) as usize;
+                    let p = r.u32()? as usize;
                     acl.push(index.principals.get(p).cloned().ok_or(format!("principal {p} out of range"))?);
                 }
                 let node = index.push_meta(chunk_id, doc_id, &acl);
@@ -216,8 +199,7 @@ impl HnswIndex {
             }
             index.graph = graph;
             Ok((index, generation))
-        })()
-        .map_err(corrupt)
+        })
     }
 }
 

@@ -28,6 +28,7 @@
 
 mod analyzer;
 mod bm25;
+mod codec;
 mod distance;
 mod exact;
 mod filter;

@@ -2,34 +2,22 @@
 //! crash leaves the old file or the new one, never half of one. Loading checks every id and
 //! count, so a damaged file is an error and never an out-of-bounds walk.
 
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
 use super::graph::Graph;
 use super::{Hnsw, HnswConfig};
-use crate::distance::Metric;
-use crate::{Error, Result};
+use crate::codec::{metric_code, metric_from_code, read_file, write_atomically, Reader};
+use crate::Result;
 
 const MAGIC: &[u8; 8] = b"ZKHNSW01";
-
-fn metric_code(metric: Metric) -> u8 {
-    match metric {
-        Metric::Cosine => 0,
-        Metric::InnerProduct => 1,
-        Metric::L2 => 2,
-    }
-}
 
 impl Hnsw {
     /// Writes the index to `path` atomically, with `generation` (the store generation it
     /// reflects; 0 when there is none).
     pub fn save(&self, path: &Path, generation: u64) -> Result<()> {
-        let io = |source| Error::Io { path: path.display().to_string(), source };
-        let tmp = path.with_extension("tmp");
-        let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         let entry = *self.entry.lock().unwrap_or_else(|e| e.into_inner());
-        (|| -> std::io::Result<()> {
+        write_atomically(path, |w| {
             w.write_all(MAGIC)?;
             w.write_all(&generation.to_le_bytes())?;
             for v in [self.dim, self.config.m, self.config.ef_construction] {
@@ -54,44 +42,17 @@ impl Hnsw {
             for x in &self.vectors {
                 w.write_all(&x.to_le_bytes())?;
             }
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()
-        })()
-        .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+            Ok(())
+        })
     }
 
     /// Reads an index written by [`Hnsw::save`], with its generation.
     pub fn load(path: &Path) -> Result<(Self, u64)> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: name.clone(), source })?;
-        parse(&bytes).map_err(|reason| Error::Corrupt { path: name, reason })
+        read_file(path, parse)
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or("truncated")?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-}
-
-fn parse(bytes: &[u8]) -> std::result::Result<(Hnsw, u64), String> {
-    let mut r = Reader { bytes, at: 0 };
+fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
     if r.take(8)? != MAGIC {
         return Err("not a zhiku HNSW index".into());
     }
@@ -99,14 +60,9 @@ fn parse(bytes: &[u8]) -> std::result::Result<(Hnsw, u64), String> {
     let dim = r.u32()? as usize;
     let m = r.u32()? as usize;
     let ef_construction = r.u32()? as usize;
-    let metric = match r.take(1)?[0] {
-        0 => Metric::Cosine,
-        1 => Metric::InnerProduct,
-        2 => Metric::L2,
-        other => return Err(format!("unknown metric {other}")),
-    };
+    let metric = metric_from_code(r.u8()?)?;
     let rng = r.u64()?;
-    let n = usize::try_from(r.u64()?).map_err(|e| e.to_string())?;
+    let n = r.size()?;
     let (entry_node, top) = (r.u32()?, r.u32()? as usize);
     if dim == 0 || !(2..=256).contains(&m) || n > u32::MAX as usize {
         return Err(format!("implausible header: dimension {dim}, M {m}, {n} nodes"));
@@ -126,19 +82,14 @@ fn parse(bytes: &[u8]) -> std::result::Result<(Hnsw, u64), String> {
             if len > graph.capacity(level) {
                 return Err(format!("node {node} has {len} neighbours on layer {level}"));
             }
-            let mut list = Vec::with_capacity(len);
-            for _ in 0..len {
-                let id = r.u32()?;
-                if id as usize >= n || levels[id as usize] < level as u8 {
-                    return Err(format!("node {node} links to {id}, not a node of layer {level}"));
-                }
-                list.push(id);
+            let list = r.u32s(len)?;
+            if let Some(id) = list.iter().find(|id| **id as usize >= n || (levels[**id as usize] as usize) < level) {
+                return Err(format!("node {node} links to {id}, not a node of layer {level}"));
             }
             graph.set_neighbors(node, level, &list);
         }
     }
-    let raw = r.take(n.checked_mul(dim).and_then(|x| x.checked_mul(4)).ok_or("size overflow")?)?;
-    let vectors: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let vectors = r.f32s(n.checked_mul(dim).ok_or("size overflow")?)?;
     let entry = match entry_node {
         u32::MAX if n == 0 => None,
         node if (node as usize) < n && levels[node as usize] as usize == top => Some((node, top)),
@@ -151,6 +102,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<(Hnsw, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distance::Metric;
 
     #[test]
     fn saved_index_answers_the_same_and_damage_is_an_error() {
@@ -168,12 +120,12 @@ mod tests {
 
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 7, 40, bytes.len() / 2, bytes.len() - 1] {
-            assert!(parse(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(parse(&mut Reader::new(&bytes[..cut])).is_err(), "cut at {cut}");
         }
         // A neighbour id pointing outside the graph.
         let mut bad = bytes.clone();
         let first_list = 8 + 8 + 12 + 1 + 8 + 8 + 8 + 800;
         bad[first_list + 4..first_list + 8].copy_from_slice(&9999u32.to_le_bytes());
-        assert!(parse(&bad).err().is_some_and(|e| e.contains("links to 9999")));
+        assert!(parse(&mut Reader::new(&bad)).err().is_some_and(|e| e.contains("links to 9999")));
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use crate::distance::{dot, l2_squared, normalize, Metric};
+use crate::distance::{dot, l2_squared, normalize, Metric, Ordered};
 use crate::IdFilter;
 use kmeans::{nearest, train, Rng};
 
@@ -262,23 +262,6 @@ impl IvfPq {
             }
         }
         table
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct Ordered(f32);
-
-impl Eq for Ordered {}
-
-impl PartialOrd for Ordered {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ordered {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
     }
 }
 

@@ -1,0 +1,91 @@
+//! The indexes' files: little-endian binary, written to a temporary name, synced and renamed
+//! into place (a crash leaves the old file or the new one, never half of one), and read back
+//! with every length checked against what is there.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::distance::Metric;
+use crate::{Error, Result};
+
+/// Writes `path` atomically with what `write` produces.
+pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    write(&mut w).map_err(io)?;
+    w.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a whole file and parses it, a parse failure becoming a corrupt-index error naming it.
+pub(crate) fn read_file<T>(path: &Path, parse: impl FnOnce(&mut Reader<'_>) -> std::result::Result<T, String>) -> Result<T> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: name.clone(), source })?;
+    parse(&mut Reader::new(&bytes)).map_err(|reason| Error::Corrupt { path: name, reason })
+}
+
+pub(crate) fn metric_code(metric: Metric) -> u8 {
+    match metric {
+        Metric::Cosine => 0,
+        Metric::InnerProduct => 1,
+        Metric::L2 => 2,
+    }
+}
+
+pub(crate) fn metric_from_code(code: u8) -> std::result::Result<Metric, String> {
+    match code {
+        0 => Ok(Metric::Cosine),
+        1 => Ok(Metric::InnerProduct),
+        2 => Ok(Metric::L2),
+        other => Err(format!("unknown metric {other}")),
+    }
+}
+
+/// A cursor over a file's bytes; every read fails cleanly past the end.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    pub fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or("truncated")?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    pub fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    pub fn u64(&mut self) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    /// A u64 length or count that must fit this machine's memory.
+    pub fn size(&mut self) -> std::result::Result<usize, String> {
+        usize::try_from(self.u64()?).map_err(|e| e.to_string())
+    }
+
+    fn words(&mut self, n: usize) -> std::result::Result<impl Iterator<Item = [u8; 4]> + 'a, String> {
+        Ok(self.take(n.checked_mul(4).ok_or("size overflow")?)?.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]))
+    }
+
+    pub fn f32s(&mut self, n: usize) -> std::result::Result<Vec<f32>, String> {
+        Ok(self.words(n)?.map(f32::from_le_bytes).collect())
+    }
+
+    pub fn u32s(&mut self, n: usize) -> std::result::Result<Vec<u32>, String> {
+        Ok(self.words(n)?.map(u32::from_le_bytes).collect())
+    }
+}
