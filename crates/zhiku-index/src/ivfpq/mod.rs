@@ -218,17 +218,24 @@ impl IvfPq {
                     (std::borrow::Cow::Owned(self.table(|j, entry| l2_squared(&residual[j * self.dsub..(j + 1) * self.dsub], entry))), 0.0)
                 }
             };
-            for (slot, id) in list.ids.iter().enumerate() {
+            // One 256-entry row per sub-quantizer: a byte indexes it with no bounds check, and
+            // four running sums keep the additions independent.
+            let rows: Vec<&[f32; KSUB]> = table.chunks_exact(KSUB).map(|r| r.try_into().expect("256 entries")).collect();
+            let offset = base + if self.metric == Metric::Cosine { 1.0 } else { 0.0 };
+            for (id, code) in list.ids.iter().zip(list.codes.chunks_exact(self.m)) {
                 if filter.is_some_and(|f| !f.contains(*id)) {
                     continue;
                 }
-                let code = &list.codes[slot * self.m..(slot + 1) * self.m];
-                let mut d = base;
-                for (j, &c) in code.iter().enumerate() {
-                    d += table[j * KSUB + c as usize];
+                let mut sums = [0f32; 4];
+                let (quads, rest) = (code.chunks_exact(4), code.len() / 4 * 4);
+                for (quad, row) in quads.zip(rows.chunks_exact(4)) {
+                    for lane in 0..4 {
+                        sums[lane] += row[lane][quad[lane] as usize];
+                    }
                 }
-                if self.metric == Metric::Cosine {
-                    d += 1.0;
+                let mut d = offset + sums.iter().sum::<f32>();
+                for j in rest..code.len() {
+                    d += rows[j][code[j] as usize];
                 }
                 if best.len() < keep || best.peek().is_some_and(|b| d < b.0 .0) {
                     best.push((Ordered(d), *id));
