@@ -1,10 +1,11 @@
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::collections::BinaryHeap;
 use std::path::Path;
 
 use zhiku_core::{Caller, Principal};
 
+use crate::codec::{read_file, write_atomically};
+use crate::principals::Principals;
 use crate::{Error, Result, Scored, VectorIndexRead, VectorIndexWrite};
 
 const MAGIC: &[u8; 8] = b"ZKFLAT01";
@@ -19,8 +20,7 @@ pub struct FlatIndex {
     doc_ids: Vec<i64>,
     acls: Vec<Box<[u32]>>,
     vectors: Vec<f32>,
-    principals: Vec<Principal>,
-    principal_ids: HashMap<Principal, u32>,
+    principals: Principals,
 }
 
 /// The min-heap entry that keeps the current top k.
@@ -43,64 +43,27 @@ impl Ord for Candidate {
 
 impl FlatIndex {
     pub fn new(dim: usize) -> Self {
-        Self {
-            dim,
-            ids: Vec::new(),
-            doc_ids: Vec::new(),
-            acls: Vec::new(),
-            vectors: Vec::new(),
-            principals: Vec::new(),
-            principal_ids: HashMap::new(),
-        }
+        Self { dim, ids: Vec::new(), doc_ids: Vec::new(), acls: Vec::new(), vectors: Vec::new(), principals: Principals::default() }
     }
 
     pub fn dimension(&self) -> usize {
         self.dim
     }
 
-    fn intern(&mut self, p: &Principal) -> u32 {
-        if let Some(id) = self.principal_ids.get(p) {
-            return *id;
-        }
-        let id = self.principals.len() as u32;
-        self.principals.push(p.clone());
-        self.principal_ids.insert(p.clone(), id);
-        id
-    }
-
-    /// The caller's principals as interned ids; `None` means no filtering (administrator).
-    fn allowed(&self, caller: &Caller) -> Option<Vec<u32>> {
-        caller.principals().map(|held| {
-            let mut ids: Vec<u32> = held.iter().filter_map(|p| self.principal_ids.get(p).copied()).collect();
-            ids.sort_unstable();
-            ids
-        })
-    }
-
     /// Every entry as inserted: chunk id, document id, vector, ACL.
     pub fn entries(&self) -> impl Iterator<Item = (u64, i64, &[f32], Vec<Principal>)> + '_ {
         (0..self.ids.len()).map(|i| {
-            let acl = self.acls[i].iter().map(|p| self.principals[*p as usize].clone()).collect();
-            (self.ids[i], self.doc_ids[i], &self.vectors[i * self.dim..(i + 1) * self.dim], acl)
+            (self.ids[i], self.doc_ids[i], &self.vectors[i * self.dim..(i + 1) * self.dim], self.principals.resolve(&self.acls[i]))
         })
     }
 
     /// Saves atomically (temp file, fsync, rename) with the store generation it reflects.
     pub fn save(&self, path: &Path, generation: u64) -> Result<()> {
-        let io = |source| Error::Io { path: path.display().to_string(), source };
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        let mut w = BufWriter::new(file);
-        (|| -> std::io::Result<()> {
+        write_atomically(path, |w| {
             w.write_all(MAGIC)?;
             w.write_all(&generation.to_le_bytes())?;
             w.write_all(&(self.dim as u32).to_le_bytes())?;
-            w.write_all(&(self.principals.len() as u32).to_le_bytes())?;
-            for p in &self.principals {
-                let bytes = p.as_str().as_bytes();
-                w.write_all(&(bytes.len() as u32).to_le_bytes())?;
-                w.write_all(bytes)?;
-            }
+            self.principals.write(w)?;
             w.write_all(&(self.ids.len() as u64).to_le_bytes())?;
             for i in 0..self.ids.len() {
                 w.write_all(&self.ids[i].to_le_bytes())?;
@@ -113,62 +76,36 @@ impl FlatIndex {
                     w.write_all(&x.to_le_bytes())?;
                 }
             }
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()
-        })()
-        .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+            Ok(())
+        })
     }
 
     /// Loads an index saved by [`FlatIndex::save`], returning it with its generation.
     pub fn load(path: &Path) -> Result<(Self, u64)> {
-        let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: name.clone(), source })?;
-        let mut r = BufReader::new(file);
-        let corrupt = |reason: String| Error::Corrupt { path: name.clone(), reason };
-        let mut read = |n: usize| -> std::result::Result<Vec<u8>, String> {
-            let mut buf = vec![0u8; n];
-            r.read_exact(&mut buf).map_err(|e| format!("truncated: {e}"))?;
-            Ok(buf)
-        };
-        let u32_of = |b: Vec<u8>| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let u64_of = |b: Vec<u8>| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        (|| -> std::result::Result<(Self, u64), String> {
-            if read(8)? != MAGIC {
+        read_file(path, |r| {
+            if r.take(8)? != MAGIC {
                 return Err("not a zhiku flat index".into());
             }
-            let generation = u64_of(read(8)?);
-            let dim = u32_of(read(4)?) as usize;
+            let generation = r.u64()?;
+            let dim = r.u32()? as usize;
             let mut index = FlatIndex::new(dim);
-            let np = u32_of(read(4)?) as usize;
-            for _ in 0..np {
-                let len = u32_of(read(4)?) as usize;
-                let text = String::from_utf8(read(len)?).map_err(|e| e.to_string())?;
-                let p = Principal::parse(&text).map_err(|e| e.to_string())?;
-                index.intern(&p);
-            }
-            let n = u64_of(read(8)?) as usize;
+            index.principals = Principals::read(r)?;
+            let n = r.size()?;
             for _ in 0..n {
-                let id = u64_of(read(8)?);
-                let doc_id = u64_of(read(8)?) as i64;
-                let nacl = u32_of(read(4)?) as usize;
-                let mut acl = Vec::with_capacity(nacl);
-                for _ in 0..nacl {
-                    let a = u32_of(read(4)?);
-                    if a as usize >= np {
-                        return Err(format!("principal id {a} out of range"));
-                    }
-                    acl.push(a);
+                let id = r.u64()?;
+                let doc_id = r.u64()? as i64;
+                let nacl = r.u32()? as usize;
+                let acl = r.u32s(nacl)?;
+                if let Some(a) = acl.iter().find(|a| **a as usize >= index.principals.len()) {
+                    return Err(format!("principal id {a} out of range"));
                 }
-                let raw = read(dim * 4)?;
                 index.ids.push(id);
                 index.doc_ids.push(doc_id);
                 index.acls.push(acl.into_boxed_slice());
-                index.vectors.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                index.vectors.extend(r.f32s(dim)?);
             }
             Ok((index, generation))
-        })()
-        .map_err(corrupt)
+        })
     }
 }
 
@@ -203,7 +140,7 @@ impl VectorIndexRead for FlatIndex {
         if query.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        let allowed = self.allowed(caller);
+        let allowed = self.principals.ids_of(caller);
         let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(k + 1);
         for i in 0..self.ids.len() {
             if let Some(allowed) = &allowed {
@@ -236,12 +173,10 @@ impl VectorIndexWrite for FlatIndex {
         if vector.len() != self.dim {
             return Err(Error::Dimension { expected: self.dim, got: vector.len() });
         }
-        let mut ids: Vec<u32> = acl.iter().map(|p| self.intern(p)).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let acl = self.principals.intern_all(acl);
         self.ids.push(chunk_id);
         self.doc_ids.push(doc_id);
-        self.acls.push(ids.into_boxed_slice());
+        self.acls.push(acl);
         self.vectors.extend_from_slice(vector);
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::path::Path;
 use zhiku_core::{Caller, Principal};
 
 use crate::codec::{read_file, write_atomically};
+use crate::principals::Principals;
 use crate::{Error, Hnsw, HnswConfig, IdFilter, Metric, Result, Scored, VectorIndexRead, VectorIndexWrite};
 
 const MAGIC: &[u8; 8] = b"ZKHNSWM1";
@@ -24,8 +25,7 @@ pub struct HnswIndex {
     chunk_ids: Vec<u64>,
     doc_ids: Vec<i64>,
     acls: Vec<Box<[u32]>>,
-    principals: Vec<Principal>,
-    principal_ids: HashMap<Principal, u32>,
+    principals: Principals,
     /// Per principal: the nodes it may read.
     readable: Vec<IdFilter>,
     live: IdFilter,
@@ -39,8 +39,7 @@ impl HnswIndex {
             chunk_ids: Vec::new(),
             doc_ids: Vec::new(),
             acls: Vec::new(),
-            principals: Vec::new(),
-            principal_ids: HashMap::new(),
+            principals: Principals::default(),
             readable: Vec::new(),
             live: IdFilter::empty(0),
             nodes_of_doc: HashMap::new(),
@@ -70,29 +69,17 @@ impl HnswIndex {
         self.graph.dimension()
     }
 
-    fn intern(&mut self, p: &Principal) -> u32 {
-        if let Some(id) = self.principal_ids.get(p) {
-            return *id;
-        }
-        let id = self.principals.len() as u32;
-        self.principals.push(p.clone());
-        self.principal_ids.insert(p.clone(), id);
-        self.readable.push(IdFilter::empty(0));
-        id
-    }
-
     /// Records a node's metadata; the node is the next one of the graph.
     fn push_meta(&mut self, chunk_id: u64, doc_id: i64, acl: &[Principal]) -> u32 {
         let node = self.chunk_ids.len() as u32;
-        let mut ids: Vec<u32> = acl.iter().map(|p| self.intern(p)).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for &p in &ids {
+        let ids = self.principals.intern_all(acl);
+        self.readable.resize_with(self.principals.len(), || IdFilter::empty(0));
+        for &p in ids.iter() {
             self.readable[p as usize].insert(node);
         }
         self.chunk_ids.push(chunk_id);
         self.doc_ids.push(doc_id);
-        self.acls.push(ids.into_boxed_slice());
+        self.acls.push(ids);
         self.live.insert(node);
         self.nodes_of_doc.entry(doc_id).or_default().push(node);
         node
@@ -106,8 +93,8 @@ impl HnswIndex {
             None => Some(self.live.clone()),
             Some(held) => {
                 let mut allowed = IdFilter::empty(self.chunk_ids.len());
-                for p in held.iter().filter_map(|p| self.principal_ids.get(p)) {
-                    allowed.union_with(&self.readable[*p as usize]);
+                for p in held.iter().filter_map(|p| self.principals.id(p)) {
+                    allowed.union_with(&self.readable[p as usize]);
                 }
                 allowed.intersect_with(&self.live);
                 Some(allowed)
@@ -126,7 +113,7 @@ impl HnswIndex {
         let chunks: Vec<(u64, i64, Vec<f32>, Vec<Principal>)> = live
             .iter()
             .map(|&n| {
-                let acl = self.acls[n as usize].iter().map(|p| self.principals[*p as usize].clone()).collect();
+                let acl = self.principals.resolve(&self.acls[n as usize]);
                 (self.chunk_ids[n as usize], self.doc_ids[n as usize], self.graph.stored_vector(n).to_vec(), acl)
             })
             .collect();
@@ -140,12 +127,7 @@ impl HnswIndex {
         write_atomically(path, |w| {
             w.write_all(MAGIC)?;
             w.write_all(&generation.to_le_bytes())?;
-            w.write_all(&(self.principals.len() as u32).to_le_bytes())?;
-            for p in &self.principals {
-                let bytes = p.as_str().as_bytes();
-                w.write_all(&(bytes.len() as u32).to_le_bytes())?;
-                w.write_all(bytes)?;
-            }
+            self.principals.write(w)?;
             w.write_all(&(self.chunk_ids.len() as u64).to_le_bytes())?;
             for n in 0..self.chunk_ids.len() {
                 w.write_all(&self.chunk_ids[n].to_le_bytes())?;
@@ -172,12 +154,7 @@ impl HnswIndex {
                 return Err(format!("metadata of generation {generation}, graph of {graph_generation}"));
             }
             let mut index = Self::new(graph.dimension());
-            let principals = r.u32()? as usize;
-            for _ in 0..principals {
-                let len = r.u32()? as usize;
-                let text = std::str::from_utf8(r.take(len)?).map_err(|e| e.to_string())?;
-                index.intern(&Principal::parse(text).map_err(|e| e.to_string())?);
-            }
+            let principals = Principals::read(r)?;
             let n = r.size()?;
             if n != graph.len() {
                 return Err(format!("{n} chunks for a graph of {} nodes", graph.len()));
@@ -189,8 +166,8 @@ impl HnswIndex {
                 let len = r.u32()? as usize;
                 let mut acl = Vec::with_capacity(len.min(1024));
                 for _ in 0..len {
-                    let p = r.u32()? as usize;
-                    acl.push(index.principals.get(p).cloned().ok_or(format!("principal {p} out of range"))?);
+                    let p = r.u32()?;
+                    acl.push(principals.get(p).cloned().ok_or(format!("principal {p} out of range"))?);
                 }
                 let node = index.push_meta(chunk_id, doc_id, &acl);
                 if !live {

@@ -38,6 +38,7 @@ mod hnsw;
 mod hnsw_index;
 mod ivfpq;
 mod kb_vectors;
+mod principals;
 
 pub use analyzer::analyze;
 pub use bm25::Bm25Index;
