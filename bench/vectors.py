@@ -73,6 +73,16 @@ def curve(name, base, queries, gt):
         z["points"].append((recall(ids, gt), s["qps"]))
     rows["zhiku"] = z
 
+    # zhiku with int8 codes in the graph (a quarter of the vector memory), re-scoring the best
+    # 4 × k of each beam from the full vectors (memory-mapped from the .npy, outside the index).
+    int8_file = work / f"{name}-int8.hnsw"
+    summary, _ = zhiku_run(name, base_path, q_path, ["--m", str(M), "--ef-construction", str(EFC), "--threads", str(threads), "--quant", "int8", "--save", str(int8_file)])
+    z8 = {"build_s": summary["build_s"], "bytes": summary["index_bytes"], "points": []}
+    for ef in EFS:
+        s, ids = zhiku_run(name, base_path, q_path, ["--load", str(int8_file), "--ef-search", str(ef), "--threads", "1", "--rerank", "4"])
+        z8["points"].append((recall(ids, gt), s["qps"]))
+    rows["zhiku int8"] = z8
+
     import hnswlib
     index = hnswlib.Index(space="cosine", dim=base.shape[1])
     index.init_index(max_elements=len(base), M=M, ef_construction=EFC, random_seed=1)
@@ -108,9 +118,10 @@ def curve(name, base, queries, gt):
     rows["faiss"] = f
     del f_index
 
-    # IVF-PQ: 8 dimensions per byte, re-ranking 10 candidates per result from the full vectors
-    # (kept outside the index by both engines' callers).
-    nlist, pq_m = 1024 if len(base) > 100_000 else 256, base.shape[1] // 8
+    # IVF-PQ: 4 dimensions per byte (1/16 of the f32 vectors with the ids), re-ranking 10
+    # candidates per result from the full vectors (kept outside the index by both engines'
+    # callers).
+    nlist, pq_m = 1024 if len(base) > 100_000 else 256, base.shape[1] // 4
     ivf_file = work / f"{name}.ivfpq"
     s, _ = zhiku_run(name, base_path, q_path, ["--index", "ivfpq", "--nlist", str(nlist), "--pq-m", str(pq_m), "--threads", str(threads), "--save", str(ivf_file)])
     z_ivf = {"points": [], "f32_bytes": base.nbytes, "build_s": s["build_s"], "bytes": s["index_bytes"]}
@@ -180,7 +191,7 @@ for ax, (title, base, queries) in zip(axes, datasets):
         print(f"\nzhiku / hnswlib QPS at recall ≥ {t}: **{ratio}**", end="")
     fr, fq, only = rows["zhiku"]["filtered"]
     print(f"\n\nFiltered (1% of ids allowed): zhiku recall@10 {fr:.3f} at {fq:,.0f} QPS; results all inside the filter: {only}.\n")
-    hnsw_rows = ["zhiku", "hnswlib", "faiss"]
+    hnsw_rows = ["zhiku", "zhiku int8", "hnswlib", "faiss"]
     print("ef sweep (recall / QPS): " + "; ".join(f"ef {e}: " + ", ".join(f"{n} {rows[n]['points'][i][0]:.3f}/{rows[n]['points'][i][1]:,.0f}" for n in hnsw_rows) for i, e in enumerate(EFS)) + "\n")
     print("IVF-PQ nprobe sweep (recall / QPS, 1 thread): " + "; ".join(f"nprobe {p}: " + ", ".join(f"{n} {rows[n]['points'][i][0]:.3f}/{rows[n]['points'][i][1]:,.0f}" for n in ["zhiku ivfpq", "faiss ivfpq"]) for i, p in enumerate(IVF_PROBES)))
     zi = rows["zhiku ivfpq"]

@@ -87,11 +87,13 @@ pub struct VectorsBenchArgs {
     /// IVF-PQ: sub-quantizers, bytes per vector; must divide the dimension [default: dimension / 8].
     #[arg(long)]
     pub pq_m: Option<usize>,
-    /// IVF-PQ: candidates per result re-scored with the full vectors (0: none). The full
-    /// vectors are the --base matrix, outside the index and its index_bytes.
+    /// IVF-PQ, and HNSW with --quant f16|int8: candidates per result re-scored with the full
+    /// vectors (0: none; HNSW re-scores at most --ef-search). The full vectors are read from
+    /// the --base file through a memory map, outside the index and its index_bytes.
     #[arg(long, default_value_t = 10)]
     pub rerank: usize,
-    /// How vectors are stored.
+    /// How HNSW stores the vectors: f32, f16 (half the memory) or int8 (scalar-quantized per
+    /// dimension, a quarter), searched as stored and re-scored (--rerank) from the full ones.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8"])]
     pub quant: String,
     /// Only ids i with i mod round(1/F) == 0 may be returned (ACL-style filtered search);
@@ -237,6 +239,11 @@ pub enum KbCommand {
         /// anyway, and reported with `duplicate_of`).
         #[arg(long, value_name = "POLICY")]
         duplicates: Option<zhiku_core::DuplicatePolicy>,
+        /// The vector index of this knowledge base, overriding `retrieval.vector_index`: auto
+        /// (exact below 20,000 chunks, HNSW from there on), flat (always exact) or hnsw. A
+        /// change takes effect on the next search or ingestion, which rebuilds the index.
+        #[arg(long, value_name = "KIND")]
+        vector_index: Option<zhiku_index::VectorIndexKind>,
     },
     /// List the documents of a knowledge base.
     Docs { name: String },

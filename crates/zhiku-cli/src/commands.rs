@@ -439,7 +439,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 );
             }
         }
-        KbCommand::Create { name, acl, pii, duplicates } => {
+        KbCommand::Create { name, acl, pii, duplicates, vector_index } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
@@ -450,6 +450,9 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             if let Some(policy) = pii {
                 store.set_kb_pii_policy(&name, policy)?;
+            }
+            if let Some(kind) = vector_index {
+                store.set_kb_vector_index(&name, kind.as_str())?;
             }
             eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
         }

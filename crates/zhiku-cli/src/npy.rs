@@ -12,6 +12,9 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>,
+    /// Where the values start in the file when they are stored as float32 (readable in
+    /// place, e.g. memory-mapped); `None` for float64.
+    pub f32_offset: Option<usize>,
 }
 
 pub fn read_f32(path: &Path) -> Result<Matrix> {
@@ -59,7 +62,7 @@ fn parse_f32(bytes: &[u8]) -> Result<Matrix> {
     } else {
         payload[..expected].chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()
     };
-    Ok(Matrix { rows, cols, data })
+    Ok(Matrix { rows, cols, data, f32_offset: (width == 4).then_some(data_start) })
 }
 
 fn header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {

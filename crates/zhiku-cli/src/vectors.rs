@@ -4,17 +4,18 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
-use zhiku_index::{ExactIndex, Hnsw, HnswConfig, IdFilter, IvfPq, IvfPqConfig, Metric};
+use zhiku_index::{ExactIndex, Hnsw, HnswConfig, IdFilter, IvfPq, IvfPqConfig, MappedRows, Metric, Quant};
 
 use crate::cli::VectorsBenchArgs;
 use crate::npy;
 
 enum Index {
     Exact(ExactIndex),
-    Hnsw(Hnsw, usize),
+    /// With ef and, for f16/int8 storage, the re-score factor.
+    Hnsw(Hnsw, usize, usize),
     /// With nprobe and the re-rank factor.
     IvfPq(IvfPq, usize, usize),
 }
@@ -23,7 +24,8 @@ impl Index {
     fn search(&self, query: &[f32], k: usize, filter: Option<&IdFilter>, full: &(dyn Fn(u32) -> Vec<f32> + Sync)) -> Vec<(u32, f32)> {
         match self {
             Index::Exact(index) => index.search(query, k, filter),
-            Index::Hnsw(index, ef) => index.search(query, k, *ef, filter),
+            Index::Hnsw(index, ef, 0) => index.search(query, k, *ef, filter),
+            Index::Hnsw(index, ef, rescore) => index.search_rescored(query, k, *ef, filter, *rescore, full),
             Index::IvfPq(index, nprobe, 0) => index.search(query, k, *nprobe, filter, 1, None),
             Index::IvfPq(index, nprobe, rerank) => index.search(query, k, *nprobe, filter, *rerank, Some(full)),
         }
@@ -32,7 +34,7 @@ impl Index {
     fn bytes(&self) -> usize {
         match self {
             Index::Exact(index) => index.bytes(),
-            Index::Hnsw(index, _) => index.bytes(),
+            Index::Hnsw(index, ..) => index.bytes(),
             Index::IvfPq(index, ..) => index.bytes(),
         }
     }
@@ -40,8 +42,9 @@ impl Index {
 
 pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let metric = Metric::parse(&args.metric).unwrap_or_default();
-    if args.quant != "f32" {
-        bail!("--quant {} is not built yet; vectors are stored as f32", args.quant);
+    let quant = Quant::parse(&args.quant).unwrap_or_default();
+    if quant != Quant::F32 && args.index != "hnsw" {
+        bail!("--quant {} applies to --index hnsw (IVF-PQ has its own codes, flat is exact)", args.quant);
     }
     if args.k == 0 {
         bail!("--k must be at least 1");
@@ -62,10 +65,11 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
     let threads = args.threads.max(1);
     let started = Instant::now();
     let (mut load_s, mut build_s) = (0.0, 0.0);
-    // Only IVF-PQ re-ranks from the full vectors, which stay outside the index.
-    let full_vectors = if args.index == "ivfpq" { base.data.clone() } else { Vec::new() };
-    let dim = base.cols;
-    let full = |id: u32| full_vectors[id as usize * dim..(id as usize + 1) * dim].to_vec();
+    // Re-ranking reads the full vectors, which are not part of the index: mapped from the
+    // --base file (float32) or, for float64 input, a float32 copy written next to the output.
+    let rerank = if args.index == "ivfpq" || quant != Quant::F32 { args.rerank } else { 0 };
+    let full_rows = if rerank > 0 { Some(full_vectors(&args, &base)?) } else { None };
+    let full = |id: u32| full_rows.as_ref().map_or_else(Vec::new, |rows| rows.row(id));
     let index = match (args.index.as_str(), &args.load) {
         ("ivfpq", Some(path)) => {
             let index = IvfPq::load(path)?;
@@ -109,16 +113,17 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
                 );
             }
             load_s = started.elapsed().as_secs_f64();
-            Index::Hnsw(index, args.ef_search)
+            let rescore = if index.quant() == Quant::F32 { 0 } else { args.rerank };
+            Index::Hnsw(index, args.ef_search, rescore)
         }
         _ => {
-            let config = HnswConfig { m: args.m, ef_construction: args.ef_construction, metric, ..Default::default() };
+            let config = HnswConfig { m: args.m, ef_construction: args.ef_construction, metric, quant, ..Default::default() };
             let index = Hnsw::build(base.cols, base.data, config, threads);
             build_s = started.elapsed().as_secs_f64();
             if let Some(path) = &args.save {
                 index.save(path, 0)?;
             }
-            Index::Hnsw(index, args.ef_search)
+            Index::Hnsw(index, args.ef_search, rerank)
         }
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
@@ -146,4 +151,17 @@ pub fn bench(args: VectorsBenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn full_vectors(args: &VectorsBenchArgs, base: &npy::Matrix) -> Result<MappedRows> {
+    if let Some(offset) = base.f32_offset {
+        return Ok(MappedRows::open(&args.base, offset, base.rows, base.cols)?);
+    }
+    let copy = args.out.with_extension("base-f32");
+    let bytes: Vec<u8> = base.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(&copy, bytes).with_context(|| format!("cannot write {}", copy.display()))?;
+    let rows = MappedRows::open(&copy, 0, base.rows, base.cols);
+    // The mapping outlives the name.
+    let _ = std::fs::remove_file(&copy);
+    Ok(rows?)
 }

@@ -19,6 +19,39 @@ fn acl_filtering_holds_inside_the_hnsw_graph_too() {
     assert!(data.join("kb/corp/vectors.hnsw").is_file() && !data.join("kb/corp/vectors.flat").exists());
 }
 
+#[test]
+fn each_knowledge_base_keeps_its_own_vector_index_choice() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave.\n");
+    let travel = write(dir.path(), "travel.md", "# Travel\n\nTrain travel is booked in second class for trips under four hours.\n");
+    let out = z.run(&["kb", "create", "graph", "--vector-index", "hnsw"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    z.ingest("graph", &[&leave], &["group:all"]);
+    z.ingest("plain", &[&leave], &["group:all"]);
+    let kb_dir = |kb: &str, file: &str| z.data.path().join("kb").join(kb).join(file);
+    assert!(kb_dir("graph", "vectors.hnsw").is_file() && !kb_dir("graph", "vectors.flat").exists());
+    assert!(kb_dir("plain", "vectors.flat").is_file() && !kb_dir("plain", "vectors.hnsw").exists());
+    for kb in ["graph", "plain"] {
+        assert_eq!(Zhiku::sources(&z.search(kb, "annual leave carry over", None, 1)), vec![leave.to_str().unwrap()], "{kb}");
+    }
+
+    // Switched back to exact search: the next ingestion writes the flat index in the graph's place.
+    assert!(z.run(&["kb", "create", "graph", "--vector-index", "flat"]).status.success());
+    assert_eq!(
+        Zhiku::sources(&z.search("graph", "second class train", None, 1)),
+        vec![leave.to_str().unwrap()],
+        "only one document so far"
+    );
+    z.ingest("graph", &[&travel], &["group:all"]);
+    assert!(kb_dir("graph", "vectors.flat").is_file() && !kb_dir("graph", "vectors.hnsw").exists());
+    assert_eq!(Zhiku::sources(&z.search("graph", "second class train", None, 1)), vec![travel.to_str().unwrap()]);
+
+    let bad = z.run(&["kb", "create", "graph", "--vector-index", "ivf"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("expected auto, flat or hnsw"), "{err}");
+}
+
 fn acl_scenario(z: &Zhiku) {
     let dir = tempfile::tempdir().unwrap();
     let hr = write(dir.path(), "hr/salaries.md", "# Salary bands\n\nEngineering salary bands range from 60000 to 120000 euros.\n");

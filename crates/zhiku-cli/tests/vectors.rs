@@ -79,6 +79,18 @@ fn hnsw_finds_what_the_exact_index_finds_and_honours_the_filter() {
     let (_, filtered_exact) = run(&["--index", "flat", "--filter-fraction", "0.1"], "filtered-flat.npy");
     assert_eq!(filtered, filtered_exact);
 
+    // Quantized storage: a fraction of the vectors' memory, re-scored back to the exact answers.
+    let f32_bytes = summary["index_bytes"].as_u64().unwrap();
+    for (quant, saved) in [("f16", 0.45), ("int8", 0.7)] {
+        let (summary, found) = run(&["--quant", quant, "--rerank", "4"], &format!("{quant}.npy"));
+        let hits: usize = exact.iter().zip(&found).map(|(e, a)| a.iter().filter(|id| e.contains(id)).count()).sum();
+        assert!(hits as f64 / 500.0 >= 0.9, "{quant} recall@10 {}", hits as f64 / 500.0);
+        let bytes = summary["index_bytes"].as_u64().unwrap();
+        assert!((f32_bytes - bytes) as f64 >= saved * (3000.0 * 32.0 * 4.0), "{quant}: {bytes} bytes against {f32_bytes} for f32");
+    }
+    let (_, quant_filtered) = run(&["--quant", "int8", "--filter-fraction", "0.1"], "int8-filtered.npy");
+    assert_eq!(quant_filtered, filtered_exact, "the few allowed ids are scanned and re-scored exactly");
+
     // IVF-PQ: a fraction of the memory, re-ranked from the full vectors to the same answers.
     let (summary, ivf) = run(&["--index", "ivfpq", "--nlist", "32", "--nprobe", "8", "--pq-m", "8", "--rerank", "20"], "ivf.npy");
     let hits: usize = exact.iter().zip(&ivf).map(|(e, a)| a.iter().filter(|id| e.contains(id)).count()).sum();
@@ -114,4 +126,47 @@ fn hnsw_finds_what_the_exact_index_finds_and_honours_the_filter() {
     ]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("bad.npy") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_index_save_killed_midway_leaves_the_previous_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, queries) = (dir.path().join("base.npy"), dir.path().join("q.npy"));
+    write_npy(&base, 2000, 16, &data(2000, 16, 3));
+    write_npy(&queries, 20, 16, &data(20, 16, 4));
+    let index_file = dir.path().join("index.hnsw");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> =
+            ["vectors", "bench", "--base", base.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--k", "5"]
+                .map(String::from)
+                .to_vec();
+        args.extend(["--out".to_string(), dir.path().join("ids.npy").to_string_lossy().into_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let z = Zhiku::new();
+    let saved = z.command().args(args(&["--m", "8", "--save", index_file.to_str().unwrap()])).output().unwrap();
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let before = read_ids(&dir.path().join("ids.npy"), 5);
+    let first_file = std::fs::read(&index_file).unwrap();
+
+    // A second save dies 4 KiB into the new file, as a kill -9 or a power cut would leave it.
+    let crashed = z
+        .command()
+        .args(args(&["--m", "12", "--quant", "int8", "--save", index_file.to_str().unwrap()]))
+        .env("ZHIKU_CRASH_INDEX_WRITE_AFTER", "4096")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the injected crash did not happen");
+    assert_eq!(std::fs::metadata(index_file.with_extension("tmp")).unwrap().len(), 4096, "the partial file is the temporary one");
+    assert_eq!(std::fs::read(&index_file).unwrap(), first_file, "the saved index is untouched");
+    let reloaded = z.command().args(args(&["--load", index_file.to_str().unwrap()])).output().unwrap();
+    assert!(reloaded.status.success(), "{}", String::from_utf8_lossy(&reloaded.stderr));
+    assert_eq!(read_ids(&dir.path().join("ids.npy"), 5), before);
+
+    // The next save replaces both the file and the leftover.
+    let again = z.command().args(args(&["--m", "12", "--quant", "int8", "--save", index_file.to_str().unwrap()])).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(!index_file.with_extension("tmp").exists());
+    assert_ne!(std::fs::read(&index_file).unwrap(), first_file);
 }

@@ -8,14 +8,54 @@ use std::path::Path;
 use crate::distance::Metric;
 use crate::{Error, Result};
 
-/// Writes `path` atomically with what `write` produces.
+/// Writes `path` atomically with what `write` produces: to a temporary name, synced, renamed
+/// into place, and the rename synced with its directory.
 pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let io = |source| Error::Io { path: path.display().to_string(), source };
     let tmp = path.with_extension("tmp");
-    let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let mut w = BufWriter::new(CrashPoint::new(std::fs::File::create(&tmp).map_err(io)?));
     write(&mut w).map_err(io)?;
-    w.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    w.into_inner().map_err(|e| io(e.into_error()))?.file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Fault injection for the crash tests: with `ZHIKU_CRASH_INDEX_WRITE_AFTER=N` in the
+/// environment, the process aborts (as a `kill -9` would end it) once an index file has taken
+/// N bytes, leaving a partial temporary file behind. Unset, it costs a comparison per buffer.
+struct CrashPoint {
+    file: std::fs::File,
+    budget: Option<u64>,
+}
+
+impl CrashPoint {
+    fn new(file: std::fs::File) -> Self {
+        let budget = std::env::var("ZHIKU_CRASH_INDEX_WRITE_AFTER").ok().and_then(|v| v.parse().ok());
+        Self { file, budget }
+    }
+}
+
+impl Write for CrashPoint {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(budget) = self.budget.as_mut() {
+            let take = buf.len().min(*budget as usize);
+            self.file.write_all(&buf[..take])?;
+            *budget -= take as u64;
+            if *budget == 0 {
+                self.file.sync_all()?;
+                std::process::abort();
+            }
+            return Ok(take);
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Reads a whole file and parses it, a parse failure becoming a corrupt-index error naming it.

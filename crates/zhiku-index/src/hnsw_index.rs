@@ -47,7 +47,7 @@ impl HnswIndex {
     }
 
     fn config() -> HnswConfig {
-        HnswConfig { m: 16, ef_construction: 200, metric: Metric::Cosine, seed: 42 }
+        HnswConfig { m: 16, ef_construction: 200, metric: Metric::Cosine, seed: 42, ..Default::default() }
     }
 
     /// An index over many chunks at once, the graph built on several threads.

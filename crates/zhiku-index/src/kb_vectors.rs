@@ -23,6 +23,19 @@ pub enum VectorIndexKind {
 /// Vectors from which `auto` switches to the graph.
 pub const GRAPH_ABOVE: usize = 20_000;
 
+impl std::str::FromStr for VectorIndexKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "flat" => Ok(Self::Flat),
+            "hnsw" => Ok(Self::Hnsw),
+            other => Err(format!("unknown vector index '{other}' (expected auto, flat or hnsw)")),
+        }
+    }
+}
+
 const FLAT_FILE: &str = "vectors.flat";
 const GRAPH_FILE: &str = "vectors.hnsw";
 
@@ -32,6 +45,24 @@ pub enum VectorIndex {
 }
 
 impl VectorIndexKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Flat => "flat",
+            Self::Hnsw => "hnsw",
+        }
+    }
+
+    /// Whether an index already built fits this choice: `auto` takes either (a graph that
+    /// shrank below the threshold stays one), the others only their own.
+    pub fn accepts(self, index: &VectorIndex) -> bool {
+        match self {
+            Self::Auto => true,
+            Self::Flat => !index.is_graph(),
+            Self::Hnsw => index.is_graph(),
+        }
+    }
+
     fn wants_graph(self, len: usize) -> bool {
         match self {
             Self::Auto => len >= GRAPH_ABOVE,

@@ -5,7 +5,8 @@
 //! - [`VectorIndexRead`] / [`VectorIndexWrite`]: the vector index interface, split between
 //!   readers and the writer; [`FlatIndex`] is the exact implementation and [`HnswIndex`] the
 //!   graph one (over the [`Hnsw`] engine); [`VectorIndex`] picks one per knowledge base.
-//!   [`ExactIndex`] and [`Hnsw`] also serve bare matrices (`zhiku vectors bench`).
+//!   [`ExactIndex`], [`Hnsw`] and [`IvfPq`] also serve bare matrices (`zhiku vectors bench`);
+//!   [`MappedRows`] reads full vectors from disk for re-scoring quantized results.
 //! - [`Bm25Index`]: full-text search on tantivy with a Chinese-aware analyzer ([`analyze`]:
 //!   jieba segmentation, lowercasing, English stemming and stop words).
 //! - [`reciprocal_rank_fusion`]: merges ranked lists into one.
@@ -39,6 +40,7 @@ mod hnsw_index;
 mod ivfpq;
 mod kb_vectors;
 mod principals;
+mod rows;
 
 pub use analyzer::analyze;
 pub use bm25::Bm25Index;
@@ -47,10 +49,11 @@ pub use exact::ExactIndex;
 pub use filter::IdFilter;
 pub use flat::FlatIndex;
 pub use fusion::reciprocal_rank_fusion;
-pub use hnsw::{Hnsw, HnswConfig};
+pub use hnsw::{Hnsw, HnswConfig, Quant};
 pub use hnsw_index::HnswIndex;
 pub use ivfpq::{IvfPq, IvfPqConfig};
 pub use kb_vectors::{VectorIndex, VectorIndexKind, GRAPH_ABOVE};
+pub use rows::MappedRows;
 
 use zhiku_core::{Caller, Principal};
 

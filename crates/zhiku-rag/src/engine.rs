@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
-use zhiku_index::VectorIndexRead;
+use zhiku_index::{VectorIndexKind, VectorIndexRead};
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_models::{ChatMessage, ChatModel};
@@ -283,7 +283,7 @@ impl Engine {
             progress(IngestEvent::FileDone { report: r });
         }
         let indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.config.retrieval.vector_index)?;
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
         let mut batch =
@@ -312,6 +312,15 @@ impl Engine {
     /// Documents under the synced directories whose files were not found this time. Anything
     /// under a path that could not be listed is kept: unreadable is not deleted. Files stored
     /// from inside a container that is still there are the container's business.
+    /// The knowledge base's own vector index choice (`kb create --vector-index`), else the
+    /// configuration's.
+    fn vector_index_kind(&self, kb: &str) -> Result<VectorIndexKind> {
+        match self.store.kb_vector_index(kb)? {
+            Some(kind) => kind.parse().map_err(|e| Error::Store(zhiku_store::Error::Corrupt(e))),
+            None => Ok(self.config.retrieval.vector_index),
+        }
+    }
+
     fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[Input], report: &IngestReport) -> Result<Vec<String>> {
         let prefix_of = |p: &Path| {
             let mut s = p.to_string_lossy().into_owned();
@@ -519,7 +528,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         let indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, self.config.retrieval.vector_index)?;
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, self.vector_index_kind(kb)?)?;
         let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
         let candidates = self.config.retrieval.candidates.max(top_k);
         let vector_hits = indexes.vectors.search(&q, caller, candidates);

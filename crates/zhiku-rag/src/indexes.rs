@@ -40,8 +40,8 @@ impl KbIndexes {
         let dir = data_dir.join("kb").join(kb);
         let generation = store.generation(kb)?;
         let vectors = match VectorIndex::load(&dir, dim) {
-            // A graph kept after the configuration asked for exact search is rebuilt flat.
-            Some((index, g)) if g == generation && !(index.is_graph() && kind == VectorIndexKind::Flat) => Some(index),
+            // An index of another kind than the one now asked for is rebuilt as that kind.
+            Some((index, g)) if g == generation && kind.accepts(&index) => Some(index),
             _ => None,
         };
         let bm25 = match access {

@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS kb (
     default_acl TEXT NOT NULL,
     pii_policy TEXT NOT NULL DEFAULT 'keep',
     duplicates TEXT NOT NULL DEFAULT 'skip',
+    vector_index TEXT NOT NULL DEFAULT '',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -229,6 +230,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("kb", "duplicates")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN duplicates TEXT NOT NULL DEFAULT 'skip'")?;
     }
+    if !has_column("kb", "vector_index")? {
+        conn.execute_batch("ALTER TABLE kb ADD COLUMN vector_index TEXT NOT NULL DEFAULT ''")?;
+    }
     Ok(())
 }
 
@@ -307,6 +311,17 @@ impl Store {
 
     pub fn set_kb_pii_policy(&self, name: &str, policy: PiiPolicy) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET pii_policy = ?2 WHERE name = ?1", policy.as_str())
+    }
+
+    /// The vector index the knowledge base asked for (`auto`, `flat`, `hnsw`), or `None` to
+    /// follow the configuration.
+    pub fn kb_vector_index(&self, name: &str) -> Result<Option<String>> {
+        let value = self.kb_text(name, "SELECT vector_index FROM kb WHERE name = ?1")?;
+        Ok(Some(value).filter(|v| !v.is_empty()))
+    }
+
+    pub fn set_kb_vector_index(&self, name: &str, kind: &str) -> Result<()> {
+        self.update_kb(name, "UPDATE kb SET vector_index = ?2 WHERE name = ?1", kind)
     }
 
     pub fn kb_default_acl(&self, name: &str) -> Result<Vec<Principal>> {

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rayon::prelude::*;
 
 use super::search::Near;
-use super::{Hnsw, HnswConfig};
+use super::store::Store;
+use super::{Hnsw, HnswConfig, Quant};
 use crate::distance::{normalize, Metric};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -17,27 +18,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hnsw {
     /// An index over `vectors` (row-major, `dim` floats each; node `i` is row `i`), built on
     /// `threads` threads.
-    pub fn build(dim: usize, vectors: Vec<f32>, config: HnswConfig, threads: usize) -> Self {
+    pub fn build(dim: usize, mut vectors: Vec<f32>, config: HnswConfig, threads: usize) -> Self {
         let mut index = Self::new(dim, config);
         let n = vectors.len().checked_div(dim).unwrap_or(0);
-        index.vectors = vectors;
-        index.vectors.truncate(n * dim);
+        vectors.truncate(n * dim);
         if index.config.metric == Metric::Cosine {
-            index.vectors.chunks_exact_mut(dim.max(1)).for_each(normalize);
+            vectors.chunks_exact_mut(dim.max(1)).for_each(normalize);
         }
+        // Linked over the exact vectors, whatever the storage: the graph is as good as an
+        // f32 one, and only the search's distances are coarse.
+        index.store = Store::F32(vectors);
         for _ in 0..n {
             let level = index.draw_level();
             index.graph.push_node(level);
             index.locks.push(Mutex::new(()));
         }
-        if n == 0 {
-            return index;
+        if n > 0 {
+            index.insert_node(0);
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build();
+            match pool {
+                Ok(pool) => pool.install(|| (1..n as u32).into_par_iter().for_each(|node| index.insert_node(node))),
+                Err(_) => (1..n as u32).for_each(|node| index.insert_node(node)),
+            }
         }
-        index.insert_node(0);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build();
-        match pool {
-            Ok(pool) => pool.install(|| (1..n as u32).into_par_iter().for_each(|node| index.insert_node(node))),
-            Err(_) => (1..n as u32).for_each(|node| index.insert_node(node)),
+        if index.config.quant != Quant::F32 {
+            if let Store::F32(exact) = std::mem::replace(&mut index.store, Store::F32(Vec::new())) {
+                index.store = Store::encode(index.config.quant, dim, exact);
+            }
         }
         index
     }
@@ -46,11 +53,11 @@ impl Hnsw {
     pub fn add(&mut self, vector: &[f32]) -> u32 {
         assert_eq!(vector.len(), self.dim, "vector dimension");
         let node = self.len() as u32;
-        let start = self.vectors.len();
-        self.vectors.extend_from_slice(vector);
+        let mut vector = vector.to_vec();
         if self.config.metric == Metric::Cosine {
-            normalize(&mut self.vectors[start..]);
+            normalize(&mut vector);
         }
+        self.store.push(&vector);
         let level = self.draw_level();
         self.graph.push_node(level);
         self.locks.push(Mutex::new(()));
@@ -70,13 +77,13 @@ impl Hnsw {
         if level <= top {
             entry_guard = None;
         }
-        let query = self.vector(node);
-        let (mut nearest, mut distance) = (entry, self.distance(query, entry));
+        let query = self.node_query(node);
+        let (mut nearest, mut distance) = (entry, self.distance(&query, entry));
         for l in (level + 1..=top).rev() {
-            (nearest, distance) = self.greedy(query, nearest, distance, l);
+            (nearest, distance) = self.greedy(&query, nearest, distance, l);
         }
         for l in (0..=level.min(top)).rev() {
-            let candidates = self.search_layer(query, Near(distance, nearest), self.config.ef_construction, l, None);
+            let candidates = self.search_layer(&query, Near(distance, nearest), self.config.ef_construction, l, None);
             let selected = self.select_neighbors(&candidates, self.config.m);
             {
                 let _own = lock(&self.locks[node as usize]);
@@ -108,8 +115,8 @@ impl Hnsw {
             self.graph.set_neighbors(node, level, &list);
             return;
         }
-        let base = self.vector(node);
-        let mut candidates: Vec<Near> = list.iter().chain([&new]).map(|&n| Near(self.distance(base, n), n)).collect();
+        let base = self.node_query(node);
+        let mut candidates: Vec<Near> = list.iter().chain([&new]).map(|&n| Near(self.distance(&base, n), n)).collect();
         candidates.sort_unstable();
         let kept = self.select_neighbors(&candidates, self.graph.capacity(level));
         self.graph.set_neighbors(node, level, &kept);
@@ -126,8 +133,8 @@ impl Hnsw {
             if kept.len() >= m {
                 break;
             }
-            let vector = self.vector(candidate);
-            if kept.iter().all(|&k| self.config.metric.distance(vector, self.vector(k)) >= distance) {
+            let candidate_query = self.node_query(candidate);
+            if kept.iter().all(|&k| self.distance(&candidate_query, k) >= distance) {
                 kept.push(candidate);
             }
         }

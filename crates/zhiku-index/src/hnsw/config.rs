@@ -1,3 +1,4 @@
+use super::Quant;
 use crate::distance::Metric;
 
 /// Build parameters. The defaults are hnswlib's usual choice for 384–768 dimensional text
@@ -11,11 +12,13 @@ pub struct HnswConfig {
     pub metric: Metric,
     /// Seed of the level generator.
     pub seed: u64,
+    /// How the vectors are stored; anything below f32 wants its search re-scored.
+    pub quant: Quant,
 }
 
 impl Default for HnswConfig {
     fn default() -> Self {
-        Self { m: 16, ef_construction: 200, metric: Metric::Cosine, seed: 42 }
+        Self { m: 16, ef_construction: 200, metric: Metric::Cosine, seed: 42, quant: Quant::F32 }
     }
 }
 

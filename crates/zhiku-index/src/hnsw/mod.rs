@@ -9,6 +9,7 @@
 //! - [`build`]: insertion, one node at a time or all of a matrix on several threads.
 //! - [`search`]: the layered search, with an [`IdFilter`] checked inside the walk and an exact
 //!   scan over the allowed ids when the filter leaves few of them.
+//! - [`store`]: the vectors, as f32, f16 or int8 codes, compared with the query as they are.
 //! - [`persist`]: one file, written atomically, validated when read.
 //!
 //! ```
@@ -25,21 +26,25 @@ mod config;
 mod graph;
 mod persist;
 mod search;
+mod store;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 pub use config::HnswConfig;
+pub use store::Quant;
 
 use crate::distance::{normalize, Metric};
 use graph::Graph;
+use store::{Prepared, Store};
 
 pub struct Hnsw {
     config: HnswConfig,
     dim: usize,
-    /// Row-major, one vector per node; unit length under the cosine metric.
-    vectors: Vec<f32>,
+    /// One vector per node, in the configured storage; unit length under the cosine metric.
+    store: Store,
     graph: Graph,
     /// The node searches start from and the top layer of the graph.
     entry: Mutex<Option<(u32, usize)>>,
@@ -53,7 +58,15 @@ impl Hnsw {
     /// An empty index of vectors of `dim` floats.
     pub fn new(dim: usize, config: HnswConfig) -> Self {
         let config = config.sanitized();
-        Self { rng: config.seed, graph: Graph::new(config.m), config, dim, vectors: Vec::new(), entry: Mutex::new(None), locks: Vec::new() }
+        Self {
+            rng: config.seed,
+            graph: Graph::new(config.m),
+            config,
+            dim,
+            store: Store::encode(config.quant, dim, Vec::new()),
+            entry: Mutex::new(None),
+            locks: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -74,32 +87,36 @@ impl Hnsw {
 
     /// Memory held by the vectors and the graph.
     pub fn bytes(&self) -> usize {
-        self.vectors.len() * 4 + self.graph.bytes() + self.locks.len() * std::mem::size_of::<Mutex<()>>()
+        self.store.bytes() + self.graph.bytes() + self.locks.len() * std::mem::size_of::<Mutex<()>>()
     }
 
-    /// A node's vector as stored (unit length under cosine).
-    pub fn stored_vector(&self, node: u32) -> &[f32] {
-        self.vector(node)
+    /// How the vectors are stored.
+    pub fn quant(&self) -> Quant {
+        self.store.quant()
+    }
+
+    /// A node's vector as stored (unit length under cosine), decoded to f32.
+    pub fn stored_vector(&self, node: u32) -> Cow<'_, [f32]> {
+        self.store.vector(self.dim, node)
     }
 
     #[inline]
-    fn vector(&self, node: u32) -> &[f32] {
-        let start = node as usize * self.dim;
-        &self.vectors[start..start + self.dim]
+    fn distance(&self, query: &Prepared<'_>, node: u32) -> f32 {
+        self.store.distance(self.config.metric, self.dim, query, node)
     }
 
-    #[inline]
-    fn distance(&self, query: &[f32], node: u32) -> f32 {
-        self.config.metric.distance(query, self.vector(node))
+    /// A node's own vector as a query, for linking it into the graph.
+    fn node_query(&self, node: u32) -> Prepared<'_> {
+        self.store.prepare(self.store.vector(self.dim, node))
     }
 
-    /// The query as the index compares it: unit length under cosine.
-    fn prepare_query(&self, query: &[f32]) -> Vec<f32> {
+    /// The query as the index compares it: unit length under cosine, fitted to the storage.
+    fn prepare_query(&self, query: &[f32]) -> Prepared<'static> {
         let mut q = query.to_vec();
         if self.config.metric == Metric::Cosine {
             normalize(&mut q);
         }
-        q
+        self.store.prepare(Cow::Owned(q))
     }
 
     /// A random top layer with P(level ≥ l) = M^-l (the paper's mL = 1 / ln M).

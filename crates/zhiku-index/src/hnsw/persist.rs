@@ -6,11 +6,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::graph::Graph;
-use super::{Hnsw, HnswConfig};
+use super::store::{Sq8, Store};
+use super::{Hnsw, HnswConfig, Quant};
 use crate::codec::{metric_code, metric_from_code, read_file, write_atomically, Reader};
 use crate::Result;
 
-const MAGIC: &[u8; 8] = b"ZKHNSW01";
+const MAGIC: &[u8; 8] = b"ZKHNSW02";
+/// The format before the vector storage was chosen: f32 vectors, no storage byte.
+const MAGIC_F32_ONLY: &[u8; 8] = b"ZKHNSW01";
 
 impl Hnsw {
     /// Writes the index to `path` atomically, with `generation` (the store generation it
@@ -23,7 +26,7 @@ impl Hnsw {
             for v in [self.dim, self.config.m, self.config.ef_construction] {
                 w.write_all(&(v as u32).to_le_bytes())?;
             }
-            w.write_all(&[metric_code(self.config.metric)])?;
+            w.write_all(&[metric_code(self.config.metric), self.store.quant().code()])?;
             w.write_all(&self.rng.to_le_bytes())?;
             w.write_all(&(self.len() as u64).to_le_bytes())?;
             let (entry_node, top) = entry.map_or((u32::MAX, 0), |(n, t)| (n, t as u32));
@@ -39,8 +42,15 @@ impl Hnsw {
                     }
                 }
             }
-            for x in &self.vectors {
-                w.write_all(&x.to_le_bytes())?;
+            match &self.store {
+                Store::F32(v) => v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()))?,
+                Store::F16(v) => v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()))?,
+                Store::Int8(sq) => {
+                    for x in sq.lower.iter().chain(&sq.step).chain(&sq.norms) {
+                        w.write_all(&x.to_le_bytes())?;
+                    }
+                    w.write_all(&sq.codes)?;
+                }
             }
             Ok(())
         })
@@ -53,7 +63,8 @@ impl Hnsw {
 }
 
 fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
-    if r.take(8)? != MAGIC {
+    let magic = r.take(8)?;
+    if magic != MAGIC && magic != MAGIC_F32_ONLY {
         return Err("not a zhiku HNSW index".into());
     }
     let generation = r.u64()?;
@@ -61,13 +72,14 @@ fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
     let m = r.u32()? as usize;
     let ef_construction = r.u32()? as usize;
     let metric = metric_from_code(r.u8()?)?;
+    let quant = if magic == MAGIC { Quant::from_code(r.u8()?)? } else { Quant::F32 };
     let rng = r.u64()?;
     let n = r.size()?;
     let (entry_node, top) = (r.u32()?, r.u32()? as usize);
     if dim == 0 || !(2..=256).contains(&m) || n > u32::MAX as usize {
         return Err(format!("implausible header: dimension {dim}, M {m}, {n} nodes"));
     }
-    let config = HnswConfig { m, ef_construction, metric, seed: rng };
+    let config = HnswConfig { m, ef_construction, metric, seed: rng, quant };
     let mut graph = Graph::new(m);
     let levels = r.take(n)?.to_vec();
     for &level in &levels {
@@ -89,13 +101,23 @@ fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
             graph.set_neighbors(node, level, &list);
         }
     }
-    let vectors = r.f32s(n.checked_mul(dim).ok_or("size overflow")?)?;
+    let values = n.checked_mul(dim).ok_or("size overflow")?;
+    let store = match quant {
+        Quant::F32 => Store::F32(r.f32s(values)?),
+        Quant::F16 => Store::F16(
+            r.take(values.checked_mul(2).ok_or("size overflow")?)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+        ),
+        Quant::Int8 => {
+            let (lower, step, norms) = (r.f32s(dim)?, r.f32s(dim)?, r.f32s(n)?);
+            Store::Int8(Sq8 { lower, step, norms, codes: r.take(values)?.to_vec() })
+        }
+    };
     let entry = match entry_node {
         u32::MAX if n == 0 => None,
         node if (node as usize) < n && levels[node as usize] as usize == top => Some((node, top)),
         node => return Err(format!("entry node {node} at layer {top} is not in the graph")),
     };
-    let index = Hnsw { config, dim, vectors, graph, entry: Mutex::new(entry), locks: (0..n).map(|_| Mutex::new(())).collect(), rng };
+    let index = Hnsw { config, dim, store, graph, entry: Mutex::new(entry), locks: (0..n).map(|_| Mutex::new(())).collect(), rng };
     Ok((index, generation))
 }
 
@@ -124,7 +146,7 @@ mod tests {
         }
         // A neighbour id pointing outside the graph.
         let mut bad = bytes.clone();
-        let first_list = 8 + 8 + 12 + 1 + 8 + 8 + 8 + 800;
+        let first_list = 8 + 8 + 12 + 2 + 8 + 8 + 8 + 800;
         bad[first_list + 4..first_list + 8].copy_from_slice(&9999u32.to_le_bytes());
         assert!(parse(&mut Reader::new(&bad)).err().is_some_and(|e| e.contains("links to 9999")));
     }

@@ -2,11 +2,14 @@
 //! the filter are walked through but never enter the results; when the filter allows few
 //! nodes, scanning them exactly is both cheaper and perfect (Qdrant's rule).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+use super::store::Prepared;
 use super::Hnsw;
+use crate::distance::{dot, normalize, Metric};
 use crate::IdFilter;
 
 /// A distance with a total order, paired with its node.
@@ -72,13 +75,13 @@ impl Hnsw {
     fn prefetch(&self, node: u32) {
         #[cfg(target_arch = "x86_64")]
         {
-            let vector = self.vector(node);
-            // A vector spans several cache lines; the first two cover 32 floats, and the
-            // hardware prefetcher follows the sequential rest.
-            for offset in [0, 16].into_iter().filter(|o| *o < vector.len()) {
+            let (start, len) = self.store.row_start(self.dim, node);
+            // A vector spans several cache lines; asking for the first two starts the
+            // hardware prefetcher on the sequential rest.
+            for offset in [0, 64].into_iter().filter(|o| *o < len) {
                 // SAFETY: prefetching is a hint that never faults, and the address is inside
-                // `vector`, a live slice.
-                unsafe { std::arch::x86_64::_mm_prefetch(vector.as_ptr().add(offset).cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
+                // the node's row of a live allocation.
+                unsafe { std::arch::x86_64::_mm_prefetch(start.add(offset).cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -86,7 +89,7 @@ impl Hnsw {
     }
 
     /// From `node`, moves to a nearer neighbour on `level` while there is one.
-    pub(super) fn greedy(&self, query: &[f32], mut node: u32, mut distance: f32, level: usize) -> (u32, f32) {
+    pub(super) fn greedy(&self, query: &Prepared<'_>, mut node: u32, mut distance: f32, level: usize) -> (u32, f32) {
         loop {
             let mut moved = false;
             self.graph.for_each_neighbor(node, level, |n| {
@@ -103,7 +106,7 @@ impl Hnsw {
 
     /// The `ef` nearest nodes to `query` on `level` reachable from `entry`, nearest first;
     /// only allowed ones when `filter` is given (others are still walked through).
-    pub(super) fn search_layer(&self, query: &[f32], entry: Near, ef: usize, level: usize, filter: Option<&IdFilter>) -> Vec<Near> {
+    pub(super) fn search_layer(&self, query: &Prepared<'_>, entry: Near, ef: usize, level: usize, filter: Option<&IdFilter>) -> Vec<Near> {
         VISITED.with(|visited| {
             let mut visited = visited.borrow_mut();
             visited.start(self.len());
@@ -152,31 +155,78 @@ impl Hnsw {
 
     /// The `k` nearest nodes to `query` as `(node, distance)`, nearest first, searching layer 0
     /// with a beam of `ef` (at least `k`). With a filter, only allowed nodes are returned.
+    /// Distances are those of the storage: approximate below f32.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, filter: Option<&IdFilter>) -> Vec<(u32, f32)> {
         if query.len() != self.dim || k == 0 || self.is_empty() {
             return Vec::new();
         }
         let query = self.prepare_query(query);
+        let mut found = self.nearest(&query, k, ef.max(k), filter);
+        found.truncate(k);
+        found.into_iter().map(|Near(d, n)| (n, d)).collect()
+    }
+
+    /// [`Hnsw::search`], then the best `k × rescore` of the beam (at most `ef`) re-scored
+    /// exactly from `full` (node → its vector as given to the index), and the best `k` of those
+    /// returned: the way back to f32 ranking for f16 and int8 storage.
+    pub fn search_rescored(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&IdFilter>,
+        rescore: usize,
+        full: &(dyn Fn(u32) -> Vec<f32> + Sync),
+    ) -> Vec<(u32, f32)> {
+        if query.len() != self.dim || k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let mut exact_query = query.to_vec();
+        if self.config.metric == Metric::Cosine {
+            normalize(&mut exact_query);
+        }
+        let prepared = self.store.prepare(Cow::Borrowed(&exact_query));
+        let pool = (k * rescore.max(1)).min(ef.max(k));
+        let mut found = self.nearest(&prepared, pool, ef.max(pool), filter);
+        found.truncate(pool);
+        let mut scored: Vec<(u32, f32)> = found
+            .into_iter()
+            .map(|Near(_, n)| {
+                let v = full(n);
+                let distance = match self.config.metric {
+                    // Against the normalised vector, without writing it out.
+                    Metric::Cosine => 1.0 - dot(&exact_query, &v) / dot(&v, &v).sqrt().max(f32::MIN_POSITIVE),
+                    metric => metric.distance(&exact_query, &v),
+                };
+                (n, distance)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        scored
+    }
+
+    /// At least `count` nearest (allowed) nodes when the graph has them, nearest first: an
+    /// exact scan when the filter allows few, else the layered search with a beam of `ef`.
+    fn nearest(&self, query: &Prepared<'_>, count: usize, ef: usize, filter: Option<&IdFilter>) -> Vec<Near> {
         if let Some(filter) = filter {
             if filter.count() == 0 {
                 return Vec::new();
             }
             if filter.count() <= SCAN_BELOW.max(self.len() / SCAN_BELOW_FRACTION) {
-                return self.scan(&query, k, filter);
+                return self.scan(query, count, filter);
             }
         }
         let Some((entry, top)) = *self.entry.lock().unwrap_or_else(|e| e.into_inner()) else { return Vec::new() };
-        let (mut node, mut distance) = (entry, self.distance(&query, entry));
+        let (mut node, mut distance) = (entry, self.distance(query, entry));
         for level in (1..=top).rev() {
-            (node, distance) = self.greedy(&query, node, distance, level);
+            (node, distance) = self.greedy(query, node, distance, level);
         }
-        let mut found = self.search_layer(&query, Near(distance, node), ef.max(k), 0, filter);
-        found.truncate(k);
-        found.into_iter().map(|Near(d, n)| (n, d)).collect()
+        self.search_layer(query, Near(distance, node), ef, 0, filter)
     }
 
-    /// Exact search over the allowed nodes.
-    fn scan(&self, query: &[f32], k: usize, filter: &IdFilter) -> Vec<(u32, f32)> {
+    /// Exact search (in the storage's distances) over the allowed nodes.
+    fn scan(&self, query: &Prepared<'_>, k: usize, filter: &IdFilter) -> Vec<Near> {
         let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(k + 1);
         for n in filter.iter().filter(|n| (*n as usize) < self.len()) {
             let d = self.distance(query, n);
@@ -187,6 +237,6 @@ impl Hnsw {
                 }
             }
         }
-        best.into_sorted_vec().into_iter().map(|Near(d, n)| (n, d)).collect()
+        best.into_sorted_vec()
     }
 }

@@ -97,3 +97,83 @@ fn degenerate_inputs_do_not_panic() {
     let same = Hnsw::build(2, [0.5f32, 0.5].repeat(300), HnswConfig { m: 4, ..Default::default() }, 2);
     assert_eq!(same.search(&[0.5, 0.5], 10, 20, None).len(), 10);
 }
+
+/// The true nearest ids from the raw data, by the metric (on normalised vectors for cosine).
+fn exact_f32(data: &[f32], dim: usize, metric: Metric, query: &[f32], k: usize, allowed: impl Fn(u32) -> bool) -> Vec<u32> {
+    let prepare = |v: &[f32]| {
+        let mut v = v.to_vec();
+        if metric == Metric::Cosine {
+            crate::distance::normalize(&mut v);
+        }
+        v
+    };
+    let q = prepare(query);
+    let mut all: Vec<(f32, u32)> = data
+        .chunks(dim)
+        .enumerate()
+        .filter(|(i, _)| allowed(*i as u32))
+        .map(|(i, v)| (metric.distance(&q, &prepare(v)), i as u32))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, n)| n).collect()
+}
+
+#[test]
+fn quantized_storage_with_rescoring_keeps_recall_at_a_fraction_of_the_memory() {
+    let (n, dim) = (3000, 32);
+    let data = clustered(n, dim, 7);
+    let queries = clustered(60, dim, 99);
+    let full = |node: u32| data[node as usize * dim..(node as usize + 1) * dim].to_vec();
+    for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+        let f32_bytes = Hnsw::build(dim, data.clone(), HnswConfig { m: 12, ef_construction: 100, metric, ..Default::default() }, 2).bytes();
+        for (quant, share) in [(Quant::F16, 0.5), (Quant::Int8, 0.25)] {
+            let config = HnswConfig { m: 12, ef_construction: 100, metric, quant, ..Default::default() };
+            let index = Hnsw::build(dim, data.clone(), config, 2);
+            assert_eq!(index.quant(), quant);
+            let vector_bytes = n * dim * 4;
+            let saved = f32_bytes - index.bytes();
+            assert!(saved as f64 >= (1.0 - share) * vector_bytes as f64 * 0.95, "{metric:?} {quant:?}: only {saved} bytes saved");
+            let (mut plain, mut rescored) = (0.0, 0.0);
+            for q in queries.chunks(dim) {
+                let truth = exact_f32(&data, dim, metric, q, 10, |_| true);
+                plain += recall(&index.search(q, 10, 64, None), &truth);
+                let found = index.search_rescored(q, 10, 64, None, 4, &full);
+                assert!(found.windows(2).all(|w| w[0].1 <= w[1].1), "nearest first");
+                rescored += recall(&found, &truth);
+            }
+            let (plain, rescored) = (plain / 60.0, rescored / 60.0);
+            assert!(rescored >= 0.95, "{metric:?} {quant:?}: re-scored recall@10 {rescored} (plain {plain})");
+            assert!(rescored >= plain, "{metric:?} {quant:?}: re-scoring lost recall ({plain} → {rescored})");
+        }
+    }
+}
+
+#[test]
+fn quantized_index_filters_grows_and_reloads() {
+    let (n, dim) = (2500, 16);
+    let data = clustered(n, dim, 3);
+    let config = HnswConfig { m: 10, ef_construction: 80, metric: Metric::L2, quant: Quant::Int8, ..Default::default() };
+    let mut index = Hnsw::build(dim, data[..2000 * dim].to_vec(), config, 2);
+    for v in data[2000 * dim..].chunks(dim) {
+        index.add(v);
+    }
+    let full = |node: u32| data[node as usize * dim..(node as usize + 1) * dim].to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int8.hnsw");
+    index.save(&path, 3).unwrap();
+    let (loaded, _) = Hnsw::load(&path).unwrap();
+    assert_eq!(loaded.quant(), Quant::Int8);
+    assert_eq!(loaded.bytes(), index.bytes());
+    for step in [3u32, 100] {
+        let allowed = |id: u32| id % step == 2;
+        let filter = IdFilter::from_fn(n, allowed);
+        let mut total = 0.0;
+        for q in clustered(40, dim, 5).chunks(dim) {
+            let found = loaded.search_rescored(q, 10, 64, Some(&filter), 4, &full);
+            assert_eq!(found, index.search_rescored(q, 10, 64, Some(&filter), 4, &full), "reloaded index answers the same");
+            assert!(found.iter().all(|(id, _)| allowed(*id)), "step {step}: a node outside the filter came back");
+            total += recall(&found, &exact_f32(&data, dim, Metric::L2, q, 10, allowed));
+        }
+        assert!(total / 40.0 >= 0.95, "step {step}: filtered recall@10 {}", total / 40.0);
+    }
+}
