@@ -13,7 +13,7 @@ M, EFC, K = 16, 200, 10
 # Gemma's token embeddings are a hard set (recall ~0.75 at ef 256 for every engine): the sweep
 # goes far enough for 0.95.
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024, 2048]
-IVF_PROBES = [2, 4, 8, 16, 32, 64]
+IVF_PROBES = [2, 4, 8, 16, 32, 64, 128, 256]
 rng = np.random.default_rng(0)
 
 

@@ -48,6 +48,11 @@ pub enum Command {
     /// The vector index engine on its own.
     #[command(subcommand)]
     Vectors(VectorsCommand),
+    /// Serve the OpenAI-compatible API and zhiku's own API over HTTP.
+    Serve(ServeArgs),
+    /// API keys for the HTTP server.
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,4 +270,34 @@ pub enum GroupCommand {
     },
     /// List group memberships.
     List,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: server.bind, 127.0.0.1:8080]; port 0 picks a free one
+    /// (printed on stdout).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print it; it is shown this once and stored only as a hash.
+    Create {
+        /// A name to recognise the key by in `key list`.
+        #[arg(long)]
+        name: String,
+        /// The user the key acts as (its groups apply) [default: the key's name].
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (from `key list`).
+    Revoke { id: String },
 }

@@ -12,7 +12,8 @@ use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
 use crate::cli::{
-    AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, ParseArgs, SearchArgs, VectorsCommand,
+    AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, KeyCommand, ParseArgs, SearchArgs, ServeArgs,
+    VectorsCommand,
 };
 use crate::config::Config;
 
@@ -44,6 +45,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kb(cmd) => kb(&ctx, cmd),
         Command::Group(cmd) => group(&ctx, cmd),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
+        Command::Serve(args) => serve(&ctx, args),
+        Command::Key(cmd) => key(&ctx, cmd),
     }
 }
 
@@ -501,6 +504,74 @@ fn group(ctx: &Ctx, cmd: GroupCommand) -> Result<ExitCode> {
             for (g, u) in store.group_members()? {
                 println!("group:{g}\tuser:{u}");
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    let dir = ctx.config.embedding_dir(&ctx.data_dir);
+    let embedder: Arc<dyn zhiku_core::Embedder> =
+        Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
+    let engine = Arc::new(Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
+    let llm_path = ctx.config.llm_path(&ctx.data_dir);
+    let chat = if llm_path.is_file() {
+        let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
+        let id = llm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "local".into());
+        Some(zhiku_server::NamedModel { id, model: Arc::new(llm) })
+    } else {
+        tracing::warn!(path = %llm_path.display(), "no language model there: chat completions answer 503 until `zhiku setup` installs one");
+        None
+    };
+    let embedding_model = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding".into());
+    let server = &ctx.config.server;
+    let state = Arc::new(zhiku_server::AppState {
+        engine,
+        store,
+        embedder,
+        embedding_model,
+        chat,
+        generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
+    });
+    let bind = match args.bind {
+        Some(addr) => addr,
+        None => server.bind.parse().context("server.bind")?,
+    };
+    let options = zhiku_server::ServerOptions { bind, max_body_bytes: (server.max_body_mb * (1 << 20) as f64) as usize };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(zhiku_server::serve(state, options)).with_context(|| format!("cannot serve on {bind}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn key(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    match cmd {
+        KeyCommand::Create { name, user, json } => {
+            let user = user.unwrap_or_else(|| name.clone());
+            let created = store.create_api_key(&name, &user)?;
+            if json {
+                println!("{}", json!({ "id": created.info.id, "name": name, "user": user, "key": created.key }));
+            } else {
+                println!("{}", created.key);
+                eprintln!("API key '{name}' (id {}) acts as user '{user}'. It is shown only now: store it safely.", created.info.id);
+            }
+        }
+        KeyCommand::List { json } => {
+            let keys = store.list_api_keys()?;
+            if json {
+                println!("{}", serde_json::to_string(&json!({ "keys": keys }))?);
+            } else {
+                for k in keys {
+                    println!("{}\t{}\tuser {}\t{}", k.id, k.name, k.user, if k.revoked { "revoked" } else { "active" });
+                }
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            if !store.revoke_api_key(&id)? {
+                bail!("no active API key with id '{id}'; `zhiku key list` shows them");
+            }
+            eprintln!("API key {id} revoked");
         }
     }
     Ok(ExitCode::SUCCESS)

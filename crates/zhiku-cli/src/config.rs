@@ -17,6 +17,24 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     pub retrieval: RetrievalConfig,
     pub generation: GenerationConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address `zhiku serve` listens on; loopback unless opened on purpose.
+    pub bind: String,
+    /// Largest request body accepted (uploads included), in MiB.
+    pub max_body_mb: f64,
+    /// Answers generated at once; further requests wait.
+    pub generation_slots: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), max_body_mb: 32.0, generation_slots: 1 }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -119,6 +137,15 @@ impl Config {
         }
         if self.retrieval.answer_sources == 0 {
             bail!("retrieval.answer_sources must be at least 1");
+        }
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            bail!("server.bind must be an address with a port, such as 127.0.0.1:8080 (got '{}')", self.server.bind);
+        }
+        if !(self.server.max_body_mb > 0.0 && self.server.max_body_mb <= 4096.0) {
+            bail!("server.max_body_mb must be more than 0 and at most 4096 (got {})", self.server.max_body_mb);
+        }
+        if self.server.generation_slots == 0 {
+            bail!("server.generation_slots must be at least 1");
         }
         Ok(())
     }

@@ -45,7 +45,7 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let others = if verbose >= 2 { "debug" } else { "error" };
-    let crates = ["zhiku", "zhiku_core", "zhiku_ingest", "zhiku_index", "zhiku_models", "zhiku_rag", "zhiku_store"];
+    let crates = ["zhiku", "zhiku_core", "zhiku_ingest", "zhiku_index", "zhiku_models", "zhiku_rag", "zhiku_server", "zhiku_store"];
     let default = std::iter::once(others.to_string()).chain(crates.iter().map(|c| format!("{c}={ours}"))).collect::<Vec<_>>().join(",");
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZHIKU_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();

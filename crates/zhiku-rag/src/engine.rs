@@ -564,6 +564,20 @@ impl Engine {
     /// Retrieves, then answers from the retrieved sources with citations — or abstains when
     /// nothing retrieved is relevant enough, without calling the model.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        self.ask_with(kb, question, caller, model, &self.config.generation, on_text)
+    }
+
+    /// [`Engine::ask`] with the caller's own generation settings (an API request's
+    /// `max_tokens`, `temperature`).
+    pub fn ask_with(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &Caller,
+        model: &dyn ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
         let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
         let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
         let min = self.config.retrieval.min_similarity.max(best - self.config.retrieval.source_margin);
@@ -580,7 +594,7 @@ impl Engine {
         let (user, included) = build_user_prompt(question, &sources, self.config.prompt_budget_tokens, model.token_counter());
         let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
         let mut guard = RunawayGuard::default();
-        let generation = model.generate(&messages, &self.config.generation, &mut |piece| {
+        let generation = model.generate(&messages, options, &mut |piece| {
             let (shown, stop) = guard.push(piece);
             if !shown.is_empty() {
                 on_text(&shown);

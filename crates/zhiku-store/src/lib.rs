@@ -1,7 +1,7 @@
 //! zhiku-store: the embedded system of record (SQLite, one file under the data directory).
 //!
 //! It owns knowledge bases, documents (source, content hash, ACL), their chunks with embeddings,
-//! and group memberships. Everything else — the vector index, the BM25 index — is derived from
+//! group memberships and API keys (hashed). Everything else — the vector index, the BM25 index — is derived from
 //! it and can be rebuilt from it: each knowledge base carries a *generation* that every write
 //! bumps inside the same transaction, and derived indexes remember the generation they reflect.
 //!
@@ -31,6 +31,9 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 
+mod api_keys;
+pub use api_keys::{ApiKey, ApiKeyInfo};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot open the store at {path}: {source}")]
@@ -43,6 +46,10 @@ pub enum Error {
     InvalidKbName(String),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
+    #[error("invalid {what} '{value}': {rule}")]
+    Invalid { what: &'static str, value: String, rule: &'static str },
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -159,6 +166,15 @@ CREATE TABLE IF NOT EXISTS group_member (
     group_name TEXT NOT NULL,
     user_name TEXT NOT NULL,
     PRIMARY KEY (group_name, user_name)
+);
+CREATE TABLE IF NOT EXISTS api_key (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
 );
 "#;
 

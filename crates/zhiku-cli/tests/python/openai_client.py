@@ -1,0 +1,139 @@
+"""The official `openai` Python client against a running `zhiku serve` (driven by tests/server.rs).
+
+Environment: ZHIKU_URL (http://host:port), ZHIKU_KEY_ANN (a key of a user in group staff, who
+may read kb/hr), ZHIKU_KEY_EVE (a key of a user who may read nothing), ZHIKU_SOURCE (the
+ingested file's source path). Exits non-zero with the failed check on stderr.
+"""
+import json
+import math
+import os
+import sys
+
+import urllib.error
+import urllib.request
+import openai
+from openai import OpenAI
+
+URL = os.environ["ZHIKU_URL"]
+ann = OpenAI(base_url=f"{URL}/v1", api_key=os.environ["ZHIKU_KEY_ANN"], max_retries=0, timeout=120)
+eve = OpenAI(base_url=f"{URL}/v1", api_key=os.environ["ZHIKU_KEY_EVE"], max_retries=0, timeout=120)
+SOURCE = os.environ["ZHIKU_SOURCE"]
+QUESTION = "How many days of annual leave can employees carry over?"
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAILED: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def expect_error(kind, status, call):
+    try:
+        call()
+    except kind as e:
+        check(e.status_code == status, f"{kind.__name__}: status {e.status_code}, want {status}")
+        body = e.body if isinstance(e.body, dict) else {}
+        check(isinstance(body.get("message"), str) and body.get("type"), f"{kind.__name__}: not an OpenAI error object: {e.body}")
+        return e
+    check(False, f"expected {kind.__name__} ({status})")
+
+
+# Models: the knowledge base, the chat model and the embedding model.
+ids = [m.id for m in ann.models.list().data]
+check("kb/hr" in ids, f"kb/hr not in {ids}")
+chat_model = next((i for i in ids if i.startswith("SmolLM2")), None)
+check(chat_model is not None, f"no chat model in {ids}")
+check("all-MiniLM-L6-v2" in ids, f"no embedding model in {ids}")
+
+# A knowledge-base answer, not streamed: cited from the ingested file.
+answer = ann.chat.completions.create(model="kb/hr", messages=[{"role": "user", "content": QUESTION}])
+text = answer.choices[0].message.content
+check(text and answer.choices[0].finish_reason == "stop", f"empty answer: {answer}")
+citations = (answer.model_extra or {}).get("citations")
+check(citations and citations[0]["source"] == SOURCE, f"citations {citations}")
+check(answer.usage.completion_tokens > 0, f"usage {answer.usage}")
+
+# Streamed: the pieces arrive as chunks, the citations in the final one.
+pieces, final = [], None
+for chunk in ann.chat.completions.create(model="kb/hr", messages=[{"role": "user", "content": QUESTION}], stream=True):
+    if chunk.choices and chunk.choices[0].delta.content:
+        pieces.append(chunk.choices[0].delta.content)
+    if chunk.choices and chunk.choices[0].finish_reason:
+        final = chunk
+check(len(pieces) >= 2, f"stream came in {len(pieces)} pieces")
+check(final is not None and (final.model_extra or {}).get("citations"), f"no citations in the final chunk: {final}")
+
+# Someone who may read nothing gets no answer from the documents and no citations.
+refused = eve.chat.completions.create(model="kb/hr", messages=[{"role": "user", "content": QUESTION}])
+check("not found in the knowledge base" in refused.choices[0].message.content.lower(), f"eve got: {refused.choices[0].message.content}")
+check(not (refused.model_extra or {}).get("citations"), "eve got citations")
+check("five" not in refused.choices[0].message.content.lower(), "eve saw the document's content")
+
+# Plain chat with the model itself.
+plain = ann.chat.completions.create(model=chat_model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8)
+check(plain.choices[0].message.content.strip(), "empty plain chat answer")
+check(0 < plain.usage.completion_tokens <= 8, f"max_tokens not honoured: {plain.usage}")
+
+# Embeddings: the client asks for base64 by default; floats on request; both agree.
+texts = ["Employees may carry over five days of annual leave.", "The cafeteria serves lunch at noon.", "How much leave carries over?"]
+by_default = ann.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+as_floats = ann.embeddings.create(model="all-MiniLM-L6-v2", input=texts, encoding_format="float")
+check(len(by_default.data) == 3 and all(len(d.embedding) == 384 for d in by_default.data), "three 384-d embeddings")
+for a, b in zip(by_default.data, as_floats.data):
+    check(max(abs(x - y) for x, y in zip(a.embedding, b.embedding)) < 1e-6, "base64 and float embeddings differ")
+cos = lambda a, b: sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+e = [d.embedding for d in as_floats.data]
+check(cos(e[0], e[2]) > cos(e[1], e[2]), "the leave question is nearer the leave sentence than the lunch one")
+check(as_floats.usage.prompt_tokens > 0, "embedding usage")
+
+# Errors, as the client raises them.
+bad_key = OpenAI(base_url=f"{URL}/v1", api_key="zk_nothere_0000", max_retries=0)
+expect_error(openai.AuthenticationError, 401, lambda: bad_key.models.list())
+expect_error(openai.NotFoundError, 404, lambda: ann.chat.completions.create(model="kb/nope", messages=[{"role": "user", "content": "x"}]))
+expect_error(openai.NotFoundError, 404, lambda: ann.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]))
+expect_error(openai.BadRequestError, 400, lambda: ann.chat.completions.create(model="kb/hr", messages=[]))
+expect_error(openai.BadRequestError, 400, lambda: ann.chat.completions.create(model="kb/hr", messages=[{"role": "user", "content": "x"}], temperature=5))
+expect_error(openai.NotFoundError, 404, lambda: ann.embeddings.create(model="text-embedding-3-small", input="x"))
+expect_error(openai.BadRequestError, 400, lambda: ann.embeddings.create(model="all-MiniLM-L6-v2", input=[[1, 2, 3]]))
+
+# Raw HTTP (the standard library's client): malformed JSON, wrong types, too large, no key,
+# unknown path, wrong method — all OpenAI-shaped errors with the right status.
+auth = {"Authorization": f"Bearer {os.environ['ZHIKU_KEY_ANN']}", "Content-Type": "application/json"}
+
+
+def http(method, path, headers, body=None):
+    request = urllib.request.Request(URL + path, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+cases = [
+    ("POST", "/v1/chat/completions", auth, b'{"model": "kb/hr", "messages": [', 400),
+    ("POST", "/v1/chat/completions", auth, json.dumps({"model": "kb/hr", "messages": "hi"}).encode(), 400),
+    ("POST", "/v1/chat/completions", auth, json.dumps({"model": 7, "messages": []}).encode(), 400),
+    ("POST", "/v1/embeddings", auth, json.dumps({"model": "all-MiniLM-L6-v2", "input": "x" * (2 << 20)}).encode(), 413),
+    ("POST", "/v1/chat/completions", {"Content-Type": "application/json"}, b"{}", 401),
+    ("GET", "/v1/models", {"Authorization": "Basic abc"}, None, 401),
+    ("GET", "/v1/nothing", auth, None, 404),
+    ("DELETE", "/v1/models", auth, None, 405),
+]
+for method, path, headers, body, status in cases:
+    got, text = http(method, path, headers, body)
+    check(got == status, f"{method} {path}: {got}, want {status}: {text[:200]}")
+    error = json.loads(text).get("error", {})
+    check(isinstance(error.get("message"), str) and error.get("type"), f"{method} {path}: not an OpenAI error: {text[:200]}")
+    check("panicked" not in text and "backtrace" not in text.lower(), f"{method} {path} leaks internals")
+
+# The native search acts as the key's user too.
+status, text = http("POST", "/api/search", auth, json.dumps({"kb": "hr", "query": "annual leave", "top_k": 3}).encode())
+found = json.loads(text)["hits"]
+check(status == 200 and found and found[0]["source"] == SOURCE, f"ann's search: {text[:300]}")
+eve_auth = {"Authorization": f"Bearer {os.environ['ZHIKU_KEY_EVE']}", "Content-Type": "application/json"}
+status, text = http("POST", "/api/search", eve_auth, json.dumps({"kb": "hr", "query": "annual leave"}).encode())
+check(status == 200 and json.loads(text)["hits"] == [], f"eve's search: {text[:300]}")
+check(json.loads(http("GET", "/healthz", {})[1])["status"] == "ok", "health")
+
+print("openai client: all checks passed")

@@ -1,0 +1,67 @@
+//! `zhiku serve` through real clients: the official `openai` Python package (and raw HTTP from
+//! Python's httpx) against the running binary, as two users with different access.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{write, Zhiku};
+
+/// The server process, killed however the test ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("ZHIKU_TEST_PYTHON")
+        .expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh, which makes a venv with the openai package")
+}
+
+#[test]
+fn the_openai_python_client_works_against_zhiku_serve() {
+    // Bodies above 1 MiB are refused, so the client test can check the 413 cheaply.
+    let z = Zhiku::new().with_env("ZHIKU_SERVER_MAX_BODY_MB", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    z.ingest("hr", &[&leave], &["group:staff"]);
+    assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
+    let key = |name: &str| {
+        let out = z.json(&["key", "create", "--name", name, "--json"]);
+        out["key"].as_str().unwrap().to_string()
+    };
+    let (ann, eve) = (key("ann"), key("eve"));
+
+    let mut child = z.command().args(["serve", "--bind", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_string();
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
+    let out = Command::new(python())
+        .arg(script)
+        .env("ZHIKU_URL", &url)
+        .env("ZHIKU_KEY_ANN", &ann)
+        .env("ZHIKU_KEY_EVE", &eve)
+        .env("ZHIKU_SOURCE", leave.to_str().unwrap())
+        .output()
+        .unwrap();
+    drop(server);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+
+    // Keys are listed without secrets and stop working once revoked.
+    let listed = z.json(&["key", "list", "--json"]);
+    assert!(!listed.to_string().contains(&ann[ann.len() - 20..]), "a secret in the listing");
+    let id = listed["keys"].as_array().unwrap().iter().find(|k| k["name"] == "eve").unwrap()["id"].as_str().unwrap().to_string();
+    assert!(z.run(&["key", "revoke", &id]).status.success());
+    assert!(!z.run(&["key", "revoke", &id]).status.success(), "revoking twice is an error");
+}

@@ -1,0 +1,103 @@
+//! zhiku-server: the HTTP face of zhiku (`zhiku serve`). It owns routing, authentication and
+//! the wire formats; everything it answers comes from the engine, acting as the caller the API
+//! key belongs to, so ACLs apply to HTTP exactly as to the CLI.
+//!
+//! - [`openai`]: the OpenAI-compatible endpoints (`/v1/models`, `/v1/chat/completions` with SSE
+//!   streaming, `/v1/embeddings`); a knowledge base is the model `kb/<name>`.
+//! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search).
+//! - [`auth`]: bearer API keys, checked against their hashes in the store.
+//! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
+//!   message or a stack trace.
+
+mod auth;
+mod error;
+mod native;
+mod openai;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use zhiku_core::Embedder;
+use zhiku_models::ChatModel;
+use zhiku_rag::Engine;
+use zhiku_store::Store;
+
+pub use error::ApiError;
+
+/// A loaded chat model and the id clients ask for it by.
+pub struct NamedModel {
+    pub id: String,
+    pub model: Arc<dyn ChatModel>,
+}
+
+/// What the handlers share.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub store: Arc<Store>,
+    pub embedder: Arc<dyn Embedder>,
+    /// The embedding model's id in `/v1/models` and `/v1/embeddings`.
+    pub embedding_model: String,
+    /// `None` when no language model is installed: chat answers 503, the rest works.
+    pub chat: Option<NamedModel>,
+    /// Generations at once; more wait their turn (each already uses every core).
+    pub generation_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Server settings (`[server]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub bind: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// The whole application: routes, authentication and limits.
+pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/api/kbs", get(native::list_kbs))
+        .route("/api/search", post(native::search))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .merge(authenticated)
+        .route("/healthz", get(native::health))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+pub async fn serve(state: Arc<AppState>, options: ServerOptions) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "zhiku serving");
+    // Printed for scripts that asked for port 0.
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state, &options)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,64 @@
+//! zhiku's own endpoints under `/api`: what the OpenAI shapes cannot say (knowledge bases,
+//! retrieval without generation, with offsets and pages for highlighting).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Authenticated;
+use crate::error::ApiJson;
+use crate::{ApiError, AppState};
+
+/// Most hits one search may ask for.
+const MAX_TOP_K: usize = 100;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn list_kbs(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "kbs": kbs.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    kb: String,
+    query: String,
+    #[serde(default = "default_top_k")]
+    top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if request.top_k == 0 || request.top_k > MAX_TOP_K {
+        return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
+    }
+    let engine = state.engine.clone();
+    let hits = tokio::task::spawn_blocking(move || engine.search(&request.kb, &request.query, &who.caller, request.top_k))
+        .await
+        .map_err(ApiError::internal)??;
+    let hits: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            json!({
+                "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
+                "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
+                "similarity": h.similarity,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "hits": hits })))
+}

@@ -1,0 +1,371 @@
+//! The OpenAI-compatible endpoints. A knowledge base is the model `kb/<name>`: the last user
+//! message is the question, the answer cites its sources as `[n]`, and the response carries
+//! them as `citations` (in the final chunk when streaming). The local chat model is also
+//! served under its own id for plain chat, and the embedding model for `/v1/embeddings`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zhiku_models::{ChatMessage, GenerationOptions};
+
+use crate::auth::Authenticated;
+use crate::error::ApiJson;
+use crate::{ApiError, AppState};
+
+const KB_PREFIX: &str = "kb/";
+/// Most tokens one request may ask for.
+const MAX_TOKENS_LIMIT: u32 = 8192;
+/// Most inputs in one embeddings request (OpenAI's own limit).
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn completion_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("chatcmpl-{nanos:x}")
+}
+
+fn model_entry(id: &str) -> Value {
+    json!({ "id": id, "object": "model", "created": 0, "owned_by": "zhiku" })
+}
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    let mut data: Vec<Value> = kbs.iter().map(|kb| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
+    if let Some(chat) = &state.chat {
+        data.push(model_entry(&chat.id));
+    }
+    data.push(model_entry(&state.embedding_model));
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    model: String,
+    messages: Vec<MessageIn>,
+    #[serde(default)]
+    stream: bool,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f32>,
+    seed: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageIn {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// What a chat request asks for, checked.
+enum Target {
+    Kb { kb: String, question: String },
+    Chat { messages: Vec<ChatMessage> },
+}
+
+fn message_text(index: usize, message: &MessageIn) -> Result<String, ApiError> {
+    match &message.content {
+        None => Ok(String::new()),
+        Some(Content::Text(text)) => Ok(text.clone()),
+        Some(Content::Parts(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match (part.kind.as_str(), &part.text) {
+                    ("text", Some(t)) => text.push_str(t),
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            format!("content part of type '{kind}' is not supported; send text"),
+                            Some(&format!("messages[{index}].content")),
+                        ))
+                    }
+                }
+            }
+            Ok(text)
+        }
+    }
+}
+
+fn check(request: &ChatRequest, state: &AppState) -> Result<(Target, GenerationOptions), ApiError> {
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid("messages must not be empty", Some("messages")));
+    }
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for (i, m) in request.messages.iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" | "assistant" => m.role.as_str(),
+            other => {
+                return Err(ApiError::invalid(
+                    format!("role '{other}' is not supported (system, developer, user or assistant)"),
+                    Some(&format!("messages[{i}].role")),
+                ))
+            }
+        };
+        messages.push(ChatMessage::new(role, message_text(i, m)?));
+    }
+    let mut options = state.engine.config().generation.clone();
+    if let Some(t) = request.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::invalid(format!("temperature {t} is outside 0..2"), Some("temperature")));
+        }
+        options.temperature = t;
+    }
+    if let Some(n) = request.max_completion_tokens.or(request.max_tokens) {
+        if n == 0 || n > MAX_TOKENS_LIMIT {
+            return Err(ApiError::invalid(format!("max_tokens {n} is outside 1..={MAX_TOKENS_LIMIT}"), Some("max_tokens")));
+        }
+        options.max_tokens = n as usize;
+    }
+    if let Some(seed) = request.seed {
+        options.seed = seed;
+    }
+    let target = if let Some(kb) = request.model.strip_prefix(KB_PREFIX) {
+        let question = messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.trim().to_string()).unwrap_or_default();
+        if question.is_empty() {
+            return Err(ApiError::invalid("a knowledge-base model needs a user message with the question", Some("messages")));
+        }
+        Target::Kb { kb: kb.to_string(), question }
+    } else if state.chat.as_ref().is_some_and(|c| c.id == request.model) {
+        Target::Chat { messages }
+    } else {
+        return Err(ApiError::not_found(
+            format!("the model '{}' does not exist; GET /v1/models lists the knowledge bases (kb/<name>) and models", request.model),
+            "model_not_found",
+            Some("model"),
+        ));
+    };
+    Ok((target, options))
+}
+
+/// The generated text and what goes with it.
+struct Reply {
+    citations: Vec<zhiku_rag::Citation>,
+    /// Text to append when the engine replaced the streamed text (unsupported by the sources).
+    correction: Option<String>,
+    text: String,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+}
+
+/// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes.
+fn run(
+    state: &AppState,
+    target: Target,
+    options: &GenerationOptions,
+    who: &Authenticated,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Reply, ApiError> {
+    let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
+    let counter = chat.model.token_counter();
+    match target {
+        Target::Kb { kb, question } => {
+            let mut streamed = String::new();
+            let answer = state.engine.ask_with(&kb, &question, &who.caller, chat.model.as_ref(), options, &mut |piece| {
+                streamed.push_str(piece);
+                on_text(piece);
+            })?;
+            let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
+                .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
+            Ok(Reply {
+                prompt_tokens: counter.count_tokens(&question),
+                completion_tokens: counter.count_tokens(&answer.answer),
+                text: answer.answer,
+                citations: answer.citations,
+                correction,
+            })
+        }
+        Target::Chat { messages } => {
+            let generation = chat
+                .model
+                .generate(&messages, options, &mut |piece| {
+                    on_text(piece);
+                    true
+                })
+                .map_err(ApiError::internal)?;
+            Ok(Reply {
+                citations: Vec::new(),
+                correction: None,
+                prompt_tokens: generation.prompt_tokens,
+                completion_tokens: generation.generated_tokens,
+                text: generation.text,
+            })
+        }
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let (target, options) = check(&request, &state)?;
+    if state.chat.is_none() {
+        return Err(ApiError::unavailable("no language model is installed; run `zhiku setup`"));
+    }
+    // An unknown knowledge base is a 404 before any stream starts.
+    if let Target::Kb { kb, .. } = &target {
+        let (store, name) = (state.store.clone(), kb.clone());
+        let exists =
+            tokio::task::spawn_blocking(move || store.kb_exists(&name)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+        if !exists {
+            return Err(ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model")));
+        }
+    }
+    let permit = state.generation_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    let (id, created, model) = (completion_id(), now(), request.model.clone());
+    if !request.stream {
+        let worker = state.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            run(&worker, target, &options, &who, &mut |_| {})
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        let text = match &reply.correction {
+            Some(_) => reply.text.clone(),
+            None => reply.text.trim().to_string(),
+        };
+        return Ok(Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
+            "usage": { "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                       "total_tokens": reply.prompt_tokens + reply.completion_tokens },
+            "citations": reply.citations,
+        }))
+        .into_response());
+    }
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let chunk = {
+        let (id, model) = (id.clone(), model.clone());
+        move |delta: Value, finish: Option<&str>| {
+            json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
+        }
+    };
+    let event = |value: Value| Event::default().data(value.to_string());
+    let _ = tx.send(event(chunk(json!({ "role": "assistant", "content": "" }), None))).await;
+    let worker = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let result = run(&worker, target, &options, &who, &mut |piece| {
+            // A client that went away stops receiving; the generation finishes on its own.
+            let _ = tx.blocking_send(event(chunk(json!({ "content": piece }), None)));
+        });
+        match result {
+            Ok(reply) => {
+                if let Some(correction) = &reply.correction {
+                    let _ = tx.blocking_send(event(chunk(json!({ "content": correction }), None)));
+                }
+                let mut last = chunk(json!({}), Some("stop"));
+                last["citations"] = json!(reply.citations);
+                last["usage"] = json!({ "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                                        "total_tokens": reply.prompt_tokens + reply.completion_tokens });
+                let _ = tx.blocking_send(event(last));
+            }
+            Err(e) => {
+                let _ =
+                    tx.blocking_send(event(json!({ "error": { "message": e.message, "type": e.kind, "param": e.param, "code": e.code } })));
+            }
+        }
+        let _ = tx.blocking_send(Event::default().data("[DONE]"));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
+    Ok(Sse::new(stream).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    model: String,
+    input: Value,
+    encoding_format: Option<String>,
+    dimensions: Option<usize>,
+}
+
+pub async fn embeddings(State(state): State<Arc<AppState>>, ApiJson(request): ApiJson<EmbeddingsRequest>) -> Result<Json<Value>, ApiError> {
+    if request.model != state.embedding_model {
+        return Err(ApiError::not_found(
+            format!("the embedding model '{}' does not exist; this server embeds with '{}'", request.model, state.embedding_model),
+            "model_not_found",
+            Some("model"),
+        ));
+    }
+    let texts: Vec<String> = match &request.input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if items.iter().all(Value::is_string) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Value::Array(_) => {
+            return Err(ApiError::invalid("input must be a string or an array of strings (token arrays are not supported)", Some("input")))
+        }
+        _ => return Err(ApiError::invalid("input must be a string or an array of strings", Some("input"))),
+    };
+    if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid(format!("input must hold 1 to {MAX_EMBEDDING_INPUTS} strings, got {}", texts.len()), Some("input")));
+    }
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(ApiError::invalid(format!("input[{i}] is empty"), Some("input")));
+    }
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!("encoding_format '{other}' is not supported (float or base64)"), Some("encoding_format")))
+        }
+    };
+    let dim = state.embedder.dimension();
+    if let Some(d) = request.dimensions.filter(|d| *d != dim) {
+        return Err(ApiError::invalid(format!("this model has {dim} dimensions and cannot give {d}"), Some("dimensions")));
+    }
+    let embedder = state.embedder.clone();
+    let (vectors, tokens) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens: usize = refs.iter().map(|t| embedder.count_tokens(t)).sum();
+        embedder.embed(&refs).map(|v| (v, tokens))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list", "data": data, "model": state.embedding_model,
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    })))
+}
