@@ -26,13 +26,27 @@ install_system_packages() {
   command -v c++ >/dev/null || missing+=(g++)
   ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
-  python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing system packages: ${missing[*]}"
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+}
+
+# What only the tests need: a venv for the official OpenAI Python client (API tests), npm for
+# playwright-core and Debian's Chromium (web app tests), a CJK font for legible screenshots.
+install_test_packages() {
+  local missing=()
+  python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v chromium >/dev/null || missing+=(chromium)
+  [ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing+=(fonts-wqy-zenhei)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing test packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 }
 
 # One build invocation for everything (binary, tests, examples): Cargo unifies dependency

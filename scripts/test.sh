@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE="${ZHIKU_TEST_CACHE:-$HOME/.cache/zhiku}"
 install_system_packages
+install_test_packages
 build_zhiku
 install_models "$CACHE/test-data"
 export ZHIKU_TEST_MODELS="$CACHE/test-data/models"
@@ -42,6 +43,15 @@ if ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
   "$VENV/bin/pip" install -q "openai==3.57.0"
 fi
 export ZHIKU_TEST_PYTHON="$VENV/bin/python"
+
+# playwright-core (npm) drives Debian's chromium in the web app tests.
+UI="$CACHE/ui-test"
+if [ ! -f "$UI/node_modules/playwright-core/package.json" ]; then
+  log "installing playwright-core into $UI"
+  mkdir -p "$UI"
+  (cd "$UI" && npm install --silent --no-save --prefix "$UI" playwright-core@1.65.1 >/dev/null)
+fi
+export ZHIKU_TEST_NODE_MODULES="$UI/node_modules"
 
 log "cargo test"
 cd "$ROOT"

@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::{write, Zhiku};
-
-/// The server process, killed however the test ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python() -> String {
     std::env::var("ZHIKU_TEST_PYTHON")
@@ -37,17 +26,12 @@ fn the_openai_python_client_works_against_zhiku_serve() {
     };
     let (ann, eve) = (key("ann"), key("eve"));
 
-    let mut child = z.command().args(["serve", "--bind", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_string();
+    let server = z.serve();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
     let out = Command::new(python())
         .arg(script)
-        .env("ZHIKU_URL", &url)
+        .env("ZHIKU_URL", &server.url)
         .env("ZHIKU_KEY_ANN", &ann)
         .env("ZHIKU_KEY_EVE", &eve)
         .env("ZHIKU_SOURCE", leave.to_str().unwrap())

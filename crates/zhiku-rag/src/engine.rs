@@ -561,6 +561,26 @@ impl Engine {
         Ok(hits)
     }
 
+    /// One chunk, as a citation's passage: `None` when it does not exist or the caller may not
+    /// read it (the two are indistinguishable, so ids cannot be probed).
+    pub fn passage(&self, kb: &str, chunk_id: u64, caller: &Caller) -> Result<Option<SearchHit>> {
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        let chunk = self.store.chunks_by_id(kb, &[chunk_id])?.into_iter().find(|c| c.id == chunk_id && caller.can_read(&c.acl));
+        Ok(chunk.map(|c| SearchHit {
+            source: c.source,
+            chunk_id: c.id.to_string(),
+            score: 0.0,
+            text: c.chunk.text,
+            heading_path: c.chunk.heading_path,
+            char_start: c.chunk.char_start,
+            char_end: c.chunk.char_end,
+            page: c.chunk.page,
+            similarity: 0.0,
+        }))
+    }
+
     /// Retrieves, then answers from the retrieved sources with citations — or abstains when
     /// nothing retrieved is relevant enough, without calling the model.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {

@@ -4,15 +4,17 @@
 //!
 //! - [`openai`]: the OpenAI-compatible endpoints (`/v1/models`, `/v1/chat/completions` with SSE
 //!   streaming, `/v1/embeddings`); a knowledge base is the model `kb/<name>`.
-//! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search).
+//! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search, cited passages).
 //! - [`auth`]: bearer API keys, checked against their hashes in the store.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
+//! - [`web`]: the browser app (chat with streamed, cited answers; search; admin), embedded.
 
 mod auth;
 mod error;
 mod native;
 mod openai;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,10 +64,14 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/api/kbs", get(native::list_kbs))
         .route("/api/search", post(native::search))
+        .route("/api/kbs/{kb}/chunks/{id}", get(native::passage))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(authenticated)
         .route("/healthz", get(native::health))
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::script))
+        .route("/assets/app.css", get(web::style))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

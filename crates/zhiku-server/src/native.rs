@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,15 +50,28 @@ pub async fn search(
     let hits = tokio::task::spawn_blocking(move || engine.search(&request.kb, &request.query, &who.caller, request.top_k))
         .await
         .map_err(ApiError::internal)??;
-    let hits: Vec<Value> = hits
-        .iter()
-        .map(|h| {
-            json!({
-                "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
-                "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
-                "similarity": h.similarity,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "hits": hits })))
+    Ok(Json(json!({ "hits": hits.iter().map(hit_json).collect::<Vec<_>>() })))
+}
+
+fn hit_json(h: &zhiku_rag::SearchHit) -> Value {
+    json!({
+        "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
+        "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
+        "similarity": h.similarity,
+    })
+}
+
+/// A cited passage: `GET /api/kbs/{kb}/chunks/{id}`, 404 alike for a missing chunk and one the
+/// caller may not read.
+pub async fn passage(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path((kb, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found(format!("no chunk {id} in knowledge base '{kb}' that you may read"), "chunk_not_found", None);
+    let Ok(chunk_id) = id.parse::<u64>() else { return Err(not_found()) };
+    let engine = state.engine.clone();
+    let name = kb.clone();
+    let hit = tokio::task::spawn_blocking(move || engine.passage(&name, chunk_id, &who.caller)).await.map_err(ApiError::internal)??;
+    hit.map(|h| Json(hit_json(&h))).ok_or_else(not_found)
 }

@@ -97,6 +97,45 @@ impl Zhiku {
     }
 }
 
+/// A running `zhiku serve`, killed however the test ends.
+#[allow(dead_code)] // only the HTTP tests serve
+pub struct Server {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Zhiku {
+    /// Starts `zhiku serve` on a free port and waits until it listens.
+    #[allow(dead_code)]
+    pub fn serve(&self) -> Server {
+        use std::io::BufRead;
+        let mut child = self
+            .command()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut server = Server { child, url: String::new() };
+        // Read after the guard exists, so a failed start still ends the process.
+        server.url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("zhiku serve printed {line:?} instead of its address"))
+            .to_string();
+        server
+    }
+}
+
 /// Writes a file under `dir`, creating parents, and returns its path.
 pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);

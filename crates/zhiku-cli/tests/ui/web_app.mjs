@@ -1,0 +1,73 @@
+// The web app in a real browser (Debian's chromium, driven by playwright-core), against a
+// running `zhiku serve` (started by tests/web_ui.rs). Environment: ZHIKU_URL, ZHIKU_KEY (a user
+// who may read the knowledge base "hr"), ZHIKU_SCREENSHOTS (a folder for the screenshots),
+// ZHIKU_CHROMIUM (the browser), ZHIKU_NODE_MODULES (where playwright-core is installed).
+// Exits non-zero with the failed step on stderr.
+import { createRequire } from "node:module";
+
+// ES modules ignore NODE_PATH: resolve the package from the folder the test script installed it in.
+const { chromium } = createRequire(`${process.env.ZHIKU_NODE_MODULES}/`)("playwright-core");
+
+const url = process.env.ZHIKU_URL;
+const shots = process.env.ZHIKU_SCREENSHOTS;
+const browser = await chromium.launch({ executablePath: process.env.ZHIKU_CHROMIUM || "/usr/bin/chromium", args: ["--no-sandbox"] });
+const failures = [];
+const check = (ok, what) => { if (!ok) failures.push(what); };
+try {
+  const page = await browser.newPage({ locale: "en-US", viewport: { width: 1100, height: 800 } });
+  const problems = [];
+  page.on("console", (m) => { if (m.type() === "error" && !m.text().includes("401")) problems.push(m.text()); });
+  page.on("pageerror", (e) => problems.push(String(e)));
+  const external = [];
+  page.on("request", (r) => { if (!r.url().startsWith(url)) external.push(r.url()); });
+
+  await page.goto(url);
+  // A wrong key is refused with a message, a right one opens the chat.
+  await page.fill("#key", "zk_wrong_0000");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#login-error").textContent.length > 0);
+  check(!(await page.isVisible("#chat")), "a wrong key opened the app");
+  await page.fill("#key", process.env.ZHIKU_KEY);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#chat:not([hidden])");
+  check((await page.inputValue("#chat-kb")) === "hr", "the knowledge base is offered");
+
+  // Ask by keyboard; the answer streams in and cites its source.
+  await page.focus("#question");
+  await page.keyboard.type("How many days of annual leave can be carried over?");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#messages li.assistant:not(.pending) .sources .cite", { timeout: 120000 });
+  await page.screenshot({ path: `${shots}/1-answer.png`, fullPage: true });
+  const sources = await page.locator("#messages .sources .cite").allTextContents();
+  check(sources.some((s) => s.includes("leave.md")), `sources listed: ${sources}`);
+
+  // The citation opens the passage, highlighted, with where it is.
+  await page.locator("#messages .sources .cite").first().click();
+  await page.waitForSelector("#passage[open]");
+  const passage = await page.textContent("#passage-text");
+  check(passage.includes("five days"), `passage shown: ${passage}`);
+  check((await page.textContent("#passage-where")).includes("Leave"), "the passage's section is shown");
+  await page.screenshot({ path: `${shots}/2-passage.png` });
+  await page.keyboard.press("Escape");
+  check(!(await page.isVisible("#passage")), "Escape closes the passage");
+
+  // Search, then the interface in Chinese.
+  await page.click("[data-view=search]");
+  await page.fill("#query", "annual leave");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#hits li");
+  check((await page.textContent("#hits li")).includes("leave.md"), "search finds the document");
+  await page.click("#lang");
+  check((await page.textContent("[data-view=chat]")) === "问答", "the tabs speak Chinese");
+  await page.screenshot({ path: `${shots}/3-search-zh.png`, fullPage: true });
+
+  check(problems.length === 0, `console errors: ${problems}`);
+  check(external.length === 0, `requests outside the server: ${external}`);
+} finally {
+  await browser.close();
+}
+if (failures.length) {
+  console.error("FAILED:\n" + failures.join("\n"));
+  process.exit(1);
+}
+console.log("web app: all checks passed");

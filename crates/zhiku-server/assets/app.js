@@ -1,0 +1,222 @@
+// zhiku's web app: plain JavaScript, no external scripts or fonts. Talks to the same API as
+// any client (OpenAI-compatible chat with SSE streaming, /api/search, /api/kbs), with the
+// user's API key held for the browser session only.
+"use strict";
+
+const STRINGS = {
+  en: {
+    "tab.chat": "Chat", "tab.search": "Search", "tab.admin": "Admin", logout: "Sign out",
+    "login.title": "Sign in", "login.key": "API key", "login.hint": "Ask your administrator for a key (zhiku key create).",
+    "login.submit": "Sign in", "login.bad": "This key was not accepted.", "login.down": "The server cannot be reached.",
+    kb: "Knowledge base", "chat.clear": "New conversation", "chat.question": "Question",
+    "chat.placeholder": "Ask a question about your documents… (Enter sends, Shift+Enter for a new line)", "chat.send": "Send",
+    "chat.sources": "Sources:", "chat.failed": "The answer failed: ", "chat.nokb": "No knowledge base is available to you.",
+    "search.query": "Query", "search.placeholder": "Search…", "search.submit": "Search",
+    "search.none": "No results.", "search.count": "{n} results", page: "page {n}", close: "Close",
+    "admin.kbs": "Knowledge bases", "admin.models": "Models", "passage.gone": "This passage is no longer available to you.",
+  },
+  zh: {
+    "tab.chat": "问答", "tab.search": "搜索", "tab.admin": "管理", logout: "退出",
+    "login.title": "登录", "login.key": "API 密钥", "login.hint": "请向管理员申请密钥（zhiku key create）。",
+    "login.submit": "登录", "login.bad": "密钥无效。", "login.down": "无法连接服务器。",
+    kb: "知识库", "chat.clear": "新对话", "chat.question": "问题",
+    "chat.placeholder": "就您的文档提问……（Enter 发送，Shift+Enter 换行）", "chat.send": "发送",
+    "chat.sources": "来源：", "chat.failed": "回答失败：", "chat.nokb": "您没有可用的知识库。",
+    "search.query": "查询", "search.placeholder": "搜索……", "search.submit": "搜索",
+    "search.none": "没有结果。", "search.count": "{n} 条结果", page: "第 {n} 页", close: "关闭",
+    "admin.kbs": "知识库", "admin.models": "模型", "passage.gone": "您已无法查看这段内容。",
+  },
+};
+
+let lang = localStorage.getItem("zhiku.lang") || ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
+const t = (key, vars = {}) => (STRINGS[lang][key] || STRINGS.en[key] || key).replace(/\{(\w+)\}/g, (_, k) => vars[k]);
+const $ = (id) => document.getElementById(id);
+let apiKey = sessionStorage.getItem("zhiku.key") || "";
+let conversation = [];
+
+function applyLanguage() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  $("lang").textContent = lang === "zh" ? "English" : "中文";
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: `Bearer ${apiKey}` }, options.body ? { "Content-Type": "application/json" } : {});
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) { signOut(); throw new Error(t("login.bad")); }
+  return response;
+}
+
+async function errorText(response) {
+  try { return (await response.json()).error.message; } catch { return `HTTP ${response.status}`; }
+}
+
+function show(view) {
+  document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== view; });
+  document.querySelectorAll("#tabs button").forEach((b) => {
+    if (b.dataset.view === view) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
+  });
+  if (view === "admin") loadAdmin();
+  const focus = { chat: "question", search: "query", login: "key" }[view];
+  if (focus) $(focus).focus();
+}
+
+function signOut() {
+  apiKey = "";
+  sessionStorage.removeItem("zhiku.key");
+  $("tabs").hidden = true;
+  $("logout").hidden = true;
+  show("login");
+}
+
+async function signIn(key) {
+  apiKey = key;
+  let response;
+  try { response = await fetch("/v1/models", { headers: { Authorization: `Bearer ${key}` } }); } catch { throw new Error(t("login.down")); }
+  if (!response.ok) throw new Error(t("login.bad"));
+  sessionStorage.setItem("zhiku.key", key);
+  const models = (await response.json()).data.map((m) => m.id);
+  const kbs = models.filter((id) => id.startsWith("kb/")).map((id) => id.slice(3));
+  document.querySelectorAll(".kb-select").forEach((select) => {
+    select.replaceChildren(...kbs.map((kb) => new Option(kb, kb)));
+  });
+  $("tabs").hidden = false;
+  $("logout").hidden = false;
+  show("chat");
+}
+
+function element(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) { if (k === "class") el.className = v; else el.setAttribute(k, v); }
+  el.append(...children);
+  return el;
+}
+
+function citationButton(n, citation, kb) {
+  const button = element("button", { type: "button", class: "cite", "aria-label": `[${n}] ${citation ? citation.source : ""}` }, `[${n}]`);
+  button.addEventListener("click", () => openPassage(kb, citation));
+  return button;
+}
+
+// The answer's text with each [n] that names a source turned into a button opening it.
+function renderAnswer(li, text, citations, kb) {
+  const byN = new Map(citations.map((c) => [c.n, c]));
+  const parts = text.split(/(\[\d+\])/);
+  li.replaceChildren(...parts.map((part) => {
+    const m = part.match(/^\[(\d+)\]$/);
+    return m && byN.has(Number(m[1])) ? citationButton(m[1], byN.get(Number(m[1])), kb) : document.createTextNode(part);
+  }));
+  if (citations.length) {
+    const list = element("div", { class: "sources" }, t("chat.sources"));
+    citations.forEach((c) => {
+      const b = citationButton(c.n, c, kb);
+      b.textContent = `[${c.n}] ${c.source.split("/").pop()}`;
+      list.append(b);
+    });
+    li.append(list);
+  }
+}
+
+async function openPassage(kb, citation) {
+  const dialog = $("passage");
+  $("passage-title").textContent = citation.source;
+  const response = await api(`/api/kbs/${encodeURIComponent(kb)}/chunks/${encodeURIComponent(citation.chunk_id)}`);
+  if (response.ok) {
+    const chunk = await response.json();
+    const where = [chunk.heading_path.join(" › "), chunk.page ? t("page", { n: chunk.page }) : ""].filter(Boolean).join(" — ");
+    $("passage-where").textContent = where;
+    $("passage-text").textContent = chunk.text;
+  } else {
+    $("passage-where").textContent = "";
+    $("passage-text").textContent = t("passage.gone");
+  }
+  dialog.showModal();
+}
+
+async function ask(question) {
+  const kb = $("chat-kb").value;
+  if (!kb) { $("messages").append(element("li", { class: "assistant" }, t("chat.nokb"))); return; }
+  conversation.push({ role: "user", content: question });
+  $("messages").append(element("li", { class: "user" }, question));
+  const li = element("li", { class: "assistant pending" });
+  $("messages").append(li);
+  li.scrollIntoView({ block: "end" });
+  let text = "";
+  let citations = [];
+  try {
+    const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: `kb/${kb}`, stream: true, messages: conversation }) });
+    if (!response.ok) throw new Error(await errorText(response));
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffered.indexOf("\n\n")) >= 0) {
+        const event = buffered.slice(0, cut);
+        buffered = buffered.slice(cut + 2);
+        const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+        if (!data || data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+        if (delta && delta.content) { text += delta.content; li.textContent = text; }
+        if (chunk.citations) citations = chunk.citations;
+      }
+    }
+    conversation.push({ role: "assistant", content: text });
+    renderAnswer(li, text.trim(), citations, kb);
+  } catch (e) {
+    li.textContent = t("chat.failed") + e.message;
+    li.classList.add("error");
+  } finally {
+    li.classList.remove("pending");
+  }
+}
+
+async function search(kb, query) {
+  $("search-status").textContent = "…";
+  const response = await api("/api/search", { method: "POST", body: JSON.stringify({ kb, query, top_k: 10 }) });
+  if (!response.ok) { $("search-status").textContent = await errorText(response); $("hits").replaceChildren(); return; }
+  const hits = (await response.json()).hits;
+  $("search-status").textContent = hits.length ? t("search.count", { n: hits.length }) : t("search.none");
+  $("hits").replaceChildren(...hits.map((h) => {
+    const where = [h.heading_path.join(" › "), h.page ? t("page", { n: h.page }) : ""].filter(Boolean).join(" — ");
+    return element("li", {}, element("strong", {}, h.source), element("div", { class: "where" }, where), element("p", {}, h.text));
+  }));
+}
+
+async function loadAdmin() {
+  const [kbs, models] = await Promise.all([api("/api/kbs").then((r) => r.json()), api("/v1/models").then((r) => r.json())]);
+  $("admin-kbs").replaceChildren(...kbs.kbs.map((k) => element("li", {}, k.name)));
+  $("admin-models").replaceChildren(...models.data.filter((m) => !m.id.startsWith("kb/")).map((m) => element("li", {}, m.id)));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  applyLanguage();
+  $("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("zhiku.lang", lang); applyLanguage(); });
+  $("logout").addEventListener("click", signOut);
+  document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try { await signIn($("key").value.trim()); $("key").value = ""; } catch (err) { $("login-error").textContent = err.message; }
+  });
+  $("chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const question = $("question").value.trim();
+    if (!question) return;
+    $("question").value = "";
+    $("send").disabled = true;
+    try { await ask(question); } finally { $("send").disabled = false; $("question").focus(); }
+  });
+  $("question").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("chat-form").requestSubmit(); }
+  });
+  $("chat-clear").addEventListener("click", () => { conversation = []; $("messages").replaceChildren(); $("question").focus(); });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-kb").value, $("query").value.trim()); });
+  if (apiKey) signIn(apiKey).catch(() => signOut()); else show("login");
+});
