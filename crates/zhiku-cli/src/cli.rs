@@ -290,6 +290,10 @@ pub enum KeyCommand {
         /// The user the key acts as (its groups apply) [default: the key's name].
         #[arg(long)]
         user: Option<String>,
+        /// An administrator's key: reads every document and may create knowledge bases, upload
+        /// and delete documents.
+        #[arg(long)]
+        admin: bool,
         #[arg(long)]
         json: bool,
     },

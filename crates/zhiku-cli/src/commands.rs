@@ -533,6 +533,8 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         embedding_model,
         chat,
         generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
+        data_dir: ctx.data_dir.clone(),
+        jobs: Default::default(),
     });
     let bind = match args.bind {
         Some(addr) => addr,
@@ -547,11 +549,11 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
 fn key(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
     let store = open_store(ctx)?;
     match cmd {
-        KeyCommand::Create { name, user, json } => {
+        KeyCommand::Create { name, user, admin, json } => {
             let user = user.unwrap_or_else(|| name.clone());
-            let created = store.create_api_key(&name, &user)?;
+            let created = store.create_api_key(&name, &user, admin)?;
             if json {
-                println!("{}", json!({ "id": created.info.id, "name": name, "user": user, "key": created.key }));
+                println!("{}", json!({ "id": created.info.id, "name": name, "user": user, "admin": admin, "key": created.key }));
             } else {
                 println!("{}", created.key);
                 eprintln!("API key '{name}' (id {}) acts as user '{user}'. It is shown only now: store it safely.", created.info.id);
@@ -563,7 +565,8 @@ fn key(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string(&json!({ "keys": keys }))?);
             } else {
                 for k in keys {
-                    println!("{}\t{}\tuser {}\t{}", k.id, k.name, k.user, if k.revoked { "revoked" } else { "active" });
+                    let role = if k.admin { "admin" } else { "user" };
+                    println!("{}\t{}\t{role} {}\t{}", k.id, k.name, k.user, if k.revoked { "revoked" } else { "active" });
                 }
             }
         }

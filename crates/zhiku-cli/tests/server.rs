@@ -25,6 +25,7 @@ fn the_openai_python_client_works_against_zhiku_serve() {
         out["key"].as_str().unwrap().to_string()
     };
     let (ann, eve) = (key("ann"), key("eve"));
+    let admin = z.json(&["key", "create", "--name", "root", "--admin", "--json"])["key"].as_str().unwrap().to_string();
 
     let server = z.serve();
 
@@ -34,6 +35,7 @@ fn the_openai_python_client_works_against_zhiku_serve() {
         .env("ZHIKU_URL", &server.url)
         .env("ZHIKU_KEY_ANN", &ann)
         .env("ZHIKU_KEY_EVE", &eve)
+        .env("ZHIKU_KEY_ADMIN", &admin)
         .env("ZHIKU_SOURCE", leave.to_str().unwrap())
         .output()
         .unwrap();

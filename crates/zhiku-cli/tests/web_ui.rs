@@ -1,6 +1,7 @@
 //! The web app in headless Chromium (Debian's `chromium` driven by npm's `playwright-core`):
-//! sign in with a key, ask, see the streamed answer cite its source, open the cited passage,
-//! search, switch to Chinese. Screenshots are kept under the test target's tmp dir.
+//! an administrator creates a knowledge base and uploads a file with live progress; a reader
+//! signs in, asks, sees the streamed answer cite its source, opens the cited passage, searches
+//! and switches to Chinese. Screenshots are kept under the test target's tmp dir.
 
 mod common;
 
@@ -15,9 +16,9 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
     let z = Zhiku::new();
     let dir = tempfile::tempdir().unwrap();
     let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
-    z.ingest("hr", &[&leave], &["group:staff"]);
     assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
     let key = z.json(&["key", "create", "--name", "ann", "--json"])["key"].as_str().unwrap().to_string();
+    let admin = z.json(&["key", "create", "--name", "root", "--admin", "--json"])["key"].as_str().unwrap().to_string();
     let server = z.serve();
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -27,12 +28,14 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
         .env("ZHIKU_NODE_MODULES", &node_modules)
         .env("ZHIKU_URL", &server.url)
         .env("ZHIKU_KEY", &key)
+        .env("ZHIKU_ADMIN_KEY", &admin)
+        .env("ZHIKU_UPLOAD", &leave)
         .env("ZHIKU_SCREENSHOTS", &shots)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
-    for shot in ["1-answer.png", "2-passage.png", "3-search-zh.png"] {
+    for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png"] {
         assert!(std::fs::metadata(shots.join(shot)).is_ok_and(|m| m.len() > 1000), "screenshot {shot} missing");
     }
 }

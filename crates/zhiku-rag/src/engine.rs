@@ -312,6 +312,27 @@ impl Engine {
     /// Documents under the synced directories whose files were not found this time. Anything
     /// under a path that could not be listed is kept: unreadable is not deleted. Files stored
     /// from inside a container that is still there are the container's business.
+    /// Removes a document (with the entries of a container: an archive's files, a message's
+    /// attachments) from the store and the indexes; false when there was none.
+    pub fn delete_document(&self, kb: &str, source: &str) -> Result<bool> {
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        let mut indexes =
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
+        let mut removed = false;
+        for s in std::iter::once(source.to_string()).chain(self.store.sources_under(kb, &format!("{source}!/"))?) {
+            if let Some(doc_id) = self.store.delete_document(kb, &s)? {
+                indexes.remove_document(doc_id)?;
+                removed = true;
+            }
+        }
+        if removed {
+            indexes.commit(self.store.generation(kb)?)?;
+        }
+        Ok(removed)
+    }
+
     /// The knowledge base's own vector index choice (`kb create --vector-index`), else the
     /// configuration's.
     fn vector_index_kind(&self, kb: &str) -> Result<VectorIndexKind> {

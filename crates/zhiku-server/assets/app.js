@@ -5,7 +5,11 @@
 
 const STRINGS = {
   en: {
-    "tab.chat": "Chat", "tab.search": "Search", "tab.admin": "Admin", logout: "Sign out",
+    "tab.chat": "Chat", "tab.search": "Search", "tab.documents": "Documents", "tab.admin": "Admin", logout: "Sign out",
+    "docs.newkb": "New knowledge base", "docs.acl": "Readers (e.g. group:staff)", "docs.create": "Create",
+    "docs.drop": "Drop files here, or choose them", "docs.name": "Document", "docs.chunks": "Chunks", "docs.language": "Language",
+    "docs.delete": "Delete", "docs.uploading": "Uploading {n} files…", "docs.progress": "Ingesting: {done} of {total} files",
+    "docs.done": "Done: {ingested} ingested, {failed} failed", "docs.failed": "Ingestion failed: ", "docs.confirm": "Delete {name}?",
     "login.title": "Sign in", "login.key": "API key", "login.hint": "Ask your administrator for a key (zhiku key create).",
     "login.submit": "Sign in", "login.bad": "This key was not accepted.", "login.down": "The server cannot be reached.",
     kb: "Knowledge base", "chat.clear": "New conversation", "chat.question": "Question",
@@ -16,7 +20,11 @@ const STRINGS = {
     "admin.kbs": "Knowledge bases", "admin.models": "Models", "passage.gone": "This passage is no longer available to you.",
   },
   zh: {
-    "tab.chat": "问答", "tab.search": "搜索", "tab.admin": "管理", logout: "退出",
+    "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
+    "docs.newkb": "新建知识库", "docs.acl": "读者（如 group:staff）", "docs.create": "创建",
+    "docs.drop": "将文件拖到这里，或点击选择", "docs.name": "文档", "docs.chunks": "片段", "docs.language": "语言",
+    "docs.delete": "删除", "docs.uploading": "正在上传 {n} 个文件……", "docs.progress": "正在导入：{done} / {total} 个文件",
+    "docs.done": "完成：导入 {ingested} 个，失败 {failed} 个", "docs.failed": "导入失败：", "docs.confirm": "删除 {name}？",
     "login.title": "登录", "login.key": "API 密钥", "login.hint": "请向管理员申请密钥（zhiku key create）。",
     "login.submit": "登录", "login.bad": "密钥无效。", "login.down": "无法连接服务器。",
     kb: "知识库", "chat.clear": "新对话", "chat.question": "问题",
@@ -32,6 +40,7 @@ let lang = localStorage.getItem("zhiku.lang") || ((navigator.language || "en").t
 const t = (key, vars = {}) => (STRINGS[lang][key] || STRINGS.en[key] || key).replace(/\{(\w+)\}/g, (_, k) => vars[k]);
 const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem("zhiku.key") || "";
+let isAdmin = false;
 let conversation = [];
 
 function applyLanguage() {
@@ -58,6 +67,7 @@ function show(view) {
     if (b.dataset.view === view) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   });
   if (view === "admin") loadAdmin();
+  if (view === "documents") loadDocuments();
   const focus = { chat: "question", search: "query", login: "key" }[view];
   if (focus) $(focus).focus();
 }
@@ -76,14 +86,95 @@ async function signIn(key) {
   try { response = await fetch("/v1/models", { headers: { Authorization: `Bearer ${key}` } }); } catch { throw new Error(t("login.down")); }
   if (!response.ok) throw new Error(t("login.bad"));
   sessionStorage.setItem("zhiku.key", key);
-  const models = (await response.json()).data.map((m) => m.id);
-  const kbs = models.filter((id) => id.startsWith("kb/")).map((id) => id.slice(3));
-  document.querySelectorAll(".kb-select").forEach((select) => {
-    select.replaceChildren(...kbs.map((kb) => new Option(kb, kb)));
-  });
+  isAdmin = (await (await api("/api/me")).json()).admin;
+  document.querySelectorAll(".admin-only").forEach((el) => { el.hidden = !isAdmin; });
+  await refreshKbs((await response.json()).data.map((m) => m.id));
   $("tabs").hidden = false;
   $("logout").hidden = false;
   show("chat");
+}
+
+// Fills every knowledge-base menu, keeping each one's choice (or selecting `choose`).
+async function refreshKbs(models, choose) {
+  if (!models) models = (await (await api("/v1/models")).json()).data.map((m) => m.id);
+  const kbs = models.filter((id) => id.startsWith("kb/")).map((id) => id.slice(3));
+  document.querySelectorAll(".kb-select").forEach((select) => {
+    const keep = choose || select.value;
+    select.replaceChildren(...kbs.map((kb) => new Option(kb, kb)));
+    if (kbs.includes(keep)) select.value = keep;
+  });
+}
+
+async function loadDocuments() {
+  const kb = $("docs-kb").value;
+  const body = $("docs").tBodies[0];
+  if (!kb) { body.replaceChildren(); return; }
+  const response = await api(`/api/kbs/${encodeURIComponent(kb)}/documents`);
+  if (!response.ok) { body.replaceChildren(); return; }
+  const docs = (await response.json()).documents;
+  body.replaceChildren(...docs.map((d) => {
+    const name = d.source.split("/").pop();
+    const actions = element("td");
+    if (isAdmin) {
+      const del = element("button", { type: "button", "aria-label": `${t("docs.delete")} ${name}` }, t("docs.delete"));
+      del.addEventListener("click", async () => {
+        if (!confirm(t("docs.confirm", { name }))) return;
+        await api(`/api/kbs/${encodeURIComponent(kb)}/documents/${d.id}`, { method: "DELETE" });
+        loadDocuments();
+      });
+      actions.append(del);
+    }
+    return element("tr", {}, element("td", {}, name), element("td", {}, String(d.chunks)), element("td", {}, d.language), actions);
+  }));
+}
+
+// Reads an SSE response, calling `onEvent` with each event's parsed data.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffered.indexOf("\n\n")) >= 0) {
+      const event = buffered.slice(0, cut);
+      buffered = buffered.slice(cut + 2);
+      const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      if (data && data !== "[DONE]") onEvent(JSON.parse(data));
+    }
+  }
+}
+
+async function uploadFiles(files) {
+  const kb = $("docs-kb").value;
+  if (!kb || !files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("file", f, f.name);
+  const bar = $("upload-progress");
+  const status = $("upload-status");
+  bar.hidden = false;
+  bar.value = 0;
+  status.textContent = t("docs.uploading", { n: files.length });
+  const response = await fetch(`/api/kbs/${encodeURIComponent(kb)}/documents`, { method: "POST", body: form, headers: { Authorization: `Bearer ${apiKey}` } });
+  if (!response.ok) { status.textContent = t("docs.failed") + await errorText(response); return; }
+  const { job } = await response.json();
+  const events = await api(`/api/jobs/${job.id}/events`);
+  let last = job;
+  await readEvents(events, ({ job: s }) => {
+    last = s;
+    bar.max = Math.max(s.files_total, 1);
+    bar.value = s.files_done;
+    status.textContent = t("docs.progress", { done: s.files_done, total: s.files_total });
+  });
+  if (last.state === "failed") {
+    status.textContent = t("docs.failed") + last.error;
+  } else {
+    const failed = last.files.filter((f) => f.status === "failed").length;
+    status.textContent = t("docs.done", { ingested: last.files.length - failed, failed });
+  }
+  loadDocuments();
 }
 
 function element(tag, attrs = {}, ...children) {
@@ -147,26 +238,12 @@ async function ask(question) {
   try {
     const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: `kb/${kb}`, stream: true, messages: conversation }) });
     if (!response.ok) throw new Error(await errorText(response));
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffered += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buffered.indexOf("\n\n")) >= 0) {
-        const event = buffered.slice(0, cut);
-        buffered = buffered.slice(cut + 2);
-        const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-        if (!data || data === "[DONE]") continue;
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
-        if (delta && delta.content) { text += delta.content; li.textContent = text; }
-        if (chunk.citations) citations = chunk.citations;
-      }
-    }
+    await readEvents(response, (chunk) => {
+      if (chunk.error) throw new Error(chunk.error.message);
+      const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+      if (delta && delta.content) { text += delta.content; li.textContent = text; }
+      if (chunk.citations) citations = chunk.citations;
+    });
     conversation.push({ role: "assistant", content: text });
     renderAnswer(li, text.trim(), citations, kb);
   } catch (e) {
@@ -217,6 +294,20 @@ document.addEventListener("DOMContentLoaded", () => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("chat-form").requestSubmit(); }
   });
   $("chat-clear").addEventListener("click", () => { conversation = []; $("messages").replaceChildren(); $("question").focus(); });
+  $("docs-kb").addEventListener("change", loadDocuments);
+  $("files").addEventListener("change", () => { uploadFiles([...$("files").files]); $("files").value = ""; });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadFiles([...e.dataTransfer.files]); });
+  $("new-kb").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = $("new-kb-name").value.trim();
+    const acl = $("new-kb-acl").value.split(/[\s,]+/).filter(Boolean);
+    const response = await api("/api/kbs", { method: "POST", body: JSON.stringify({ name, acl }) });
+    if (response.ok) { $("new-kb-name").value = ""; await refreshKbs(null, name); loadDocuments(); }
+    else $("upload-status").textContent = await errorText(response);
+  });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-kb").value, $("query").value.trim()); });
   if (apiKey) signIn(apiKey).catch(() => signOut()); else show("login");
 });

@@ -1,5 +1,6 @@
 //! Bearer API keys. Every route under `/v1` and `/api` requires one; the request then acts as
-//! the key's user with the user's groups, as `--as USER` does on the command line.
+//! the key's user with the user's groups, as `--as USER` does on the command line, or as an
+//! administrator for a key created with `--admin` (the only keys that may change anything).
 
 use std::sync::Arc;
 
@@ -14,6 +15,19 @@ use crate::{ApiError, AppState};
 #[derive(Clone)]
 pub struct Authenticated {
     pub caller: Caller,
+    pub user: String,
+    /// May manage knowledge bases and documents.
+    pub admin: bool,
+}
+
+impl Authenticated {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs an administrator's key (zhiku key create --admin)"))
+        }
+    }
 }
 
 pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Result<Response, ApiError> {
@@ -26,8 +40,8 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Reques
     let engine = state.engine.clone();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<Authenticated>, ApiError> {
         let Some(info) = store.verify_api_key(&key).map_err(ApiError::internal)? else { return Ok(None) };
-        let caller = engine.caller_for(&info.user).map_err(ApiError::from)?;
-        Ok(Some(Authenticated { caller }))
+        let caller = if info.admin { Caller::Admin } else { engine.caller_for(&info.user).map_err(ApiError::from)? };
+        Ok(Some(Authenticated { caller, user: info.user, admin: info.admin }))
     })
     .await
     .map_err(ApiError::internal)??;

@@ -5,18 +5,22 @@
 //! - [`openai`]: the OpenAI-compatible endpoints (`/v1/models`, `/v1/chat/completions` with SSE
 //!   streaming, `/v1/embeddings`); a knowledge base is the model `kb/<name>`.
 //! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search, cited passages).
+//! - [`docs`]: knowledge bases and documents: upload into ingestion jobs with SSE progress,
+//!   list, download, delete.
 //! - [`auth`]: bearer API keys, checked against their hashes in the store.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
 //! - [`web`]: the browser app (chat with streamed, cited answers; search; admin), embedded.
 
 mod auth;
+mod docs;
 mod error;
 mod native;
 mod openai;
 mod web;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +50,9 @@ pub struct AppState {
     pub chat: Option<NamedModel>,
     /// Generations at once; more wait their turn (each already uses every core).
     pub generation_slots: Arc<tokio::sync::Semaphore>,
+    /// Where uploads are kept (`<data-dir>/uploads/<kb>/`).
+    pub data_dir: PathBuf,
+    pub jobs: docs::Jobs,
 }
 
 /// Server settings (`[server]` in the configuration).
@@ -62,7 +69,13 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
-        .route("/api/kbs", get(native::list_kbs))
+        .route("/api/me", get(native::me))
+        .route("/api/kbs", get(native::list_kbs).post(docs::create_kb))
+        .route("/api/kbs/{kb}/documents", get(docs::list_documents).post(docs::upload))
+        .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(docs::delete_document))
+        .route("/api/kbs/{kb}/documents/{id}/original", get(docs::original))
+        .route("/api/jobs/{id}", get(docs::job))
+        .route("/api/jobs/{id}/events", get(docs::job_events))
         .route("/api/search", post(native::search))
         .route("/api/kbs/{kb}/chunks/{id}", get(native::passage))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));

@@ -19,6 +19,11 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Who the key acts as: `{"user", "admin"}`.
+pub async fn me(Extension(who): Extension<Authenticated>) -> Json<Value> {
+    Json(json!({ "user": who.user, "admin": who.admin }))
+}
+
 pub async fn list_kbs(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;

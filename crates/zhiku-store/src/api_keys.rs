@@ -11,11 +11,13 @@ use crate::{now, Error, Result, Store};
 const PREFIX: &str = "zk_";
 
 /// A key as listed: never its secret.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ApiKeyInfo {
     pub id: String,
     pub name: String,
     pub user: String,
+    /// Acts as an administrator: reads everything, manages knowledge bases and documents.
+    pub admin: bool,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
@@ -26,6 +28,21 @@ pub struct ApiKeyInfo {
 pub struct ApiKey {
     pub info: ApiKeyInfo,
     pub key: String,
+}
+
+/// The listed columns, in the order [`key_info`] reads them.
+const COLUMNS: &str = "id, name, user_name, admin, created_at, last_used_at, revoked_at IS NOT NULL";
+
+fn key_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        user: r.get(2)?,
+        admin: r.get(3)?,
+        created_at: r.get(4)?,
+        last_used_at: r.get(5)?,
+        revoked: r.get(6)?,
+    })
 }
 
 fn random_hex(bytes: usize) -> Result<String> {
@@ -48,8 +65,8 @@ fn valid_name(value: &str) -> bool {
 }
 
 impl Store {
-    /// Creates a key named `name` that acts as `user`.
-    pub fn create_api_key(&self, name: &str, user: &str) -> Result<ApiKey> {
+    /// Creates a key named `name` that acts as `user` (as an administrator when `admin`).
+    pub fn create_api_key(&self, name: &str, user: &str, admin: bool) -> Result<ApiKey> {
         for (what, value) in [("key name", name), ("user name", user)] {
             if !valid_name(value) {
                 return Err(Error::Invalid { what, value: value.to_string(), rule: "use letters, digits and _ - . @ (at most 64)" });
@@ -58,11 +75,18 @@ impl Store {
         let (id, secret) = (random_hex(6)?, random_hex(32)?);
         let created_at = now();
         self.conn().execute(
-            "INSERT INTO api_key (id, name, user_name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, name, user, hash(&secret).as_slice(), created_at],
+            "INSERT INTO api_key (id, name, user_name, secret_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, name, user, hash(&secret).as_slice(), admin, created_at],
         )?;
-        let info =
-            ApiKeyInfo { id: id.clone(), name: name.to_string(), user: user.to_string(), created_at, last_used_at: None, revoked: false };
+        let info = ApiKeyInfo {
+            id: id.clone(),
+            name: name.to_string(),
+            user: user.to_string(),
+            admin,
+            created_at,
+            last_used_at: None,
+            revoked: false,
+        };
         Ok(ApiKey { info, key: format!("{PREFIX}{id}_{secret}") })
     }
 
@@ -72,38 +96,13 @@ impl Store {
         let Some((id, secret)) = presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) else { return Ok(None) };
         let conn = self.conn();
         let row: Option<(Vec<u8>, ApiKeyInfo)> = conn
-            .query_row(
-                "SELECT secret_hash, name, user_name, created_at, last_used_at, revoked_at IS NOT NULL FROM api_key WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        ApiKeyInfo {
-                            id: id.to_string(),
-                            name: r.get(1)?,
-                            user: r.get(2)?,
-                            created_at: r.get(3)?,
-                            last_used_at: r.get(4)?,
-                            revoked: r.get(5)?,
-                        },
-                    ))
-                },
-            )
+            .query_row(&format!("SELECT {COLUMNS}, secret_hash FROM api_key WHERE id = ?1"), params![id], |r| Ok((r.get(7)?, key_info(r)?)))
             .optional()?;
         // The hash is compared even for an unknown id, so the time taken does not tell ids apart.
-        let (stored, info) = row.unwrap_or_else(|| {
-            (
-                vec![0; 32],
-                ApiKeyInfo {
-                    id: String::new(),
-                    name: String::new(),
-                    user: String::new(),
-                    created_at: 0,
-                    last_used_at: None,
-                    revoked: true,
-                },
-            )
-        });
+        let (stored, info) = match row {
+            Some(found) => found,
+            None => (vec![0; 32], ApiKeyInfo { revoked: true, ..Default::default() }),
+        };
         if !constant_time_eq(&stored, &hash(secret)) || info.revoked {
             return Ok(None);
         }
@@ -117,20 +116,8 @@ impl Store {
 
     pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id, name, user_name, created_at, last_used_at, revoked_at IS NOT NULL FROM api_key ORDER BY created_at, id")?;
-        let keys = stmt
-            .query_map([], |r| {
-                Ok(ApiKeyInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    user: r.get(2)?,
-                    created_at: r.get(3)?,
-                    last_used_at: r.get(4)?,
-                    revoked: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_key ORDER BY created_at, id"))?;
+        let keys = stmt.query_map([], key_info)?.collect::<rusqlite::Result<_>>()?;
         Ok(keys)
     }
 
@@ -147,10 +134,10 @@ mod tests {
     #[test]
     fn a_key_verifies_until_revoked_and_only_its_hash_is_stored() {
         let store = Store::open_in_memory().unwrap();
-        let created = store.create_api_key("ci", "ann").unwrap();
+        let created = store.create_api_key("ci", "ann", false).unwrap();
         assert!(created.key.starts_with("zk_"));
         let info = store.verify_api_key(&created.key).unwrap().expect("live key");
-        assert_eq!((info.name.as_str(), info.user.as_str()), ("ci", "ann"));
+        assert_eq!((info.name.as_str(), info.user.as_str(), info.admin), ("ci", "ann", false));
 
         let secret = created.key.rsplit('_').next().unwrap().to_string();
         let stored: Vec<u8> = store.conn().query_row("SELECT secret_hash FROM api_key", [], |r| r.get(0)).unwrap();
@@ -164,7 +151,8 @@ mod tests {
         for bad in [wrong.as_str(), "", "zk_", "zk_nope_x", "Bearer x", &created.key[3..]] {
             assert!(store.verify_api_key(bad).unwrap().is_none(), "{bad}");
         }
-        let other = store.create_api_key("other", "bob").unwrap();
+        let other = store.create_api_key("other", "bob", true).unwrap();
+        assert!(store.verify_api_key(&other.key).unwrap().unwrap().admin);
         assert_ne!(other.key, created.key);
         assert_eq!(store.list_api_keys().unwrap().len(), 2);
 
@@ -172,6 +160,6 @@ mod tests {
         assert!(!store.revoke_api_key(&created.info.id).unwrap());
         assert!(store.verify_api_key(&created.key).unwrap().is_none());
         assert!(store.verify_api_key(&other.key).unwrap().is_some());
-        assert!(matches!(store.create_api_key("bad name", "ann"), Err(Error::Invalid { .. })));
+        assert!(matches!(store.create_api_key("bad name", "ann", false), Err(Error::Invalid { .. })));
     }
 }

@@ -172,6 +172,7 @@ CREATE TABLE IF NOT EXISTS api_key (
     name TEXT NOT NULL,
     user_name TEXT NOT NULL,
     secret_hash BLOB NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     last_used_at INTEGER,
     revoked_at INTEGER
@@ -245,6 +246,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     };
     if !has_column("kb", "duplicates")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN duplicates TEXT NOT NULL DEFAULT 'skip'")?;
+    }
+    if !has_column("api_key", "admin")? {
+        conn.execute_batch("ALTER TABLE api_key ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
     }
     if !has_column("kb", "vector_index")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN vector_index TEXT NOT NULL DEFAULT ''")?;

@@ -1,8 +1,8 @@
 """The official `openai` Python client against a running `zhiku serve` (driven by tests/server.rs).
 
 Environment: ZHIKU_URL (http://host:port), ZHIKU_KEY_ANN (a key of a user in group staff, who
-may read kb/hr), ZHIKU_KEY_EVE (a key of a user who may read nothing), ZHIKU_SOURCE (the
-ingested file's source path). Exits non-zero with the failed check on stderr.
+may read kb/hr), ZHIKU_KEY_EVE (a key of a user who may read nothing), ZHIKU_KEY_ADMIN (an
+administrator's key), ZHIKU_SOURCE (the ingested file's source path). Exits non-zero with the failed check on stderr.
 """
 import json
 import math
@@ -135,5 +135,56 @@ eve_auth = {"Authorization": f"Bearer {os.environ['ZHIKU_KEY_EVE']}", "Content-T
 status, text = http("POST", "/api/search", eve_auth, json.dumps({"kb": "hr", "query": "annual leave"}).encode())
 check(status == 200 and json.loads(text)["hits"] == [], f"eve's search: {text[:300]}")
 check(json.loads(http("GET", "/healthz", {})[1])["status"] == "ok", "health")
+
+# Documents over HTTP: only an administrator's key changes anything; readers see what ACLs allow.
+admin_auth = {"Authorization": f"Bearer {os.environ['ZHIKU_KEY_ADMIN']}", "Content-Type": "application/json"}
+
+
+def multipart(files, acl):
+    boundary = "zhikutestboundary7d1"
+    body = b""
+    for value in acl:
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="acl"\r\n\r\n{value}\r\n'.encode()
+    for name, content in files:
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        body += content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+status, text = http("POST", "/api/kbs", auth, json.dumps({"name": "policies"}).encode())
+check(status == 403 and json.loads(text)["error"]["type"] == "permission_error", f"a reader created a knowledge base: {status} {text[:200]}")
+status, text = http("POST", "/api/kbs", admin_auth, json.dumps({"name": "policies", "acl": ["group:staff"]}).encode())
+check(status == 201, f"create: {status} {text[:200]}")
+travel = "# Travel\n\nTrain journeys under four hours are booked in second class.\n".encode()
+body, content_type = multipart([("travel.md", travel), ("broken.pdf", b"%PDF-1.7 not really")], [])
+status, text = http("POST", "/api/kbs/policies/documents", dict(auth, **{"Content-Type": content_type}), body)
+check(status == 403, f"a reader uploaded: {status}")
+status, text = http("POST", "/api/kbs/policies/documents", dict(admin_auth, **{"Content-Type": content_type}), body)
+check(status == 202, f"upload: {status} {text[:300]}")
+job = json.loads(text)["job"]["id"]
+# The job's events stream until it has ended; the last one tells how each file went.
+status, text = http("GET", f"/api/jobs/{job}/events", admin_auth)
+events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+final = events[-1]["job"]
+check(status == 200 and final["state"] == "done" and final["files_done"] == 2, f"job events: {text[-400:]}")
+outcomes = sorted(f["status"] for f in final["files"])
+check(outcomes == ["failed", "ingested"], f"outcomes {outcomes}")
+check(http("GET", f"/api/jobs/{job}", auth)[0] == 403, "a reader watched a job")
+
+status, text = http("GET", "/api/kbs/policies/documents", auth)
+docs = json.loads(text)["documents"]
+check(status == 200 and [d["source"].split("/")[-1] for d in docs] == ["travel.md"], f"ann's documents: {text[:300]}")
+check(json.loads(http("GET", "/api/kbs/policies/documents", eve_auth)[1])["documents"] == [], "eve sees documents")
+doc = docs[0]["id"]
+status, original = http("GET", f"/api/kbs/policies/documents/{doc}/original", auth)
+check(status == 200 and original.encode() == travel, f"download: {status}")
+check(http("GET", f"/api/kbs/policies/documents/{doc}/original", eve_auth)[0] == 404, "eve downloaded")
+check(http("DELETE", f"/api/kbs/policies/documents/{doc}", auth)[0] == 403, "a reader deleted")
+status, text = http("DELETE", f"/api/kbs/policies/documents/{doc}", admin_auth)
+check(status == 200 and json.loads(text)["deleted"], f"delete: {status} {text[:200]}")
+check(json.loads(http("GET", "/api/kbs/policies/documents", auth)[1])["documents"] == [], "the document is gone")
+status, text = http("POST", "/api/search", auth, json.dumps({"kb": "policies", "query": "train journeys second class"}).encode())
+check(json.loads(text)["hits"] == [], f"a deleted document is still found: {text[:200]}")
 
 print("openai client: all checks passed")

@@ -1,6 +1,7 @@
 // The web app in a real browser (Debian's chromium, driven by playwright-core), against a
-// running `zhiku serve` (started by tests/web_ui.rs). Environment: ZHIKU_URL, ZHIKU_KEY (a user
-// who may read the knowledge base "hr"), ZHIKU_SCREENSHOTS (a folder for the screenshots),
+// running `zhiku serve` (started by tests/web_ui.rs). Environment: ZHIKU_URL, ZHIKU_ADMIN_KEY,
+// ZHIKU_KEY (a user in group staff), ZHIKU_UPLOAD (a file to upload into a new knowledge base
+// "hr" readable by group:staff), ZHIKU_SCREENSHOTS (a folder for the screenshots),
 // ZHIKU_CHROMIUM (the browser), ZHIKU_NODE_MODULES (where playwright-core is installed).
 // Exits non-zero with the failed step on stderr.
 import { createRequire } from "node:module";
@@ -22,15 +23,37 @@ try {
   page.on("request", (r) => { if (!r.url().startsWith(url)) external.push(r.url()); });
 
   await page.goto(url);
-  // A wrong key is refused with a message, a right one opens the chat.
+  // A wrong key is refused with a message.
   await page.fill("#key", "zk_wrong_0000");
   await page.keyboard.press("Enter");
   await page.waitForFunction(() => document.querySelector("#login-error").textContent.length > 0);
   check(!(await page.isVisible("#chat")), "a wrong key opened the app");
+
+  // The administrator makes a knowledge base and uploads a file, watching the progress.
+  await page.fill("#key", process.env.ZHIKU_ADMIN_KEY);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#chat:not([hidden])");
+  await page.click("[data-view=documents]");
+  await page.fill("#new-kb-name", "hr");
+  await page.fill("#new-kb-acl", "group:staff");
+  await page.click("#new-kb button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#docs-kb").value === "hr");
+  await page.setInputFiles("#files", process.env.ZHIKU_UPLOAD);
+  await page.waitForFunction(() => document.querySelector("#upload-status").textContent.startsWith("Done"), null, { timeout: 120000 });
+  check((await page.textContent("#upload-status")).includes("1 ingested"), `upload status: ${await page.textContent("#upload-status")}`);
+  check((await page.getAttribute("#upload-progress", "value")) === "1", "the progress bar reached the end");
+  await page.waitForSelector("#docs tbody tr");
+  check((await page.textContent("#docs tbody")).includes("leave.md"), "the uploaded document is listed");
+  await page.screenshot({ path: `${shots}/0-upload.png`, fullPage: true });
+  await page.click("#logout");
+
+  // A reader signs in: no upload for them, but the new knowledge base to ask.
+  await page.waitForSelector("#login:not([hidden])");
   await page.fill("#key", process.env.ZHIKU_KEY);
   await page.keyboard.press("Enter");
   await page.waitForSelector("#chat:not([hidden])");
   check((await page.inputValue("#chat-kb")) === "hr", "the knowledge base is offered");
+  check(await page.locator("#drop").isHidden(), "a reader is offered the upload");
 
   // Ask by keyboard; the answer streams in and cites its source.
   await page.focus("#question");
