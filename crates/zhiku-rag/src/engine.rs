@@ -1,6 +1,6 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tracing::{debug, info};
@@ -29,6 +29,10 @@ pub struct Engine {
     store: Arc<Store>,
     embedder: Arc<dyn Embedder>,
     config: RagConfig,
+    /// Per knowledge base, the indexes opened for searching with the store generation and
+    /// vector index choice they reflect: a long-running server answers from memory and
+    /// reopens only after a change.
+    read_cache: Mutex<HashMap<String, (u64, VectorIndexKind, Arc<KbIndexes>)>>,
 }
 
 /// What happened to one input file.
@@ -241,7 +245,7 @@ fn container_of(source: &str) -> Option<&str> {
 
 impl Engine {
     pub fn new(data_dir: &Path, store: Arc<Store>, embedder: Arc<dyn Embedder>, config: RagConfig) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), store, embedder, config }
+        Self { data_dir: data_dir.to_path_buf(), store, embedder, config, read_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn store(&self) -> &Store {
@@ -331,6 +335,24 @@ impl Engine {
             indexes.commit(self.store.generation(kb)?)?;
         }
         Ok(removed)
+    }
+
+    /// The knowledge base's indexes for searching: the cached ones while the store generation
+    /// and the vector index choice are those they were opened at, else freshly opened.
+    fn read_indexes(&self, kb: &str) -> Result<Arc<KbIndexes>> {
+        // Read before opening: a write in between leaves the entry stamped older than what it
+        // holds, which only costs one more reopen.
+        let generation = self.store.generation(kb)?;
+        let kind = self.vector_index_kind(kb)?;
+        {
+            let cache = self.read_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, _, hit)) = cache.get(kb).filter(|(g, k, _)| *g == generation && *k == kind) {
+                return Ok(hit.clone());
+            }
+        }
+        let opened = Arc::new(KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, kind)?);
+        self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), (generation, kind, opened.clone()));
+        Ok(opened)
     }
 
     /// The knowledge base's own vector index choice (`kb create --vector-index`), else the
@@ -548,8 +570,7 @@ impl Engine {
         if query.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
-        let indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, self.vector_index_kind(kb)?)?;
+        let indexes = self.read_indexes(kb)?;
         let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
         let candidates = self.config.retrieval.candidates.max(top_k);
         let vector_hits = indexes.vectors.search(&q, caller, candidates);
