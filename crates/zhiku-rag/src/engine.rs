@@ -32,7 +32,14 @@ pub struct Engine {
     /// Per knowledge base, the indexes opened for searching with the store generation and
     /// vector index choice they reflect: a long-running server answers from memory and
     /// reopens only after a change.
-    read_cache: Mutex<HashMap<String, (u64, VectorIndexKind, Arc<KbIndexes>)>>,
+    read_cache: Mutex<HashMap<String, OpenedIndexes>>,
+}
+
+/// Search indexes as opened at a store generation with a vector index choice.
+struct OpenedIndexes {
+    generation: u64,
+    kind: VectorIndexKind,
+    indexes: Arc<KbIndexes>,
 }
 
 /// What happened to one input file.
@@ -346,12 +353,13 @@ impl Engine {
         let kind = self.vector_index_kind(kb)?;
         {
             let cache = self.read_cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((_, _, hit)) = cache.get(kb).filter(|(g, k, _)| *g == generation && *k == kind) {
-                return Ok(hit.clone());
+            if let Some(hit) = cache.get(kb).filter(|o| o.generation == generation && o.kind == kind) {
+                return Ok(hit.indexes.clone());
             }
         }
         let opened = Arc::new(KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, kind)?);
-        self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), (generation, kind, opened.clone()));
+        let entry = OpenedIndexes { generation, kind, indexes: opened.clone() };
+        self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), entry);
         Ok(opened)
     }
 
