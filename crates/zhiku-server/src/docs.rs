@@ -26,10 +26,11 @@ use zhiku_rag::{IngestEvent, IngestOptions};
 
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 
 /// Where an ingestion job stands; every change is sent to its watchers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: u64,
     pub kb: String,
@@ -56,7 +57,7 @@ impl Jobs {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKb {
     name: String,
@@ -73,6 +74,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> 
     tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
 }
 
+#[utoipa::path(post, path = "/api/kbs", tag = "zhiku", request_body = CreateKb,
+    responses((status = 201, description = "Created", body = serde_json::Value), (status = 200, description = "Existed; default ACL updated when given", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody)))]
 pub async fn create_kb(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -97,6 +100,8 @@ pub async fn create_kb(
     Ok((status, Json(json!({ "name": request.name, "created": created }))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/kbs/{kb}/documents", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
+    responses((status = 200, description = "{documents: [{id, source, chunks, language, complete, acl}]}, those the caller may read", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn list_documents(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -135,6 +140,10 @@ fn uploads_dir(data_dir: &FsPath, kb: &str) -> PathBuf {
     data_dir.join("uploads").join(kb)
 }
 
+#[utoipa::path(post, path = "/api/kbs/{kb}/documents", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, description = "{job}: an ingestion job; follow it at /api/jobs/{id}/events", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_mb", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -207,10 +216,22 @@ pub async fn upload(
     Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status })).into_response()).into_response())
 }
 
+/// The upload form: one or more `file` parts, and optional `acl` parts (principals such as
+/// `group:staff`; without them the knowledge base's default ACL applies).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the multipart form for the OpenAPI document
+pub struct UploadForm {
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+    acl: Vec<String>,
+}
+
 fn job_not_found(id: u64) -> ApiError {
     ApiError::not_found(format!("no ingestion job {id}"), "job_not_found", None)
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "zhiku", params(("id" = u64, Path, description = "Job id")),
+    responses((status = 200, description = "{job}", body = JobStatus), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn job(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -223,6 +244,8 @@ pub async fn job(
 }
 
 /// The job's status as SSE: one event now, one per change, the last when it has ended.
+#[utoipa::path(get, path = "/api/jobs/{id}/events", tag = "zhiku", params(("id" = u64, Path, description = "Job id")),
+    responses((status = 200, description = "SSE: `progress` events with {job}, one per change, the last when the job has ended", content_type = "text/event-stream"), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn job_events(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -261,6 +284,8 @@ async fn readable_document(state: &AppState, who: &Authenticated, kb: String, id
     .await
 }
 
+#[utoipa::path(delete, path = "/api/kbs/{kb}/documents/{id}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base"), ("id" = i64, Path, description = "Document id")),
+    responses((status = 200, description = "{deleted, source}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn delete_document(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -278,6 +303,8 @@ pub async fn delete_document(
     Ok(Json(json!({ "deleted": removed, "source": doc.source })))
 }
 
+#[utoipa::path(get, path = "/api/kbs/{kb}/documents/{id}/original", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base"), ("id" = i64, Path, description = "Document id")),
+    responses((status = 200, description = "The uploaded file", content_type = "application/octet-stream"), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn original(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,

@@ -10,6 +10,7 @@
 //! - [`auth`]: bearer API keys, checked against their hashes in the store.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
+//! - [`openapi`]: `/openapi.json`, generated from the handlers.
 //! - [`web`]: the browser app (chat with streamed, cited answers; search; admin), embedded.
 
 mod auth;
@@ -17,6 +18,7 @@ mod docs;
 mod error;
 mod native;
 mod openai;
+mod openapi;
 mod web;
 
 use std::net::SocketAddr;
@@ -82,6 +84,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
     Router::new()
         .merge(authenticated)
         .route("/healthz", get(native::health))
+        .route("/openapi.json", get(openapi::document))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))

@@ -10,27 +10,31 @@ use serde_json::{json, Value};
 
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 
 /// Most hits one search may ask for.
 const MAX_TOP_K: usize = 100;
 
+#[utoipa::path(get, path = "/healthz", tag = "zhiku", security(()), responses((status = 200, description = "The server is up", body = serde_json::Value)))]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Who the key acts as: `{"user", "admin"}`.
+#[utoipa::path(get, path = "/api/me", tag = "zhiku", responses((status = 200, description = "{user, admin}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn me(Extension(who): Extension<Authenticated>) -> Json<Value> {
     Json(json!({ "user": who.user, "admin": who.admin }))
 }
 
+#[utoipa::path(get, path = "/api/kbs", tag = "zhiku", responses((status = 200, description = "{kbs: [{name}]}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn list_kbs(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
     Ok(Json(json!({ "kbs": kbs.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>() })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     kb: String,
@@ -43,6 +47,9 @@ fn default_top_k() -> usize {
     5
 }
 
+#[utoipa::path(post, path = "/api/search", tag = "zhiku", request_body = SearchRequest,
+    responses((status = 200, description = "{hits: [{source, chunk_id, score, text, heading_path, char_start, char_end, page, similarity}]}, only chunks the caller may read", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -68,6 +75,9 @@ fn hit_json(h: &zhiku_rag::SearchHit) -> Value {
 
 /// A cited passage: `GET /api/kbs/{kb}/chunks/{id}`, 404 alike for a missing chunk and one the
 /// caller may not read.
+#[utoipa::path(get, path = "/api/kbs/{kb}/chunks/{id}", tag = "zhiku",
+    params(("kb" = String, Path, description = "Knowledge base"), ("id" = String, Path, description = "Chunk id, as in a citation")),
+    responses((status = 200, description = "The chunk as a search hit", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn passage(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,

@@ -18,6 +18,7 @@ use zhiku_models::{ChatMessage, GenerationOptions};
 
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 
 const KB_PREFIX: &str = "kb/";
@@ -39,6 +40,8 @@ fn model_entry(id: &str) -> Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "zhiku" })
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the chat model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
@@ -50,7 +53,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatRequest {
     model: String,
     messages: Vec<MessageIn>,
@@ -62,22 +65,22 @@ pub struct ChatRequest {
     seed: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
-struct MessageIn {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct MessageIn {
     role: String,
     #[serde(default)]
     content: Option<Content>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum Content {
+pub(crate) enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Deserialize)]
-struct Part {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Part {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -220,6 +223,11 @@ fn run(
     }
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "A chat.completion object with `citations` ([{n, source, chunk_id}]); with `stream: true`, an SSE stream of chat.completion.chunk objects whose final chunk carries `citations` and `usage`, then `data: [DONE]`", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody),
+        (status = 503, description = "No language model installed", body = ErrorBody)))]
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,
@@ -291,8 +299,7 @@ pub async fn chat_completions(
                 let _ = tx.blocking_send(event(last));
             }
             Err(e) => {
-                let _ =
-                    tx.blocking_send(event(json!({ "error": { "message": e.message, "type": e.kind, "param": e.param, "code": e.code } })));
+                let _ = tx.blocking_send(event(json!(e.body())));
             }
         }
         let _ = tx.blocking_send(Event::default().data("[DONE]"));
@@ -301,14 +308,18 @@ pub async fn chat_completions(
     Ok(Sse::new(stream).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingsRequest {
     model: String,
+    /// A string or an array of strings.
     input: Value,
     encoding_format: Option<String>,
     dimensions: Option<usize>,
 }
 
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest,
+    responses((status = 200, description = "A list of embedding objects (float arrays, or base64 of little-endian f32 with encoding_format=base64)", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base, model or item", body = ErrorBody)))]
 pub async fn embeddings(State(state): State<Arc<AppState>>, ApiJson(request): ApiJson<EmbeddingsRequest>) -> Result<Json<Value>, ApiError> {
     if request.model != state.embedding_model {
         return Err(ApiError::not_found(

@@ -187,4 +187,14 @@ check(json.loads(http("GET", "/api/kbs/policies/documents", auth)[1])["documents
 status, text = http("POST", "/api/search", auth, json.dumps({"kb": "policies", "query": "train journeys second class"}).encode())
 check(json.loads(text)["hits"] == [], f"a deleted document is still found: {text[:200]}")
 
+# The OpenAPI document describes every route, generated from the code.
+status, text = http("GET", "/openapi.json", {})
+spec = json.loads(text)
+check(status == 200 and spec["openapi"].startswith("3."), f"openapi: {status} {text[:200]}")
+for path in ["/v1/models", "/v1/chat/completions", "/v1/embeddings", "/api/search", "/api/kbs", "/api/kbs/{kb}/documents",
+             "/api/kbs/{kb}/documents/{id}", "/api/kbs/{kb}/documents/{id}/original", "/api/kbs/{kb}/chunks/{id}", "/api/jobs/{id}",
+             "/api/jobs/{id}/events", "/api/me", "/healthz"]:
+    check(path in spec["paths"], f"{path} missing from the OpenAPI document")
+check("ChatRequest" in spec["components"]["schemas"] and "bearer" in spec["components"]["securitySchemes"], "schemas and security")
+
 print("openai client: all checks passed")
