@@ -6,6 +6,8 @@
 const STRINGS = {
   en: {
     "tab.chat": "Chat", "tab.search": "Search", "tab.documents": "Documents", "tab.admin": "Admin", logout: "Sign out",
+    "chat.history": "Earlier conversations", "rate.up": "Helpful", "rate.down": "Not helpful",
+    "rate.correction": "What should the answer have said? (optional)", "rate.send": "Send feedback", "rate.thanks": "Thank you for the feedback.",
     "docs.newkb": "New knowledge base", "docs.acl": "Readers (e.g. group:staff)", "docs.create": "Create",
     "docs.drop": "Drop files here, or choose them", "docs.name": "Document", "docs.chunks": "Chunks", "docs.language": "Language",
     "docs.delete": "Delete", "docs.uploading": "Uploading {n} files…", "docs.progress": "Ingesting: {done} of {total} files",
@@ -21,6 +23,8 @@ const STRINGS = {
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
+    "chat.history": "历史对话", "rate.up": "有帮助", "rate.down": "没帮助",
+    "rate.correction": "正确的回答应该是什么？（可选）", "rate.send": "提交反馈", "rate.thanks": "感谢您的反馈。",
     "docs.newkb": "新建知识库", "docs.acl": "读者（如 group:staff）", "docs.create": "创建",
     "docs.drop": "将文件拖到这里，或点击选择", "docs.name": "文档", "docs.chunks": "片段", "docs.language": "语言",
     "docs.delete": "删除", "docs.uploading": "正在上传 {n} 个文件……", "docs.progress": "正在导入：{done} / {total} 个文件",
@@ -42,6 +46,12 @@ const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem("zhiku.key") || "";
 let isAdmin = false;
 let conversation = [];
+// The stored conversation the next answers belong to; a new one per "New conversation".
+let conversationId = newConversationId();
+
+function newConversationId() {
+  return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
 
 function applyLanguage() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
@@ -91,6 +101,7 @@ async function signIn(key) {
   await refreshKbs((await response.json()).data.map((m) => m.id));
   $("tabs").hidden = false;
   $("logout").hidden = false;
+  loadHistory();
   show("chat");
 }
 
@@ -209,6 +220,49 @@ function renderAnswer(li, text, citations, kb) {
   }
 }
 
+// Thumbs up or down for a stored answer; down asks for an optional correction.
+function ratingControls(completionId) {
+  const box = element("div", { class: "rate" });
+  const send = async (rating, correction) => {
+    const response = await api("/api/feedback", { method: "POST", body: JSON.stringify({ completion_id: completionId, rating, correction }) });
+    box.replaceChildren(response.ok ? t("rate.thanks") : await errorText(response));
+  };
+  const up = element("button", { type: "button" }, "👍 " + t("rate.up"));
+  const down = element("button", { type: "button" }, "👎 " + t("rate.down"));
+  up.addEventListener("click", () => send("up"));
+  down.addEventListener("click", () => {
+    const text = element("textarea", { rows: "2", "aria-label": t("rate.correction"), placeholder: t("rate.correction") });
+    const submit = element("button", { type: "button" }, t("rate.send"));
+    submit.addEventListener("click", () => send("down", text.value));
+    box.replaceChildren(text, submit);
+    text.focus();
+  });
+  box.append(up, down);
+  return box;
+}
+
+async function loadHistory() {
+  const response = await api("/api/conversations");
+  if (!response.ok) return;
+  const list = (await response.json()).conversations;
+  $("history").replaceChildren(new Option("", ""), ...list.map((c) => new Option(`${c.title.slice(0, 60)} (${c.kb || ""})`, c.id)));
+}
+
+async function showConversation(id) {
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
+  if (!response.ok) return;
+  const { exchanges } = await response.json();
+  conversationId = id;
+  conversation = [];
+  $("messages").replaceChildren();
+  for (const e of exchanges) {
+    conversation.push({ role: "user", content: e.question }, { role: "assistant", content: e.answer });
+    const li = element("li", { class: "assistant" });
+    renderAnswer(li, e.answer, e.citations || [], e.kb);
+    $("messages").append(element("li", { class: "user" }, e.question), li);
+  }
+}
+
 async function openPassage(kb, citation) {
   const dialog = $("passage");
   $("passage-title").textContent = citation.source;
@@ -235,17 +289,22 @@ async function ask(question) {
   li.scrollIntoView({ block: "end" });
   let text = "";
   let citations = [];
+  let completionId = null;
   try {
-    const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: `kb/${kb}`, stream: true, messages: conversation }) });
+    const body = { model: `kb/${kb}`, stream: true, messages: conversation, store: true, conversation: conversationId };
+    const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify(body) });
     if (!response.ok) throw new Error(await errorText(response));
     await readEvents(response, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
       if (delta && delta.content) { text += delta.content; li.textContent = text; }
       if (chunk.citations) citations = chunk.citations;
+      if (chunk.id) completionId = chunk.id;
     });
     conversation.push({ role: "assistant", content: text });
     renderAnswer(li, text.trim(), citations, kb);
+    if (completionId) li.append(ratingControls(completionId));
+    loadHistory();
   } catch (e) {
     li.textContent = t("chat.failed") + e.message;
     li.classList.add("error");
@@ -293,7 +352,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("question").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("chat-form").requestSubmit(); }
   });
-  $("chat-clear").addEventListener("click", () => { conversation = []; $("messages").replaceChildren(); $("question").focus(); });
+  $("chat-clear").addEventListener("click", () => {
+    conversation = [];
+    conversationId = newConversationId();
+    $("messages").replaceChildren();
+    $("history").value = "";
+    $("question").focus();
+  });
+  $("history").addEventListener("change", () => { if ($("history").value) showConversation($("history").value); });
   $("docs-kb").addEventListener("change", loadDocuments);
   $("files").addEventListener("change", () => { uploadFiles([...$("files").files]); $("files").value = ""; });
   const drop = $("drop");

@@ -90,3 +90,81 @@ pub async fn passage(
     let hit = tokio::task::spawn_blocking(move || engine.passage(&name, chunk_id, &who.caller)).await.map_err(ApiError::internal)??;
     hit.map(|h| Json(hit_json(&h))).ok_or_else(not_found)
 }
+
+#[utoipa::path(get, path = "/api/conversations", tag = "zhiku",
+    responses((status = 200, description = "{conversations: [{id, kb, title, exchanges, updated_at}]}: the caller's stored conversations, latest first", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+pub async fn conversations(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.conversations(&who.user))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "conversations": list })))
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "zhiku", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "{exchanges: [{completion_id, question, answer, citations, rating, correction, ...}]}, oldest first", body = serde_json::Value),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such conversation of the caller's", body = ErrorBody)))]
+pub async fn conversation(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let key = id.clone();
+    let exchanges = tokio::task::spawn_blocking(move || store.conversation(&who.user, &key))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if exchanges.is_empty() {
+        return Err(ApiError::not_found(format!("no conversation '{id}' of yours"), "conversation_not_found", None));
+    }
+    Ok(Json(json!({ "id": id, "exchanges": exchanges })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The `id` of a chat completion made with `store: true`.
+    completion_id: String,
+    /// `up` (helpful) or `down` (not).
+    rating: String,
+    /// What the answer should have said.
+    correction: Option<String>,
+}
+
+/// Most characters a correction may have.
+const MAX_CORRECTION: usize = 10_000;
+
+#[utoipa::path(post, path = "/api/feedback", tag = "zhiku", request_body = FeedbackRequest,
+    responses((status = 200, description = "{rated: true}", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No stored exchange of the caller's with that id", body = ErrorBody)))]
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    ApiJson(request): ApiJson<FeedbackRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let rating = match request.rating.as_str() {
+        "up" => 1,
+        "down" => -1,
+        other => return Err(ApiError::invalid(format!("rating '{other}' is not up or down"), Some("rating"))),
+    };
+    let correction = request.correction.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+    if correction.as_ref().is_some_and(|c| c.chars().count() > MAX_CORRECTION) {
+        return Err(ApiError::invalid(format!("correction is longer than {MAX_CORRECTION} characters"), Some("correction")));
+    }
+    let store = state.store.clone();
+    let id = request.completion_id.clone();
+    let rated = tokio::task::spawn_blocking(move || store.rate_exchange(&who.user, &id, rating, correction.as_deref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if !rated {
+        return Err(ApiError::not_found(
+            format!("no stored answer '{}' of yours (ask with \"store\": true to rate it)", request.completion_id),
+            "completion_not_found",
+            Some("completion_id"),
+        ));
+    }
+    Ok(Json(json!({ "rated": true })))
+}

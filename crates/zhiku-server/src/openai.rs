@@ -63,6 +63,12 @@ pub struct ChatRequest {
     max_completion_tokens: Option<u32>,
     temperature: Option<f32>,
     seed: Option<u32>,
+    /// Keep the exchange in the caller's history (OpenAI's parameter), where it can be rated
+    /// (`POST /api/feedback` with the completion's id).
+    store: Option<bool>,
+    /// zhiku's extension: the conversation a stored exchange belongs to (letters, digits, `-`,
+    /// `_`; at most 64); a new one, named after the completion, when absent.
+    conversation: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -177,6 +183,36 @@ struct Reply {
     completion_tokens: usize,
 }
 
+/// What a stored exchange (`store: true`) records once answered.
+struct History {
+    completion_id: String,
+    conversation: String,
+    user: String,
+    kb: Option<String>,
+    model: String,
+    question: String,
+}
+
+impl History {
+    /// Records the exchange; a failure is logged, not returned, as the answer has been given.
+    fn record(&self, state: &AppState, reply: &Reply) {
+        let citations = serde_json::to_string(&reply.citations).unwrap_or_else(|_| "[]".into());
+        let exchange = zhiku_store::NewExchange {
+            completion_id: &self.completion_id,
+            conversation_id: &self.conversation,
+            user: &self.user,
+            kb: self.kb.as_deref(),
+            model: &self.model,
+            question: &self.question,
+            answer: reply.text.trim(),
+            citations: &citations,
+        };
+        if let Err(e) = state.store.record_exchange(&exchange) {
+            tracing::error!(error = %e, "could not store the exchange");
+        }
+    }
+}
+
 /// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes.
 fn run(
     state: &AppState,
@@ -234,6 +270,11 @@ pub async fn chat_completions(
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let (target, options) = check(&request, &state)?;
+    if let Some(c) = &request.conversation {
+        if c.is_empty() || c.len() > 64 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            return Err(ApiError::invalid("conversation must be 1 to 64 letters, digits, '-' or '_'", Some("conversation")));
+        }
+    }
     if state.chat.is_none() {
         return Err(ApiError::unavailable("no language model is installed; run `zhiku setup`"));
     }
@@ -248,24 +289,41 @@ pub async fn chat_completions(
     }
     let permit = state.generation_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
     let (id, created, model) = (completion_id(), now(), request.model.clone());
+    let history = (request.store == Some(true)).then(|| History {
+        completion_id: id.clone(),
+        conversation: request.conversation.clone().unwrap_or_else(|| id.clone()),
+        user: who.user.clone(),
+        kb: match &target {
+            Target::Kb { kb, .. } => Some(kb.clone()),
+            Target::Chat { .. } => None,
+        },
+        model: model.clone(),
+        question: match &target {
+            Target::Kb { question, .. } => question.clone(),
+            Target::Chat { messages } => messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default(),
+        },
+    });
+    let conversation = history.as_ref().map(|h| h.conversation.clone());
     if !request.stream {
         let worker = state.clone();
         let reply = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            run(&worker, target, &options, &who, &mut |_| {})
+            let reply = run(&worker, target, &options, &who, &mut |_| {})?;
+            if let Some(h) = &history {
+                h.record(&worker, &reply);
+            }
+            Ok::<_, ApiError>(reply)
         })
         .await
         .map_err(ApiError::internal)??;
-        let text = match &reply.correction {
-            Some(_) => reply.text.clone(),
-            None => reply.text.trim().to_string(),
-        };
+        let text = reply.text.trim();
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
             "usage": { "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                        "total_tokens": reply.prompt_tokens + reply.completion_tokens },
             "citations": reply.citations,
+            "conversation": conversation,
         }))
         .into_response());
     }
@@ -289,11 +347,15 @@ pub async fn chat_completions(
         });
         match result {
             Ok(reply) => {
+                if let Some(h) = &history {
+                    h.record(&worker, &reply);
+                }
                 if let Some(correction) = &reply.correction {
                     let _ = tx.blocking_send(event(chunk(json!({ "content": correction }), None)));
                 }
                 let mut last = chunk(json!({}), Some("stop"));
                 last["citations"] = json!(reply.citations);
+                last["conversation"] = json!(conversation);
                 last["usage"] = json!({ "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                                         "total_tokens": reply.prompt_tokens + reply.completion_tokens });
                 let _ = tx.blocking_send(event(last));

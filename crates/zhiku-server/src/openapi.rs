@@ -15,6 +15,7 @@ use crate::{docs, error, native, openai};
     paths(
         openai::models, openai::chat_completions, openai::embeddings,
         native::health, native::me, native::list_kbs, native::search, native::passage,
+        native::conversations, native::conversation, native::feedback,
         docs::create_kb, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, docs::JobStatus)),

@@ -1,7 +1,7 @@
 //! zhiku-store: the embedded system of record (SQLite, one file under the data directory).
 //!
 //! It owns knowledge bases, documents (source, content hash, ACL), their chunks with embeddings,
-//! group memberships and API keys (hashed). Everything else — the vector index, the BM25 index — is derived from
+//! group memberships, API keys (hashed) and stored exchanges with their feedback. Everything else — the vector index, the BM25 index — is derived from
 //! it and can be rebuilt from it: each knowledge base carries a *generation* that every write
 //! bumps inside the same transaction, and derived indexes remember the generation they reflect.
 //!
@@ -32,7 +32,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 
 mod api_keys;
+mod conversations;
 pub use api_keys::{ApiKey, ApiKeyInfo};
+pub use conversations::{ConversationSummary, Exchange, NewExchange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -167,6 +169,21 @@ CREATE TABLE IF NOT EXISTS group_member (
     user_name TEXT NOT NULL,
     PRIMARY KEY (group_name, user_name)
 );
+CREATE TABLE IF NOT EXISTS exchange (
+    completion_id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    kb TEXT,
+    model TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    rating INTEGER,
+    correction TEXT,
+    rated_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS exchange_conversation ON exchange(user_name, conversation_id);
 CREATE TABLE IF NOT EXISTS api_key (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,

@@ -187,13 +187,31 @@ check(json.loads(http("GET", "/api/kbs/policies/documents", auth)[1])["documents
 status, text = http("POST", "/api/search", auth, json.dumps({"kb": "policies", "query": "train journeys second class"}).encode())
 check(json.loads(text)["hits"] == [], f"a deleted document is still found: {text[:200]}")
 
+# Stored exchanges: history per user, and feedback only from the asker.
+kept = ann.chat.completions.create(model="kb/hr", messages=[{"role": "user", "content": QUESTION}], store=True, extra_body={"conversation": "leave-talk"})
+check((kept.model_extra or {}).get("conversation") == "leave-talk", f"conversation: {kept.model_extra}")
+status, text = http("GET", "/api/conversations", auth)
+check(status == 200 and [c["id"] for c in json.loads(text)["conversations"]] == ["leave-talk"], f"ann's history: {text[:300]}")
+check(json.loads(http("GET", "/api/conversations", eve_auth)[1])["conversations"] == [], "eve sees ann's history")
+check(http("GET", "/api/conversations/leave-talk", eve_auth)[0] == 404, "eve reads ann's conversation")
+feedback = lambda who, body: http("POST", "/api/feedback", who, json.dumps(body).encode())
+check(feedback(eve_auth, {"completion_id": kept.id, "rating": "up"})[0] == 404, "eve rated ann's answer")
+check(feedback(auth, {"completion_id": kept.id, "rating": "meh"})[0] == 400, "a rating that is neither up nor down")
+check(feedback(auth, {"completion_id": answer.id, "rating": "up"})[0] == 404, "an answer that was not stored was rated")
+status, text = feedback(auth, {"completion_id": kept.id, "rating": "down", "correction": "Five days, and they expire in March."})
+check(status == 200, f"feedback: {status} {text[:200]}")
+exchange = json.loads(http("GET", "/api/conversations/leave-talk", auth)[1])["exchanges"][0]
+check(exchange["completion_id"] == kept.id and exchange["question"] == QUESTION and exchange["citations"], f"stored exchange: {exchange}")
+check(exchange["rating"] == -1 and exchange["correction"] == "Five days, and they expire in March.", f"stored feedback: {exchange}")
+check(exchange["answer"] == kept.choices[0].message.content, "the stored answer is the one given")
+
 # The OpenAPI document describes every route, generated from the code.
 status, text = http("GET", "/openapi.json", {})
 spec = json.loads(text)
 check(status == 200 and spec["openapi"].startswith("3."), f"openapi: {status} {text[:200]}")
 for path in ["/v1/models", "/v1/chat/completions", "/v1/embeddings", "/api/search", "/api/kbs", "/api/kbs/{kb}/documents",
              "/api/kbs/{kb}/documents/{id}", "/api/kbs/{kb}/documents/{id}/original", "/api/kbs/{kb}/chunks/{id}", "/api/jobs/{id}",
-             "/api/jobs/{id}/events", "/api/me", "/healthz"]:
+             "/api/jobs/{id}/events", "/api/me", "/healthz", "/api/conversations", "/api/conversations/{id}", "/api/feedback"]:
     check(path in spec["paths"], f"{path} missing from the OpenAPI document")
 check("ChatRequest" in spec["components"]["schemas"] and "bearer" in spec["components"]["securitySchemes"], "schemas and security")
 

@@ -74,6 +74,19 @@ try {
   await page.keyboard.press("Escape");
   check(!(await page.isVisible("#passage")), "Escape closes the passage");
 
+  // Rate the answer down with a correction; then it is in the history, and opens again.
+  await page.click("#messages .rate button:nth-child(2)");
+  await page.fill("#messages .rate textarea", "Five days; they expire at the end of March.");
+  await page.click("#messages .rate button");
+  await page.waitForFunction(() => document.querySelector("#messages .rate").textContent.includes("Thank you"));
+  await page.click("#chat-clear");
+  check((await page.locator("#messages li").count()) === 0, "a new conversation starts empty");
+  const earlier = await page.locator("#history option").allTextContents();
+  check(earlier.some((o) => o.includes("annual leave")), `history: ${earlier}`);
+  await page.selectOption("#history", { index: 1 });
+  await page.waitForSelector("#messages li.assistant .sources .cite");
+  check((await page.textContent("#messages li.user")).includes("annual leave"), "the earlier question is shown again");
+
   // Search, then the interface in Chinese.
   await page.click("[data-view=search]");
   await page.fill("#query", "annual leave");

@@ -1,0 +1,184 @@
+//! Stored question-and-answer exchanges (a chat completion made with `store: true`), grouped
+//! into conversations, each with its asker's feedback: thumbs up or down and an optional
+//! correction. Only the asker reads or rates their own exchanges. The fine-tuning datasets are
+//! built from these records.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{now, Result, Store};
+
+/// What a finished exchange records.
+pub struct NewExchange<'a> {
+    pub completion_id: &'a str,
+    pub conversation_id: &'a str,
+    pub user: &'a str,
+    /// `None` for plain chat with the model.
+    pub kb: Option<&'a str>,
+    pub model: &'a str,
+    pub question: &'a str,
+    pub answer: &'a str,
+    /// The citations as JSON (`[{"n","source","chunk_id"}]`).
+    pub citations: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Exchange {
+    pub completion_id: String,
+    pub conversation_id: String,
+    pub kb: Option<String>,
+    pub model: String,
+    pub question: String,
+    pub answer: String,
+    pub citations: serde_json::Value,
+    pub created_at: i64,
+    /// +1 (helpful) or -1 (not), when rated.
+    pub rating: Option<i64>,
+    pub correction: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversationSummary {
+    pub id: String,
+    pub kb: Option<String>,
+    /// The first question.
+    pub title: String,
+    pub exchanges: usize,
+    pub updated_at: i64,
+}
+
+const EXCHANGE_COLUMNS: &str = "completion_id, conversation_id, kb, model, question, answer, citations, created_at, rating, correction";
+
+fn exchange(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exchange> {
+    let citations: String = r.get(6)?;
+    Ok(Exchange {
+        completion_id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        kb: r.get(2)?,
+        model: r.get(3)?,
+        question: r.get(4)?,
+        answer: r.get(5)?,
+        citations: serde_json::from_str(&citations).unwrap_or(serde_json::Value::Null),
+        created_at: r.get(7)?,
+        rating: r.get(8)?,
+        correction: r.get(9)?,
+    })
+}
+
+impl Store {
+    pub fn record_exchange(&self, e: &NewExchange<'_>) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO exchange (completion_id, conversation_id, user_name, kb, model, question, answer, citations, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![e.completion_id, e.conversation_id, e.user, e.kb, e.model, e.question, e.answer, e.citations, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The user's conversations, most recent first.
+    pub fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT conversation_id, kb, question, count(*), max(created_at) FROM exchange WHERE user_name = ?1
+             GROUP BY conversation_id ORDER BY max(created_at) DESC, conversation_id",
+        )?;
+        let rows = stmt
+            .query_map(params![user], |r| {
+                Ok(ConversationSummary {
+                    id: r.get(0)?,
+                    kb: r.get(1)?,
+                    title: r.get(2)?,
+                    exchanges: r.get::<_, i64>(3)? as usize,
+                    updated_at: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // SQLite's bare column in an aggregate is from an arbitrary row: take the first question.
+        let mut first =
+            conn.prepare("SELECT question FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid LIMIT 1")?;
+        rows.into_iter()
+            .map(|mut c| {
+                c.title = first.query_row(params![user, c.id], |r| r.get(0))?;
+                Ok(c)
+            })
+            .collect()
+    }
+
+    /// One of the user's conversations, oldest exchange first (empty when it is not theirs).
+    pub fn conversation(&self, user: &str, id: &str) -> Result<Vec<Exchange>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid"
+        ))?;
+        let rows = stmt.query_map(params![user, id], exchange)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Rates one of the user's exchanges (a later rating replaces the earlier one); false when
+    /// there is no such exchange of theirs.
+    pub fn rate_exchange(&self, user: &str, completion_id: &str, rating: i64, correction: Option<&str>) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE exchange SET rating = ?3, correction = ?4, rated_at = ?5 WHERE completion_id = ?2 AND user_name = ?1",
+            params![user, completion_id, rating.signum(), correction, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every rated exchange, oldest first: the feedback a fine-tuning dataset is made from.
+    pub fn rated_exchanges(&self) -> Result<Vec<Exchange>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare(&format!("SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE rating IS NOT NULL ORDER BY rated_at, rowid"))?;
+        let rows = stmt.query_map([], exchange)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn exchange_exists(&self, completion_id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM exchange WHERE completion_id = ?1", params![completion_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(store: &Store, id: &str, conversation: &str, user: &str, question: &str) {
+        store
+            .record_exchange(&NewExchange {
+                completion_id: id,
+                conversation_id: conversation,
+                user,
+                kb: Some("hr"),
+                model: "kb/hr",
+                question,
+                answer: "Five days [1].",
+                citations: r#"[{"n":1,"source":"leave.md","chunk_id":"3"}]"#,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn exchanges_are_grouped_per_user_and_only_the_asker_rates_them() {
+        let store = Store::open_in_memory().unwrap();
+        record(&store, "c1", "conv-a", "ann", "How much leave carries over?");
+        record(&store, "c2", "conv-a", "ann", "And for part-timers?");
+        record(&store, "c3", "conv-b", "bob", "Where is the canteen?");
+        let ann = store.conversations("ann").unwrap();
+        assert_eq!(ann.len(), 1);
+        assert_eq!((ann[0].title.as_str(), ann[0].exchanges), ("How much leave carries over?", 2));
+        let exchanges = store.conversation("ann", "conv-a").unwrap();
+        assert_eq!(exchanges.iter().map(|e| e.completion_id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+        assert_eq!(exchanges[0].citations[0]["source"], "leave.md");
+        assert!(store.conversation("bob", "conv-a").unwrap().is_empty(), "bob reads ann's conversation");
+
+        assert!(!store.rate_exchange("bob", "c1", 1, None).unwrap(), "bob rated ann's answer");
+        assert!(store.rate_exchange("ann", "c1", -5, Some("It is five working days.")).unwrap());
+        let rated = store.rated_exchanges().unwrap();
+        assert_eq!(rated.len(), 1);
+        assert_eq!((rated[0].rating, rated[0].correction.as_deref()), (Some(-1), Some("It is five working days.")));
+        assert!(store.exchange_exists("c2").unwrap() && !store.exchange_exists("c9").unwrap());
+    }
+}
