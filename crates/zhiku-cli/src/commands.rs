@@ -535,6 +535,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
         data_dir: ctx.data_dir.clone(),
         jobs: Default::default(),
+        cors_origins: server.cors_origins.clone(),
     });
     let bind = match args.bind {
         Some(addr) => addr,

@@ -29,11 +29,14 @@ pub struct ServerConfig {
     pub max_body_mb: f64,
     /// Answers generated at once; further requests wait.
     pub generation_slots: usize,
+    /// Web origins (e.g. `https://intranet.example.com`) whose pages may call the API from the
+    /// browser, as the embeddable widget does; none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), max_body_mb: 32.0, generation_slots: 1 }
+        Self { bind: "127.0.0.1:8080".into(), max_body_mb: 32.0, generation_slots: 1, cors_origins: Vec::new() }
     }
 }
 
@@ -198,7 +201,7 @@ fn apply_env_overrides(table: &mut toml::Table, vars: impl Iterator<Item = (Stri
                 .parse::<toml::Table>()
                 .ok()
                 .and_then(|mut t| t.remove("v"))
-                .filter(|v| !v.is_table() && !v.is_array())
+                .filter(|v| !v.is_table())
                 .unwrap_or_else(|| toml::Value::String(raw.clone()));
             let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let section_table = entry.as_table_mut().with_context(|| format!("config key '{section}' must be a table"))?;

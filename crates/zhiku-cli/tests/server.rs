@@ -15,7 +15,7 @@ fn python() -> String {
 #[test]
 fn the_openai_python_client_works_against_zhiku_serve() {
     // Bodies above 1 MiB are refused, so the client test can check the 413 cheaply.
-    let z = Zhiku::new().with_env("ZHIKU_SERVER_MAX_BODY_MB", "1");
+    let z = Zhiku::new().with_env("ZHIKU_SERVER_MAX_BODY_MB", "1").with_env("ZHIKU_SERVER_CORS_ORIGINS", r#"["http://intranet.test"]"#);
     let dir = tempfile::tempdir().unwrap();
     let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
     z.ingest("hr", &[&leave], &["group:staff"]);

@@ -1,7 +1,7 @@
 //! The web app in headless Chromium (Debian's `chromium` driven by npm's `playwright-core`):
 //! an administrator creates a knowledge base and uploads a file with live progress; a reader
 //! signs in, asks, sees the streamed answer cite its source, opens the cited passage, searches
-//! and switches to Chinese. Screenshots are kept under the test target's tmp dir.
+//! and switches to Chinese; the embeddable widget answers on an intranet page of another origin. Screenshots are kept under the test target's tmp dir.
 
 mod common;
 
@@ -13,7 +13,10 @@ use common::{write, Zhiku};
 fn the_web_app_answers_with_citations_in_a_real_browser() {
     let node_modules = std::env::var("ZHIKU_TEST_NODE_MODULES")
         .expect("ZHIKU_TEST_NODE_MODULES is not set: run the tests through scripts/test.sh, which installs playwright-core");
-    let z = Zhiku::new();
+    // The widget is tried on a page of another origin (localhost against the server's
+    // 127.0.0.1, a free port the script serves the page on), which the server lets in.
+    let page_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let z = Zhiku::new().with_env("ZHIKU_SERVER_CORS_ORIGINS", &format!(r#"["http://localhost:{page_port}"]"#));
     let dir = tempfile::tempdir().unwrap();
     let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
     assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
@@ -30,12 +33,13 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
         .env("ZHIKU_KEY", &key)
         .env("ZHIKU_ADMIN_KEY", &admin)
         .env("ZHIKU_UPLOAD", &leave)
+        .env("ZHIKU_PAGE_PORT", page_port.to_string())
         .env("ZHIKU_SCREENSHOTS", &shots)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
-    for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png"] {
+    for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png", "4-widget.png"] {
         assert!(std::fs::metadata(shots.join(shot)).is_ok_and(|m| m.len() > 1000), "screenshot {shot} missing");
     }
 }

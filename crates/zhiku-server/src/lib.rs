@@ -11,9 +11,11 @@
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers.
-//! - [`web`]: the browser app (chat with streamed, cited answers; search; admin), embedded.
+//! - [`cors`]: which other web origins' pages may call the API (the widget's intranet pages).
+//! - [`web`]: the browser app and the embeddable chat widget (chat with streamed, cited answers; search; admin), embedded.
 
 mod auth;
+mod cors;
 mod docs;
 mod error;
 mod native;
@@ -55,6 +57,8 @@ pub struct AppState {
     /// Where uploads are kept (`<data-dir>/uploads/<kb>/`).
     pub data_dir: PathBuf,
     pub jobs: docs::Jobs,
+    /// Origins whose pages may call the API from a browser (`*`: any).
+    pub cors_origins: Vec<String>,
 }
 
 /// Server settings (`[server]` in the configuration).
@@ -91,9 +95,11 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))
+        .route("/widget.js", get(web::widget))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::allow_listed_origins))
         .with_state(state)
 }
 

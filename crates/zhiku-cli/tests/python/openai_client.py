@@ -205,6 +205,19 @@ check(exchange["completion_id"] == kept.id and exchange["question"] == QUESTION 
 check(exchange["rating"] == -1 and exchange["correction"] == "Five days, and they expire in March.", f"stored feedback: {exchange}")
 check(exchange["answer"] == kept.choices[0].message.content, "the stored answer is the one given")
 
+# Browsers: only the configured origin (ZHIKU_SERVER_CORS_ORIGINS) may call the API cross-origin.
+preflight = {"Origin": "http://intranet.test", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+request = urllib.request.Request(URL + "/v1/chat/completions", headers=preflight, method="OPTIONS")
+with urllib.request.urlopen(request) as r:
+    check(r.headers.get("Access-Control-Allow-Origin") == "http://intranet.test", f"preflight: {dict(r.headers)}")
+    check("authorization" in r.headers.get("Access-Control-Allow-Headers", ""), "preflight allows the key header")
+request = urllib.request.Request(URL + "/v1/chat/completions", headers=dict(preflight, Origin="http://evil.test"), method="OPTIONS")
+with urllib.request.urlopen(request) as r:
+    check(r.headers.get("Access-Control-Allow-Origin") is None, "another origin was allowed")
+request = urllib.request.Request(URL + "/v1/models", headers={"Origin": "http://intranet.test", "Authorization": auth["Authorization"]})
+with urllib.request.urlopen(request) as r:
+    check(r.headers.get("Access-Control-Allow-Origin") == "http://intranet.test", "the allowed origin may read responses")
+
 # The OpenAPI document describes every route, generated from the code.
 status, text = http("GET", "/openapi.json", {})
 spec = json.loads(text)

@@ -2,8 +2,10 @@
 // running `zhiku serve` (started by tests/web_ui.rs). Environment: ZHIKU_URL, ZHIKU_ADMIN_KEY,
 // ZHIKU_KEY (a user in group staff), ZHIKU_UPLOAD (a file to upload into a new knowledge base
 // "hr" readable by group:staff), ZHIKU_SCREENSHOTS (a folder for the screenshots),
-// ZHIKU_CHROMIUM (the browser), ZHIKU_NODE_MODULES (where playwright-core is installed).
+// ZHIKU_CHROMIUM (the browser), ZHIKU_NODE_MODULES (where playwright-core is installed),
+// ZHIKU_PAGE_PORT (where to serve the intranet page that embeds the widget).
 // Exits non-zero with the failed step on stderr.
+import http from "node:http";
 import { createRequire } from "node:module";
 
 // ES modules ignore NODE_PATH: resolve the package from the folder the test script installed it in.
@@ -99,6 +101,30 @@ try {
 
   check(problems.length === 0, `console errors: ${problems}`);
   check(external.length === 0, `requests outside the server: ${external}`);
+
+  // The widget, one script tag on an intranet page of another origin (served here, on
+  // localhost: a page in the same address space, as an intranet's is).
+  const pageServer = http.createServer((req, res) => {
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end(`<!doctype html><html><body><h1>Intranet</h1><p>Welcome.</p>
+      <script src="${url}/widget.js" data-kb="hr" data-key="${process.env.ZHIKU_KEY}"></script></body></html>`);
+  });
+  await new Promise((resolve) => pageServer.listen(Number(process.env.ZHIKU_PAGE_PORT), "127.0.0.1", resolve));
+  const intranet = await browser.newPage({ locale: "en-US", viewport: { width: 1100, height: 800 } });
+  const widgetErrors = [];
+  intranet.on("pageerror", (e) => widgetErrors.push(String(e)));
+  await intranet.goto(`http://localhost:${process.env.ZHIKU_PAGE_PORT}/`);
+  await intranet.click(".launcher");
+  await intranet.fill(".panel input", "How many days of annual leave can be carried over?");
+  await intranet.keyboard.press("Enter");
+  await intranet.waitForSelector(".panel .sources button", { timeout: 120000 });
+  await intranet.click(".panel .sources button");
+  await intranet.waitForSelector(".panel .passage");
+  check((await intranet.textContent(".panel .passage")).includes("five days"), "the widget opens the cited passage");
+  check((await intranet.textContent("h1")) === "Intranet", "the page is left as it was");
+  await intranet.screenshot({ path: `${shots}/4-widget.png` });
+  check(widgetErrors.length === 0, `widget errors: ${widgetErrors}`);
+  pageServer.close();
 } finally {
   await browser.close();
 }
