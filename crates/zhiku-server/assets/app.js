@@ -19,7 +19,10 @@ const STRINGS = {
     "chat.sources": "Sources:", "chat.failed": "The answer failed: ", "chat.nokb": "No knowledge base is available to you.",
     "search.query": "Query", "search.placeholder": "Search…", "search.submit": "Search",
     "search.none": "No results.", "search.count": "{n} results", page: "page {n}", close: "Close",
-    "admin.kbs": "Knowledge bases", "admin.models": "Models", "passage.gone": "This passage is no longer available to you.",
+    "admin.kbs": "Knowledge bases", "admin.models": "Models", "admin.keys": "API keys", "admin.keyname": "Name",
+    "admin.keyuser": "Acts as user", "admin.keyadmin": "Administrator", "admin.keycreate": "Create key", "admin.keystate": "State",
+    "admin.revoke": "Revoke", "admin.active": "active", "admin.revoked": "revoked", "admin.jobs": "Ingestion jobs", "admin.files": "Files",
+    "admin.newkey": "New key (shown only now, copy it): ", "passage.gone": "This passage is no longer available to you.",
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
@@ -36,7 +39,10 @@ const STRINGS = {
     "chat.sources": "来源：", "chat.failed": "回答失败：", "chat.nokb": "您没有可用的知识库。",
     "search.query": "查询", "search.placeholder": "搜索……", "search.submit": "搜索",
     "search.none": "没有结果。", "search.count": "{n} 条结果", page: "第 {n} 页", close: "关闭",
-    "admin.kbs": "知识库", "admin.models": "模型", "passage.gone": "您已无法查看这段内容。",
+    "admin.kbs": "知识库", "admin.models": "模型", "admin.keys": "API 密钥", "admin.keyname": "名称",
+    "admin.keyuser": "代表用户", "admin.keyadmin": "管理员", "admin.keycreate": "创建密钥", "admin.keystate": "状态",
+    "admin.revoke": "吊销", "admin.active": "有效", "admin.revoked": "已吊销", "admin.jobs": "导入任务", "admin.files": "文件",
+    "admin.newkey": "新密钥（仅显示这一次，请复制）：", "passage.gone": "您已无法查看这段内容。",
   },
 };
 
@@ -329,6 +335,20 @@ async function loadAdmin() {
   const [kbs, models] = await Promise.all([api("/api/kbs").then((r) => r.json()), api("/v1/models").then((r) => r.json())]);
   $("admin-kbs").replaceChildren(...kbs.kbs.map((k) => element("li", {}, k.name)));
   $("admin-models").replaceChildren(...models.data.filter((m) => !m.id.startsWith("kb/")).map((m) => element("li", {}, m.id)));
+  if (!isAdmin) return;
+  const [keys, jobs] = await Promise.all([api("/api/keys").then((r) => r.json()), api("/api/jobs").then((r) => r.json())]);
+  $("keys").tBodies[0].replaceChildren(...keys.keys.map((k) => {
+    const cell = element("td");
+    if (!k.revoked) {
+      const revoke = element("button", { type: "button", "aria-label": `${t("admin.revoke")} ${k.name}` }, t("admin.revoke"));
+      revoke.addEventListener("click", async () => { await api(`/api/keys/${encodeURIComponent(k.id)}`, { method: "DELETE" }); loadAdmin(); });
+      cell.append(revoke);
+    }
+    const state = (k.revoked ? t("admin.revoked") : t("admin.active")) + (k.admin ? ` · ${t("admin.keyadmin")}` : "");
+    return element("tr", {}, element("td", {}, k.id), element("td", {}, k.name), element("td", {}, k.user), element("td", {}, state), cell);
+  }));
+  $("jobs").tBodies[0].replaceChildren(...jobs.jobs.map((j) =>
+    element("tr", {}, element("td", {}, String(j.id)), element("td", {}, j.kb), element("td", {}, j.state), element("td", {}, `${j.files_done} / ${j.files_total}`))));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -373,6 +393,16 @@ document.addEventListener("DOMContentLoaded", () => {
     const response = await api("/api/kbs", { method: "POST", body: JSON.stringify({ name, acl }) });
     if (response.ok) { $("new-kb-name").value = ""; await refreshKbs(null, name); loadDocuments(); }
     else $("upload-status").textContent = await errorText(response);
+  });
+  $("new-key").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { name: $("new-key-name").value.trim(), user: $("new-key-user").value.trim() || undefined, admin: $("new-key-admin").checked };
+    const response = await api("/api/keys", { method: "POST", body: JSON.stringify(body) });
+    if (!response.ok) { $("new-key-result").textContent = await errorText(response); return; }
+    const created = await response.json();
+    $("new-key-result").replaceChildren(t("admin.newkey"), element("code", {}, created.key));
+    $("new-key").reset();
+    loadAdmin();
   });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-kb").value, $("query").value.trim()); });
   if (apiKey) signIn(apiKey).catch(() => signOut()); else show("login");

@@ -52,6 +52,14 @@ pub struct Jobs {
 }
 
 impl Jobs {
+    /// Every job's status, newest first.
+    pub fn all(&self) -> Vec<JobStatus> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<JobStatus> = jobs.values().map(|tx| tx.borrow().clone()).collect();
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all
+    }
+
     fn watch(&self, id: u64) -> Option<tokio::sync::watch::Receiver<JobStatus>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|s| s.subscribe())
     }

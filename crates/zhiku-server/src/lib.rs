@@ -7,6 +7,7 @@
 //! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search, cited passages).
 //! - [`docs`]: knowledge bases and documents: upload into ingestion jobs with SSE progress,
 //!   list, download, delete.
+//! - [`admin`]: API keys and jobs, for administrators.
 //! - [`auth`]: bearer API keys, checked against their hashes in the store.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
@@ -14,6 +15,7 @@
 //! - [`cors`]: which other web origins' pages may call the API (the widget's intranet pages).
 //! - [`web`]: the browser app and the embeddable chat widget (chat with streamed, cited answers; search; admin), embedded.
 
+mod admin;
 mod auth;
 mod cors;
 mod docs;
@@ -83,6 +85,9 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/documents", get(docs::list_documents).post(docs::upload))
         .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(docs::delete_document))
         .route("/api/kbs/{kb}/documents/{id}/original", get(docs::original))
+        .route("/api/jobs", get(admin::list_jobs))
+        .route("/api/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/api/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/api/jobs/{id}", get(docs::job))
         .route("/api/jobs/{id}/events", get(docs::job_events))
         .route("/api/search", post(native::search))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{docs, error, native, openai};
+use crate::{admin, docs, error, native, openai};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,12 +16,13 @@ use crate::{docs, error, native, openai};
         openai::models, openai::chat_completions, openai::embeddings,
         native::health, native::me, native::list_kbs, native::search, native::passage,
         native::conversations, native::conversation, native::feedback,
+        admin::list_keys, admin::create_key, admin::revoke_key, admin::list_jobs,
         docs::create_kb, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, docs::JobStatus)),
     modifiers(&BearerKeys),
     security(("bearer" = [])),
-    tags((name = "openai", description = "OpenAI-compatible endpoints"), (name = "zhiku", description = "Knowledge bases, documents, search"))
+    tags((name = "openai", description = "OpenAI-compatible endpoints"), (name = "zhiku", description = "Knowledge bases, documents, search"), (name = "admin", description = "API keys and jobs (administrators)"))
 )]
 pub struct ApiDoc;
 

@@ -218,13 +218,31 @@ request = urllib.request.Request(URL + "/v1/models", headers={"Origin": "http://
 with urllib.request.urlopen(request) as r:
     check(r.headers.get("Access-Control-Allow-Origin") == "http://intranet.test", "the allowed origin may read responses")
 
+# Keys over HTTP, for administrators only; a key made there works at once and stops when revoked.
+check(http("GET", "/api/keys", auth)[0] == 403, "a reader listed keys")
+check(http("POST", "/api/keys", auth, json.dumps({"name": "x"}).encode())[0] == 403, "a reader made a key")
+status, text = http("POST", "/api/keys", admin_auth, json.dumps({"name": "carol"}).encode())
+check(status == 201, f"key create: {status} {text[:200]}")
+made = json.loads(text)
+check(made["user"] == "carol" and not made["admin"], f"new key: {made}")
+carol = {"Authorization": f"Bearer {made['key']}"}
+check(http("GET", "/v1/models", carol)[0] == 200, "the new key works")
+listed = http("GET", "/api/keys", admin_auth)[1]
+check(made["key"].split("_")[-1] not in listed and "carol" in listed, "listing shows the key but never its secret")
+check(http("DELETE", f"/api/keys/{made['id']}", admin_auth)[0] == 200, "revoke")
+check(http("GET", "/v1/models", carol)[0] == 401, "a revoked key still works")
+check(http("DELETE", f"/api/keys/{made['id']}", admin_auth)[0] == 404, "revoking twice")
+jobs = json.loads(http("GET", "/api/jobs", admin_auth)[1])["jobs"]
+check(jobs and jobs[0]["state"] == "done", f"jobs: {jobs}")
+
 # The OpenAPI document describes every route, generated from the code.
 status, text = http("GET", "/openapi.json", {})
 spec = json.loads(text)
 check(status == 200 and spec["openapi"].startswith("3."), f"openapi: {status} {text[:200]}")
 for path in ["/v1/models", "/v1/chat/completions", "/v1/embeddings", "/api/search", "/api/kbs", "/api/kbs/{kb}/documents",
              "/api/kbs/{kb}/documents/{id}", "/api/kbs/{kb}/documents/{id}/original", "/api/kbs/{kb}/chunks/{id}", "/api/jobs/{id}",
-             "/api/jobs/{id}/events", "/api/me", "/healthz", "/api/conversations", "/api/conversations/{id}", "/api/feedback"]:
+             "/api/jobs/{id}/events", "/api/me", "/healthz", "/api/conversations", "/api/conversations/{id}", "/api/feedback",
+             "/api/keys", "/api/keys/{id}", "/api/jobs"]:
     check(path in spec["paths"], f"{path} missing from the OpenAPI document")
 check("ChatRequest" in spec["components"]["schemas"] and "bearer" in spec["components"]["securitySchemes"], "schemas and security")
 

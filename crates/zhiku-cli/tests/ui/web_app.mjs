@@ -47,6 +47,18 @@ try {
   await page.waitForSelector("#docs tbody tr");
   check((await page.textContent("#docs tbody")).includes("leave.md"), "the uploaded document is listed");
   await page.screenshot({ path: `${shots}/0-upload.png`, fullPage: true });
+
+  // Administration: the finished job, a new key shown once, then revoked.
+  await page.click("[data-view=admin]");
+  await page.waitForSelector("#jobs tbody tr");
+  check((await page.textContent("#jobs tbody")).includes("done"), `jobs: ${await page.textContent("#jobs tbody")}`);
+  await page.fill("#new-key-name", "bob");
+  await page.click("#new-key button[type=submit]");
+  await page.waitForSelector("#new-key-result code");
+  check((await page.textContent("#new-key-result code")).startsWith("zk_"), "the new key is shown");
+  const bobRow = page.locator("#keys tbody tr", { hasText: "bob" });
+  await bobRow.getByRole("button").click();
+  await page.waitForFunction(() => [...document.querySelectorAll("#keys tbody tr")].some((r) => r.textContent.includes("bob") && r.textContent.includes("revoked")));
   await page.click("#logout");
 
   // A reader signs in: no upload for them, but the new knowledge base to ask.
