@@ -56,7 +56,7 @@ impl Jobs {
     pub fn all(&self) -> Vec<JobStatus> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<JobStatus> = jobs.values().map(|tx| tx.borrow().clone()).collect();
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|j| std::cmp::Reverse(j.id));
         all
     }
 
