@@ -344,6 +344,20 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Deletes a knowledge base: its documents, chunks and index files; false when there was
+    /// none.
+    pub fn delete_kb(&self, kb: &str) -> Result<bool> {
+        zhiku_store::validate_kb_name(kb)?;
+        let deleted = self.store.delete_kb(kb)?;
+        self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).remove(kb);
+        let dir = self.data_dir.join("kb").join(kb);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io { path: dir, source: e }),
+            _ => {}
+        }
+        Ok(deleted)
+    }
+
     /// The knowledge base's indexes for searching: the cached ones while the store generation
     /// and the vector index choice are those they were opened at, else freshly opened.
     fn read_indexes(&self, kb: &str) -> Result<Arc<KbIndexes>> {

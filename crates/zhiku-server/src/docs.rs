@@ -195,6 +195,13 @@ pub async fn upload(
         return Err(ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file")));
     }
     let acl = principals(&acl, "acl")?;
+    let status = start_job(&state, kb, files, (!acl.is_empty()).then_some(acl), None);
+    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status }))).into_response())
+}
+
+/// Queues an ingestion of `files` into `kb` (after removing the document `replacing`, for a
+/// re-ingestion) and returns its first status.
+fn start_job(state: &AppState, kb: String, files: Vec<PathBuf>, acl: Option<Vec<Principal>>, replacing: Option<String>) -> JobStatus {
     let id = state.jobs.next.fetch_add(1, Ordering::Relaxed) + 1;
     let status = JobStatus { id, kb: kb.clone(), state: "queued", files_total: files.len(), files_done: 0, files: Vec::new(), error: None };
     let (tx, _) = tokio::sync::watch::channel(status.clone());
@@ -203,14 +210,16 @@ pub async fn upload(
     tokio::task::spawn_blocking(move || {
         let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
         tx.send_modify(|s| s.state = "running");
-        let options = IngestOptions { acl: (!acl.is_empty()).then_some(acl), ..Default::default() };
-        let result = engine.ingest(&kb, &files, &options, &mut |event| match event {
-            IngestEvent::Started { files } => tx.send_modify(|s| s.files_total = files),
-            IngestEvent::Discovered { files } => tx.send_modify(|s| s.files_total += files),
-            IngestEvent::FileDone { report } => tx.send_modify(|s| {
-                s.files_done += 1;
-                s.files.push(serde_json::to_value(report).unwrap_or_default());
-            }),
+        let options = IngestOptions { acl, ..Default::default() };
+        let result = replacing.map_or(Ok(false), |source| engine.delete_document(&kb, &source)).and_then(|_| {
+            engine.ingest(&kb, &files, &options, &mut |event| match event {
+                IngestEvent::Started { files } => tx.send_modify(|s| s.files_total = files),
+                IngestEvent::Discovered { files } => tx.send_modify(|s| s.files_total += files),
+                IngestEvent::FileDone { report } => tx.send_modify(|s| {
+                    s.files_done += 1;
+                    s.files.push(serde_json::to_value(report).unwrap_or_default());
+                }),
+            })
         });
         tx.send_modify(|s| match result {
             Ok(_) => s.state = "done",
@@ -221,7 +230,7 @@ pub async fn upload(
             }
         });
     });
-    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status })).into_response()).into_response())
+    status
 }
 
 /// The upload form: one or more `file` parts, and optional `acl` parts (principals such as
@@ -232,6 +241,150 @@ pub struct UploadForm {
     #[schema(value_type = Vec<String>, format = Binary)]
     file: Vec<Vec<u8>>,
     acl: Vec<String>,
+}
+
+fn kb_not_found(kb: &str) -> ApiError {
+    ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "kb_not_found", None)
+}
+
+fn kb_settings(store: &zhiku_store::Store, kb: &str) -> Result<Value, ApiError> {
+    let internal = ApiError::internal;
+    Ok(json!({
+        "name": kb,
+        "acl": store.kb_default_acl(kb).map_err(internal)?.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
+        "pii": store.kb_pii_policy(kb).map_err(internal)?.as_str(),
+        "duplicates": store.kb_duplicate_policy(kb).map_err(internal)?.as_str(),
+        "vector_index": store.kb_vector_index(kb).map_err(internal)?,
+        "documents": store.documents(kb).map_err(internal)?.len(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
+    responses((status = 200, description = "{name, acl, pii, duplicates, vector_index, documents}", body = serde_json::Value),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
+pub async fn get_kb(State(state): State<Arc<AppState>>, Path(kb): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
+            return Err(kb_not_found(&kb));
+        }
+        kb_settings(&store, &kb)
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KbSettings {
+    /// Readers of documents uploaded without their own ACL.
+    acl: Option<Vec<String>>,
+    /// keep, mask or drop-chunk.
+    pii: Option<String>,
+    /// skip or keep.
+    duplicates: Option<String>,
+    /// auto, flat or hnsw.
+    vector_index: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
+    responses((status = 200, description = "The settings now", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),
+        (status = 404, description = "No such knowledge base", body = ErrorBody)))]
+pub async fn update_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+    ApiJson(request): ApiJson<KbSettings>,
+) -> Result<Json<Value>, ApiError> {
+    who.require_admin()?;
+    let acl = request.acl.as_deref().map(|a| principals(a, "acl")).transpose()?;
+    let pii =
+        request.pii.as_deref().map(|p| p.parse::<zhiku_core::PiiPolicy>().map_err(|e| ApiError::invalid(e, Some("pii")))).transpose()?;
+    let duplicates = request
+        .duplicates
+        .as_deref()
+        .map(|d| d.parse::<zhiku_core::DuplicatePolicy>().map_err(|e| ApiError::invalid(e, Some("duplicates"))))
+        .transpose()?;
+    let vector_index = match request.vector_index.as_deref() {
+        None => None,
+        Some(v @ ("auto" | "flat" | "hnsw")) => Some(v.to_string()),
+        Some(other) => return Err(ApiError::invalid(format!("vector_index '{other}' is not auto, flat or hnsw"), Some("vector_index"))),
+    };
+    let store = state.store.clone();
+    blocking(move || {
+        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
+            return Err(kb_not_found(&kb));
+        }
+        let internal = ApiError::internal;
+        if let Some(acl) = &acl {
+            store.set_kb_default_acl(&kb, acl).map_err(internal)?;
+        }
+        if let Some(p) = pii {
+            store.set_kb_pii_policy(&kb, p).map_err(internal)?;
+        }
+        if let Some(d) = duplicates {
+            store.set_kb_duplicate_policy(&kb, d).map_err(internal)?;
+        }
+        if let Some(v) = &vector_index {
+            store.set_kb_vector_index(&kb, v).map_err(internal)?;
+        }
+        kb_settings(&store, &kb)
+    })
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(delete, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
+    responses((status = 200, description = "{deleted: true}: documents, chunks, indexes and uploaded files are gone", body = serde_json::Value),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),
+        (status = 404, description = "No such knowledge base", body = ErrorBody)))]
+pub async fn delete_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    who.require_admin()?;
+    zhiku_store::validate_kb_name(&kb).map_err(|e| ApiError::invalid(e.to_string(), Some("kb")))?;
+    let (engine, uploads) = (state.engine.clone(), uploads_dir(&state.data_dir, &kb));
+    let name = kb.clone();
+    // Waits for a running ingestion: deleting under it would leave half a knowledge base.
+    let lock = state.jobs.one_at_a_time.clone();
+    let deleted = blocking(move || {
+        let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let deleted = engine.delete_kb(&name).map_err(ApiError::from)?;
+        let _ = std::fs::remove_dir_all(uploads);
+        Ok(deleted)
+    })
+    .await?;
+    if !deleted {
+        return Err(kb_not_found(&kb));
+    }
+    Ok(Json(json!({ "deleted": true })))
+}
+
+#[utoipa::path(post, path = "/api/kbs/{kb}/documents/{id}/reingest", tag = "zhiku",
+    params(("kb" = String, Path, description = "Knowledge base"), ("id" = i64, Path, description = "Document id")),
+    responses((status = 202, description = "{job}: the uploaded original parsed, embedded and indexed again (after a parser or model upgrade)", body = serde_json::Value),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),
+        (status = 404, description = "No such document, or its original was not uploaded", body = ErrorBody)))]
+pub async fn reingest(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path((kb, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let doc = readable_document(&state, &who, kb.clone(), id).await?;
+    let path = PathBuf::from(&doc.source);
+    if !path.starts_with(uploads_dir(&state.data_dir, &kb)) || !path.is_file() {
+        return Err(ApiError::not_found(
+            "only uploaded documents can be re-ingested over HTTP; ingest others again with `zhiku ingest`",
+            "original_not_kept",
+            None,
+        ));
+    }
+    let status = start_job(&state, kb, vec![path], Some(doc.acl.clone()), Some(doc.source.clone()));
+    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status }))).into_response())
 }
 
 fn job_not_found(id: u64) -> ApiError {

@@ -17,7 +17,7 @@ use crate::{admin, docs, error, native, openai};
         native::health, native::me, native::list_kbs, native::search, native::passage,
         native::conversations, native::conversation, native::feedback,
         admin::list_keys, admin::create_key, admin::revoke_key, admin::list_jobs,
-        docs::create_kb, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
+        docs::create_kb, docs::get_kb, docs::update_kb, docs::delete_kb, docs::reingest, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, docs::JobStatus)),
     modifiers(&BearerKeys),

@@ -367,6 +367,11 @@ impl Store {
         acl_from_json(&json.ok_or_else(|| Error::UnknownKb(name.to_string()))?)
     }
 
+    /// Deletes a knowledge base with its documents and chunks; false when there was none.
+    pub fn delete_kb(&self, name: &str) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM kb WHERE name = ?1", params![name])? == 1)
+    }
+
     pub fn kb_exists(&self, name: &str) -> Result<bool> {
         Ok(self.conn().query_row("SELECT count(*) FROM kb WHERE name = ?1", params![name], |r| r.get::<_, i64>(0))? > 0)
     }

@@ -218,6 +218,42 @@ request = urllib.request.Request(URL + "/v1/models", headers={"Origin": "http://
 with urllib.request.urlopen(request) as r:
     check(r.headers.get("Access-Control-Allow-Origin") == "http://intranet.test", "the allowed origin may read responses")
 
+# Knowledge-base settings, re-ingestion and deletion.
+status, text = http("GET", "/api/kbs/policies", auth)
+check(status == 200 and json.loads(text)["acl"] == ["group:staff"], f"settings: {status} {text[:200]}")
+patch = lambda who, body: http("PATCH", "/api/kbs/policies", who, json.dumps(body).encode())
+check(patch(auth, {"pii": "mask"})[0] == 403, "a reader changed settings")
+check(patch(admin_auth, {"pii": "bogus"})[0] == 400, "a bogus PII policy was taken")
+status, text = patch(admin_auth, {"pii": "mask", "vector_index": "hnsw"})
+check(status == 200 and json.loads(text)["pii"] == "mask" and json.loads(text)["vector_index"] == "hnsw", f"patch: {status} {text[:200]}")
+
+
+def run_job(body, content_type):
+    status, text = http("POST", "/api/kbs/policies/documents", dict(admin_auth, **{"Content-Type": content_type}), body)
+    check(status == 202, f"upload: {status} {text[:200]}")
+    return wait_job(json.loads(text)["job"]["id"])
+
+
+def wait_job(job):
+    text = http("GET", f"/api/jobs/{job}/events", admin_auth)[1]
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")][-1]["job"]
+
+
+run_job(*multipart([("travel.md", travel)], []))
+doc = json.loads(http("GET", "/api/kbs/policies/documents", admin_auth)[1])["documents"][0]
+status, text = http("POST", f"/api/kbs/policies/documents/{doc['id']}/reingest", admin_auth)
+check(status == 202, f"reingest: {status} {text[:200]}")
+final = wait_job(json.loads(text)["job"]["id"])
+check(final["state"] == "done" and final["files"][0]["status"] == "ingested", f"reingest job: {final}")
+again = json.loads(http("GET", "/api/kbs/policies/documents", auth)[1])["documents"]
+check([d["source"] for d in again] == [doc["source"]] and again[0]["id"] != doc["id"], f"after re-ingestion: {again}")
+hits = json.loads(http("POST", "/api/search", auth, json.dumps({"kb": "policies", "query": "train journeys second class"}).encode())[1])["hits"]
+check(hits and hits[0]["source"] == doc["source"], "the re-ingested document is found, in the graph index now")
+check(http("DELETE", "/api/kbs/policies", auth)[0] == 403, "a reader deleted a knowledge base")
+check(http("DELETE", "/api/kbs/policies", admin_auth)[0] == 200, "delete knowledge base")
+check(http("GET", "/api/kbs/policies", admin_auth)[0] == 404, "the deleted knowledge base is still there")
+check("kb/policies" not in [m.id for m in ann.models.list().data], "the deleted knowledge base is still a model")
+
 # Keys over HTTP, for administrators only; a key made there works at once and stops when revoked.
 check(http("GET", "/api/keys", auth)[0] == 403, "a reader listed keys")
 check(http("POST", "/api/keys", auth, json.dumps({"name": "x"}).encode())[0] == 403, "a reader made a key")
@@ -242,7 +278,7 @@ check(status == 200 and spec["openapi"].startswith("3."), f"openapi: {status} {t
 for path in ["/v1/models", "/v1/chat/completions", "/v1/embeddings", "/api/search", "/api/kbs", "/api/kbs/{kb}/documents",
              "/api/kbs/{kb}/documents/{id}", "/api/kbs/{kb}/documents/{id}/original", "/api/kbs/{kb}/chunks/{id}", "/api/jobs/{id}",
              "/api/jobs/{id}/events", "/api/me", "/healthz", "/api/conversations", "/api/conversations/{id}", "/api/feedback",
-             "/api/keys", "/api/keys/{id}", "/api/jobs"]:
+             "/api/keys", "/api/keys/{id}", "/api/jobs", "/api/kbs/{kb}", "/api/kbs/{kb}/documents/{id}/reingest"]:
     check(path in spec["paths"], f"{path} missing from the OpenAPI document")
 check("ChatRequest" in spec["components"]["schemas"] and "bearer" in spec["components"]["securitySchemes"], "schemas and security")
 
