@@ -35,12 +35,12 @@ if [ ! -f "$MAIL/package/data/easy-ham-1/00001.7c53336b37003a9286aba55d2945844c.
 fi
 export ZHIKU_TEST_SPAM_ASSASSIN="$MAIL/package/data"
 
-# The official OpenAI Python client, for the HTTP API tests.
+# The official OpenAI Python client and LangChain's OpenAI integration, for the HTTP API tests.
 VENV="$CACHE/test-venv"
-if ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
-  log "installing the openai Python package into $VENV"
+if ! "$VENV/bin/python" -c 'import openai, langchain_openai' 2>/dev/null; then
+  log "installing the openai and langchain-openai Python packages into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "openai==3.57.0"
+  "$VENV/bin/pip" install -q "openai==3.57.0" "langchain-openai==1.7.4"
 fi
 export ZHIKU_TEST_PYTHON="$VENV/bin/python"
 

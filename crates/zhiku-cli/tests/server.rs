@@ -1,5 +1,6 @@
 //! `zhiku serve` through real clients: the official `openai` Python package (and raw HTTP from
-//! Python's httpx) against the running binary, as two users with different access.
+//! Python's standard library) and LangChain's ChatOpenAI/OpenAIEmbeddings against the running
+//! binary, as users with different access.
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::{write, Zhiku};
 
 fn python() -> String {
     std::env::var("ZHIKU_TEST_PYTHON")
-        .expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh, which makes a venv with the openai package")
+        .expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh, which makes a venv with the openai and langchain-openai packages")
 }
 
 #[test]
@@ -39,10 +40,18 @@ fn the_openai_python_client_works_against_zhiku_serve() {
         .env("ZHIKU_SOURCE", leave.to_str().unwrap())
         .output()
         .unwrap();
-    drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+
+    let langchain = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/langchain_client.py"))
+        .env("ZHIKU_URL", &server.url)
+        .env("ZHIKU_KEY_ANN", &ann)
+        .output()
+        .unwrap();
+    drop(server);
+    assert!(langchain.status.success(), "{}{}", String::from_utf8_lossy(&langchain.stdout), String::from_utf8_lossy(&langchain.stderr));
 
     // Keys are listed without secrets and stop working once revoked.
     let listed = z.json(&["key", "list", "--json"]);

@@ -508,9 +508,9 @@ mod tests {
     #[test]
     fn upload_names_are_plain_file_names() {
         assert_eq!(safe_file_name("report.pdf").as_deref(), Some("report.pdf"));
-        assert_eq!(safe_file_name("C:\\\\Users\\\\x\\\\年报.docx").as_deref(), Some("年报.docx"));
+        assert_eq!(safe_file_name("C:\\Users\\x\\年报.docx").as_deref(), Some("年报.docx"));
         assert_eq!(safe_file_name("../../etc/passwd").as_deref(), Some("passwd"));
-        for bad in ["", "..", ".", "a/", "bad\\nname"] {
+        for bad in ["", "..", ".", "a/", "bad\nname"] {
             assert_eq!(safe_file_name(bad), None, "{bad:?}");
         }
         assert_eq!(percent_encode("年 a.pdf"), "%E5%B9%B4%20a.pdf");
