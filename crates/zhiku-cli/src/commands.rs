@@ -287,16 +287,6 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     let caller = caller(&engine, args.as_user.as_deref())?;
     let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
     if args.json {
-        let hits: Vec<_> = hits
-            .iter()
-            .map(|h| {
-                json!({
-                    "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
-                    "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
-                    "similarity": h.similarity,
-                })
-            })
-            .collect();
         println!("{}", serde_json::to_string(&json!({ "hits": hits }))?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Authenticated;
 use crate::error::{ApiJson, ErrorBody};
-use crate::{ApiError, AppState};
+use crate::{blocking, ApiError, AppState};
 
 #[utoipa::path(get, path = "/api/keys", tag = "admin",
     responses((status = 200, description = "{keys: [{id, name, user, admin, created_at, last_used_at, revoked}]}, never a secret", body = serde_json::Value),
@@ -20,7 +20,7 @@ use crate::{ApiError, AppState};
 pub async fn list_keys(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     who.require_admin()?;
     let store = state.store.clone();
-    let keys = tokio::task::spawn_blocking(move || store.list_api_keys()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    let keys = blocking(move || store.list_api_keys()).await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
@@ -46,13 +46,7 @@ pub async fn create_key(
     who.require_admin()?;
     let store = state.store.clone();
     let user = request.user.clone().unwrap_or_else(|| request.name.clone());
-    let created = tokio::task::spawn_blocking(move || store.create_api_key(&request.name, &user, request.admin))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            zhiku_store::Error::Invalid { .. } => ApiError::invalid(e.to_string(), None),
-            other => ApiError::internal(other),
-        })?;
+    let created = blocking(move || store.create_api_key(&request.name, &user, request.admin)).await?;
     tracing::info!(id = %created.info.id, user = %created.info.user, admin = created.info.admin, "API key created over HTTP");
     let i = &created.info;
     Ok((StatusCode::CREATED, Json(json!({ "id": i.id, "name": i.name, "user": i.user, "admin": i.admin, "key": created.key })))
@@ -70,8 +64,7 @@ pub async fn revoke_key(
     who.require_admin()?;
     let store = state.store.clone();
     let key = id.clone();
-    let revoked =
-        tokio::task::spawn_blocking(move || store.revoke_api_key(&key)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    let revoked = blocking(move || store.revoke_api_key(&key)).await?;
     if !revoked {
         return Err(ApiError::not_found(format!("no active API key with id '{id}'"), "key_not_found", None));
     }

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use zhiku_core::Caller;
 
-use crate::{ApiError, AppState};
+use crate::{blocking, ApiError, AppState};
 
 /// Who is asking, put into the request by [`require_key`].
 #[derive(Clone)]
@@ -38,13 +38,12 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Reques
     let key = key.to_string();
     let store = state.store.clone();
     let engine = state.engine.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<Authenticated>, ApiError> {
-        let Some(info) = store.verify_api_key(&key).map_err(ApiError::internal)? else { return Ok(None) };
-        let caller = if info.admin { Caller::Admin } else { engine.caller_for(&info.user).map_err(ApiError::from)? };
+    let found = blocking(move || -> Result<Option<Authenticated>, ApiError> {
+        let Some(info) = store.verify_api_key(&key)? else { return Ok(None) };
+        let caller = if info.admin { Caller::Admin } else { engine.caller_for(&info.user)? };
         Ok(Some(Authenticated { caller, user: info.user, admin: info.admin }))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     let Some(who) = found else { return Err(ApiError::unauthorized("invalid or revoked API key")) };
     request.extensions_mut().insert(who);
     Ok(next.run(request).await)

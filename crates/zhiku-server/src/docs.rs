@@ -27,7 +27,7 @@ use zhiku_rag::{IngestEvent, IngestOptions};
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{ApiError, AppState};
+use crate::{blocking, ApiError, AppState};
 
 /// Where an ingestion job stands; every change is sent to its watchers.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -78,10 +78,6 @@ fn principals(values: &[String], field: &str) -> Result<Vec<Principal>, ApiError
     values.iter().map(|v| Principal::parse(v).map_err(|e| ApiError::invalid(format!("{field}: {e}"), Some(field)))).collect()
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
-}
-
 #[utoipa::path(post, path = "/api/kbs", tag = "zhiku", request_body = CreateKb,
     responses((status = 201, description = "Created", body = serde_json::Value), (status = 200, description = "Existed; default ACL updated when given", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody)))]
 pub async fn create_kb(
@@ -99,9 +95,9 @@ pub async fn create_kb(
             other => ApiError::internal(other),
         })?;
         if !created && !acl.is_empty() {
-            store.set_kb_default_acl(&name, &acl).map_err(ApiError::internal)?;
+            store.set_kb_default_acl(&name, &acl)?;
         }
-        Ok(created)
+        Ok::<_, ApiError>(created)
     })
     .await?;
     let status = if created { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
@@ -116,11 +112,9 @@ pub async fn list_documents(
     Path(kb): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let docs = blocking(move || {
-        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
-            return Err(ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "kb_not_found", None));
-        }
-        store.documents(&kb).map_err(ApiError::internal)
+    let docs = blocking(move || -> Result<_, ApiError> {
+        require_kb(&store, &kb)?;
+        Ok(store.documents(&kb)?)
     })
     .await?;
     let docs: Vec<Value> = docs
@@ -247,15 +241,22 @@ fn kb_not_found(kb: &str) -> ApiError {
     ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "kb_not_found", None)
 }
 
+fn require_kb(store: &zhiku_store::Store, kb: &str) -> Result<(), ApiError> {
+    if store.kb_exists(kb)? {
+        Ok(())
+    } else {
+        Err(kb_not_found(kb))
+    }
+}
+
 fn kb_settings(store: &zhiku_store::Store, kb: &str) -> Result<Value, ApiError> {
-    let internal = ApiError::internal;
     Ok(json!({
         "name": kb,
-        "acl": store.kb_default_acl(kb).map_err(internal)?.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
-        "pii": store.kb_pii_policy(kb).map_err(internal)?.as_str(),
-        "duplicates": store.kb_duplicate_policy(kb).map_err(internal)?.as_str(),
-        "vector_index": store.kb_vector_index(kb).map_err(internal)?,
-        "documents": store.documents(kb).map_err(internal)?.len(),
+        "acl": store.kb_default_acl(kb)?.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
+        "pii": store.kb_pii_policy(kb)?.as_str(),
+        "duplicates": store.kb_duplicate_policy(kb)?.as_str(),
+        "vector_index": store.kb_vector_index(kb)?,
+        "documents": store.documents(kb)?.len(),
     }))
 }
 
@@ -265,9 +266,7 @@ fn kb_settings(store: &zhiku_store::Store, kb: &str) -> Result<Value, ApiError> 
 pub async fn get_kb(State(state): State<Arc<AppState>>, Path(kb): Path<String>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     blocking(move || {
-        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
-            return Err(kb_not_found(&kb));
-        }
+        require_kb(&store, &kb)?;
         kb_settings(&store, &kb)
     })
     .await
@@ -313,21 +312,18 @@ pub async fn update_kb(
     };
     let store = state.store.clone();
     blocking(move || {
-        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
-            return Err(kb_not_found(&kb));
-        }
-        let internal = ApiError::internal;
+        require_kb(&store, &kb)?;
         if let Some(acl) = &acl {
-            store.set_kb_default_acl(&kb, acl).map_err(internal)?;
+            store.set_kb_default_acl(&kb, acl)?;
         }
         if let Some(p) = pii {
-            store.set_kb_pii_policy(&kb, p).map_err(internal)?;
+            store.set_kb_pii_policy(&kb, p)?;
         }
         if let Some(d) = duplicates {
-            store.set_kb_duplicate_policy(&kb, d).map_err(internal)?;
+            store.set_kb_duplicate_policy(&kb, d)?;
         }
         if let Some(v) = &vector_index {
-            store.set_kb_vector_index(&kb, v).map_err(internal)?;
+            store.set_kb_vector_index(&kb, v)?;
         }
         kb_settings(&store, &kb)
     })
@@ -352,9 +348,9 @@ pub async fn delete_kb(
     let lock = state.jobs.one_at_a_time.clone();
     let deleted = blocking(move || {
         let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let deleted = engine.delete_kb(&name).map_err(ApiError::from)?;
+        let deleted = engine.delete_kb(&name)?;
         let _ = std::fs::remove_dir_all(uploads);
-        Ok(deleted)
+        Ok::<_, ApiError>(deleted)
     })
     .await?;
     if !deleted {
@@ -434,10 +430,8 @@ async fn readable_document(state: &AppState, who: &Authenticated, kb: String, id
     let store = state.store.clone();
     let caller = who.caller.clone();
     blocking(move || {
-        if !store.kb_exists(&kb).map_err(ApiError::internal)? {
-            return Err(ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "kb_not_found", None));
-        }
-        let docs = store.documents(&kb).map_err(ApiError::internal)?;
+        require_kb(&store, &kb)?;
+        let docs = store.documents(&kb)?;
         docs.into_iter()
             .find(|d| d.id == id && caller.can_read(&d.acl))
             .ok_or_else(|| ApiError::not_found(format!("no document {id} in '{kb}' that you may read"), "document_not_found", None))

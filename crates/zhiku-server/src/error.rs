@@ -74,15 +74,22 @@ impl ApiError {
     }
 }
 
+impl From<zhiku_store::Error> for ApiError {
+    fn from(e: zhiku_store::Error) -> Self {
+        match e {
+            zhiku_store::Error::UnknownKb(kb) => {
+                Self::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model"))
+            }
+            e @ (zhiku_store::Error::InvalidKbName(_) | zhiku_store::Error::Invalid { .. }) => Self::invalid(e.to_string(), None),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<zhiku_rag::Error> for ApiError {
     fn from(e: zhiku_rag::Error) -> Self {
         match e {
-            zhiku_rag::Error::Store(zhiku_store::Error::UnknownKb(kb)) => {
-                Self::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model"))
-            }
-            zhiku_rag::Error::Store(zhiku_store::Error::InvalidKbName(kb)) => {
-                Self::invalid(format!("invalid knowledge base name '{kb}': use letters, digits, '_' and '-'"), Some("model"))
-            }
+            zhiku_rag::Error::Store(e) => e.into(),
             other => Self::internal(other),
         }
     }

@@ -110,6 +110,16 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .with_state(state)
 }
 
+/// Runs blocking work (SQLite, the models, files) off the async threads, its error becoming the
+/// matching API error.
+pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?.map_err(Into::into)
+}
+
 /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
 pub async fn serve(state: Arc<AppState>, options: ServerOptions) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(options.bind).await?;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{ApiError, AppState};
+use crate::{blocking, ApiError, AppState};
 
 /// Most hits one search may ask for.
 const MAX_TOP_K: usize = 100;
@@ -30,7 +30,7 @@ pub async fn me(Extension(who): Extension<Authenticated>) -> Json<Value> {
 #[utoipa::path(get, path = "/api/kbs", tag = "zhiku", responses((status = 200, description = "{kbs: [{name}]}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn list_kbs(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    let kbs = blocking(move || store.list_kbs()).await?;
     Ok(Json(json!({ "kbs": kbs.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>() })))
 }
 
@@ -59,18 +59,8 @@ pub async fn search(
         return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
     }
     let engine = state.engine.clone();
-    let hits = tokio::task::spawn_blocking(move || engine.search(&request.kb, &request.query, &who.caller, request.top_k))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(Json(json!({ "hits": hits.iter().map(hit_json).collect::<Vec<_>>() })))
-}
-
-fn hit_json(h: &zhiku_rag::SearchHit) -> Value {
-    json!({
-        "source": h.source, "chunk_id": h.chunk_id, "score": h.score, "text": h.text,
-        "heading_path": h.heading_path, "char_start": h.char_start, "char_end": h.char_end, "page": h.page,
-        "similarity": h.similarity,
-    })
+    let hits = blocking(move || engine.search(&request.kb, &request.query, &who.caller, request.top_k)).await?;
+    Ok(Json(json!({ "hits": hits })))
 }
 
 /// A cited passage: `GET /api/kbs/{kb}/chunks/{id}`, 404 alike for a missing chunk and one the
@@ -87,18 +77,15 @@ pub async fn passage(
     let Ok(chunk_id) = id.parse::<u64>() else { return Err(not_found()) };
     let engine = state.engine.clone();
     let name = kb.clone();
-    let hit = tokio::task::spawn_blocking(move || engine.passage(&name, chunk_id, &who.caller)).await.map_err(ApiError::internal)??;
-    hit.map(|h| Json(hit_json(&h))).ok_or_else(not_found)
+    let hit = blocking(move || engine.passage(&name, chunk_id, &who.caller)).await?;
+    hit.map(|h| Json(json!(h))).ok_or_else(not_found)
 }
 
 #[utoipa::path(get, path = "/api/conversations", tag = "zhiku",
     responses((status = 200, description = "{conversations: [{id, kb, title, exchanges, updated_at}]}: the caller's stored conversations, latest first", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn conversations(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.conversations(&who.user))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let list = blocking(move || store.conversations(&who.user)).await?;
     Ok(Json(json!({ "conversations": list })))
 }
 
@@ -112,10 +99,7 @@ pub async fn conversation(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let key = id.clone();
-    let exchanges = tokio::task::spawn_blocking(move || store.conversation(&who.user, &key))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let exchanges = blocking(move || store.conversation(&who.user, &key)).await?;
     if exchanges.is_empty() {
         return Err(ApiError::not_found(format!("no conversation '{id}' of yours"), "conversation_not_found", None));
     }
@@ -155,10 +139,7 @@ pub async fn feedback(
     }
     let store = state.store.clone();
     let id = request.completion_id.clone();
-    let rated = tokio::task::spawn_blocking(move || store.rate_exchange(&who.user, &id, rating, correction.as_deref()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let rated = blocking(move || store.rate_exchange(&who.user, &id, rating, correction.as_deref())).await?;
     if !rated {
         return Err(ApiError::not_found(
             format!("no stored answer '{}' of yours (ask with \"store\": true to rate it)", request.completion_id),

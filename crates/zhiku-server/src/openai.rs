@@ -19,7 +19,7 @@ use zhiku_models::{ChatMessage, GenerationOptions};
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{ApiError, AppState};
+use crate::{blocking, ApiError, AppState};
 
 const KB_PREFIX: &str = "kb/";
 /// Most tokens one request may ask for.
@@ -44,7 +44,7 @@ fn model_entry(id: &str) -> Value {
     responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the chat model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let kbs = tokio::task::spawn_blocking(move || store.list_kbs()).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+    let kbs = blocking(move || store.list_kbs()).await?;
     let mut data: Vec<Value> = kbs.iter().map(|kb| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
     if let Some(chat) = &state.chat {
         data.push(model_entry(&chat.id));
@@ -281,8 +281,7 @@ pub async fn chat_completions(
     // An unknown knowledge base is a 404 before any stream starts.
     if let Target::Kb { kb, .. } = &target {
         let (store, name) = (state.store.clone(), kb.clone());
-        let exists =
-            tokio::task::spawn_blocking(move || store.kb_exists(&name)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
+        let exists = blocking(move || store.kb_exists(&name)).await?;
         if !exists {
             return Err(ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model")));
         }
@@ -306,7 +305,7 @@ pub async fn chat_completions(
     let conversation = history.as_ref().map(|h| h.conversation.clone());
     if !request.stream {
         let worker = state.clone();
-        let reply = tokio::task::spawn_blocking(move || {
+        let reply = blocking(move || {
             let _permit = permit;
             let reply = run(&worker, target, &options, &who, &mut |_| {})?;
             if let Some(h) = &history {
@@ -314,8 +313,7 @@ pub async fn chat_completions(
             }
             Ok::<_, ApiError>(reply)
         })
-        .await
-        .map_err(ApiError::internal)??;
+        .await?;
         let text = reply.text.trim();
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -416,14 +414,12 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, ApiJson(request): Ap
         return Err(ApiError::invalid(format!("this model has {dim} dimensions and cannot give {d}"), Some("dimensions")));
     }
     let embedder = state.embedder.clone();
-    let (vectors, tokens) = tokio::task::spawn_blocking(move || {
+    let (vectors, tokens) = blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let tokens: usize = refs.iter().map(|t| embedder.count_tokens(t)).sum();
-        embedder.embed(&refs).map(|v| (v, tokens))
+        embedder.embed(&refs).map(|v| (v, tokens)).map_err(ApiError::internal)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await?;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
