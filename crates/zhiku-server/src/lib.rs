@@ -56,6 +56,9 @@ pub struct AppState {
     pub chat: Option<NamedModel>,
     /// Generations at once; more wait their turn (each already uses every core).
     pub generation_slots: Arc<tokio::sync::Semaphore>,
+    /// Searches and embeddings computed at once (one per core): more would only share the same
+    /// cores while each holds its activations in memory; the rest wait in line.
+    pub compute_slots: Arc<tokio::sync::Semaphore>,
     /// Where uploads are kept (`<data-dir>/uploads/<kb>/`).
     pub data_dir: PathBuf,
     pub jobs: docs::Jobs,
@@ -118,6 +121,20 @@ where
     E: Into<ApiError> + Send + 'static,
 {
     tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?.map_err(Into::into)
+}
+
+/// [`blocking`] in one of the compute slots: for work that keeps every core busy (embedding).
+pub(crate) async fn computing<T, E>(state: &AppState, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let permit = state.compute_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
 }
 
 /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{blocking, ApiError, AppState};
+use crate::{blocking, computing, ApiError, AppState};
 
 /// Most hits one search may ask for.
 const MAX_TOP_K: usize = 100;
@@ -59,7 +59,7 @@ pub async fn search(
         return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
     }
     let engine = state.engine.clone();
-    let hits = blocking(move || engine.search(&request.kb, &request.query, &who.caller, request.top_k)).await?;
+    let hits = computing(&state, move || engine.search(&request.kb, &request.query, &who.caller, request.top_k)).await?;
     Ok(Json(json!({ "hits": hits })))
 }
 

@@ -19,7 +19,7 @@ use zhiku_models::{ChatMessage, GenerationOptions};
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{blocking, ApiError, AppState};
+use crate::{blocking, computing, ApiError, AppState};
 
 const KB_PREFIX: &str = "kb/";
 /// Most tokens one request may ask for.
@@ -414,7 +414,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, ApiJson(request): Ap
         return Err(ApiError::invalid(format!("this model has {dim} dimensions and cannot give {d}"), Some("dimensions")));
     }
     let embedder = state.embedder.clone();
-    let (vectors, tokens) = blocking(move || {
+    let (vectors, tokens) = computing(&state, move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let tokens: usize = refs.iter().map(|t| embedder.count_tokens(t)).sum();
         embedder.embed(&refs).map(|v| (v, tokens)).map_err(ApiError::internal)

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# HTTP server benchmark (the API issue): retrieval-only `POST /api/search` under 32 concurrent
+# clients with wrk, against a knowledge base of Tang and Song poems (npm `chinese-poetry`, one
+# chunk per poem, Chinese), with throughput, p50/p99 latency, errors, and the server's resident
+# memory idle and under load, with and without the chat model loaded. Not part of the test
+# suite; prints Markdown.
+#
+#   bench/server.sh [FILES]    # poem files to ingest, 1,000 poems each (default 100: ~100k chunks)
+# The knowledge base is kept in ~/.cache/zhiku/bench-data/server-<FILES> for later runs.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+CACHE="${ZHIKU_TEST_CACHE:-$HOME/.cache/zhiku}"
+FILES="${1:-100}"
+install_system_packages
+command -v wrk >/dev/null || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq wrk >/dev/null; }
+(cd "$ROOT" && cargo build --locked --release -p zhiku-cli)
+BIN="$CARGO_TARGET_DIR/release/zhiku"
+install_models "$CACHE/test-data"
+MODELS="$CACHE/test-data/models"
+
+POETRY="$CACHE/bench-data/poetry"
+if [ ! -d "$POETRY/package/dist/quantangshi" ]; then
+  mkdir -p "$POETRY"
+  (cd "$POETRY" && npm pack --silent chinese-poetry@2.0.1 >/dev/null && tar xzf chinese-poetry-2.0.1.tgz)
+fi
+# Tang poems first (58 files), then Song.
+mapfile -t SOURCES < <( (ls "$POETRY"/package/dist/quantangshi/poet.tang.*.json | sort -V; ls "$POETRY"/package/dist/quantangshi/poet.song.*.json | sort -V) | head -n "$FILES")
+
+DATA="$CACHE/bench-data/server-$FILES"
+mkdir -p "$DATA"
+export ZHIKU_MODELS_EMBEDDING="$MODELS/all-MiniLM-L6-v2"
+LLM="$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
+Z=("$BIN" --data-dir "$DATA")
+log "ingesting ${#SOURCES[@]} files (unchanged ones are skipped on later runs)"
+started=$(date +%s)
+ZHIKU_MODELS_LLM="$LLM" "${Z[@]}" ingest "${SOURCES[@]}" --kb poems --acl group:readers --json > "$DATA/ingest.json"
+ingest_s=$(( $(date +%s) - started ))
+"${Z[@]}" group add-member readers bench >/dev/null
+KEY=$("${Z[@]}" key create --name "bench-$$" --user bench)
+chunks=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"])' "$DATA/ingest.json")
+total=$(sqlite3 "$DATA/zhiku.db" "SELECT count(*) FROM chunk" 2>/dev/null || echo "?")
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+cat > "$WORK/search.lua" <<'LUA'
+-- Round-robin over varied queries, so no answer is served from anything but the indexes.
+local queries = { "月下独酌", "思乡 明月", "边塞 征人", "春江花月夜", "登高望远", "送别 友人", "秋风 落叶", "长安 繁华",
+  "山水 隐居", "饮酒 作乐", "江南 春雨", "战争 离别", "梅花 雪", "黄河 入海", "故乡 归来", "宫怨", "渔舟 晚唱",
+  "孤城 落日", "寒山 寺", "桃花 流水", "moon over the mountains", "farewell to a friend", "autumn wind", "homesick soldier" }
+local i = 0
+request = function()
+  i = i + 1
+  local body = string.format('{"kb":"poems","query":"%s","top_k":5}', queries[(i % #queries) + 1])
+  return wrk.format("POST", "/api/search", { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("ZHIKU_KEY") }, body)
+end
+LUA
+
+rss() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
+# $1: with the chat model (1) or without (0). Prints "idle_rss loaded_rss wrk-output-file".
+run() {
+  local llm="$LLM"; [ "$1" = 1 ] || llm="$WORK/no-model.gguf"
+  ZHIKU_MODELS_LLM="$llm" "${Z[@]}" serve --bind 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+  SERVER=$!
+  for _ in $(seq 100); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+  local url; url=$(sed -n 's/listening on //p' "$WORK/serve.out")
+  # One search opens the indexes; idle is measured after it.
+  curl -s -o /dev/null -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"kb":"poems","query":"月"}' "$url/api/search"
+  sleep 1
+  local idle; idle=$(rss $SERVER)
+  ( peak=0; while kill -0 $SERVER 2>/dev/null; do r=$(rss $SERVER); [ "${r:-0}" -gt "$peak" ] && peak=$r && echo "$peak" > "$WORK/peak"; sleep 0.2; done ) &
+  ZHIKU_KEY="$KEY" wrk -t2 -c32 -d30s --latency -s "$WORK/search.lua" "$url" > "$WORK/wrk-$1.txt"
+  local loaded; loaded=$(cat "$WORK/peak")
+  kill $SERVER; wait $SERVER 2>/dev/null
+  echo "$idle $loaded $WORK/wrk-$1.txt"
+}
+read -r idle_llm loaded_llm out_llm < <(run 1)
+read -r idle_bare loaded_bare _ < <(run 0)
+
+python3 - "$FILES" "$chunks" "$total" "$ingest_s" "$idle_llm" "$loaded_llm" "$idle_bare" "$loaded_bare" "$out_llm" \
+  "$(du -m "$MODELS/all-MiniLM-L6-v2/model.safetensors" | cut -f1)" "$(du -m "$LLM" | cut -f1)" <<'PY'
+import re, sys
+files, chunks, total, ingest_s, idle_llm, loaded_llm, idle_bare, loaded_bare, out, emb_mb, llm_mb = sys.argv[1:]
+text = open(out).read()
+def latency(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", text, re.M)
+    if not m: return "?"
+    v = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    return f"{v:.1f} ms"
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+socket = re.search(r"Socket errors: (.*)", text)
+print(f"| measure | value |\n|---|---|")
+print(f"| knowledge base | {total} chunks ({files} files of poems; this run ingested {chunks} in {ingest_s} s) |")
+print(f"| throughput, 32 clients, 30 s | {float(rps):,.0f} searches/s |")
+print(f"| latency p50 / p99 | {latency(50)} / {latency(99)} |")
+print(f"| errors | {errors.group(1) if errors else 0} non-2xx; socket: {socket.group(1) if socket else 'none'} |")
+print(f"| RSS idle / loaded, both models | {idle_llm} / {loaded_llm} MiB |")
+print(f"| RSS idle / loaded, no chat model | {idle_bare} / {loaded_bare} MiB (embedding weights {emb_mb} MiB of it) |")
+print(f"| chat model file | {llm_mb} MiB |")
+PY
