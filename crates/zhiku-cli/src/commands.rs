@@ -523,7 +523,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         embedding_model,
         chat,
         generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
-        compute_slots: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
+        compute_slots: Arc::new(tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map_or(2, |n| n.get()))),
         data_dir: ctx.data_dir.clone(),
         jobs: Default::default(),
         cors_origins: server.cors_origins.clone(),
