@@ -648,11 +648,15 @@ impl Engine {
     /// Retrieves, then answers from the retrieved sources with citations — or abstains when
     /// nothing retrieved is relevant enough, without calling the model.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
-        self.ask_with(kb, question, caller, model, &self.config.generation, on_text)
+        self.ask_with(kb, question, caller, model, &self.config.generation, &mut |text| {
+            on_text(text);
+            true
+        })
     }
 
     /// [`Engine::ask`] with the caller's own generation settings (an API request's
-    /// `max_tokens`, `temperature`).
+    /// `max_tokens`, `temperature`); `on_text` returning false stops the generation (a client
+    /// that went away), and what was generated so far is answered from.
     pub fn ask_with(
         &self,
         kb: &str,
@@ -660,7 +664,7 @@ impl Engine {
         caller: &Caller,
         model: &dyn ChatModel,
         options: &zhiku_models::GenerationOptions,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer> {
         let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
         let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
@@ -680,10 +684,8 @@ impl Engine {
         let mut guard = RunawayGuard::default();
         let generation = model.generate(&messages, options, &mut |piece| {
             let (shown, stop) = guard.push(piece);
-            if !shown.is_empty() {
-                on_text(&shown);
-            }
-            !stop
+            let listening = shown.is_empty() || on_text(&shown);
+            !stop && listening
         })?;
         let rest = guard.finish();
         if !rest.is_empty() {

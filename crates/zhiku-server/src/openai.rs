@@ -213,13 +213,14 @@ impl History {
     }
 }
 
-/// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes.
+/// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes;
+/// `on_text` returning false (nobody listens any more) stops the generation.
 fn run(
     state: &AppState,
     target: Target,
     options: &GenerationOptions,
     who: &Authenticated,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Reply, ApiError> {
     let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
     let counter = chat.model.token_counter();
@@ -228,7 +229,7 @@ fn run(
             let mut streamed = String::new();
             let answer = state.engine.ask_with(&kb, &question, &who.caller, chat.model.as_ref(), options, &mut |piece| {
                 streamed.push_str(piece);
-                on_text(piece);
+                on_text(piece)
             })?;
             let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
                 .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
@@ -241,13 +242,7 @@ fn run(
             })
         }
         Target::Chat { messages } => {
-            let generation = chat
-                .model
-                .generate(&messages, options, &mut |piece| {
-                    on_text(piece);
-                    true
-                })
-                .map_err(ApiError::internal)?;
+            let generation = chat.model.generate(&messages, options, &mut |piece| on_text(piece)).map_err(ApiError::internal)?;
             Ok(Reply {
                 citations: Vec::new(),
                 correction: None,
@@ -307,7 +302,7 @@ pub async fn chat_completions(
         let worker = state.clone();
         let reply = blocking(move || {
             let _permit = permit;
-            let reply = run(&worker, target, &options, &who, &mut |_| {})?;
+            let reply = run(&worker, target, &options, &who, &mut |_| true)?;
             if let Some(h) = &history {
                 h.record(&worker, &reply);
             }
@@ -340,8 +335,8 @@ pub async fn chat_completions(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let result = run(&worker, target, &options, &who, &mut |piece| {
-            // A client that went away stops receiving; the generation finishes on its own.
-            let _ = tx.blocking_send(event(chunk(json!({ "content": piece }), None)));
+            // A client that went away has dropped the stream: stop generating for it.
+            tx.blocking_send(event(chunk(json!({ "content": piece }), None))).is_ok()
         });
         match result {
             Ok(reply) => {
