@@ -13,7 +13,8 @@
 //!   message or a stack trace.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers.
 //! - [`cors`]: which other web origins' pages may call the API (the widget's intranet pages).
-//! - [`web`]: the browser app and the embeddable chat widget (chat with streamed, cited answers; search; admin), embedded.
+//! - [`web`]: the browser app (chat with streamed, cited answers; search; documents; admin)
+//!   and the embeddable chat widget, compiled in.
 
 mod admin;
 mod auth;
