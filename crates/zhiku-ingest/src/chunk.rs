@@ -73,7 +73,17 @@ pub fn chunk_with_text(doc: &ParsedDocument, full: &str, config: &ChunkConfig, c
                 // A record stands alone: close the running section, chunk the record by itself.
                 emit_section(full, &mut section, &headings, max_tokens, overlap, &mut chunks);
                 push_lines(full, range, block.page, max_tokens, counter, &mut section);
-                emit_section(full, &mut section, &headings, max_tokens, 0, &mut chunks);
+                if section.iter().map(|u| u.tokens).sum::<usize>() > max_tokens {
+                    // Cut between its fields, every piece keeps the record's short fields (a
+                    // poem's title and author, a ticket's subject) in its heading path, instead
+                    // of one piece holding them alone and the others not saying whose they are.
+                    let identity = take_identity(full, &mut section, max_tokens / 4);
+                    let mut with_identity = headings.clone();
+                    with_identity.extend(identity.map(|i| (u8::MAX, i)));
+                    emit_section(full, &mut section, &with_identity, max_tokens, 0, &mut chunks);
+                } else {
+                    emit_section(full, &mut section, &headings, max_tokens, 0, &mut chunks);
+                }
             }
             BlockKind::Preformatted => push_lines(full, range, block.page, max_tokens, counter, &mut section),
             BlockKind::Table => {
@@ -151,6 +161,34 @@ fn push_lines(full: &str, range: Range<usize>, page: Option<u32>, max_tokens: us
             push_unit(full, bytes, page, max_tokens, counter, out);
         }
     }
+}
+
+/// Fields of at most this many tokens name a record rather than tell its content.
+const IDENTITY_FIELD_TOKENS: usize = 24;
+
+/// Removes a split record's short fields from its units and returns them as one line
+/// (`title: … · author: …`), within `budget` tokens; opaque ids (`id`, `…_id`) stay content.
+fn take_identity(full: &str, units: &mut Vec<Unit>, budget: usize) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut spent = 0usize;
+    units.retain(|u| {
+        let field = full[u.bytes.clone()].trim();
+        let name = field.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let named = field.contains(':') && !name.is_empty() && name.len() <= 32;
+        let opaque = name == "id" || name.ends_with("_id") || name.ends_with("-id");
+        if named && !opaque && u.tokens <= IDENTITY_FIELD_TOKENS && spent + u.tokens <= budget {
+            spent += u.tokens;
+            parts.push(field.to_string());
+            false
+        } else {
+            true
+        }
+    });
+    // Nothing left to carry them: the record keeps its fields as text.
+    if units.is_empty() || parts.is_empty() {
+        return None;
+    }
+    Some(parts.join(" · "))
 }
 
 fn push_unit(full: &str, bytes: Range<usize>, page: Option<u32>, max_tokens: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
@@ -402,6 +440,27 @@ mod tests {
             assert!(c.text.split(' ').all(|w| w == "alpha"), "word was cut: {}", c.text);
         }
         check_provenance(&doc, &chunks);
+    }
+
+    #[test]
+    fn every_piece_of_a_split_record_says_whose_it_is() {
+        let verses = "Drink, my friend, the river runs to the sea and never comes back. ".repeat(12);
+        let record = format!("author: Li Bai\nparagraphs: {verses}\ntitle: Bring in the Wine\nid: 0167687e-8325");
+        let doc =
+            ParsedDocument { title: None, embedded: Vec::new(), blocks: vec![Block::heading(1, "Tang poems"), Block::record(&record)] };
+        let chunks = chunk_document(&doc, &config(80, 0), &ApproxTokenCounter);
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        for c in &chunks {
+            assert_eq!(c.heading_path, vec!["Tang poems", "author: Li Bai · title: Bring in the Wine"], "{c:?}");
+            assert!(!c.text.starts_with("author:") && !c.text.starts_with("title:"), "a field alone: {}", c.text);
+        }
+        assert!(chunks.iter().any(|c| c.text.contains("id: 0167687e")), "an opaque id stays in the text");
+        check_provenance(&doc, &chunks);
+
+        // A record that fits keeps its fields as text and no extra heading.
+        let short = ParsedDocument { title: None, embedded: Vec::new(), blocks: vec![Block::record("author: Li Bai\ntitle: Quiet Night")] };
+        let chunks = chunk_document(&short, &config(40, 0), &ApproxTokenCounter);
+        assert_eq!((chunks.len(), chunks[0].heading_path.len()), (1, 0));
     }
 
     #[test]
