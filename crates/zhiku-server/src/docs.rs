@@ -431,9 +431,9 @@ async fn readable_document(state: &AppState, who: &Authenticated, kb: String, id
     let caller = who.caller.clone();
     blocking(move || {
         require_kb(&store, &kb)?;
-        let docs = store.documents(&kb)?;
-        docs.into_iter()
-            .find(|d| d.id == id && caller.can_read(&d.acl))
+        store
+            .document(&kb, id)?
+            .filter(|d| caller.can_read(&d.acl))
             .ok_or_else(|| ApiError::not_found(format!("no document {id} in '{kb}' that you may read"), "document_not_found", None))
     })
     .await

@@ -528,12 +528,22 @@ impl Store {
     }
 
     pub fn documents(&self, kb: &str) -> Result<Vec<DocumentInfo>> {
+        self.documents_where(kb, "", None)
+    }
+
+    /// One document of a knowledge base by its id.
+    pub fn document(&self, kb: &str, id: i64) -> Result<Option<DocumentInfo>> {
+        Ok(self.documents_where(kb, "AND d.id = ?2", Some(id))?.pop())
+    }
+
+    /// The knowledge base's documents matching `filter` (a condition on `?2` = `arg`, or none).
+    fn documents_where(&self, kb: &str, filter: &'static str, arg: Option<i64>) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
-             FROM document d WHERE d.kb = ?1 ORDER BY d.source",
-        )?;
-        let rows = stmt.query_map(params![kb], |r| {
+             FROM document d WHERE d.kb = ?1 {filter} ORDER BY d.source"
+        ))?;
+        let row = |r: &rusqlite::Row<'_>| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -542,16 +552,20 @@ impl Store {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
             ))
-        })?;
-        rows.map(|row| {
-            let (id, source, content_hash, language, acl, chunks) = row?;
-            let (content_hash, partial) = match content_hash.strip_prefix("partial:") {
-                Some(hash) => (hash.to_string(), true),
-                None => (content_hash, false),
-            };
-            Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize, partial })
-        })
-        .collect()
+        };
+        let rows = match arg {
+            Some(a) => stmt.query_map(params![kb, a], row)?.collect::<rusqlite::Result<Vec<_>>>()?,
+            None => stmt.query_map(params![kb], row)?.collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        rows.into_iter()
+            .map(|(id, source, content_hash, language, acl, chunks)| {
+                let (content_hash, partial) = match content_hash.strip_prefix("partial:") {
+                    Some(hash) => (hash.to_string(), true),
+                    None => (content_hash, false),
+                };
+                Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize, partial })
+            })
+            .collect()
     }
 
     /// Every chunk of a knowledge base with its embedding, for (re)building derived indexes.
