@@ -98,6 +98,44 @@ impl Caller {
     }
 }
 
+/// What a principal may do in one knowledge base. Every role reads the documents that inherit
+/// the knowledge base's ACL; the higher ones include the lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Searches and asks.
+    Viewer,
+    /// Also uploads, re-ingests and deletes documents and changes their ACLs.
+    Editor,
+    /// Also changes the knowledge base's settings and roles, and deletes it.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Editor, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| Error::InvalidRole { value: s.to_string() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +149,15 @@ mod tests {
         assert!(Principal::parse("user:").is_err());
         assert!(Principal::parse("user:a b").is_err());
         assert!(Principal::parse("user:张三").is_ok());
+    }
+
+    #[test]
+    fn roles_are_ordered_and_parse_from_their_names() {
+        assert!(Role::Viewer < Role::Editor && Role::Editor < Role::Admin);
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+        assert!("owner".parse::<Role>().is_err());
     }
 
     #[test]

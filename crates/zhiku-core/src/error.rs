@@ -3,6 +3,8 @@
 pub enum Error {
     #[error("invalid principal '{value}': expected 'user:<name>' or 'group:<name>' (names: letters, digits, '.', '_', '-', '@')")]
     InvalidPrincipal { value: String },
+    #[error("invalid role '{value}': expected viewer, editor or admin")]
+    InvalidRole { value: String },
     #[error("cannot parse as {format}: {reason}")]
     Parse { format: &'static str, reason: String },
     #[error("the file is empty or contains no text")]

@@ -25,7 +25,7 @@ mod document;
 mod error;
 mod policy;
 
-pub use access::{Caller, Principal};
+pub use access::{is_valid_name, Caller, Principal, Role};
 pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};
 pub use error::{Error, Result};
 pub use policy::{DuplicatePolicy, PiiPolicy};

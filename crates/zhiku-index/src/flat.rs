@@ -202,6 +202,16 @@ impl VectorIndexWrite for FlatIndex {
         self.vectors.truncate(write * self.dim);
         before - write
     }
+
+    fn set_document_acl(&mut self, doc_id: i64, acl: &[Principal]) -> usize {
+        let ids = self.principals.intern_all(acl);
+        let mut n = 0;
+        for (i, _) in self.doc_ids.iter().enumerate().filter(|(_, d)| **d == doc_id) {
+            self.acls[i] = ids.clone();
+            n += 1;
+        }
+        n
+    }
 }
 
 #[cfg(test)]

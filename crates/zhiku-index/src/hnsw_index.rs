@@ -218,6 +218,22 @@ impl VectorIndexWrite for HnswIndex {
         self.compact_if_worthwhile();
         removed
     }
+
+    fn set_document_acl(&mut self, doc_id: i64, acl: &[Principal]) -> usize {
+        let nodes: Vec<u32> = self.nodes_of_doc.get(&doc_id).into_iter().flatten().copied().filter(|n| self.live.contains(*n)).collect();
+        let ids = self.principals.intern_all(acl);
+        self.readable.resize_with(self.principals.len(), || IdFilter::empty(0));
+        for &node in &nodes {
+            for &p in self.acls[node as usize].iter() {
+                self.readable[p as usize].remove(node);
+            }
+            for &p in ids.iter() {
+                self.readable[p as usize].insert(node);
+            }
+            self.acls[node as usize] = ids.clone();
+        }
+        nodes.len()
+    }
 }
 
 #[cfg(test)]

@@ -179,6 +179,13 @@ impl VectorIndexWrite for VectorIndex {
             Self::Graph(index) => index.remove_document(doc_id),
         }
     }
+
+    fn set_document_acl(&mut self, doc_id: i64, acl: &[Principal]) -> usize {
+        match self {
+            Self::Flat(index) => index.set_document_acl(doc_id, acl),
+            Self::Graph(index) => index.set_document_acl(doc_id, acl),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +218,36 @@ mod tests {
         VectorIndex::build(dim, VectorIndexKind::Flat, (0..10).map(chunk).collect()).unwrap().save(dir.path(), 4).unwrap();
         assert!(!dir.path().join(GRAPH_FILE).exists());
         assert!(!VectorIndex::load(dir.path(), dim).unwrap().0.is_graph());
+    }
+
+    #[test]
+    fn a_document_acl_changes_in_place_in_both_kinds_and_persists() {
+        let dim = 4;
+        let chunk = |i: usize| {
+            let mut v = vec![(i % 11) as f32, (i % 5) as f32, 1.0, (i % 3) as f32];
+            crate::normalize(&mut v);
+            (i as u64, i as i64 / 4, v, vec![Principal::parse("group:staff").unwrap()])
+        };
+        let staff = Caller::user("s", ["staff"]).unwrap();
+        let ceo = Caller::user("ceo", Vec::<String>::new()).unwrap();
+        for kind in [VectorIndexKind::Flat, VectorIndexKind::Hnsw] {
+            let mut index = VectorIndex::build(dim, kind, (0..200).map(chunk).collect()).unwrap();
+            index.settle(kind).unwrap();
+            let secret_doc = 7; // chunks 28..32
+            assert_eq!(index.set_document_acl(secret_doc, &[Principal::parse("user:ceo").unwrap()]), 4);
+            let dir = tempfile::tempdir().unwrap();
+            index.save(dir.path(), 1).unwrap();
+            let (loaded, _) = VectorIndex::load(dir.path(), dim).unwrap();
+            for idx in [&index, &loaded] {
+                for q in 28..32 {
+                    let query = chunk(q).2;
+                    assert!(idx.search(&query, &staff, 200).iter().all(|(id, _)| !(28..32).contains(id)), "{kind:?}");
+                    let for_ceo: Vec<u64> = idx.search(&query, &ceo, 200).iter().map(|(id, _)| *id).collect();
+                    assert_eq!(for_ceo.len(), 4, "{kind:?}");
+                    assert!(for_ceo.iter().all(|id| (28..32).contains(id)));
+                }
+            }
+            assert_eq!(index.set_document_acl(999, &[]), 0);
+        }
     }
 }

@@ -90,4 +90,7 @@ pub trait VectorIndexWrite {
     fn insert(&mut self, chunk_id: u64, doc_id: i64, vector: &[f32], acl: &[Principal]) -> Result<()>;
     /// Removes every chunk of a document; returns how many were removed.
     fn remove_document(&mut self, doc_id: i64) -> usize;
+    /// Replaces the ACL of every chunk of a document in place (the vectors stay); returns how
+    /// many chunks it applied to.
+    fn set_document_acl(&mut self, doc_id: i64, acl: &[Principal]) -> usize;
 }

@@ -9,7 +9,7 @@ use zhiku_index::{VectorIndexKind, VectorIndexRead};
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_models::{ChatMessage, ChatModel};
-use zhiku_store::{NewDocument, Store, Upsert};
+use zhiku_store::{AclChange, NewDocument, Store, Upsert};
 
 use crate::cite::{
     attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
@@ -33,6 +33,9 @@ pub struct Engine {
     /// vector index choice they reflect: a long-running server answers from memory and
     /// reopens only after a change.
     read_cache: Mutex<HashMap<String, OpenedIndexes>>,
+    /// One writer per knowledge base at a time in this process (ingestion, deletion, ACL
+    /// changes all update the same index files).
+    write_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Search indexes as opened at a store generation with a vector index choice.
@@ -196,7 +199,9 @@ pub enum IngestEvent<'a> {
 struct Batch<'a> {
     store: &'a Store,
     kb: &'a str,
+    /// The ACL given for the files (`own_acl`), or the knowledge base's inherited one.
     acl: Vec<Principal>,
+    own_acl: bool,
     pii_policy: PiiPolicy,
     duplicates: DuplicatePolicy,
     indexes: KbIndexes,
@@ -219,6 +224,8 @@ struct OpenDocument {
 
 struct StoredSoFar {
     doc_id: i64,
+    /// The ACL the document was stored with (it may have kept one of its own).
+    acl: Vec<Principal>,
     chunks: usize,
     replaced: bool,
 }
@@ -252,7 +259,7 @@ fn container_of(source: &str) -> Option<&str> {
 
 impl Engine {
     pub fn new(data_dir: &Path, store: Arc<Store>, embedder: Arc<dyn Embedder>, config: RagConfig) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), store, embedder, config, read_cache: Mutex::new(HashMap::new()) }
+        Self { data_dir: data_dir.to_path_buf(), store, embedder, config, read_cache: Mutex::new(HashMap::new()), write_locks: Mutex::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -280,12 +287,14 @@ impl Engine {
         options: &IngestOptions,
         progress: &mut dyn FnMut(IngestEvent<'_>),
     ) -> Result<IngestReport> {
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.store.ensure_kb(kb, &[])? {
             info!(kb, "created knowledge base (documents without --acl are visible to administrators only)");
         }
-        let acl: Vec<Principal> = match &options.acl {
-            Some(a) if !a.is_empty() => a.clone(),
-            _ => self.store.kb_default_acl(kb)?,
+        let (acl, own_acl) = match &options.acl {
+            Some(a) if !a.is_empty() => (a.clone(), true),
+            _ => (self.store.kb_default_acl(kb)?, false),
         };
         let mut listing = IngestReport::default();
         let files = collect_inputs(paths, &mut listing);
@@ -298,7 +307,7 @@ impl Engine {
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
         let mut batch =
-            Batch { store: &self.store, kb, acl, pii_policy, duplicates, indexes, report: listing, pending: 0, open: None, progress };
+            Batch { store: &self.store, kb, acl, own_acl, pii_policy, duplicates, indexes, report: listing, pending: 0, open: None, progress };
         if options.sync {
             for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
                 self.remove_document(&mut batch, source)?;
@@ -307,7 +316,7 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
         let acl = batch.acl.clone();
         let counter: &dyn zhiku_core::TokenCounter = self.embedder.as_ref();
-        let parser = Parser::new(&self.store, kb, &acl, &self.config.chunk, counter, self.config.section_bytes, tx);
+        let parser = Parser::new(&self.store, kb, (&acl, own_acl), &self.config.chunk, counter, self.config.section_bytes, tx);
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || parser.run(files));
             // Returning early drops the receiver, which stops the parse stage at its next send.
@@ -329,6 +338,8 @@ impl Engine {
         if !self.store.kb_exists(kb)? {
             return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
         }
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut indexes =
             KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
         let mut removed = false;
@@ -348,6 +359,8 @@ impl Engine {
     /// none.
     pub fn delete_kb(&self, kb: &str) -> Result<bool> {
         zhiku_store::validate_kb_name(kb)?;
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         let deleted = self.store.delete_kb(kb)?;
         self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).remove(kb);
         let dir = self.data_dir.join("kb").join(kb);
@@ -356,6 +369,49 @@ impl Engine {
             _ => {}
         }
         Ok(deleted)
+    }
+
+    fn write_lock(&self, kb: &str) -> Arc<Mutex<()>> {
+        self.write_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(kb.to_string()).or_default().clone()
+    }
+
+    /// Gives `principal` a role on the knowledge base, or takes it away (`None`). The documents
+    /// inheriting the knowledge base's ACL change with it, searchable as such at once.
+    pub fn set_kb_role(&self, kb: &str, principal: &Principal, role: Option<zhiku_core::Role>) -> Result<AclChange> {
+        self.change_acls(kb, || self.store.set_kb_role(kb, principal, role).map(Some))
+            .map(|c| c.unwrap_or_default())
+    }
+
+    /// Makes exactly `viewers` the knowledge base's viewers (editors and admins stay).
+    pub fn set_kb_viewers(&self, kb: &str, viewers: &[Principal]) -> Result<AclChange> {
+        self.change_acls(kb, || self.store.set_kb_viewers(kb, viewers).map(Some)).map(|c| c.unwrap_or_default())
+    }
+
+    /// Gives a document an ACL of its own, or (`None`) makes it inherit the knowledge base's
+    /// again; `None` when there is no such document. Nothing is parsed or embedded again.
+    pub fn set_document_acl(&self, kb: &str, doc_id: i64, acl: Option<&[Principal]>) -> Result<Option<AclChange>> {
+        self.change_acls(kb, || self.store.set_document_acl(kb, doc_id, acl))
+    }
+
+    /// Runs a store change of ACLs and applies it to the indexes in place. The indexes are
+    /// opened (brought up to date) first, so the change is all they miss; a crash before the
+    /// commit leaves them a generation behind, which the next open repairs by rebuilding.
+    fn change_acls(&self, kb: &str, change: impl FnOnce() -> zhiku_store::Result<Option<AclChange>>) -> Result<Option<AclChange>> {
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut indexes =
+            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
+        let Some(change) = change()? else { return Ok(None) };
+        if !change.documents.is_empty() {
+            for (doc_id, acl) in &change.documents {
+                indexes.set_document_acl(*doc_id, acl, &self.store.document_chunks(*doc_id)?)?;
+            }
+            indexes.commit(change.generation)?;
+        }
+        Ok(Some(change))
     }
 
     /// The knowledge base's indexes for searching: the cached ones while the store generation
@@ -452,7 +508,7 @@ impl Engine {
                 let chunks: Vec<_> = chunks.into_iter().zip(embeddings).collect();
                 let ids = self.store.append_chunks(batch.kb, stored.doc_id, &chunks)?;
                 for ((id, (_, embedding)), text) in ids.iter().zip(&chunks).zip(&texts) {
-                    batch.indexes.add_chunk(*id, stored.doc_id, text, embedding, &batch.acl)?;
+                    batch.indexes.add_chunk(*id, stored.doc_id, text, embedding, &stored.acl)?;
                 }
                 stored.chunks += chunks.len();
                 Ok(())
@@ -482,8 +538,9 @@ impl Engine {
                 let mut stored = None;
                 report.outcome = match self.store_document(batch, &mut report, *prepared, sectioned) {
                     Ok((o, doc_id)) => {
-                        if let (Some(doc_id), FileOutcome::Ingested { chunks } | FileOutcome::Replaced { chunks }) = (doc_id, &o) {
-                            stored = Some(StoredSoFar { doc_id, chunks: *chunks, replaced: matches!(o, FileOutcome::Replaced { .. }) });
+                        if let (Some((doc_id, acl)), FileOutcome::Ingested { chunks } | FileOutcome::Replaced { chunks }) = (doc_id, &o) {
+                            let replaced = matches!(o, FileOutcome::Replaced { .. });
+                            stored = Some(StoredSoFar { doc_id, acl, chunks: *chunks, replaced });
                         }
                         o
                     }
@@ -509,7 +566,7 @@ impl Engine {
         report: &mut FileReport,
         mut prepared: PreparedDocument,
         partial: bool,
-    ) -> Result<(FileOutcome, Option<i64>)> {
+    ) -> Result<(FileOutcome, Option<(i64, Vec<Principal>)>)> {
         let failed = |reason: String| Error::FileFailed(reason);
         let kb = batch.kb;
         let source = report.source.clone();
@@ -562,24 +619,25 @@ impl Engine {
             language: prepared.language,
             minhash: minhash_bytes.as_deref().map(|b| (b, &minhash_keys[..])),
             acl: &batch.acl,
+            own_acl: batch.own_acl,
             chunks: &chunks,
             partial,
         };
         let upsert = self.store.upsert_document(kb, &doc)?;
-        let (doc_id, chunk_ids, replaced) = match upsert {
+        let (doc_id, chunk_ids, acl, replaced) = match upsert {
             Upsert::Unchanged => return Ok((FileOutcome::Unchanged, None)),
-            Upsert::Inserted { doc_id, chunk_ids } => (doc_id, chunk_ids, false),
-            Upsert::Replaced { doc_id, old_doc_id, chunk_ids } => {
+            Upsert::Inserted { doc_id, chunk_ids, acl } => (doc_id, chunk_ids, acl, false),
+            Upsert::Replaced { doc_id, old_doc_id, chunk_ids, acl } => {
                 batch.indexes.remove_document(old_doc_id)?;
-                (doc_id, chunk_ids, true)
+                (doc_id, chunk_ids, acl, true)
             }
         };
         for ((id, (_, embedding)), text) in chunk_ids.iter().zip(&chunks).zip(&texts) {
-            batch.indexes.add_chunk(*id, doc_id, text, embedding, &batch.acl)?;
+            batch.indexes.add_chunk(*id, doc_id, text, embedding, &acl)?;
         }
         debug!(source, chunks = chunks.len(), "ingested");
         let n = chunks.len();
-        Ok((if replaced { FileOutcome::Replaced { chunks: n } } else { FileOutcome::Ingested { chunks: n } }, Some(doc_id)))
+        Ok((if replaced { FileOutcome::Replaced { chunks: n } } else { FileOutcome::Ingested { chunks: n } }, Some((doc_id, acl))))
     }
 
     /// Hybrid search: vector and BM25 candidates, each filtered by the caller's principals

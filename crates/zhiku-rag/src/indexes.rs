@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tracing::info;
 use zhiku_core::Principal;
 use zhiku_index::{Bm25Index, VectorIndex, VectorIndexKind, VectorIndexRead, VectorIndexWrite};
-use zhiku_store::Store;
+use zhiku_store::{Store, StoredChunk};
 
 use crate::Result;
 
@@ -95,6 +95,17 @@ impl KbIndexes {
     pub fn add_chunk(&mut self, chunk_id: u64, doc_id: i64, text: &str, embedding: &[f32], acl: &[Principal]) -> Result<()> {
         self.vectors.insert(chunk_id, doc_id, embedding, acl)?;
         self.bm25.add(chunk_id, doc_id, text, acl)?;
+        Ok(())
+    }
+
+    /// Gives a document's chunks a new ACL: in place in the vector index; BM25 keeps ACLs as
+    /// indexed terms, so there the chunks' text is indexed again. Nothing is embedded again.
+    pub fn set_document_acl(&mut self, doc_id: i64, acl: &[Principal], chunks: &[StoredChunk]) -> Result<()> {
+        self.vectors.set_document_acl(doc_id, acl);
+        self.bm25.remove_document(doc_id)?;
+        for c in chunks {
+            self.bm25.add(c.id, doc_id, &index_text(&c.chunk.heading_path, &c.chunk.text), acl)?;
+        }
         Ok(())
     }
 

@@ -57,6 +57,8 @@ pub(crate) struct Parser<'a> {
     pub store: &'a Store,
     pub kb: &'a str,
     pub acl: &'a [Principal],
+    /// `acl` was given for these files rather than inherited from the knowledge base.
+    pub own_acl: bool,
     pub chunk: &'a ChunkConfig,
     pub counter: &'a dyn TokenCounter,
     /// Text files bigger than this are prepared this many bytes at a time.
@@ -69,13 +71,13 @@ impl<'a> Parser<'a> {
     pub fn new(
         store: &'a Store,
         kb: &'a str,
-        acl: &'a [Principal],
+        (acl, own_acl): (&'a [Principal], bool),
         chunk: &'a ChunkConfig,
         counter: &'a dyn TokenCounter,
         section_bytes: usize,
         tx: SyncSender<Work>,
     ) -> Self {
-        Self { store, kb, acl, chunk, counter, section_bytes, tx, expanded: 0 }
+        Self { store, kb, acl, own_acl, chunk, counter, section_bytes, tx, expanded: 0 }
     }
 
     /// Parses every input in order. Stops early when the storing stage has gone.
@@ -148,7 +150,7 @@ impl<'a> Parser<'a> {
 
     fn document(&mut self, source: &str, name: &str, bytes: &[u8], depth: usize) -> bool {
         let hash = zhiku_ingest::content_hash(bytes);
-        match self.store.is_unchanged(self.kb, source, &hash, self.acl) {
+        match self.store.is_unchanged(self.kb, source, &hash, self.acl, self.own_acl) {
             Ok(true) => return self.send(Work::Unchanged { source: source.to_string() }),
             Ok(false) => {}
             Err(e) => return self.send(Work::Abort(e)),

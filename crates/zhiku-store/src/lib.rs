@@ -1,7 +1,8 @@
 //! zhiku-store: the embedded system of record (SQLite, one file under the data directory).
 //!
 //! It owns knowledge bases, documents (source, content hash, ACL), their chunks with embeddings,
-//! group memberships, API keys (hashed) and stored exchanges with their feedback. Everything else — the vector index, the BM25 index — is derived from
+//! users, (nested) groups and knowledge-base roles, API keys (hashed), the hash-chained audit
+//! log and stored exchanges with their feedback. Everything else — the vector index, the BM25 index — is derived from
 //! it and can be rebuilt from it: each knowledge base carries a *generation* that every write
 //! bumps inside the same transaction, and derived indexes remember the generation they reflect.
 //!
@@ -17,7 +18,7 @@
 //! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello".into(), char_start: 0, char_end: 5, page: None };
 //! let doc = NewDocument {
 //!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en", minhash: None,
-//!     acl: &[Principal::parse("group:staff").unwrap()],
+//!     acl: &[Principal::parse("group:staff").unwrap()], own_acl: true,
 //!     chunks: &[(chunk, vec![1.0, 0.0])], partial: false,
 //! };
 //! assert!(matches!(store.upsert_document("docs", &doc).unwrap(), Upsert::Inserted { .. }));
@@ -31,9 +32,13 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 
+mod access;
 mod api_keys;
+mod audit;
 mod conversations;
-pub use api_keys::{ApiKey, ApiKeyInfo};
+pub use access::{AclChange, UserInfo};
+pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
+pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,9 @@ pub struct NewDocument<'a> {
     /// Near-duplicate signature (opaque bytes) and its LSH bucket keys, one per band.
     pub minhash: Option<(&'a [u8], &'a [u64])>,
     pub acl: &'a [Principal],
+    /// `acl` was given for this file (ingest `--acl`). Otherwise it is the knowledge base's
+    /// inherited ACL, and a stored document with an ACL of its own keeps that one.
+    pub own_acl: bool,
     pub chunks: &'a [(Chunk, Vec<f32>)],
     /// More chunks are to come ([`Store::append_chunks`]) before [`Store::complete_document`].
     /// Until then the document is stored under a content hash that matches no file, so a run
@@ -80,14 +88,17 @@ fn partial_hash(content_hash: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upsert {
+    /// `acl`: the ACL the document was stored with (its own one may have been kept).
     Inserted {
         doc_id: i64,
         chunk_ids: Vec<u64>,
+        acl: Vec<Principal>,
     },
     Replaced {
         doc_id: i64,
         old_doc_id: i64,
         chunk_ids: Vec<u64>,
+        acl: Vec<Principal>,
     },
     /// Same content and ACL as stored: nothing was written.
     Unchanged,
@@ -111,6 +122,8 @@ pub struct DocumentInfo {
     pub content_hash: String,
     pub language: String,
     pub acl: Vec<Principal>,
+    /// The ACL follows the knowledge base's roles (false: set for this document).
+    pub acl_inherited: bool,
     pub chunks: usize,
     /// Stored a section at a time and not finished yet (an ingest was cut short in between).
     pub partial: bool,
@@ -141,6 +154,7 @@ CREATE TABLE IF NOT EXISTS document (
     language TEXT NOT NULL DEFAULT 'und',
     minhash BLOB,
     acl TEXT NOT NULL,
+    acl_inherited INTEGER NOT NULL DEFAULT 0,
     ingested_at INTEGER NOT NULL,
     UNIQUE (kb, source)
 );
@@ -169,6 +183,25 @@ CREATE TABLE IF NOT EXISTS group_member (
     user_name TEXT NOT NULL,
     PRIMARY KEY (group_name, user_name)
 );
+CREATE TABLE IF NOT EXISTS group_nesting (
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+CREATE TABLE IF NOT EXISTS account (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT,
+    admin INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT 'local',
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_role (
+    kb TEXT NOT NULL REFERENCES kb(name) ON DELETE CASCADE,
+    principal TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (kb, principal)
+);
 CREATE TABLE IF NOT EXISTS exchange (
     completion_id TEXT PRIMARY KEY,
     conversation_id TEXT NOT NULL,
@@ -184,12 +217,29 @@ CREATE TABLE IF NOT EXISTS exchange (
     rated_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS exchange_conversation ON exchange(user_name, conversation_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kb TEXT,
+    detail TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS api_key (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     user_name TEXT NOT NULL,
     secret_hash BLOB NOT NULL,
     admin INTEGER NOT NULL DEFAULT 0,
+    scopes TEXT NOT NULL DEFAULT 'read,write',
+    expires_at INTEGER,
     created_at INTEGER NOT NULL,
     last_used_at INTEGER,
     revoked_at INTEGER
@@ -214,6 +264,15 @@ fn acl_to_json(acl: &[Principal]) -> String {
     sorted.sort_unstable();
     sorted.dedup();
     serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".into())
+}
+
+/// The ACL (as stored JSON) a document is written with, and whether it is the inherited one:
+/// an ACL given for the file wins; otherwise a stored document keeps an ACL of its own.
+fn effective_acl(given: &[Principal], own: bool, stored: Option<(&str, bool)>) -> (String, bool) {
+    match stored {
+        Some((acl, false)) if !own => (acl.to_string(), false),
+        _ => (acl_to_json(given), !own),
+    }
 }
 
 fn acl_from_json(json: &str) -> Result<Vec<Principal>> {
@@ -267,9 +326,17 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("api_key", "admin")? {
         conn.execute_batch("ALTER TABLE api_key ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
     }
+    if !has_column("api_key", "scopes")? {
+        conn.execute_batch("ALTER TABLE api_key ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,write'; ALTER TABLE api_key ADD COLUMN expires_at INTEGER")?;
+    }
     if !has_column("kb", "vector_index")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN vector_index TEXT NOT NULL DEFAULT ''")?;
     }
+    if !has_column("document", "acl_inherited")? {
+        // Earlier versions copied the default ACL into each document: they count as their own.
+        conn.execute_batch("ALTER TABLE document ADD COLUMN acl_inherited INTEGER NOT NULL DEFAULT 0")?;
+    }
+    access::migrate_default_acls(conn)?;
     Ok(())
 }
 
@@ -305,17 +372,19 @@ impl Store {
     }
 
     /// Creates the knowledge base if it does not exist. Returns true when it was created.
-    pub fn ensure_kb(&self, name: &str, default_acl: &[Principal]) -> Result<bool> {
+    /// `viewers` get the viewer role on a knowledge base created here.
+    pub fn ensure_kb(&self, name: &str, viewers: &[Principal]) -> Result<bool> {
         validate_kb_name(name)?;
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO kb (name, default_acl, created_at) VALUES (?1, ?2, ?3)",
-            params![name, acl_to_json(default_acl), now()],
-        )?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("INSERT OR IGNORE INTO kb (name, default_acl, created_at) VALUES (?1, '[]', ?2)", params![name, now()])?;
+        if n == 1 {
+            for p in viewers {
+                tx.execute("INSERT OR IGNORE INTO kb_role (kb, principal, role) VALUES (?1, ?2, 'viewer')", params![name, p.as_str()])?;
+            }
+        }
+        tx.commit()?;
         Ok(n == 1)
-    }
-
-    pub fn set_kb_default_acl(&self, name: &str, acl: &[Principal]) -> Result<()> {
-        self.update_kb(name, "UPDATE kb SET default_acl = ?2 WHERE name = ?1", &acl_to_json(acl))
     }
 
     /// Runs `sql` (`?1` the knowledge base, `?2` the value); an unknown name is an error.
@@ -359,12 +428,6 @@ impl Store {
 
     pub fn set_kb_vector_index(&self, name: &str, kind: &str) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET vector_index = ?2 WHERE name = ?1", kind)
-    }
-
-    pub fn kb_default_acl(&self, name: &str) -> Result<Vec<Principal>> {
-        let json: Option<String> =
-            self.conn().query_row("SELECT default_acl FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
-        acl_from_json(&json.ok_or_else(|| Error::UnknownKb(name.to_string()))?)
     }
 
     /// Deletes a knowledge base with its documents and chunks; false when there was none.
@@ -424,14 +487,19 @@ impl Store {
 
     /// True when `source` is stored with this content and this ACL (in any order): ingesting it
     /// again would change nothing. The same rule `upsert_document` applies.
-    pub fn is_unchanged(&self, kb: &str, source: &str, content_hash: &str, acl: &[Principal]) -> Result<bool> {
-        let row: Option<(String, String)> = self
+    /// Whether storing this content with this ACL would write nothing (see
+    /// [`NewDocument::own_acl`] for `own_acl`).
+    pub fn is_unchanged(&self, kb: &str, source: &str, content_hash: &str, acl: &[Principal], own_acl: bool) -> Result<bool> {
+        let row: Option<(String, String, bool)> = self
             .conn()
-            .query_row("SELECT content_hash, acl FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            .query_row("SELECT content_hash, acl, acl_inherited FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        Ok(row.is_some_and(|(hash, stored_acl)| hash == content_hash && stored_acl == acl_to_json(acl)))
+        Ok(row.is_some_and(|(hash, stored_acl, inherited)| {
+            let (wanted, _) = effective_acl(acl, own_acl, Some((&stored_acl, inherited)));
+            hash == content_hash && stored_acl == wanted
+        }))
     }
 
     /// Writes a document and its chunks in one transaction, replacing an older version of the
@@ -439,13 +507,15 @@ impl Store {
     pub fn upsert_document(&self, kb: &str, doc: &NewDocument<'_>) -> Result<Upsert> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let acl_json = acl_to_json(doc.acl);
-        let existing: Option<(i64, String, String)> = tx
-            .query_row("SELECT id, content_hash, acl FROM document WHERE kb = ?1 AND source = ?2", params![kb, doc.source], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+        let existing: Option<(i64, String, String, bool)> = tx
+            .query_row(
+                "SELECT id, content_hash, acl, acl_inherited FROM document WHERE kb = ?1 AND source = ?2",
+                params![kb, doc.source],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .optional()?;
-        if let Some((_, hash, acl)) = &existing {
+        let (acl_json, inherited) = effective_acl(doc.acl, doc.own_acl, existing.as_ref().map(|e| (e.2.as_str(), e.3)));
+        if let Some((_, hash, acl, _)) = &existing {
             if !doc.partial && hash == doc.content_hash && *acl == acl_json {
                 return Ok(Upsert::Unchanged);
             }
@@ -458,8 +528,9 @@ impl Store {
             tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
         }
         tx.execute(
-            "INSERT INTO document (kb, source, content_hash, title, format, language, minhash, acl, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![kb, doc.source, stored_hash, doc.title, doc.format, doc.language, doc.minhash.map(|m| m.0), acl_json, now()],
+            "INSERT INTO document (kb, source, content_hash, title, format, language, minhash, acl, acl_inherited, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![kb, doc.source, stored_hash, doc.title, doc.format, doc.language, doc.minhash.map(|m| m.0), acl_json, inherited, now()],
         )?;
         let doc_id = tx.last_insert_rowid();
         if let Some((_, keys)) = doc.minhash {
@@ -470,9 +541,10 @@ impl Store {
         }
         let chunk_ids = insert_chunks(&tx, doc_id, doc.chunks)?;
         tx.commit()?;
+        let acl = acl_from_json(&acl_json)?;
         Ok(match existing {
-            Some((old_doc_id, ..)) => Upsert::Replaced { doc_id, old_doc_id, chunk_ids },
-            None => Upsert::Inserted { doc_id, chunk_ids },
+            Some((old_doc_id, ..)) => Upsert::Replaced { doc_id, old_doc_id, chunk_ids, acl },
+            None => Upsert::Inserted { doc_id, chunk_ids, acl },
         })
     }
 
@@ -540,7 +612,7 @@ impl Store {
     fn documents_where(&self, kb: &str, filter: &'static str, arg: Option<i64>) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
+            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id), d.acl_inherited
              FROM document d WHERE d.kb = ?1 {filter} ORDER BY d.source"
         ))?;
         let row = |r: &rusqlite::Row<'_>| {
@@ -551,6 +623,7 @@ impl Store {
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, bool>(6)?,
             ))
         };
         let rows = match arg {
@@ -558,12 +631,12 @@ impl Store {
             None => stmt.query_map(params![kb], row)?.collect::<rusqlite::Result<Vec<_>>>()?,
         };
         rows.into_iter()
-            .map(|(id, source, content_hash, language, acl, chunks)| {
+            .map(|(id, source, content_hash, language, acl, chunks, acl_inherited)| {
                 let (content_hash, partial) = match content_hash.strip_prefix("partial:") {
                     Some(hash) => (hash.to_string(), true),
                     None => (content_hash, false),
                 };
-                Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, chunks: chunks as usize, partial })
+                Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, acl_inherited, chunks: chunks as usize, partial })
             })
             .collect()
     }
@@ -624,29 +697,6 @@ impl Store {
         })
         .collect()
     }
-
-    pub fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
-        self.conn().execute("INSERT OR IGNORE INTO group_member (group_name, user_name) VALUES (?1, ?2)", params![group, user])?;
-        Ok(())
-    }
-
-    pub fn remove_group_member(&self, group: &str, user: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM group_member WHERE group_name = ?1 AND user_name = ?2", params![group, user])? > 0)
-    }
-
-    pub fn groups_of(&self, user: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT group_name FROM group_member WHERE user_name = ?1 ORDER BY group_name")?;
-        let groups = stmt.query_map(params![user], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        Ok(groups)
-    }
-
-    pub fn group_members(&self) -> Result<Vec<(String, String)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT group_name, user_name FROM group_member ORDER BY group_name, user_name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
-    }
 }
 
 #[cfg(test)]
@@ -661,7 +711,7 @@ mod tests {
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
-        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, chunks, partial: false }
+        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, own_acl: true, chunks, partial: false }
     }
 
     #[test]
@@ -674,9 +724,9 @@ mod tests {
         assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Inserted { .. }));
         let g1 = s.generation("kb").unwrap();
         assert_eq!(s.upsert_document("kb", &doc("f.txt", "h1", &acl, &v1)).unwrap(), Upsert::Unchanged);
-        assert!(s.is_unchanged("kb", "f.txt", "h1", &acl).unwrap());
-        assert!(!s.is_unchanged("kb", "f.txt", "h2", &acl).unwrap());
-        assert!(!s.is_unchanged("kb", "f.txt", "h1", &[]).unwrap());
+        assert!(s.is_unchanged("kb", "f.txt", "h1", &acl, true).unwrap());
+        assert!(!s.is_unchanged("kb", "f.txt", "h2", &acl, true).unwrap());
+        assert!(!s.is_unchanged("kb", "f.txt", "h1", &[], true).unwrap());
         assert_eq!(s.generation("kb").unwrap(), g1);
         assert!(matches!(s.upsert_document("kb", &doc("f.txt", "h2", &acl, &v2)).unwrap(), Upsert::Replaced { .. }));
         assert!(s.generation("kb").unwrap() > g1);
@@ -698,13 +748,13 @@ mod tests {
         s.append_chunks("kb", doc_id, &[chunk(1, "two"), chunk(2, "three")]).unwrap();
         assert!(s.generation("kb").unwrap() > g);
         // Cut short here: the same file is not taken as stored, and is not anyone's duplicate.
-        assert!(!s.is_unchanged("kb", "big.txt", "h", &[]).unwrap());
+        assert!(!s.is_unchanged("kb", "big.txt", "h", &[], true).unwrap());
         assert_eq!(s.source_with_hash("kb", "h", "other.txt").unwrap(), None);
         assert!(matches!(s.upsert_document("kb", &partial).unwrap(), Upsert::Replaced { .. }));
         let Some(id) = s.documents("kb").unwrap().first().map(|d| d.id) else { panic!("stored") };
         s.append_chunks("kb", id, &[chunk(1, "two")]).unwrap();
         s.complete_document(id, "h").unwrap();
-        assert!(s.is_unchanged("kb", "big.txt", "h", &[]).unwrap());
+        assert!(s.is_unchanged("kb", "big.txt", "h", &[], true).unwrap());
         let texts: Vec<String> = s.chunks("kb").unwrap().into_iter().map(|c| c.chunk.text).collect();
         assert_eq!(texts, ["one", "two"]);
     }

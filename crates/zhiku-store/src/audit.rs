@@ -1,0 +1,209 @@
+//! The audit log: who did what, when, in which knowledge base. Append-only (triggers refuse
+//! updates and deletes) and hash-chained: each entry's hash covers its fields and the previous
+//! entry's hash, so changing, removing or reordering an entry — even with the triggers dropped —
+//! breaks the chain at that entry, which [`Store::verify_audit`] reports. Keeping the latest
+//! hash somewhere else (it is printed by `zhiku audit verify`) also detects a cut-off tail.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result, Store};
+
+/// One thing to record. `detail` holds the action's specifics (document ids, counts, a hash of
+/// an answer); never secrets.
+#[derive(Debug, Clone)]
+pub struct AuditEvent<'a> {
+    /// Who: `user:<name>`, `key:<id>` with its user, `cli:<os user>`, or `anonymous`.
+    pub actor: &'a str,
+    /// What, dotted: `auth.failed`, `key.create`, `kb.role`, `document.delete`, `ask`, ...
+    pub action: &'a str,
+    pub kb: Option<&'a str>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub kb: Option<String>,
+    pub detail: serde_json::Value,
+    /// Hex SHA-256 chaining this entry to the one before.
+    pub hash: String,
+}
+
+/// Which entries to export; every bound is optional and inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Entries whose actor is this, or names this user (`user:alice`, `key:… user:alice`).
+    pub user: Option<String>,
+}
+
+/// Where the chain stops holding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub reason: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Length-prefixed fields, so that no two different entries hash the same bytes.
+fn entry_hash(prev: &[u8], seq: i64, at: i64, actor: &str, action: &str, kb: Option<&str>, detail: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_le_bytes());
+    h.update(at.to_le_bytes());
+    for field in [Some(actor), Some(action), kb, Some(detail)] {
+        match field {
+            Some(f) => {
+                h.update([1u8]);
+                h.update((f.len() as u64).to_le_bytes());
+                h.update(f.as_bytes());
+            }
+            None => h.update([0u8]),
+        }
+    }
+    h.finalize().into()
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+
+impl Store {
+    /// Appends an entry; returns its sequence number.
+    pub fn audit(&self, event: &AuditEvent<'_>) -> Result<i64> {
+        let detail = event.detail.to_string();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<(i64, Vec<u8>)> =
+            tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let (seq, prev) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS.to_vec()),
+        };
+        let at = now_ms();
+        let hash = entry_hash(&prev, seq, at, event.actor, event.action, event.kb, &detail);
+        tx.execute(
+            "INSERT INTO audit (seq, at, actor, action, kb, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![seq, at, event.actor, event.action, event.kb, detail, prev, hash.as_slice()],
+        )?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Entries matching the filter, oldest first.
+    pub fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, actor, action, kb, detail, hash FROM audit
+             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at <= ?2)
+               AND (?3 IS NULL OR actor = ?3 OR actor = 'user:' || ?3 OR actor LIKE '% user:' || ?3)
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![filter.since_ms, filter.until_ms, filter.user], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?, r.get::<_, Vec<u8>>(6)?))
+        })?;
+        rows.map(|row| {
+            let (seq, at, actor, action, kb, detail, hash) = row?;
+            let detail = serde_json::from_str(&detail).map_err(|e| Error::Corrupt(format!("audit entry {seq}: {e}")))?;
+            Ok(AuditRecord { seq, at, actor, action, kb, detail, hash: hex(&hash) })
+        })
+        .collect()
+    }
+
+    /// Walks the whole chain. `Ok` with the number of entries and the latest hash (hex; empty
+    /// when the log is empty), or the first entry where it breaks.
+    pub fn verify_audit(&self) -> Result<std::result::Result<(i64, String), ChainBreak>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT seq, at, actor, action, kb, detail, prev_hash, hash FROM audit ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        let mut expected_seq = 1i64;
+        let mut prev = GENESIS.to_vec();
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let (at, actor, action): (i64, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+            let (kb, detail): (Option<String>, String) = (r.get(4)?, r.get(5)?);
+            let (stored_prev, hash): (Vec<u8>, Vec<u8>) = (r.get(6)?, r.get(7)?);
+            let broken = |reason: String| Ok(Err(ChainBreak { seq, reason }));
+            if seq != expected_seq {
+                return broken(format!("entries {expected_seq}..{} are missing", seq - 1));
+            }
+            if stored_prev != prev {
+                return broken("it does not follow the entry before it (previous hash differs)".into());
+            }
+            if entry_hash(&prev, seq, at, &actor, &action, kb.as_deref(), &detail).as_slice() != hash.as_slice() {
+                return broken("its content was changed after it was written (hash differs)".into());
+            }
+            prev = hash;
+            expected_seq += 1;
+        }
+        let head = if expected_seq == 1 { String::new() } else { hex(&prev) };
+        Ok(Ok((expected_seq - 1, head)))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(actor: &'a str, action: &'a str) -> AuditEvent<'a> {
+        AuditEvent { actor, action, kb: Some("kb"), detail: serde_json::json!({"documents": [1, 2]}) }
+    }
+
+    #[test]
+    fn the_chain_verifies_and_refuses_edits() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.verify_audit().unwrap(), Ok((0, String::new())));
+        for i in 0..5 {
+            assert_eq!(s.audit(&event("user:alice", if i % 2 == 0 { "ask" } else { "search" })).unwrap(), i + 1);
+        }
+        s.audit(&event("key:abc user:bob", "document.delete")).unwrap();
+        let (n, head) = s.verify_audit().unwrap().unwrap();
+        assert_eq!(n, 6);
+        assert_eq!(head, s.audit_records(&AuditFilter::default()).unwrap()[5].hash);
+        let bob = s.audit_records(&AuditFilter { user: Some("bob".into()), ..Default::default() }).unwrap();
+        assert_eq!(bob.iter().map(|r| r.seq).collect::<Vec<_>>(), [6]);
+        let alice = s.audit_records(&AuditFilter { user: Some("alice".into()), ..Default::default() }).unwrap();
+        assert_eq!(alice.len(), 5);
+        let future = s.audit_records(&AuditFilter { since_ms: Some(now_ms() + 60_000), ..Default::default() }).unwrap();
+        assert!(future.is_empty());
+
+        let conn = s.conn();
+        assert!(conn.execute("UPDATE audit SET actor = 'user:mallory' WHERE seq = 3", []).is_err());
+        assert!(conn.execute("DELETE FROM audit WHERE seq = 6", []).is_err());
+        drop(conn);
+        assert!(s.verify_audit().unwrap().is_ok());
+    }
+
+    #[test]
+    fn tampering_without_the_triggers_is_found_at_the_entry() {
+        for (tamper, seq) in [
+            ("UPDATE audit SET detail = '{\"documents\":[1]}' WHERE seq = 3", 3),
+            ("DELETE FROM audit WHERE seq = 2", 3),
+            ("UPDATE audit SET at = at + 1 WHERE seq = 4", 4),
+            ("DELETE FROM audit WHERE seq = 1", 2),
+        ] {
+            let s = Store::open_in_memory().unwrap();
+            for _ in 0..5 {
+                s.audit(&event("user:alice", "ask")).unwrap();
+            }
+            let conn = s.conn();
+            conn.execute_batch("DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;").unwrap();
+            conn.execute(tamper, []).unwrap();
+            drop(conn);
+            let found = s.verify_audit().unwrap().expect_err(tamper);
+            assert_eq!(found.seq, seq, "{tamper}: {found:?}");
+        }
+    }
+}
