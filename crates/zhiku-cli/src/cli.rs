@@ -42,9 +42,15 @@ pub enum Command {
     /// Knowledge bases.
     #[command(subcommand)]
     Kb(KbCommand),
-    /// Group membership (used by --as and document ACLs).
+    /// User accounts (for web log-in; keys and ACLs may also name users without one).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Group membership (used by --as, roles and document ACLs); groups may contain groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// The audit log: verify its hash chain, export it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The vector index engine on its own.
     #[command(subcommand)]
     Vectors(VectorsCommand),
@@ -232,9 +238,15 @@ pub enum KbCommand {
     /// Create a knowledge base, or change its settings (only those given).
     Create {
         name: String,
-        /// Default ACL for documents ingested without --acl (repeatable).
+        /// The knowledge base's viewers (repeatable): with its editors and admins they read
+        /// the documents ingested without --acl. Given on an existing knowledge base, replaces
+        /// its viewers.
         #[arg(long = "acl", value_name = "PRINCIPAL")]
         acl: Vec<String>,
+        /// Keep the text of questions asked of this knowledge base in the audit log (true, the
+        /// default) or only their SHA-256 (false).
+        #[arg(long, value_name = "BOOL")]
+        log_questions: Option<bool>,
         /// What ingestion does with chunks containing personal data or secrets: keep (default),
         /// mask (e.g. `[EMAIL]`) or drop-chunk. Applies to documents ingested from now on.
         #[arg(long, value_name = "POLICY")]
@@ -252,23 +264,109 @@ pub enum KbCommand {
     },
     /// List the documents of a knowledge base.
     Docs { name: String },
+    /// Give a user or group a role on a knowledge base: viewer (searches and asks), editor
+    /// (also uploads, deletes, changes document ACLs) or admin (also settings and roles).
+    /// Every role reads the documents that inherit the knowledge base's ACL.
+    Grant {
+        name: String,
+        #[arg(value_name = "PRINCIPAL")]
+        principal: String,
+        role: zhiku_core::Role,
+    },
+    /// Take a user's or group's role on a knowledge base away.
+    Revoke {
+        name: String,
+        #[arg(value_name = "PRINCIPAL")]
+        principal: String,
+    },
+    /// List who holds which role on a knowledge base.
+    Roles { name: String },
+    /// Change who may read one document, without ingesting it again.
+    Acl {
+        name: String,
+        /// The document's source, as `kb docs` lists it.
+        source: String,
+        /// Its own ACL (repeatable), replacing the inherited one.
+        #[arg(long = "acl", value_name = "PRINCIPAL", required_unless_present = "inherit")]
+        acl: Vec<String>,
+        /// Inherit the knowledge base's ACL again.
+        #[arg(long, conflicts_with = "acl")]
+        inherit: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password, if any, is read from standard input.
+    Add {
+        name: String,
+        /// Administers everything (users, groups, keys, every knowledge base).
+        #[arg(long)]
+        admin: bool,
+        /// Read a password from the first line of standard input (at least 8 characters).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change an account.
+    Set {
+        name: String,
+        #[arg(long, value_name = "BOOL")]
+        admin: Option<bool>,
+        /// A disabled account cannot log in and its keys stop working.
+        #[arg(long, value_name = "BOOL")]
+        disabled: Option<bool>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account with its memberships and roles; its keys are revoked.
+    Remove { name: String },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain. Exit code 1 and the first broken entry when it does not hold;
+    /// prints the number of entries and the latest hash (keep it elsewhere to detect a cut tail).
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write entries as JSON lines, oldest first.
+    Export {
+        /// From this time on: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or Unix seconds.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Up to this time (same forms; a bare date includes the whole day).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only entries by this user (directly or through one of their keys).
+        #[arg(long)]
+        user: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
-    /// Add users to a group.
+    /// Add members to a group: users (`alice` or `user:alice`) or groups (`group:backend`).
     AddMember {
         group: String,
-        #[arg(required = true)]
-        users: Vec<String>,
+        #[arg(required = true, value_name = "MEMBER")]
+        members: Vec<String>,
     },
-    /// Remove users from a group.
+    /// Remove members from a group.
     RemoveMember {
         group: String,
-        #[arg(required = true)]
-        users: Vec<String>,
+        #[arg(required = true, value_name = "MEMBER")]
+        members: Vec<String>,
     },
-    /// List group memberships.
+    /// List group memberships, nested groups included.
     List,
 }
 
@@ -291,9 +389,16 @@ pub enum KeyCommand {
         #[arg(long)]
         user: Option<String>,
         /// An administrator's key: reads every document and may create knowledge bases, upload
-        /// and delete documents.
+        /// and delete documents (the same as --scope admin).
         #[arg(long)]
         admin: bool,
+        /// What the key may be used for (repeatable): read (search, ask, chat), write (also
+        /// changes, as far as the user's roles allow), admin [default: read and write].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// The key stops working after this long: e.g. 90d, 12h, 30m.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -11,18 +11,16 @@ use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, Llama
 use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
-use crate::cli::{
-    AskArgs, Cli, Command, EmbedArgs, GenerateArgs, GroupCommand, IngestArgs, KbCommand, KeyCommand, ParseArgs, SearchArgs, ServeArgs,
-    VectorsCommand,
-};
+use crate::cli::{AskArgs, Cli, Command, EmbedArgs, GenerateArgs, IngestArgs, KbCommand, ParseArgs, SearchArgs, ServeArgs, VectorsCommand};
 use crate::config::Config;
+use crate::governance::{self, audit};
 
 /// Exit code of an ingest where some files failed and the rest went in.
 const EXIT_PARTIAL: u8 = 3;
 
-struct Ctx {
-    data_dir: PathBuf,
-    config: Config,
+pub(crate) struct Ctx {
+    pub data_dir: PathBuf,
+    pub config: Config,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -43,10 +41,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Embed(args) => embed(&ctx, args),
         Command::Generate(args) => generate(&ctx, args),
         Command::Kb(cmd) => kb(&ctx, cmd),
-        Command::Group(cmd) => group(&ctx, cmd),
+        Command::User(cmd) => governance::user(&ctx, cmd),
+        Command::Group(cmd) => governance::group(&ctx, cmd),
+        Command::Audit(cmd) => governance::audit_command(&ctx, cmd),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
-        Command::Key(cmd) => key(&ctx, cmd),
+        Command::Key(cmd) => governance::key(&ctx, cmd),
     }
 }
 
@@ -59,12 +59,12 @@ fn ensure_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_store(ctx: &Ctx) -> Result<Arc<Store>> {
+pub(crate) fn open_store(ctx: &Ctx) -> Result<Arc<Store>> {
     ensure_data_dir(&ctx.data_dir)?;
     Ok(Arc::new(Store::open(&ctx.data_dir.join("zhiku.db"))?))
 }
 
-fn engine(ctx: &Ctx) -> Result<Engine> {
+pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
     let store = open_store(ctx)?;
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
@@ -249,6 +249,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         }
     })?;
     bar.finish_and_clear();
+    audit(engine.store(), "ingest", Some(&args.kb), zhiku_rag::audit::ingest_detail(&report))?;
     if args.json {
         println!(
             "{}",
@@ -286,6 +287,8 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
     let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
+    let actor = question_actor(args.as_user.as_deref());
+    zhiku_rag::audit::record_question(engine.store(), &actor, "search", &args.kb, &args.query, &zhiku_rag::audit::hit_refs(&hits), None)?;
     if args.json {
         println!("{}", serde_json::to_string(&json!({ "hits": hits }))?);
         return Ok(ExitCode::SUCCESS);
@@ -306,6 +309,14 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The command line asking as `--as USER` is audited as that user, by the local operator.
+fn question_actor(as_user: Option<&str>) -> String {
+    match as_user {
+        Some(user) => format!("{} user:{user}", governance::cli_actor()),
+        None => governance::cli_actor(),
+    }
+}
+
 fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
@@ -318,6 +329,9 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
             let _ = std::io::stdout().flush();
         }
     })?;
+    let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
+    let actor = question_actor(args.as_user.as_deref());
+    zhiku_rag::audit::record_question(engine.store(), &actor, "ask", &args.kb, &args.question, &cited, Some(&answer.answer))?;
     if args.json {
         println!("{}", serde_json::to_string(&answer)?);
         return Ok(ExitCode::SUCCESS);
@@ -420,23 +434,26 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 let acl = if acl.is_empty() {
                     "administrators only".to_string()
                 } else {
-                    acl.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                    store.kb_roles(&name)?.iter().map(|(p, r)| format!("{p} ({r})")).collect::<Vec<_>>().join(", ")
                 };
                 let pii = store.kb_pii_policy(&name)?;
                 let duplicates = store.kb_duplicate_policy(&name)?;
                 println!(
-                    "{name}\t{} documents\t{chunks} chunks\tdefault ACL: {acl}\tPII: {}\tduplicates: {}",
+                    "{name}\t{} documents\t{chunks} chunks\treaders: {acl}\tPII: {}\tduplicates: {}",
                     docs.len(),
                     pii.as_str(),
                     duplicates.as_str()
                 );
             }
         }
-        KbCommand::Create { name, acl, pii, duplicates, vector_index } => {
+        KbCommand::Create { name, acl, log_questions, pii, duplicates, vector_index } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
-                store.set_kb_default_acl(&name, &acl)?;
+                engine(ctx)?.set_kb_viewers(&name, &acl)?;
+            }
+            if let Some(keep) = log_questions {
+                store.set_kb_logs_questions(&name, keep)?;
             }
             if let Some(policy) = duplicates {
                 store.set_kb_duplicate_policy(&name, policy)?;
@@ -447,8 +464,17 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             if let Some(kind) = vector_index {
                 store.set_kb_vector_index(&name, kind.as_str())?;
             }
+            let settings = json!({
+                "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "pii": pii.map(|p| p.as_str()),
+                "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
+            });
+            audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;
             eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
         }
+        KbCommand::Grant { name, principal, role } => return governance::kb_grant(ctx, &name, &principal, Some(role)),
+        KbCommand::Revoke { name, principal } => return governance::kb_grant(ctx, &name, &principal, None),
+        KbCommand::Roles { name } => return governance::kb_roles(ctx, &name),
+        KbCommand::Acl { name, source, acl, inherit } => return governance::document_acl(ctx, &name, &source, &acl, inherit),
         KbCommand::Docs { name } => {
             if !store.kb_exists(&name)? {
                 bail!("knowledge base '{name}' does not exist");
@@ -463,36 +489,6 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                     if d.partial { "incomplete" } else { &d.content_hash[..12.min(d.content_hash.len())] },
                     acl.join(",")
                 );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn group(ctx: &Ctx, cmd: GroupCommand) -> Result<ExitCode> {
-    let store = open_store(ctx)?;
-    let check = |kind: &str, name: &str| -> Result<()> {
-        Principal::parse(&format!("{kind}:{name}")).with_context(|| format!("invalid {kind} name"))?;
-        Ok(())
-    };
-    match cmd {
-        GroupCommand::AddMember { group, users } => {
-            check("group", &group)?;
-            for u in &users {
-                check("user", u)?;
-                store.add_group_member(&group, u)?;
-            }
-        }
-        GroupCommand::RemoveMember { group, users } => {
-            for u in &users {
-                if !store.remove_group_member(&group, u)? {
-                    eprintln!("note: {u} was not in {group}");
-                }
-            }
-        }
-        GroupCommand::List => {
-            for (g, u) in store.group_members()? {
-                println!("group:{g}\tuser:{u}");
             }
         }
     }
@@ -535,39 +531,5 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let options = zhiku_server::ServerOptions { bind, max_body_bytes: (server.max_body_mb * (1 << 20) as f64) as usize };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(zhiku_server::serve(state, options)).with_context(|| format!("cannot serve on {bind}"))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn key(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
-    let store = open_store(ctx)?;
-    match cmd {
-        KeyCommand::Create { name, user, admin, json } => {
-            let user = user.unwrap_or_else(|| name.clone());
-            let created = store.create_api_key(&name, &user, admin)?;
-            if json {
-                println!("{}", json!({ "id": created.info.id, "name": name, "user": user, "admin": admin, "key": created.key }));
-            } else {
-                println!("{}", created.key);
-                eprintln!("API key '{name}' (id {}) acts as user '{user}'. It is shown only now: store it safely.", created.info.id);
-            }
-        }
-        KeyCommand::List { json } => {
-            let keys = store.list_api_keys()?;
-            if json {
-                println!("{}", serde_json::to_string(&json!({ "keys": keys }))?);
-            } else {
-                for k in keys {
-                    let role = if k.admin { "admin" } else { "user" };
-                    println!("{}\t{}\t{role} {}\t{}", k.id, k.name, k.user, if k.revoked { "revoked" } else { "active" });
-                }
-            }
-        }
-        KeyCommand::Revoke { id } => {
-            if !store.revoke_api_key(&id)? {
-                bail!("no active API key with id '{id}'; `zhiku key list` shows them");
-            }
-            eprintln!("API key {id} revoked");
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }

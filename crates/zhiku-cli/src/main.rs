@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod governance;
 mod npy;
 mod vectors;
 

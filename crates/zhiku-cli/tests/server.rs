@@ -21,6 +21,9 @@ fn the_openai_python_client_works_against_zhiku_serve() {
     let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
     z.ingest("hr", &[&leave], &["group:staff"]);
     assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
+    // Both may use the knowledge base; only ann may read the document (its own ACL).
+    assert!(z.run(&["kb", "grant", "hr", "group:staff", "viewer"]).status.success());
+    assert!(z.run(&["kb", "grant", "hr", "user:eve", "viewer"]).status.success());
     let key = |name: &str| {
         let out = z.json(&["key", "create", "--name", name, "--json"]);
         out["key"].as_str().unwrap().to_string()

@@ -259,7 +259,14 @@ fn container_of(source: &str) -> Option<&str> {
 
 impl Engine {
     pub fn new(data_dir: &Path, store: Arc<Store>, embedder: Arc<dyn Embedder>, config: RagConfig) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), store, embedder, config, read_cache: Mutex::new(HashMap::new()), write_locks: Mutex::default() }
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            embedder,
+            config,
+            read_cache: Mutex::new(HashMap::new()),
+            write_locks: Mutex::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -306,8 +313,19 @@ impl Engine {
             KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
-        let mut batch =
-            Batch { store: &self.store, kb, acl, own_acl, pii_policy, duplicates, indexes, report: listing, pending: 0, open: None, progress };
+        let mut batch = Batch {
+            store: &self.store,
+            kb,
+            acl,
+            own_acl,
+            pii_policy,
+            duplicates,
+            indexes,
+            report: listing,
+            pending: 0,
+            open: None,
+            progress,
+        };
         if options.sync {
             for source in self.vanished_documents(kb, paths, &files, &batch.report)? {
                 self.remove_document(&mut batch, source)?;
@@ -378,8 +396,7 @@ impl Engine {
     /// Gives `principal` a role on the knowledge base, or takes it away (`None`). The documents
     /// inheriting the knowledge base's ACL change with it, searchable as such at once.
     pub fn set_kb_role(&self, kb: &str, principal: &Principal, role: Option<zhiku_core::Role>) -> Result<AclChange> {
-        self.change_acls(kb, || self.store.set_kb_role(kb, principal, role).map(Some))
-            .map(|c| c.unwrap_or_default())
+        self.change_acls(kb, || self.store.set_kb_role(kb, principal, role).map(Some)).map(|c| c.unwrap_or_default())
     }
 
     /// Makes exactly `viewers` the knowledge base's viewers (editors and admins stay).

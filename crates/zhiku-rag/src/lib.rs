@@ -24,6 +24,7 @@
 //! println!("{:?}", answer.citations);
 //! ```
 
+pub mod audit;
 pub mod cite;
 mod engine;
 mod indexes;

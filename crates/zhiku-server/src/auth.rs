@@ -1,13 +1,21 @@
-//! Bearer API keys. Every route under `/v1` and `/api` requires one; the request then acts as
-//! the key's user with the user's groups, as `--as USER` does on the command line, or as an
-//! administrator for a key created with `--admin` (the only keys that may change anything).
+//! Who is asking and what they may do. Every route under `/v1` and `/api` needs a bearer API
+//! key; the request then acts as the key's user with the user's groups (nested ones included),
+//! as `--as USER` does on the command line, or as an administrator for a key with the `admin`
+//! scope.
+//!
+//! Knowledge bases are gated by roles (viewer < editor < admin): a knowledge base the caller
+//! holds no role on answers exactly like one that does not exist, so its name does not leak.
+//! Changes also need the key's `write` scope. Inside a knowledge base, document ACLs decide
+//! what is read, in the engine. Refused keys and every change are written to the audit log.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use zhiku_core::Caller;
+use serde_json::json;
+use zhiku_core::{Caller, Role};
+use zhiku_store::{AuditEvent, Scope, Store};
 
 use crate::{blocking, ApiError, AppState};
 
@@ -16,7 +24,9 @@ use crate::{blocking, ApiError, AppState};
 pub struct Authenticated {
     pub caller: Caller,
     pub user: String,
-    /// May manage knowledge bases and documents.
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+    /// Holds the `admin` scope: everything, everywhere.
     pub admin: bool,
 }
 
@@ -28,6 +38,65 @@ impl Authenticated {
             Err(ApiError::forbidden("this needs an administrator's key (zhiku key create --admin)"))
         }
     }
+
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        format!("key:{} user:{}", self.key_id, self.user)
+    }
+
+    /// Checks, on a blocking thread, that the caller may act on the knowledge base with
+    /// `needed`. A knowledge base without any role of the caller's is "not found".
+    pub fn require_role(&self, store: &Store, kb: &str, needed: Role) -> Result<(), ApiError> {
+        if !store.kb_exists(kb)? {
+            return Err(kb_not_found(kb));
+        }
+        if self.admin {
+            return Ok(());
+        }
+        let Some(role) = store.role_of(kb, &self.caller)? else { return Err(kb_not_found(kb)) };
+        let scope = if needed == Role::Viewer { Scope::Read } else { Scope::Write };
+        if !self.scopes.contains(&scope) {
+            return Err(ApiError::forbidden(format!("this key lacks the '{}' scope this needs", scope.as_str())));
+        }
+        if role < needed {
+            return Err(ApiError::forbidden(format!("this needs the {needed} role on '{kb}'; you are {role}")));
+        }
+        Ok(())
+    }
+
+    /// Appends to the audit log (on a blocking thread); a change that cannot be audited fails.
+    pub fn audit(&self, store: &Store, action: &str, kb: Option<&str>, detail: serde_json::Value) -> Result<(), ApiError> {
+        store.audit(&AuditEvent { actor: &self.actor(), action, kb, detail })?;
+        Ok(())
+    }
+}
+
+pub fn kb_not_found(kb: &str) -> ApiError {
+    ApiError::not_found(format!("knowledge base '{kb}' does not exist (or you have no role on it)"), "kb_not_found", None)
+}
+
+/// Runs [`Authenticated::require_role`] off the async threads.
+pub async fn check_role(state: &AppState, who: &Authenticated, kb: &str, needed: Role) -> Result<(), ApiError> {
+    let (store, who, kb) = (state.store.clone(), who.clone(), kb.to_string());
+    blocking(move || who.require_role(&store, &kb, needed)).await
+}
+
+/// Audits a change made by `who`, off the async threads.
+pub async fn audit(
+    state: &AppState,
+    who: &Authenticated,
+    action: &'static str,
+    kb: Option<String>,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let (store, who) = (state.store.clone(), who.clone());
+    blocking(move || who.audit(&store, action, kb.as_deref(), detail)).await
+}
+
+/// The id part of a presented key (`zk_<id>_<secret>`), safe to log: never the secret.
+fn key_id_of(presented: &str) -> Option<&str> {
+    let id = presented.strip_prefix("zk_")?.split_once('_')?.0;
+    (id.len() <= 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
 pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Result<Response, ApiError> {
@@ -36,15 +105,33 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Reques
         return Err(ApiError::unauthorized("missing API key: send 'Authorization: Bearer <key>' (create one with `zhiku key create`)"));
     };
     let key = key.to_string();
+    let path = request.uri().path().to_string();
     let store = state.store.clone();
     let engine = state.engine.clone();
     let found = blocking(move || -> Result<Option<Authenticated>, ApiError> {
-        let Some(info) = store.verify_api_key(&key)? else { return Ok(None) };
+        let Some(info) = store.verify_api_key(&key)? else {
+            let detail = json!({ "key_id": key_id_of(&key), "path": path, "reason": "invalid, expired or revoked key" });
+            store.audit(&AuditEvent { actor: "anonymous", action: "auth.failed", kb: None, detail })?;
+            return Ok(None);
+        };
         let caller = if info.admin { Caller::Admin } else { engine.caller_for(&info.user)? };
-        Ok(Some(Authenticated { caller, user: info.user, admin: info.admin }))
+        Ok(Some(Authenticated { caller, user: info.user, key_id: info.id, admin: info.admin, scopes: info.scopes }))
     })
     .await?;
-    let Some(who) = found else { return Err(ApiError::unauthorized("invalid or revoked API key")) };
+    let Some(who) = found else { return Err(ApiError::unauthorized("invalid, expired or revoked API key")) };
     request.extensions_mut().insert(who);
     Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_key_id_is_ever_logged() {
+        assert_eq!(key_id_of("zk_0a1b2c_deadbeefsecret"), Some("0a1b2c"));
+        for bad in ["zk_", "zk_nounderscore", "Bearer zk_a_b", "zk_'; DROP TABLE--_x", "sk-openai"] {
+            assert_eq!(key_id_of(bad), None, "{bad}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Knowledge bases and their documents over HTTP: create a knowledge base, upload files
 //! (multipart, one or many) into an ingestion job whose progress streams as SSE, list, download
-//! and delete documents. Reading is for everyone the ACLs allow; changing needs an
-//! administrator's key.
+//! and delete documents, change who may read them. Every knowledge base is gated by roles
+//! ([`crate::auth`]): viewers read (as far as document ACLs allow), editors change documents
+//! and their ACLs, knowledge-base admins change settings and roles.
 //!
 //! Uploaded files are kept under `<data-dir>/uploads/<kb>/` (their names, so uploading a file
 //! again replaces its document) and are the only originals served back: documents ingested
@@ -21,10 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use zhiku_core::Principal;
+use zhiku_core::{Principal, Role};
 use zhiku_rag::{IngestEvent, IngestOptions};
 
-use crate::auth::Authenticated;
+use crate::auth::{audit, check_role, kb_not_found, Authenticated};
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
 use crate::{blocking, ApiError, AppState};
@@ -87,7 +88,7 @@ pub async fn create_kb(
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let acl = principals(&request.acl, "acl")?;
-    let store = state.store.clone();
+    let (store, engine, actor) = (state.store.clone(), state.engine.clone(), who.clone());
     let name = request.name.clone();
     let created = blocking(move || {
         let created = store.ensure_kb(&name, &acl).map_err(|e| match e {
@@ -95,8 +96,9 @@ pub async fn create_kb(
             other => ApiError::internal(other),
         })?;
         if !created && !acl.is_empty() {
-            store.set_kb_default_acl(&name, &acl)?;
+            engine.set_kb_viewers(&name, &acl)?;
         }
+        actor.audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), json!({ "viewers": acl }))?;
         Ok::<_, ApiError>(created)
     })
     .await?;
@@ -111,19 +113,22 @@ pub async fn list_documents(
     Extension(who): Extension<Authenticated>,
     Path(kb): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let docs = blocking(move || -> Result<_, ApiError> {
-        require_kb(&store, &kb)?;
-        Ok(store.documents(&kb)?)
+    let (store, asking) = (state.store.clone(), who.clone());
+    let (docs, editor) = blocking(move || -> Result<_, ApiError> {
+        asking.require_role(&store, &kb, Role::Viewer)?;
+        let editor = asking.require_role(&store, &kb, Role::Editor).is_ok();
+        Ok((store.documents(&kb)?, editor))
     })
     .await?;
     let docs: Vec<Value> = docs
         .into_iter()
         .filter(|d| who.caller.can_read(&d.acl))
         .map(|d| {
+            // Who else may read a document is for those who may change it.
+            let acl = editor.then(|| d.acl.iter().map(|p| p.as_str()).collect::<Vec<_>>());
             json!({
                 "id": d.id, "source": d.source, "chunks": d.chunks, "language": d.language, "complete": !d.partial,
-                "acl": if who.admin { json!(d.acl.iter().map(|p| p.as_str()).collect::<Vec<_>>()) } else { Value::Null },
+                "acl": acl, "acl_inherited": editor.then_some(d.acl_inherited),
             })
         })
         .collect();
@@ -152,8 +157,11 @@ pub async fn upload(
     Path(kb): Path<String>,
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
     zhiku_store::validate_kb_name(&kb).map_err(|e| ApiError::invalid(e.to_string(), Some("kb")))?;
+    // Administrators may upload into a new knowledge base, which the ingestion creates.
+    if !who.admin {
+        check_role(&state, &who, &kb, Role::Editor).await?;
+    }
     let dir = uploads_dir(&state.data_dir, &kb);
     std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
     let mut files: Vec<PathBuf> = Vec::new();
@@ -189,18 +197,26 @@ pub async fn upload(
         return Err(ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file")));
     }
     let acl = principals(&acl, "acl")?;
-    let status = start_job(&state, kb, files, (!acl.is_empty()).then_some(acl), None);
+    let status = start_job(&state, &who, kb, files, (!acl.is_empty()).then_some(acl), None);
     Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status }))).into_response())
 }
 
 /// Queues an ingestion of `files` into `kb` (after removing the document `replacing`, for a
 /// re-ingestion) and returns its first status.
-fn start_job(state: &AppState, kb: String, files: Vec<PathBuf>, acl: Option<Vec<Principal>>, replacing: Option<String>) -> JobStatus {
+/// The ingestion is audited as `who`'s when it ends.
+fn start_job(
+    state: &AppState,
+    who: &Authenticated,
+    kb: String,
+    files: Vec<PathBuf>,
+    acl: Option<Vec<Principal>>,
+    replacing: Option<String>,
+) -> JobStatus {
     let id = state.jobs.next.fetch_add(1, Ordering::Relaxed) + 1;
     let status = JobStatus { id, kb: kb.clone(), state: "queued", files_total: files.len(), files_done: 0, files: Vec::new(), error: None };
     let (tx, _) = tokio::sync::watch::channel(status.clone());
     state.jobs.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx.clone());
-    let (engine, lock) = (state.engine.clone(), state.jobs.one_at_a_time.clone());
+    let (engine, lock, who) = (state.engine.clone(), state.jobs.one_at_a_time.clone(), who.clone());
     tokio::task::spawn_blocking(move || {
         let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
         tx.send_modify(|s| s.state = "running");
@@ -215,6 +231,14 @@ fn start_job(state: &AppState, kb: String, files: Vec<PathBuf>, acl: Option<Vec<
                 }),
             })
         });
+        let mut detail = match &result {
+            Ok(report) => zhiku_rag::audit::ingest_detail(report),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        detail["job"] = json!(id);
+        if let Err(e) = who.audit(engine.store(), "ingest", Some(&kb), detail) {
+            tracing::error!(error = %e.message, "could not audit an ingestion job");
+        }
         tx.send_modify(|s| match result {
             Ok(_) => s.state = "done",
             Err(e) => {
@@ -237,37 +261,38 @@ pub struct UploadForm {
     acl: Vec<String>,
 }
 
-fn kb_not_found(kb: &str) -> ApiError {
-    ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "kb_not_found", None)
-}
-
-fn require_kb(store: &zhiku_store::Store, kb: &str) -> Result<(), ApiError> {
-    if store.kb_exists(kb)? {
-        Ok(())
-    } else {
-        Err(kb_not_found(kb))
-    }
-}
-
-fn kb_settings(store: &zhiku_store::Store, kb: &str) -> Result<Value, ApiError> {
+/// The settings as `who` may see them: roles and ACLs only for the knowledge base's admins, and
+/// only the documents `who` may read counted.
+fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Result<Value, ApiError> {
+    let kb_admin = who.require_role(store, kb, Role::Admin).is_ok();
+    let readable = store.documents(kb)?.iter().filter(|d| who.caller.can_read(&d.acl)).count();
+    let roles: Option<Vec<Value>> =
+        kb_admin.then(|| store.kb_roles(kb)).transpose()?.map(|r| r.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect());
     Ok(json!({
         "name": kb,
-        "acl": store.kb_default_acl(kb)?.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>(),
+        "acl": kb_admin.then(|| store.kb_default_acl(kb)).transpose()?,
+        "roles": roles,
+        "role": if who.admin { Some(Role::Admin) } else { store.role_of(kb, &who.caller)? },
         "pii": store.kb_pii_policy(kb)?.as_str(),
         "duplicates": store.kb_duplicate_policy(kb)?.as_str(),
         "vector_index": store.kb_vector_index(kb)?,
-        "documents": store.documents(kb)?.len(),
+        "log_questions": store.kb_logs_questions(kb)?,
+        "documents": readable,
     }))
 }
 
 #[utoipa::path(get, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
     responses((status = 200, description = "{name, acl, pii, duplicates, vector_index, documents}", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
-pub async fn get_kb(State(state): State<Arc<AppState>>, Path(kb): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     blocking(move || {
-        require_kb(&store, &kb)?;
-        kb_settings(&store, &kb)
+        who.require_role(&store, &kb, Role::Viewer)?;
+        kb_settings(&store, &who, &kb)
     })
     .await
     .map(Json)
@@ -284,6 +309,8 @@ pub struct KbSettings {
     duplicates: Option<String>,
     /// auto, flat or hnsw.
     vector_index: Option<String>,
+    /// Keep question text in the audit log (else only its SHA-256).
+    log_questions: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
@@ -296,7 +323,6 @@ pub async fn update_kb(
     Path(kb): Path<String>,
     ApiJson(request): ApiJson<KbSettings>,
 ) -> Result<Json<Value>, ApiError> {
-    who.require_admin()?;
     let acl = request.acl.as_deref().map(|a| principals(a, "acl")).transpose()?;
     let pii =
         request.pii.as_deref().map(|p| p.parse::<zhiku_core::PiiPolicy>().map_err(|e| ApiError::invalid(e, Some("pii")))).transpose()?;
@@ -310,11 +336,15 @@ pub async fn update_kb(
         Some(v @ ("auto" | "flat" | "hnsw")) => Some(v.to_string()),
         Some(other) => return Err(ApiError::invalid(format!("vector_index '{other}' is not auto, flat or hnsw"), Some("vector_index"))),
     };
-    let store = state.store.clone();
+    let (store, engine) = (state.store.clone(), state.engine.clone());
+    let log_questions = request.log_questions;
     blocking(move || {
-        require_kb(&store, &kb)?;
+        who.require_role(&store, &kb, Role::Admin)?;
         if let Some(acl) = &acl {
-            store.set_kb_default_acl(&kb, acl)?;
+            engine.set_kb_viewers(&kb, acl)?;
+        }
+        if let Some(keep) = log_questions {
+            store.set_kb_logs_questions(&kb, keep)?;
         }
         if let Some(p) = pii {
             store.set_kb_pii_policy(&kb, p)?;
@@ -325,7 +355,12 @@ pub async fn update_kb(
         if let Some(v) = &vector_index {
             store.set_kb_vector_index(&kb, v)?;
         }
-        kb_settings(&store, &kb)
+        let detail = json!({
+            "viewers": acl, "pii": pii.map(|p| p.as_str()), "duplicates": duplicates.map(|d| d.as_str()),
+            "vector_index": vector_index, "log_questions": log_questions,
+        });
+        who.audit(&store, "kb.update", Some(&kb), detail)?;
+        kb_settings(&store, &who, &kb)
     })
     .await
     .map(Json)
@@ -340,8 +375,8 @@ pub async fn delete_kb(
     Extension(who): Extension<Authenticated>,
     Path(kb): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    who.require_admin()?;
     zhiku_store::validate_kb_name(&kb).map_err(|e| ApiError::invalid(e.to_string(), Some("kb")))?;
+    check_role(&state, &who, &kb, Role::Admin).await?;
     let (engine, uploads) = (state.engine.clone(), uploads_dir(&state.data_dir, &kb));
     let name = kb.clone();
     // Waits for a running ingestion: deleting under it would leave half a knowledge base.
@@ -356,6 +391,7 @@ pub async fn delete_kb(
     if !deleted {
         return Err(kb_not_found(&kb));
     }
+    audit(&state, &who, "kb.delete", Some(kb), json!({})).await?;
     Ok(Json(json!({ "deleted": true })))
 }
 
@@ -369,7 +405,7 @@ pub async fn reingest(
     Extension(who): Extension<Authenticated>,
     Path((kb, id)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
+    check_role(&state, &who, &kb, Role::Editor).await?;
     let doc = readable_document(&state, &who, kb.clone(), id).await?;
     let path = PathBuf::from(&doc.source);
     if !path.starts_with(uploads_dir(&state.data_dir, &kb)) || !path.is_file() {
@@ -379,7 +415,8 @@ pub async fn reingest(
             None,
         ));
     }
-    let status = start_job(&state, kb, vec![path], Some(doc.acl.clone()), Some(doc.source.clone()));
+    let own_acl = (!doc.acl_inherited).then(|| doc.acl.clone());
+    let status = start_job(&state, &who, kb, vec![path], own_acl, Some(doc.source.clone()));
     Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status }))).into_response())
 }
 
@@ -394,9 +431,9 @@ pub async fn job(
     Extension(who): Extension<Authenticated>,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    who.require_admin()?;
     let rx = state.jobs.watch(id).ok_or_else(|| job_not_found(id))?;
     let status = rx.borrow().clone();
+    check_role(&state, &who, &status.kb, Role::Editor).await?;
     Ok(Json(json!({ "job": status })))
 }
 
@@ -408,8 +445,9 @@ pub async fn job_events(
     Extension(who): Extension<Authenticated>,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
     let rx = state.jobs.watch(id).ok_or_else(|| job_not_found(id))?;
+    let kb = rx.borrow().kb.clone();
+    check_role(&state, &who, &kb, Role::Editor).await?;
     let stream = futures_util::stream::unfold((rx, false, true), |(mut rx, ended, first)| async move {
         if ended {
             return None;
@@ -427,13 +465,12 @@ pub async fn job_events(
 
 /// The document with this id if the caller may read it.
 async fn readable_document(state: &AppState, who: &Authenticated, kb: String, id: i64) -> Result<zhiku_store::DocumentInfo, ApiError> {
-    let store = state.store.clone();
-    let caller = who.caller.clone();
+    let (store, who) = (state.store.clone(), who.clone());
     blocking(move || {
-        require_kb(&store, &kb)?;
+        who.require_role(&store, &kb, Role::Viewer)?;
         store
             .document(&kb, id)?
-            .filter(|d| caller.can_read(&d.acl))
+            .filter(|d| who.caller.can_read(&d.acl))
             .ok_or_else(|| ApiError::not_found(format!("no document {id} in '{kb}' that you may read"), "document_not_found", None))
     })
     .await
@@ -446,11 +483,12 @@ pub async fn delete_document(
     Extension(who): Extension<Authenticated>,
     Path((kb, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    who.require_admin()?;
+    check_role(&state, &who, &kb, Role::Editor).await?;
     let doc = readable_document(&state, &who, kb.clone(), id).await?;
     let engine = state.engine.clone();
-    let source = doc.source.clone();
-    let removed = blocking(move || engine.delete_document(&kb, &source).map_err(ApiError::from)).await?;
+    let (source, name) = (doc.source.clone(), kb.clone());
+    let removed = blocking(move || engine.delete_document(&name, &source).map_err(ApiError::from)).await?;
+    audit(&state, &who, "document.delete", Some(kb), json!({ "document": id, "source": doc.source })).await?;
     // An uploaded original goes with its document.
     if FsPath::new(&doc.source).starts_with(state.data_dir.join("uploads")) {
         let _ = std::fs::remove_file(&doc.source);
@@ -486,6 +524,95 @@ pub async fn original(
         bytes,
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentAcl {
+    /// The document's own readers (user:<name>, group:<name>); empty: administrators only.
+    acl: Option<Vec<String>>,
+    /// Inherit the knowledge base's ACL (its role holders) again instead.
+    #[serde(default)]
+    inherit: bool,
+}
+
+#[utoipa::path(put, path = "/api/kbs/{kb}/documents/{id}/acl", tag = "zhiku", request_body = DocumentAcl,
+    params(("kb" = String, Path, description = "Knowledge base"), ("id" = i64, Path, description = "Document id")),
+    responses((status = 200, description = "{id, acl, acl_inherited}: in effect for the next search, nothing re-embedded", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Needs the editor role and the write scope", body = ErrorBody), (status = 404, description = "No such document you may read", body = ErrorBody)))]
+pub async fn set_document_acl(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path((kb, id)): Path<(String, i64)>,
+    ApiJson(request): ApiJson<DocumentAcl>,
+) -> Result<Json<Value>, ApiError> {
+    let acl = match (&request.acl, request.inherit) {
+        (Some(_), true) => return Err(ApiError::invalid("give either acl or inherit: true, not both", Some("acl"))),
+        (None, false) => return Err(ApiError::invalid("give acl (a list of principals) or inherit: true", Some("acl"))),
+        (Some(acl), false) => Some(principals(acl, "acl")?),
+        (None, true) => None,
+    };
+    check_role(&state, &who, &kb, Role::Editor).await?;
+    readable_document(&state, &who, kb.clone(), id).await?;
+    let (engine, name) = (state.engine.clone(), kb.clone());
+    let change = blocking(move || engine.set_document_acl(&name, id, acl.as_deref()).map_err(ApiError::from)).await?;
+    let Some(change) = change else { return Err(ApiError::not_found(format!("no document {id} in '{kb}'"), "document_not_found", None)) };
+    let acl = change.documents.first().map(|d| d.1.clone()).unwrap_or_default();
+    audit(&state, &who, "document.acl", Some(kb), json!({ "document": id, "acl": acl, "inherited": request.inherit })).await?;
+    Ok(Json(json!({ "id": id, "acl": acl, "acl_inherited": request.inherit })))
+}
+
+#[utoipa::path(get, path = "/api/kbs/{kb}/roles", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
+    responses((status = 200, description = "{roles: [{principal, role}]}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin role on the knowledge base", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
+pub async fn list_roles(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let roles = blocking(move || {
+        who.require_role(&store, &kb, Role::Admin)?;
+        Ok::<_, ApiError>(store.kb_roles(&kb)?)
+    })
+    .await?;
+    Ok(Json(json!({ "roles": roles.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect::<Vec<_>>() })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGrant {
+    /// user:<name> or group:<name>.
+    principal: String,
+    /// viewer, editor or admin; null takes the principal's role away.
+    role: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/kbs/{kb}/roles", tag = "zhiku", request_body = RoleGrant, params(("kb" = String, Path, description = "Knowledge base")),
+    responses((status = 200, description = "{roles, documents_updated}: the roles now, and how many inheriting documents changed readers", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin role on the knowledge base and the write scope", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
+pub async fn set_role(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+    ApiJson(request): ApiJson<RoleGrant>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = Principal::parse(&request.principal).map_err(|e| ApiError::invalid(e.to_string(), Some("principal")))?;
+    let role =
+        request.role.as_deref().map(|r| r.parse::<Role>().map_err(|e| ApiError::invalid(e.to_string(), Some("role")))).transpose()?;
+    let (store, engine) = (state.store.clone(), state.engine.clone());
+    let (roles, updated) = blocking(move || {
+        who.require_role(&store, &kb, Role::Admin)?;
+        let change = engine.set_kb_role(&kb, &principal, role)?;
+        let action = if role.is_some() { "kb.grant" } else { "kb.revoke" };
+        who.audit(&store, action, Some(&kb), json!({ "principal": principal, "role": role, "documents": change.documents.len() }))?;
+        Ok::<_, ApiError>((store.kb_roles(&kb)?, change.documents.len()))
+    })
+    .await?;
+    let roles: Vec<Value> = roles.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect();
+    Ok(Json(json!({ "roles": roles, "documents_updated": updated })))
 }
 
 /// RFC 5987 encoding of a file name for Content-Disposition.

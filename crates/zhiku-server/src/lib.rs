@@ -7,8 +7,8 @@
 //! - [`native`]: zhiku's own endpoints under `/api` (knowledge bases, search, cited passages).
 //! - [`docs`]: knowledge bases and documents: upload into ingestion jobs with SSE progress,
 //!   list, download, delete.
-//! - [`admin`]: API keys and jobs, for administrators.
-//! - [`auth`]: bearer API keys, checked against their hashes in the store.
+//! - [`admin`]: API keys, users, groups, the audit log and jobs, for administrators.
+//! - [`auth`]: bearer API keys (scopes, expiry), knowledge-base roles, audit entries.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers.
@@ -92,6 +92,13 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/documents/{id}/reingest", post(docs::reingest))
         .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(docs::delete_document))
         .route("/api/kbs/{kb}/documents/{id}/original", get(docs::original))
+        .route("/api/kbs/{kb}/documents/{id}/acl", axum::routing::put(docs::set_document_acl))
+        .route("/api/kbs/{kb}/roles", get(docs::list_roles).put(docs::set_role))
+        .route("/api/users", get(admin::list_users).post(admin::create_user))
+        .route("/api/users/{name}", axum::routing::delete(admin::delete_user))
+        .route("/api/groups/{group}/members", post(admin::add_group_member))
+        .route("/api/groups/{group}/members/{member}", axum::routing::delete(admin::remove_group_member))
+        .route("/api/audit", get(admin::audit_log))
         .route("/api/jobs", get(admin::list_jobs))
         .route("/api/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/keys/{id}", axum::routing::delete(admin::revoke_key))

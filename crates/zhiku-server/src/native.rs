@@ -8,7 +8,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::Authenticated;
+use zhiku_core::Role;
+
+use crate::auth::{check_role, Authenticated};
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
 use crate::{blocking, computing, ApiError, AppState};
@@ -21,17 +23,30 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Who the key acts as: `{"user", "admin"}`.
-#[utoipa::path(get, path = "/api/me", tag = "zhiku", responses((status = 200, description = "{user, admin}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+/// Who the key acts as: `{"user", "admin", "scopes", "groups"}`.
+#[utoipa::path(get, path = "/api/me", tag = "zhiku", responses((status = 200, description = "{user, admin, scopes, groups}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn me(Extension(who): Extension<Authenticated>) -> Json<Value> {
-    Json(json!({ "user": who.user, "admin": who.admin }))
+    let groups: Vec<&str> = who.caller.principals().into_iter().flatten().filter_map(|p| p.as_str().strip_prefix("group:")).collect();
+    Json(json!({ "user": who.user, "admin": who.admin, "scopes": who.scopes, "groups": groups }))
 }
 
-#[utoipa::path(get, path = "/api/kbs", tag = "zhiku", responses((status = 200, description = "{kbs: [{name}]}", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
-pub async fn list_kbs(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// The knowledge bases the caller holds a role on (all, for an administrator), with that role.
+pub(crate) fn visible_kbs(store: &zhiku_store::Store, who: &Authenticated) -> Result<Vec<(String, Role)>, ApiError> {
+    let mut out = Vec::new();
+    for name in store.list_kbs()? {
+        let role = if who.admin { Some(Role::Admin) } else { store.role_of(&name, &who.caller)? };
+        if let Some(role) = role {
+            out.push((name, role));
+        }
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/kbs", tag = "zhiku", responses((status = 200, description = "{kbs: [{name, role}]}: those the caller holds a role on", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+pub async fn list_kbs(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let kbs = blocking(move || store.list_kbs()).await?;
-    Ok(Json(json!({ "kbs": kbs.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>() })))
+    let kbs = blocking(move || visible_kbs(&store, &who)).await?;
+    Ok(Json(json!({ "kbs": kbs.iter().map(|(name, role)| json!({ "name": name, "role": role })).collect::<Vec<_>>() })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,8 +73,15 @@ pub async fn search(
     if request.top_k == 0 || request.top_k > MAX_TOP_K {
         return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
     }
+    check_role(&state, &who, &request.kb, Role::Viewer).await?;
     let engine = state.engine.clone();
-    let hits = computing(&state, move || engine.search(&request.kb, &request.query, &who.caller, request.top_k)).await?;
+    let hits = computing(&state, move || {
+        let hits = engine.search(&request.kb, &request.query, &who.caller, request.top_k)?;
+        let refs = zhiku_rag::audit::hit_refs(&hits);
+        zhiku_rag::audit::record_question(engine.store(), &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
+        Ok::<_, zhiku_rag::Error>(hits)
+    })
+    .await?;
     Ok(Json(json!({ "hits": hits })))
 }
 
@@ -75,6 +97,7 @@ pub async fn passage(
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::not_found(format!("no chunk {id} in knowledge base '{kb}' that you may read"), "chunk_not_found", None);
     let Ok(chunk_id) = id.parse::<u64>() else { return Err(not_found()) };
+    check_role(&state, &who, &kb, Role::Viewer).await?;
     let engine = state.engine.clone();
     let name = kb.clone();
     let hit = blocking(move || engine.passage(&name, chunk_id, &who.caller)).await?;

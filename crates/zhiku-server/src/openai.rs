@@ -42,10 +42,10 @@ fn model_entry(id: &str) -> Value {
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the chat model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
-pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn models(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let kbs = blocking(move || store.list_kbs()).await?;
-    let mut data: Vec<Value> = kbs.iter().map(|kb| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
+    let kbs = blocking(move || crate::native::visible_kbs(&store, &who)).await?;
+    let mut data: Vec<Value> = kbs.iter().map(|(kb, _)| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
     if let Some(chat) = &state.chat {
         data.push(model_entry(&chat.id));
     }
@@ -231,6 +231,8 @@ fn run(
                 streamed.push_str(piece);
                 on_text(piece)
             })?;
+            let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
+            zhiku_rag::audit::record_question(&state.store, &who.actor(), "ask", &kb, &question, &cited, Some(&answer.answer))?;
             let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
                 .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
             Ok(Reply {
@@ -243,6 +245,12 @@ fn run(
         }
         Target::Chat { messages } => {
             let generation = chat.model.generate(&messages, options, &mut |piece| on_text(piece)).map_err(ApiError::internal)?;
+            let question = messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str()).unwrap_or("");
+            let detail = json!({
+                "model": chat.id, "question_sha256": zhiku_rag::audit::sha256_hex(question),
+                "answer_sha256": zhiku_rag::audit::sha256_hex(&generation.text),
+            });
+            who.audit(&state.store, "chat", None, detail)?;
             Ok(Reply {
                 citations: Vec::new(),
                 correction: None,
@@ -273,13 +281,20 @@ pub async fn chat_completions(
     if state.chat.is_none() {
         return Err(ApiError::unavailable("no language model is installed; run `zhiku setup`"));
     }
-    // An unknown knowledge base is a 404 before any stream starts.
+    // An unknown knowledge base (or one without a role of the caller's) is a 404 before any
+    // stream starts.
     if let Target::Kb { kb, .. } = &target {
-        let (store, name) = (state.store.clone(), kb.clone());
-        let exists = blocking(move || store.kb_exists(&name)).await?;
-        if !exists {
-            return Err(ApiError::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model")));
-        }
+        crate::auth::check_role(&state, &who, kb, zhiku_core::Role::Viewer).await.map_err(|e| {
+            if e.status == axum::http::StatusCode::NOT_FOUND {
+                ApiError::not_found(
+                    format!("knowledge base '{kb}' does not exist (or you have no role on it)"),
+                    "model_not_found",
+                    Some("model"),
+                )
+            } else {
+                e
+            }
+        })?;
     }
     let permit = state.generation_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
     let (id, created, model) = (completion_id(), now(), request.model.clone());

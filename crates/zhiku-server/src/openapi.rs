@@ -17,12 +17,14 @@ use crate::{admin, docs, error, native, openai};
         native::health, native::me, native::list_kbs, native::search, native::passage,
         native::conversations, native::conversation, native::feedback,
         admin::list_keys, admin::create_key, admin::revoke_key, admin::list_jobs,
+        admin::list_users, admin::create_user, admin::delete_user, admin::add_group_member, admin::remove_group_member, admin::audit_log,
+        docs::set_document_acl, docs::list_roles, docs::set_role,
         docs::create_kb, docs::get_kb, docs::update_kb, docs::delete_kb, docs::reingest, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, docs::JobStatus)),
     modifiers(&BearerKeys),
     security(("bearer" = [])),
-    tags((name = "openai", description = "OpenAI-compatible endpoints"), (name = "zhiku", description = "Knowledge bases, documents, search"), (name = "admin", description = "API keys and jobs (administrators)"))
+    tags((name = "openai", description = "OpenAI-compatible endpoints"), (name = "zhiku", description = "Knowledge bases, documents, search"), (name = "admin", description = "API keys, users, groups, the audit log and jobs (administrators)"))
 )]
 pub struct ApiDoc;
 

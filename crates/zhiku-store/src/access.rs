@@ -13,7 +13,7 @@ use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zhiku_core::{is_valid_name, Caller, Principal, Role};
 
-use crate::{acl_from_json, acl_to_json, now, Error, Result, StoredChunk, Store};
+use crate::{acl_from_json, acl_to_json, now, Error, Result, Store, StoredChunk};
 
 /// An account as listed: never its password hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,7 +39,14 @@ pub struct AclChange {
 const USER_COLUMNS: &str = "name, admin, disabled, password_hash IS NOT NULL, origin, created_at";
 
 fn user_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserInfo> {
-    Ok(UserInfo { name: r.get(0)?, admin: r.get(1)?, disabled: r.get(2)?, has_password: r.get(3)?, origin: r.get(4)?, created_at: r.get(5)? })
+    Ok(UserInfo {
+        name: r.get(0)?,
+        admin: r.get(1)?,
+        disabled: r.get(2)?,
+        has_password: r.get(3)?,
+        origin: r.get(4)?,
+        created_at: r.get(5)?,
+    })
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<()> {
@@ -194,14 +201,17 @@ impl Store {
         let row: Option<(Option<String>, UserInfo)> = self
             .conn()
             .query_row(&format!("SELECT password_hash, {USER_COLUMNS} FROM account WHERE name = ?1"), params![name], |r| {
-                Ok((r.get(0)?, UserInfo {
-                    name: r.get(1)?,
-                    admin: r.get(2)?,
-                    disabled: r.get(3)?,
-                    has_password: r.get(4)?,
-                    origin: r.get(5)?,
-                    created_at: r.get(6)?,
-                }))
+                Ok((
+                    r.get(0)?,
+                    UserInfo {
+                        name: r.get(1)?,
+                        admin: r.get(2)?,
+                        disabled: r.get(3)?,
+                        has_password: r.get(4)?,
+                        origin: r.get(5)?,
+                        created_at: r.get(6)?,
+                    },
+                ))
             })
             .optional()?;
         let (stored, info) = match row {

@@ -141,6 +141,7 @@ CREATE TABLE IF NOT EXISTS kb (
     pii_policy TEXT NOT NULL DEFAULT 'keep',
     duplicates TEXT NOT NULL DEFAULT 'skip',
     vector_index TEXT NOT NULL DEFAULT '',
+    log_questions INTEGER NOT NULL DEFAULT 1,
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -326,8 +327,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("api_key", "admin")? {
         conn.execute_batch("ALTER TABLE api_key ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
     }
+    if !has_column("kb", "log_questions")? {
+        conn.execute_batch("ALTER TABLE kb ADD COLUMN log_questions INTEGER NOT NULL DEFAULT 1")?;
+    }
     if !has_column("api_key", "scopes")? {
-        conn.execute_batch("ALTER TABLE api_key ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,write'; ALTER TABLE api_key ADD COLUMN expires_at INTEGER")?;
+        conn.execute_batch(
+            "ALTER TABLE api_key ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,write'; ALTER TABLE api_key ADD COLUMN expires_at INTEGER",
+        )?;
     }
     if !has_column("kb", "vector_index")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN vector_index TEXT NOT NULL DEFAULT ''")?;
@@ -428,6 +434,18 @@ impl Store {
 
     pub fn set_kb_vector_index(&self, name: &str, kind: &str) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET vector_index = ?2 WHERE name = ?1", kind)
+    }
+
+    /// Whether the audit log keeps the text of questions asked of this knowledge base (otherwise
+    /// only their SHA-256).
+    pub fn kb_logs_questions(&self, name: &str) -> Result<bool> {
+        let value: Option<bool> =
+            self.conn().query_row("SELECT log_questions FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))
+    }
+
+    pub fn set_kb_logs_questions(&self, name: &str, keep: bool) -> Result<()> {
+        self.update_kb(name, "UPDATE kb SET log_questions = ?2 WHERE name = ?1", if keep { "1" } else { "0" })
     }
 
     /// Deletes a knowledge base with its documents and chunks; false when there was none.
@@ -636,7 +654,16 @@ impl Store {
                     Some(hash) => (hash.to_string(), true),
                     None => (content_hash, false),
                 };
-                Ok(DocumentInfo { id, source, content_hash, language, acl: acl_from_json(&acl)?, acl_inherited, chunks: chunks as usize, partial })
+                Ok(DocumentInfo {
+                    id,
+                    source,
+                    content_hash,
+                    language,
+                    acl: acl_from_json(&acl)?,
+                    acl_inherited,
+                    chunks: chunks as usize,
+                    partial,
+                })
             })
             .collect()
     }
@@ -711,7 +738,18 @@ mod tests {
     }
 
     fn doc<'a>(source: &'a str, hash: &'a str, acl: &'a [Principal], chunks: &'a [(Chunk, Vec<f32>)]) -> NewDocument<'a> {
-        NewDocument { source, content_hash: hash, title: None, format: "text", language: "en", minhash: None, acl, own_acl: true, chunks, partial: false }
+        NewDocument {
+            source,
+            content_hash: hash,
+            title: None,
+            format: "text",
+            language: "en",
+            minhash: None,
+            acl,
+            own_acl: true,
+            chunks,
+            partial: false,
+        }
     }
 
     #[test]

@@ -1,0 +1,143 @@
+//! Users, nested groups, knowledge-base roles, document ACLs changed after ingestion, and the
+//! hash-chained audit log, through the `zhiku` binary.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{write, Zhiku};
+use serde_json::Value;
+
+fn ok(z: &Zhiku, args: &[&str]) {
+    let out = z.run(args);
+    assert!(out.status.success(), "zhiku {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn chunk_ids(hits: &[Value]) -> Vec<String> {
+    hits.iter().map(|h| h["chunk_id"].as_str().unwrap().to_string()).collect()
+}
+
+fn audit(z: &Zhiku, args: &[&str]) -> Vec<Value> {
+    let out = z.run(&[&["audit", "export"], args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn roles_nested_groups_and_document_acls_change_what_search_returns_without_reingesting() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let salaries = write(dir.path(), "salaries.md", "# Salaries\n\nThe salary bands for engineers are reviewed every April.\n");
+    let salaries = salaries.to_str().unwrap();
+
+    ok(&z, &["kb", "create", "hr", "--acl", "group:hr"]);
+    z.ingest("hr", &[std::path::Path::new(salaries)], &[]);
+    let query = "when are salary bands reviewed";
+    assert!(z.search("hr", query, Some("bob"), 3).is_empty(), "bob holds no role");
+
+    // Nested: alice is in backend, backend in engineering, engineering gets the viewer role.
+    ok(&z, &["group", "add-member", "backend", "alice"]);
+    ok(&z, &["group", "add-member", "engineering", "group:backend"]);
+    let cycle = z.run(&["group", "add-member", "backend", "group:engineering"]);
+    assert!(!cycle.status.success() && String::from_utf8_lossy(&cycle.stderr).contains("cannot contain itself"));
+    assert!(z.search("hr", query, Some("alice"), 3).is_empty());
+    ok(&z, &["kb", "grant", "hr", "group:engineering", "viewer"]);
+    let hits = z.search("hr", query, Some("alice"), 3);
+    assert_eq!(Zhiku::sources(&hits), [salaries], "a role through two levels of groups grants the inherited ACL");
+    let before = chunk_ids(&hits);
+
+    let roles = String::from_utf8(z.run(&["kb", "roles", "hr"]).stdout).unwrap();
+    assert!(roles.contains("group:engineering\tviewer") && roles.contains("group:hr\tviewer"), "{roles}");
+
+    // Its own ACL for the document: alice loses it, carol gains it; nothing is ingested again.
+    ok(&z, &["kb", "acl", "hr", salaries, "--acl", "user:carol"]);
+    assert!(z.search("hr", query, Some("alice"), 3).is_empty());
+    assert_eq!(chunk_ids(&z.search("hr", query, Some("carol"), 3)), before, "the same chunks, not re-embedded copies");
+    // A role change no longer reaches a document with its own ACL, and re-ingesting keeps it.
+    ok(&z, &["kb", "revoke", "hr", "group:engineering"]);
+    let again = z.ingest("hr", &[std::path::Path::new(salaries)], &[]);
+    assert_eq!(again["unchanged"], 1, "{again}");
+    assert_eq!(chunk_ids(&z.search("hr", query, Some("carol"), 3)), before);
+    ok(&z, &["kb", "acl", "hr", salaries, "--inherit"]);
+    assert!(z.search("hr", query, Some("carol"), 3).is_empty());
+    ok(&z, &["kb", "grant", "hr", "user:carol", "editor"]);
+    assert_eq!(chunk_ids(&z.search("hr", query, Some("carol"), 3)), before);
+    let docs = String::from_utf8(z.run(&["kb", "docs", "hr"]).stdout).unwrap();
+    assert!(docs.contains("group:hr,user:carol"), "{docs}");
+
+    let bad = z.run(&["kb", "acl", "hr", "nope.md", "--acl", "user:x"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no document 'nope.md'"));
+    assert!(!z.run(&["kb", "grant", "hr", "user:x", "owner"]).status.success());
+    assert!(!z.run(&["kb", "grant", "missing", "user:x", "viewer"]).status.success());
+
+    // Every change and question is in the audit log, which verifies.
+    let entries = audit(&z, &[]);
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["kb.create", "ingest", "search", "kb.grant", "document.acl", "kb.revoke", "group.add"] {
+        assert!(actions.contains(&action), "no {action} in {actions:?}");
+    }
+    let alice = audit(&z, &["--user", "alice"]);
+    assert!(!alice.is_empty() && alice.iter().all(|e| e["action"] == "search" && e["actor"].as_str().unwrap().ends_with("user:alice")));
+    assert_eq!(alice[0]["detail"]["question"], query);
+    let found = alice.iter().find(|e| !e["detail"]["retrieved"].as_array().unwrap().is_empty()).expect("a search that found something");
+    assert_eq!(found["detail"]["retrieved"][0]["source"], salaries);
+    let verified = z.json(&["audit", "verify", "--json"]);
+    assert_eq!(verified["ok"], true);
+    assert!(verified["entries"].as_i64().unwrap() >= entries.len() as i64);
+    assert!(audit(&z, &["--since", "2999-01-01"]).is_empty());
+}
+
+#[test]
+fn question_text_follows_the_policy_and_a_tampered_log_is_caught() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave.\n");
+    ok(&z, &["kb", "create", "private", "--acl", "group:staff", "--log-questions", "false"]);
+    z.ingest("private", &[&doc], &[]);
+    ok(&z, &["group", "add-member", "staff", "dana"]);
+    let question = "how many days of leave carry over";
+    assert_eq!(z.search("private", question, Some("dana"), 3).len(), 1);
+    let searches: Vec<Value> = audit(&z, &["--user", "dana"]);
+    assert_eq!(searches.len(), 1);
+    assert!(searches[0]["detail"]["question"].is_null(), "question text kept against the policy");
+    assert_eq!(searches[0]["detail"]["question_sha256"].as_str().unwrap().len(), 64);
+
+    // Accounts: a password from standard input, stored only as an argon2id hash.
+    let mut child = z.command().args(["user", "add", "dana", "--password-stdin"]).stdin(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let users = z.json(&["user", "list", "--json"]);
+    assert_eq!(users["users"][0]["name"], "dana");
+    assert_eq!(users["users"][0]["has_password"], true);
+    let db = z.data.path().join("zhiku.db");
+    let raw = std::fs::read(&db).unwrap();
+    assert!(!raw.windows(b"a long enough password".len()).any(|w| w == b"a long enough password"), "a password in clear");
+    assert!(!z.run(&["user", "add", "dana"]).status.success(), "a second dana");
+
+    // Keys: scopes and expiry are recorded; a bad duration is refused.
+    let key = z.json(&["key", "create", "--name", "ro", "--user", "dana", "--scope", "read", "--expires-in", "7d", "--json"]);
+    assert_eq!(key["scopes"], serde_json::json!(["read"]));
+    assert!(key["expires_at"].as_i64().unwrap() > 0);
+    assert!(!z.run(&["key", "create", "--name", "x", "--expires-in", "7w"]).status.success());
+    assert!(!z.run(&["key", "create", "--name", "x", "--scope", "root"]).status.success());
+
+    let verified = z.json(&["audit", "verify", "--json"]);
+    assert_eq!(verified["ok"], true);
+
+    // Somebody with the database file rewrites history: the triggers stop plain SQL, and with
+    // them dropped the chain still breaks at the changed entry.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let refused = conn.execute("UPDATE audit SET actor = 'cli:nobody' WHERE seq = 2", []).unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    conn.execute_batch(
+        "DROP TRIGGER audit_append_only_update; UPDATE audit SET detail = replace(detail, 'dana', 'erin') WHERE action = 'group.add';",
+    )
+    .unwrap();
+    drop(conn);
+    let seq = audit(&z, &[]).iter().find(|e| e["action"] == "group.add").unwrap()["seq"].as_i64().unwrap();
+    let out = z.run(&["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((broken["ok"].as_bool(), broken["seq"].as_i64()), (Some(false), Some(seq)), "{broken}");
+}
