@@ -141,3 +141,55 @@ fn question_text_follows_the_policy_and_a_tampered_log_is_caught() {
     let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((broken["ok"].as_bool(), broken["seq"].as_i64()), (Some(false), Some(seq)), "{broken}");
 }
+
+#[test]
+fn over_http_roles_scopes_and_attacks_are_refused_and_audited() {
+    let python = std::env::var("ZHIKU_TEST_PYTHON")
+        .expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh, which makes a venv for the HTTP clients");
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let handbook = write(dir.path(), "handbook.md", "# Travel\n\nTravel and holidays policy: train journeys are booked in second class.\n");
+    let board = write(dir.path(), "board.md", "# Board meeting minutes\n\nThe board meeting minutes record the merger with Acme.\n");
+    ok(&z, &["kb", "create", "docs", "--acl", "group:staff"]);
+    z.ingest("docs", &[&handbook], &[]);
+    z.ingest("docs", &[&board], &["user:boss"]);
+    ok(&z, &["group", "add-member", "staff", "vera"]);
+    ok(&z, &["kb", "grant", "docs", "user:ed", "editor"]);
+    ok(&z, &["kb", "grant", "docs", "user:kim", "admin"]);
+    let key = |name: &str, user: &str, extra: &[&str]| -> Value {
+        z.json(&[&["key", "create", "--name", name, "--user", user, "--json"], extra].concat())
+    };
+    let mut keys: Vec<(String, Value)> = vec![
+        ("VERA".into(), key("vera", "vera", &[])),
+        ("ED".into(), key("ed", "ed", &[])),
+        ("ED_RO".into(), key("ed-ro", "ed", &["--scope", "read"])),
+        ("KIM".into(), key("kim", "kim", &[])),
+        ("MALLORY".into(), key("mallory", "mallory", &[])),
+        ("ADMIN".into(), key("root", "root", &["--admin"])),
+        ("EXPIRED".into(), key("old", "vera", &["--expires-in", "1h"])),
+        ("REVOKED".into(), key("gone", "vera", &[])),
+    ];
+    let id_of = |name: &str, keys: &[(String, Value)]| keys.iter().find(|k| k.0 == name).unwrap().1["id"].as_str().unwrap().to_string();
+    ok(&z, &["key", "revoke", &id_of("REVOKED", &keys)]);
+    // Time passes for the expiring key.
+    let conn = rusqlite::Connection::open(z.data.path().join("zhiku.db")).unwrap();
+    conn.execute("UPDATE api_key SET expires_at = 1 WHERE id = ?1", [id_of("EXPIRED", &keys)]).unwrap();
+    drop(conn);
+    let listed = String::from_utf8(z.run(&["key", "list"]).stdout).unwrap();
+    assert!(listed.contains("\texpired") && listed.contains("\trevoked"), "{listed}");
+
+    let server = z.serve();
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/access_attacks.py")).env("ZHIKU_URL", &server.url);
+    for (name, created) in keys.drain(..) {
+        cmd.env(format!("ZHIKU_KEY_{name}"), created["key"].as_str().unwrap());
+    }
+    let out = cmd.output().unwrap();
+    drop(server);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    // The upload named ../../../escape.md stayed inside the uploads folder.
+    assert!(z.data.path().join("uploads/docs/escape.md").is_file());
+    assert!(!z.data.path().join("escape.md").exists() && !z.data.path().join("uploads/escape.md").exists());
+    assert_eq!(z.json(&["audit", "verify", "--json"])["ok"], true);
+}
