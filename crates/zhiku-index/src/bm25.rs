@@ -165,6 +165,19 @@ impl Bm25Index {
     }
 }
 
+/// A writer dropped while tantivy merges segments in the background leaves the merge running,
+/// and its clean-up may then delete files that the next writer of the same directory has
+/// committed (seen as `FileDoesNotExist` on the next open): the merges are awaited here.
+impl Drop for Bm25Index {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.wait_merging_threads() {
+                tracing::warn!(error = %e, "BM25 index: a background merge failed");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
