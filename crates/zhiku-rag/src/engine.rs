@@ -222,6 +222,9 @@ struct OpenDocument {
     stored: Option<StoredSoFar>,
 }
 
+/// A document as written: its id and the ACL it was stored with.
+type StoredAs = (i64, Vec<Principal>);
+
 struct StoredSoFar {
     doc_id: i64,
     /// The ACL the document was stored with (it may have kept one of its own).
@@ -583,7 +586,7 @@ impl Engine {
         report: &mut FileReport,
         mut prepared: PreparedDocument,
         partial: bool,
-    ) -> Result<(FileOutcome, Option<(i64, Vec<Principal>)>)> {
+    ) -> Result<(FileOutcome, Option<StoredAs>)> {
         let failed = |reason: String| Error::FileFailed(reason);
         let kb = batch.kb;
         let source = report.source.clone();

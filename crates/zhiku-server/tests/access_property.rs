@@ -113,11 +113,11 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
 
     // Groups nest downwards only (g_i may contain g_j for j > i), so there is no cycle to refuse.
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); GROUPS];
-    for child in 1..GROUPS {
+    for (child, its_parents) in parents.iter_mut().enumerate().skip(1) {
         for parent in 0..child {
             if rng.below(8) == 0 {
                 store.add_subgroup(&format!("g{parent}"), &format!("g{child}")).unwrap();
-                parents[child].push(parent);
+                its_parents.push(parent);
             }
         }
     }
