@@ -36,6 +36,7 @@ started=$(date +%s)
 ZHIKU_MODELS_LLM="$LLM" "${Z[@]}" ingest "${SOURCES[@]}" --kb poems --acl group:readers --json > "$DATA/ingest.json"
 ingest_s=$(( $(date +%s) - started ))
 "${Z[@]}" group add-member readers bench >/dev/null
+"${Z[@]}" kb grant poems group:readers viewer 2>/dev/null
 KEY=$("${Z[@]}" key create --name "bench-$$" --user bench)
 chunks=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"])' "$DATA/ingest.json")
 total=$(sqlite3 "$DATA/zhiku.db" "SELECT count(*) FROM chunk" 2>/dev/null || echo "?")
@@ -59,7 +60,8 @@ rss() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
 # $1: with the chat model (1) or without (0). Prints "idle_rss loaded_rss wrk-output-file".
 run() {
   local llm="$LLM"; [ "$1" = 1 ] || llm="$WORK/no-model.gguf"
-  ZHIKU_MODELS_LLM="$llm" "${Z[@]}" serve --bind 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+  # One client's key sends every request: the per-user rate limit would measure itself.
+  ZHIKU_SERVER_RATE_LIMIT_PER_MINUTE=0 ZHIKU_MODELS_LLM="$llm" "${Z[@]}" serve --bind 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
   SERVER=$!
   for _ in $(seq 100); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
   local url; url=$(sed -n 's/listening on //p' "$WORK/serve.out")

@@ -523,6 +523,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         data_dir: ctx.data_dir.clone(),
         jobs: Default::default(),
         cors_origins: server.cors_origins.clone(),
+        security: zhiku_server::Security::new(server.session_hours, server.secure_cookies, server.rate_limit_per_minute),
     });
     let bind = match args.bind {
         Some(addr) => addr,

@@ -32,11 +32,25 @@ pub struct ServerConfig {
     /// Web origins (e.g. `https://intranet.example.com`) whose pages may call the API from the
     /// browser, as the embeddable widget does; none by default.
     pub cors_origins: Vec<String>,
+    /// How long a web session (password log-in) lasts.
+    pub session_hours: f64,
+    /// Send the session cookie over HTTPS only (set it when the server is reached through TLS).
+    pub secure_cookies: bool,
+    /// Requests each user may make per minute (bursts up to that many); 0: no limit.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), max_body_mb: 32.0, generation_slots: 1, cors_origins: Vec::new() }
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_mb: 32.0,
+            generation_slots: 1,
+            cors_origins: Vec::new(),
+            session_hours: 12.0,
+            secure_cookies: false,
+            rate_limit_per_minute: 600,
+        }
     }
 }
 
@@ -146,6 +160,9 @@ impl Config {
         }
         if !(self.server.max_body_mb > 0.0 && self.server.max_body_mb <= 4096.0) {
             bail!("server.max_body_mb must be more than 0 and at most 4096 (got {})", self.server.max_body_mb);
+        }
+        if !(self.server.session_hours > 0.0 && self.server.session_hours <= 24.0 * 90.0) {
+            bail!("server.session_hours must be more than 0 and at most 2160 (90 days) (got {})", self.server.session_hours);
         }
         if self.server.generation_slots == 0 {
             bail!("server.generation_slots must be at least 1");

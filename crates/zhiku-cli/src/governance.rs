@@ -324,6 +324,7 @@ pub fn audit_command(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 since_ms: since.as_deref().map(|t| parse_time(t, false)).transpose()?,
                 until_ms: until.as_deref().map(|t| parse_time(t, true)).transpose()?,
                 user: user.clone(),
+                latest: None,
             };
             let records = store.audit_records(&filter)?;
             let mut out: Box<dyn Write> = match &output {

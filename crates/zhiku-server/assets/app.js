@@ -1,6 +1,7 @@
 // zhiku's web app: plain JavaScript, no external scripts or fonts. Talks to the same API as
 // any client (OpenAI-compatible chat with SSE streaming, /api/search, /api/kbs), with the
-// user's API key held for the browser session only.
+// user's API key held for the browser session only, or a session cookie after a password
+// log-in (its CSRF token sent with every request).
 "use strict";
 
 const STRINGS = {
@@ -23,6 +24,13 @@ const STRINGS = {
     "admin.keyuser": "Acts as user", "admin.keyadmin": "Administrator", "admin.keycreate": "Create key", "admin.keystate": "State",
     "admin.revoke": "Revoke", "admin.active": "active", "admin.revoked": "revoked", "admin.jobs": "Ingestion jobs", "admin.files": "Files",
     "admin.newkey": "New key (shown only now, copy it): ", "passage.gone": "This passage is no longer available to you.",
+    "login.user": "User name", "login.password": "Password", "login.or": "Or sign in with an API key:",
+    "login.badpassword": "Wrong user name or password.", "login.locked": "Too many failed attempts; try again in {n} seconds.",
+    "roles.title": "Who may use this knowledge base", "roles.principal": "User or group", "roles.role": "Role", "roles.grant": "Grant",
+    "roles.remove": "Remove", "admin.users": "Users", "admin.usercreate": "Create user", "admin.groups": "Groups",
+    "admin.audit": "Audit log", "admin.when": "When", "admin.who": "Who", "admin.what": "What",
+    "admin.chainok": "Hash chain intact: {n} entries.", "admin.chainbroken": "Hash chain BROKEN at entry {seq}: {reason}",
+    "admin.disabled": "disabled", "admin.haspassword": "password",
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
@@ -42,6 +50,13 @@ const STRINGS = {
     "admin.kbs": "知识库", "admin.models": "模型", "admin.keys": "API 密钥", "admin.keyname": "名称",
     "admin.keyuser": "代表用户", "admin.keyadmin": "管理员", "admin.keycreate": "创建密钥", "admin.keystate": "状态",
     "admin.revoke": "吊销", "admin.active": "有效", "admin.revoked": "已吊销", "admin.jobs": "导入任务", "admin.files": "文件",
+    "login.user": "用户名", "login.password": "密码", "login.or": "或使用 API 密钥登录：",
+    "login.badpassword": "用户名或密码错误。", "login.locked": "失败次数过多，请 {n} 秒后再试。",
+    "roles.title": "谁可以使用这个知识库", "roles.principal": "用户或用户组", "roles.role": "角色", "roles.grant": "授权",
+    "roles.remove": "移除", "admin.users": "用户", "admin.usercreate": "创建用户", "admin.groups": "用户组",
+    "admin.audit": "审计日志", "admin.when": "时间", "admin.who": "操作者", "admin.what": "操作",
+    "admin.chainok": "哈希链完整：共 {n} 条。", "admin.chainbroken": "哈希链在第 {seq} 条处断裂：{reason}",
+    "admin.disabled": "已停用", "admin.haspassword": "已设密码",
     "admin.newkey": "新密钥（仅显示这一次，请复制）：", "passage.gone": "您已无法查看这段内容。",
   },
 };
@@ -50,7 +65,11 @@ let lang = localStorage.getItem("zhiku.lang") || ((navigator.language || "en").t
 const t = (key, vars = {}) => (STRINGS[lang][key] || STRINGS.en[key] || key).replace(/\{(\w+)\}/g, (_, k) => vars[k]);
 const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem("zhiku.key") || "";
+// A password log-in's CSRF token; the session itself is an HttpOnly cookie scripts cannot read.
+let csrf = sessionStorage.getItem("zhiku.csrf") || "";
 let isAdmin = false;
+// The caller's role per knowledge base (viewer, editor, admin).
+let kbRoles = {};
 let conversation = [];
 // The stored conversation the next answers belong to; a new one per "New conversation".
 let conversationId = newConversationId();
@@ -66,8 +85,13 @@ function applyLanguage() {
   $("lang").textContent = lang === "zh" ? "English" : "中文";
 }
 
+function authHeaders() {
+  if (apiKey) return { Authorization: `Bearer ${apiKey}` };
+  return csrf ? { "X-CSRF-Token": csrf } : {};
+}
+
 async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: `Bearer ${apiKey}` }, options.body ? { "Content-Type": "application/json" } : {});
+  const headers = Object.assign(authHeaders(), options.body ? { "Content-Type": "application/json" } : {});
   const response = await fetch(path, Object.assign({}, options, { headers }));
   if (response.status === 401) { signOut(); throw new Error(t("login.bad")); }
   return response;
@@ -84,13 +108,18 @@ function show(view) {
   });
   if (view === "admin") loadAdmin();
   if (view === "documents") loadDocuments();
-  const focus = { chat: "question", search: "query", login: "key" }[view];
+  const focus = { chat: "question", search: "query", login: "user" }[view];
   if (focus) $(focus).focus();
 }
 
 function signOut() {
+  if (!apiKey && csrf) fetch("/api/logout", { method: "POST", headers: authHeaders() }).catch(() => {});
   apiKey = "";
+  csrf = "";
   sessionStorage.removeItem("zhiku.key");
+  sessionStorage.removeItem("zhiku.csrf");
+  $("drop").hidden = true;
+  $("kb-roles").hidden = true;
   $("tabs").hidden = true;
   $("logout").hidden = true;
   show("login");
@@ -98,11 +127,30 @@ function signOut() {
 
 async function signIn(key) {
   apiKey = key;
-  let response;
-  try { response = await fetch("/v1/models", { headers: { Authorization: `Bearer ${key}` } }); } catch { throw new Error(t("login.down")); }
-  if (!response.ok) throw new Error(t("login.bad"));
+  await enter(t("login.bad"));
   sessionStorage.setItem("zhiku.key", key);
+}
+
+async function signInWithPassword(user, password) {
+  let response;
+  try {
+    response = await fetch("/api/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user, password }) });
+  } catch { throw new Error(t("login.down")); }
+  if (response.status === 429) throw new Error(t("login.locked", { n: response.headers.get("Retry-After") || "60" }));
+  if (!response.ok) throw new Error(t("login.badpassword"));
+  apiKey = "";
+  csrf = (await response.json()).csrf_token;
+  sessionStorage.setItem("zhiku.csrf", csrf);
+  await enter(t("login.badpassword"));
+}
+
+// Opens the app with the credentials now held (a key or a session).
+async function enter(refused) {
+  let response;
+  try { response = await fetch("/v1/models", { headers: authHeaders() }); } catch { throw new Error(t("login.down")); }
+  if (!response.ok) throw new Error(refused);
   isAdmin = (await (await api("/api/me")).json()).admin;
+  kbRoles = Object.fromEntries((await (await api("/api/kbs")).json()).kbs.map((k) => [k.name, k.role]));
   document.querySelectorAll(".admin-only").forEach((el) => { el.hidden = !isAdmin; });
   await refreshKbs((await response.json()).data.map((m) => m.id));
   $("tabs").hidden = false;
@@ -122,17 +170,26 @@ async function refreshKbs(models, choose) {
   });
 }
 
+// The caller's role on a knowledge base; an administrator holds every role everywhere.
+function roleOn(kb) {
+  return isAdmin ? "admin" : kbRoles[kb];
+}
+
 async function loadDocuments() {
   const kb = $("docs-kb").value;
   const body = $("docs").tBodies[0];
+  const editor = ["editor", "admin"].includes(roleOn(kb));
+  $("drop").hidden = !kb || !editor;
+  $("kb-roles").hidden = !kb || roleOn(kb) !== "admin";
   if (!kb) { body.replaceChildren(); return; }
+  if (roleOn(kb) === "admin") loadRoles();
   const response = await api(`/api/kbs/${encodeURIComponent(kb)}/documents`);
   if (!response.ok) { body.replaceChildren(); return; }
   const docs = (await response.json()).documents;
   body.replaceChildren(...docs.map((d) => {
     const name = d.source.split("/").pop();
     const actions = element("td");
-    if (isAdmin) {
+    if (editor) {
       const del = element("button", { type: "button", "aria-label": `${t("docs.delete")} ${name}` }, t("docs.delete"));
       del.addEventListener("click", async () => {
         if (!confirm(t("docs.confirm", { name }))) return;
@@ -142,6 +199,21 @@ async function loadDocuments() {
       actions.append(del);
     }
     return element("tr", {}, element("td", {}, name), element("td", {}, String(d.chunks)), element("td", {}, d.language), actions);
+  }));
+}
+
+async function loadRoles() {
+  const kb = $("docs-kb").value;
+  const response = await api(`/api/kbs/${encodeURIComponent(kb)}/roles`);
+  if (!response.ok) return;
+  const { roles } = await response.json();
+  $("roles").tBodies[0].replaceChildren(...roles.map((r) => {
+    const remove = element("button", { type: "button", "aria-label": `${t("roles.remove")} ${r.principal}` }, t("roles.remove"));
+    remove.addEventListener("click", async () => {
+      await api(`/api/kbs/${encodeURIComponent(kb)}/roles`, { method: "PUT", body: JSON.stringify({ principal: r.principal, role: null }) });
+      loadRoles();
+    });
+    return element("tr", {}, element("td", {}, r.principal), element("td", {}, r.role), element("td", {}, remove));
   }));
 }
 
@@ -174,7 +246,7 @@ async function uploadFiles(files) {
   bar.hidden = false;
   bar.value = 0;
   status.textContent = t("docs.uploading", { n: files.length });
-  const response = await fetch(`/api/kbs/${encodeURIComponent(kb)}/documents`, { method: "POST", body: form, headers: { Authorization: `Bearer ${apiKey}` } });
+  const response = await fetch(`/api/kbs/${encodeURIComponent(kb)}/documents`, { method: "POST", body: form, headers: authHeaders() });
   if (!response.ok) { status.textContent = t("docs.failed") + await errorText(response); return; }
   const { job } = await response.json();
   const events = await api(`/api/jobs/${job.id}/events`);
@@ -336,7 +408,17 @@ async function loadAdmin() {
   $("admin-kbs").replaceChildren(...kbs.kbs.map((k) => element("li", {}, k.name)));
   $("admin-models").replaceChildren(...models.data.filter((m) => !m.id.startsWith("kb/")).map((m) => element("li", {}, m.id)));
   if (!isAdmin) return;
-  const [keys, jobs] = await Promise.all([api("/api/keys").then((r) => r.json()), api("/api/jobs").then((r) => r.json())]);
+  const [keys, jobs, people, audit] = await Promise.all(["/api/keys", "/api/jobs", "/api/users", "/api/audit?limit=50"].map((p) => api(p).then((r) => r.json())));
+  $("users").tBodies[0].replaceChildren(...people.users.map((u) => {
+    const groups = people.groups.filter((g) => g.member === `user:${u.name}`).map((g) => g.group).join(", ");
+    const state = [u.admin ? t("admin.keyadmin") : "", u.disabled ? t("admin.disabled") : "", u.has_password ? t("admin.haspassword") : ""];
+    return element("tr", {}, element("td", {}, u.name), element("td", {}, groups), element("td", {}, state.filter(Boolean).join(" · ")));
+  }));
+  const chain = audit.chain;
+  $("audit-chain").textContent = chain.ok ? t("admin.chainok", { n: chain.entries }) : t("admin.chainbroken", { seq: chain.seq, reason: chain.reason });
+  $("audit").tBodies[0].replaceChildren(...audit.entries.slice().reverse().map((e) => element("tr", {},
+    element("td", {}, String(e.seq)), element("td", {}, new Date(e.at).toLocaleString()), element("td", {}, e.actor),
+    element("td", {}, e.action), element("td", {}, e.kb || ""))));
   $("keys").tBodies[0].replaceChildren(...keys.keys.map((k) => {
     const cell = element("td");
     if (!k.revoked) {
@@ -356,6 +438,26 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("zhiku.lang", lang); applyLanguage(); });
   $("logout").addEventListener("click", signOut);
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
+  $("password-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("password-error").textContent = "";
+    try { await signInWithPassword($("user").value.trim(), $("password").value); $("password").value = ""; }
+    catch (err) { $("password-error").textContent = err.message; }
+  });
+  $("grant").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { principal: $("grant-principal").value.trim(), role: $("grant-role").value };
+    const response = await api(`/api/kbs/${encodeURIComponent($("docs-kb").value)}/roles`, { method: "PUT", body: JSON.stringify(body) });
+    $("grant-status").textContent = response.ok ? "" : await errorText(response);
+    if (response.ok) { $("grant").reset(); loadRoles(); }
+  });
+  $("new-user").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { name: $("new-user-name").value.trim(), password: $("new-user-password").value || undefined, admin: $("new-user-admin").checked };
+    const response = await api("/api/users", { method: "POST", body: JSON.stringify(body) });
+    $("new-user-result").textContent = response.ok ? "" : await errorText(response);
+    if (response.ok) { $("new-user").reset(); loadAdmin(); }
+  });
   $("login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     $("login-error").textContent = "";
@@ -405,5 +507,7 @@ document.addEventListener("DOMContentLoaded", () => {
     loadAdmin();
   });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-kb").value, $("query").value.trim()); });
-  if (apiKey) signIn(apiKey).catch(() => signOut()); else show("login");
+  if (apiKey) signIn(apiKey).catch(() => signOut());
+  else if (csrf) enter(t("login.badpassword")).catch(() => signOut());
+  else show("login");
 });

@@ -271,6 +271,8 @@ pub struct AuditQuery {
     until: Option<i64>,
     /// Only this user's entries.
     user: Option<String>,
+    /// Only the latest this many.
+    limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/api/audit", tag = "admin", params(AuditQuery),
@@ -283,7 +285,7 @@ pub async fn audit_log(
 ) -> Result<Json<Value>, ApiError> {
     who.require_admin()?;
     let store = state.store.clone();
-    let filter = AuditFilter { since_ms: query.since, until_ms: query.until, user: query.user };
+    let filter = AuditFilter { since_ms: query.since, until_ms: query.until, user: query.user, latest: query.limit };
     let (entries, chain) = blocking(move || {
         let entries = store.audit_records(&filter)?;
         let chain = match store.verify_audit()? {

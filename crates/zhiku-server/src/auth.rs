@@ -1,7 +1,8 @@
 //! Who is asking and what they may do. Every route under `/v1` and `/api` needs a bearer API
-//! key; the request then acts as the key's user with the user's groups (nested ones included),
-//! as `--as USER` does on the command line, or as an administrator for a key with the `admin`
-//! scope.
+//! key or a web session (cookie, with its CSRF token on changes); the request then acts as the
+//! key's user with the user's groups (nested ones included), as `--as USER` does on the command
+//! line, or as an administrator for a key with the `admin` scope or an administrator's session.
+//! Each user's requests are rate-limited.
 //!
 //! Knowledge bases are gated by roles (viewer < editor < admin): a knowledge base the caller
 //! holds no role on answers exactly like one that does not exist, so its name does not leak.
@@ -41,7 +42,10 @@ impl Authenticated {
 
     /// How the audit log names this caller.
     pub fn actor(&self) -> String {
-        format!("key:{} user:{}", self.key_id, self.user)
+        match self.key_id.as_str() {
+            "session" => format!("session user:{}", self.user),
+            id => format!("key:{id} user:{}", self.user),
+        }
     }
 
     /// Checks, on a blocking thread, that the caller may act on the knowledge base with
@@ -99,10 +103,43 @@ fn key_id_of(presented: &str) -> Option<&str> {
     (id.len() <= 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+/// Equal contents, in time that depends only on the length.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A web session's caller: an administrator's account acts as the administrator. A request that
+/// `changes` something must have sent the session's CSRF token.
+fn session_caller(state: &AppState, token: &str, changes: bool, sent_csrf: &[u8]) -> Result<Authenticated, ApiError> {
+    let Some(session) = state.store.session(token)? else {
+        return Err(ApiError::unauthorized("the session has ended; log in again"));
+    };
+    if changes && !constant_time_eq(sent_csrf, session.csrf.as_bytes()) {
+        return Err(ApiError::forbidden("missing or wrong X-CSRF-Token for this session"));
+    }
+    let admin = state.store.user(&session.user)?.is_some_and(|u| u.admin);
+    let caller = if admin { Caller::Admin } else { state.engine.caller_for(&session.user)? };
+    let mut scopes = vec![Scope::Read, Scope::Write];
+    if admin {
+        scopes.push(Scope::Admin);
+    }
+    Ok(Authenticated { caller, user: session.user, key_id: "session".into(), scopes, admin })
+}
+
+pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(key) = header.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty()) else {
-        return Err(ApiError::unauthorized("missing API key: send 'Authorization: Bearer <key>' (create one with `zhiku key create`)"));
+    let bearer = header.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty());
+    let Some(key) = bearer else {
+        let Some(token) = crate::session::token_in(&request).filter(|_| header.is_empty()) else {
+            return Err(ApiError::unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' (create one with `zhiku key create`) or log in",
+            ));
+        };
+        let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+        let sent = request.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        let worker = state.clone();
+        let who = blocking(move || session_caller(&worker, &token, changes, &sent)).await?;
+        return admit(&state, who, request, next).await;
     };
     let key = key.to_string();
     let path = request.uri().path().to_string();
@@ -119,6 +156,14 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Reques
     })
     .await?;
     let Some(who) = found else { return Err(ApiError::unauthorized("invalid, expired or revoked API key")) };
+    admit(&state, who, request, next).await
+}
+
+/// Lets an authenticated request through, within its user's rate limit.
+async fn admit(state: &AppState, who: Authenticated, mut request: Request, next: Next) -> Result<Response, ApiError> {
+    if let Err(wait) = state.security.limiter.take(&who.user) {
+        return Err(ApiError::too_many(format!("more than server.rate_limit_per_minute requests from '{}'; slow down", who.user), wait));
+    }
     request.extensions_mut().insert(who);
     Ok(next.run(request).await)
 }

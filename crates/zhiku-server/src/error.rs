@@ -14,6 +14,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: Option<&'static str>,
     pub param: Option<String>,
+    /// Seconds to wait before trying again (429), sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             kind: "invalid_request_error",
             code: None,
             param: param.map(str::to_string),
+            retry_after: None,
         }
     }
 
@@ -34,6 +37,7 @@ impl ApiError {
             kind: "invalid_request_error",
             code: Some(code),
             param: param.map(str::to_string),
+            retry_after: None,
         }
     }
 
@@ -44,11 +48,30 @@ impl ApiError {
             kind: "authentication_error",
             code: Some("invalid_api_key"),
             param: None,
+            retry_after: None,
         }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::FORBIDDEN, message: message.into(), kind: "permission_error", code: Some("forbidden"), param: None }
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+            kind: "permission_error",
+            code: Some("forbidden"),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            kind: "rate_limit_error",
+            code: Some("rate_limit_exceeded"),
+            param: None,
+            retry_after: Some(retry_after.max(1)),
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -58,6 +81,7 @@ impl ApiError {
             kind: "server_error",
             code: Some("model_not_loaded"),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -70,6 +94,7 @@ impl ApiError {
             kind: "server_error",
             code: None,
             param: None,
+            retry_after: None,
         }
     }
 }
@@ -104,7 +129,7 @@ pub struct ErrorBody {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorObject {
     pub message: String,
-    /// invalid_request_error, authentication_error, permission_error or server_error.
+    /// invalid_request_error, authentication_error, permission_error, rate_limit_error or server_error.
     #[serde(rename = "type")]
     pub kind: String,
     pub param: Option<String>,
@@ -126,7 +151,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -153,7 +182,14 @@ where
                     StatusCode::PAYLOAD_TOO_LARGE => Some("request_too_large"),
                     _ => None,
                 };
-                Err(ApiError { status, message: rejection.body_text(), kind: "invalid_request_error", code, param: None })
+                Err(ApiError {
+                    status,
+                    message: rejection.body_text(),
+                    kind: "invalid_request_error",
+                    code,
+                    param: None,
+                    retry_after: None,
+                })
             }
         }
     }
@@ -170,5 +206,6 @@ pub async fn method_not_allowed() -> ApiError {
         kind: "invalid_request_error",
         code: None,
         param: None,
+        retry_after: None,
     }
 }

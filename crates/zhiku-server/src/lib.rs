@@ -21,9 +21,11 @@ mod auth;
 mod cors;
 mod docs;
 mod error;
+mod guard;
 mod native;
 mod openai;
 mod openapi;
+mod session;
 mod web;
 
 use std::net::SocketAddr;
@@ -39,6 +41,7 @@ use zhiku_rag::Engine;
 use zhiku_store::Store;
 
 pub use error::ApiError;
+pub use session::Security;
 
 /// A loaded chat model and the id clients ask for it by.
 pub struct NamedModel {
@@ -66,6 +69,8 @@ pub struct AppState {
     pub jobs: docs::Jobs,
     /// Origins whose pages may call the API from a browser (`*`: any).
     pub cors_origins: Vec<String>,
+    /// Sessions, rate limits, login throttling.
+    pub security: Security,
 }
 
 /// Server settings (`[server]` in the configuration).
@@ -99,6 +104,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/groups/{group}/members", post(admin::add_group_member))
         .route("/api/groups/{group}/members/{member}", axum::routing::delete(admin::remove_group_member))
         .route("/api/audit", get(admin::audit_log))
+        .route("/api/logout", post(session::logout))
         .route("/api/jobs", get(admin::list_jobs))
         .route("/api/keys", get(admin::list_keys).post(admin::create_key))
         .route("/api/keys/{id}", axum::routing::delete(admin::revoke_key))
@@ -110,6 +116,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
     Router::new()
         .merge(authenticated)
         .route("/healthz", get(native::health))
+        .route("/api/login", post(session::login))
         .route("/openapi.json", get(openapi::document))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
@@ -119,6 +126,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::allow_listed_origins))
+        .layer(axum::middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
@@ -152,7 +160,8 @@ pub async fn serve(state: Arc<AppState>, options: ServerOptions) -> std::io::Res
     tracing::info!(address = %listener.local_addr()?, "zhiku serving");
     // Printed for scripts that asked for port 0.
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state, &options)).with_graceful_shutdown(shutdown_signal()).await
+    let app = router(state, &options).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -154,9 +154,12 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a new password; the account's web sessions end.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
         let hash = hash_password(password)?;
-        self.update_user(name, "UPDATE account SET password_hash = ?2 WHERE name = ?1", &hash)
+        self.update_user(name, "UPDATE account SET password_hash = ?2 WHERE name = ?1", &hash)?;
+        self.end_sessions_of(name)?;
+        Ok(())
     }
 
     pub fn set_user_admin(&self, name: &str, admin: bool) -> Result<()> {
@@ -181,6 +184,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM account WHERE name = ?1", params![name])?;
         tx.execute("DELETE FROM group_member WHERE user_name = ?1", params![name])?;
+        tx.execute("DELETE FROM web_session WHERE user_name = ?1", params![name])?;
         tx.execute("UPDATE api_key SET revoked_at = ?2 WHERE user_name = ?1 AND revoked_at IS NULL", params![name, now()])?;
         let kbs: Vec<String> = {
             let mut stmt = tx.prepare("SELECT kb FROM kb_role WHERE principal = ?1")?;

@@ -42,6 +42,8 @@ pub struct AuditFilter {
     pub until_ms: Option<i64>,
     /// Entries whose actor is this, or names this user (`user:alice`, `key:… user:alice`).
     pub user: Option<String>,
+    /// Only the latest this many of those.
+    pub latest: Option<usize>,
 }
 
 /// Where the chain stops holding.
@@ -105,17 +107,21 @@ impl Store {
             "SELECT seq, at, actor, action, kb, detail, hash FROM audit
              WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at <= ?2)
                AND (?3 IS NULL OR actor = ?3 OR actor = 'user:' || ?3 OR actor LIKE '% user:' || ?3)
-             ORDER BY seq",
+             ORDER BY seq DESC LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![filter.since_ms, filter.until_ms, filter.user], |r| {
+        let limit = filter.latest.map_or(-1, |n| n as i64);
+        let rows = stmt.query_map(params![filter.since_ms, filter.until_ms, filter.user, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?, r.get::<_, Vec<u8>>(6)?))
         })?;
-        rows.map(|row| {
-            let (seq, at, actor, action, kb, detail, hash) = row?;
-            let detail = serde_json::from_str(&detail).map_err(|e| Error::Corrupt(format!("audit entry {seq}: {e}")))?;
-            Ok(AuditRecord { seq, at, actor, action, kb, detail, hash: hex(&hash) })
-        })
-        .collect()
+        let mut records = rows
+            .map(|row| {
+                let (seq, at, actor, action, kb, detail, hash) = row?;
+                let detail = serde_json::from_str(&detail).map_err(|e| Error::Corrupt(format!("audit entry {seq}: {e}")))?;
+                Ok(AuditRecord { seq, at, actor, action, kb, detail, hash: hex(&hash) })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        records.reverse();
+        Ok(records)
     }
 
     /// Walks the whole chain. `Ok` with the number of entries and the latest hash (hex; empty
@@ -176,6 +182,8 @@ mod tests {
         assert_eq!(bob.iter().map(|r| r.seq).collect::<Vec<_>>(), [6]);
         let alice = s.audit_records(&AuditFilter { user: Some("alice".into()), ..Default::default() }).unwrap();
         assert_eq!(alice.len(), 5);
+        let latest = s.audit_records(&AuditFilter { latest: Some(2), ..Default::default() }).unwrap();
+        assert_eq!(latest.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
         let future = s.audit_records(&AuditFilter { since_ms: Some(now_ms() + 60_000), ..Default::default() }).unwrap();
         assert!(future.is_empty());
 

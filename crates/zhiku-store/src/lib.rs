@@ -36,10 +36,12 @@ mod access;
 mod api_keys;
 mod audit;
 mod conversations;
+mod sessions;
 pub use access::{AclChange, UserInfo};
 pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
+pub use sessions::Session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -218,6 +220,14 @@ CREATE TABLE IF NOT EXISTS exchange (
     rated_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS exchange_conversation ON exchange(user_name, conversation_id);
+CREATE TABLE IF NOT EXISTS web_session (
+    token_hash BLOB PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS web_session_user ON web_session(user_name);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,

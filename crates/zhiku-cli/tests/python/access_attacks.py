@@ -214,4 +214,54 @@ late = [e for e in log["entries"] if e["action"] == "search" and e["actor"].ends
 check(late["detail"]["question"] is None and late["detail"]["question_sha256"], f"question kept against log_questions=false: {late}")
 mine = json.loads(http("GET", "/api/audit?user=ed", auth("ADMIN"))[1])["entries"]
 check(mine and all(e["actor"].endswith("user:ed") for e in mine), f"filtered by user: {mine[:2]}")
+# Web sessions: a password log-in sets an HttpOnly, SameSite=Strict cookie; changes need the
+# session's CSRF token; logging out ends it; failed logins are throttled.
+def http_full(method, path, headers, body=None):
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    request = urllib.request.Request(URL + path, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+check(http("PUT", "/api/kbs/docs/roles", auth("ADMIN"), {"principal": "user:nina", "role": "viewer"})[0] == 200, "nina's role")
+plain = {"Content-Type": "application/json"}
+status, _, text = http_full("POST", "/api/login", plain, {"user": "nina", "password": "wrong password"})
+expect(status, 401, text, "a wrong password")
+status, headers, text = http_full("POST", "/api/login", plain, {"user": "nina", "password": "long enough secret"})
+check(status == 200, f"login: {status} {text[:200]}")
+set_cookie = headers.get("Set-Cookie", "")
+check(all(flag in set_cookie for flag in ["zhiku_session=zs_", "HttpOnly", "SameSite=Strict", "Path=/"]), f"cookie: {set_cookie}")
+check(headers.get("X-Content-Type-Options") == "nosniff" and headers.get("X-Frame-Options") == "DENY", f"security headers: {dict(headers)}")
+csrf = json.loads(text)["csrf_token"]
+cookie = {"Cookie": set_cookie.split(";")[0], "Content-Type": "application/json"}
+status, text = http("GET", "/api/kbs", cookie)
+check(status == 200 and json.loads(text)["kbs"] == [{"name": "docs", "role": "viewer"}], f"nina's knowledge bases: {text}")
+query = {"kb": "docs", "query": "travel policy"}
+status, text = http("POST", "/api/search", cookie, query)
+expect(status, 403, text, "a change without the CSRF token")
+status, text = http("POST", "/api/search", dict(cookie, **{"X-CSRF-Token": "0" * 32}), query)
+expect(status, 403, text, "a wrong CSRF token")
+status, text = http("POST", "/api/search", dict(cookie, **{"X-CSRF-Token": csrf}), query)
+check(status == 200 and "handbook.md" in sources(json.loads(text)["hits"]), f"nina's search: {text[:200]}")
+status, text = http("POST", "/api/logout", dict(cookie, **{"X-CSRF-Token": csrf}))
+check(status == 200 and json.loads(text)["logged_out"], f"logout: {text}")
+status, text = http("GET", "/api/kbs", cookie)
+expect(status, 401, text, "an ended session")
+for _ in range(3):  # with the wrong password above, four failures from this address
+    http("POST", "/api/login", plain, {"user": "nina", "password": "guess"})
+status, headers, text = http_full("POST", "/api/login", plain, {"user": "nina", "password": "long enough secret"})
+check(status == 200, f"four failures do not lock anything: {status} {text[:200]}")
+for _ in range(5):
+    http("POST", "/api/login", plain, {"user": "nina", "password": "guess"})
+status, headers, text = http_full("POST", "/api/login", plain, {"user": "nina", "password": "long enough secret"})
+expect(status, 429, text, "a locked account, right password or not")
+check(int(headers.get("Retry-After", "0")) > 0, f"Retry-After: {dict(headers)}")
+log = json.loads(http("GET", "/api/audit", auth("ADMIN"))[1])["entries"]
+actions = [e["action"] for e in log]
+check("login" in actions and "login.failed" in actions and "logout" in actions, f"logins audited: {sorted(set(actions))}")
+check(not any("long enough secret" in json.dumps(e) or "guess" in json.dumps(e) for e in log), "a password in the audit log")
 print("all checks passed")

@@ -59,6 +59,41 @@ try {
   const bobRow = page.locator("#keys tbody tr", { hasText: "bob" });
   await bobRow.getByRole("button").click();
   await page.waitForFunction(() => [...document.querySelectorAll("#keys tbody tr")].some((r) => r.textContent.includes("bob") && r.textContent.includes("revoked")));
+
+  // Users and the audit log: an account with a password; the log has the knowledge base's creation.
+  await page.fill("#new-user-name", "carol");
+  await page.fill("#new-user-password", "carol's long password");
+  await page.click("#new-user button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#users tbody").textContent.includes("carol"));
+  await page.waitForFunction(() => document.querySelector("#audit tbody").textContent.includes("kb.create"));
+  check((await page.textContent("#audit-chain")).includes("intact"), `audit chain: ${await page.textContent("#audit-chain")}`);
+  await page.screenshot({ path: `${shots}/0-admin.png`, fullPage: true });
+  // Roles: the knowledge base's readers are listed; carol becomes an editor.
+  await page.click("[data-view=documents]");
+  await page.waitForSelector("#kb-roles:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#roles tbody").textContent.includes("group:staff"));
+  await page.fill("#grant-principal", "user:carol");
+  await page.selectOption("#grant-role", "editor");
+  await page.click("#grant button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#roles tbody").textContent.includes("user:carol"));
+  await page.click("#logout");
+
+  // carol signs in with her password (a wrong one first): an editor may upload, not manage roles.
+  await page.waitForSelector("#login:not([hidden])");
+  await page.fill("#user", "carol");
+  await page.fill("#password", "not her password");
+  await page.click("#password-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#password-error").textContent.length > 0);
+  await page.fill("#password", "carol's long password");
+  await page.click("#password-form button[type=submit]");
+  await page.waitForSelector("#chat:not([hidden])");
+  const cookies = await page.context().cookies();
+  check(cookies.some((c) => c.name === "zhiku_session" && c.httpOnly && c.sameSite === "Strict"), `session cookie: ${JSON.stringify(cookies)}`);
+  await page.click("[data-view=documents]");
+  await page.waitForSelector("#docs tbody tr");
+  check(await page.locator("#drop").isVisible(), "an editor is not offered the upload");
+  check(await page.locator("#kb-roles").isHidden(), "an editor is offered role management");
+  check(await page.locator("[data-view=admin]").isVisible(), "the admin tab");
   await page.click("#logout");
 
   // A reader signs in: no upload for them, but the new knowledge base to ask.
