@@ -523,7 +523,14 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         data_dir: ctx.data_dir.clone(),
         jobs: Default::default(),
         cors_origins: server.cors_origins.clone(),
-        security: zhiku_server::Security::new(server.session_hours, server.secure_cookies, server.rate_limit_per_minute),
+        security: zhiku_server::Security {
+            proxy: zhiku_server::TrustedProxy {
+                user_header: server.trusted_proxy_user_header.clone(),
+                groups_header: server.trusted_proxy_groups_header.clone(),
+                proxies: server.trusted_proxies.iter().map(|p| p.parse()).collect::<Result<_, _>>().context("server.trusted_proxies")?,
+            },
+            ..zhiku_server::Security::new(server.session_hours, server.secure_cookies, server.rate_limit_per_minute)
+        },
     });
     let bind = match args.bind {
         Some(addr) => addr,

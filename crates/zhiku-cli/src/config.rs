@@ -38,6 +38,13 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Requests each user may make per minute (bursts up to that many); 0: no limit.
     pub rate_limit_per_minute: u32,
+    /// Single sign-on through a reverse proxy: the header carrying the authenticated user name
+    /// (e.g. `X-Remote-User`); empty: off.
+    pub trusted_proxy_user_header: String,
+    /// The header with the user's groups, comma-separated (e.g. `X-Remote-Groups`); optional.
+    pub trusted_proxy_groups_header: String,
+    /// Addresses of the proxies whose headers are believed; from anywhere else they are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +57,9 @@ impl Default for ServerConfig {
             session_hours: 12.0,
             secure_cookies: false,
             rate_limit_per_minute: 600,
+            trusted_proxy_user_header: String::new(),
+            trusted_proxy_groups_header: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -163,6 +173,12 @@ impl Config {
         }
         if !(self.server.session_hours > 0.0 && self.server.session_hours <= 24.0 * 90.0) {
             bail!("server.session_hours must be more than 0 and at most 2160 (90 days) (got {})", self.server.session_hours);
+        }
+        if !self.server.trusted_proxy_user_header.is_empty() && self.server.trusted_proxies.is_empty() {
+            bail!("server.trusted_proxy_user_header needs server.trusted_proxies: the addresses of the proxies allowed to set it");
+        }
+        if let Some(bad) = self.server.trusted_proxies.iter().find(|p| p.parse::<std::net::IpAddr>().is_err()) {
+            bail!("server.trusted_proxies: '{bad}' is not an IP address");
         }
         if self.server.generation_slots == 0 {
             bail!("server.generation_slots must be at least 1");

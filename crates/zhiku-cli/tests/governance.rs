@@ -193,3 +193,65 @@ fn over_http_roles_scopes_and_attacks_are_refused_and_audited() {
     assert!(!z.data.path().join("escape.md").exists() && !z.data.path().join("uploads/escape.md").exists());
     assert_eq!(z.json(&["audit", "verify", "--json"])["ok"], true);
 }
+
+/// One HTTP/1.1 request over a plain socket: (status, body).
+fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::Read;
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_trusted_proxy_names_the_user_only_from_its_own_address() {
+    let proxied = |proxies: &str| {
+        Zhiku::new()
+            .with_env("ZHIKU_SERVER_TRUSTED_PROXY_USER_HEADER", "X-Remote-User")
+            .with_env("ZHIKU_SERVER_TRUSTED_PROXY_GROUPS_HEADER", "X-Remote-Groups")
+            .with_env("ZHIKU_SERVER_TRUSTED_PROXIES", proxies)
+    };
+    let z = proxied(r#"["127.0.0.1"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let doc = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave.\n");
+    ok(&z, &["kb", "create", "hr", "--acl", "group:sso-staff"]);
+    z.ingest("hr", &[&doc], &[]);
+    let server = z.serve();
+    let zoe = [("X-Remote-User", "zoe"), ("X-Remote-Groups", "sso-staff, other")];
+    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"hr""#), "{body}");
+    let (_, body) = http(&server.url, "GET", "/api/kbs", &zoe[..1], "");
+    assert!(body.contains(r#""kbs":[]"#), "without the groups header zoe holds no role: {body}");
+    let search = r#"{"kb":"hr","query":"annual leave"}"#;
+    let json = [("Content-Type", "application/json")];
+    let (status, body) = http(&server.url, "POST", "/api/search", &[&zoe[..], &json].concat(), search);
+    assert_eq!(status, 403, "a change without X-Requested-With: {body}");
+    let (status, body) = http(&server.url, "POST", "/api/search", &[&zoe[..], &json, &[("X-Requested-With", "zhiku")]].concat(), search);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("leave.md"), "{body}");
+    let (status, _) = http(&server.url, "GET", "/api/kbs", &[("X-Remote-User", "bad name!")], "");
+    assert_eq!(status, 401);
+    drop(server);
+    assert!(audit(&z, &["--user", "zoe"]).iter().any(|e| e["actor"] == "proxy user:zoe" && e["action"] == "search"));
+
+    // The same headers from an address that is not the proxy's are ignored.
+    let elsewhere = proxied(r#"["10.9.9.9"]"#);
+    let server = elsewhere.serve();
+    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "");
+    assert_eq!(status, 401, "{body}");
+    drop(server);
+    // Half a configuration is refused at start.
+    let out = Zhiku::new().with_env("ZHIKU_SERVER_TRUSTED_PROXY_USER_HEADER", "X-Remote-User").run(&["serve", "--bind", "127.0.0.1:0"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("server.trusted_proxies"));
+}

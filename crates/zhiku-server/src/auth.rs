@@ -44,6 +44,7 @@ impl Authenticated {
     pub fn actor(&self) -> String {
         match self.key_id.as_str() {
             "session" => format!("session user:{}", self.user),
+            "proxy" => format!("proxy user:{}", self.user),
             id => format!("key:{id} user:{}", self.user),
         }
     }
@@ -126,8 +127,58 @@ fn session_caller(state: &AppState, token: &str, changes: bool, sent_csrf: &[u8]
     Ok(Authenticated { caller, user: session.user, key_id: "session".into(), scopes, admin })
 }
 
+/// The caller a trusted reverse proxy names, when the request comes from one of its addresses.
+/// Changes must carry `X-Requested-With` (which no other site's page can send without our
+/// CORS consent), since the proxy's own login cookie goes with every browser request.
+/// Returns the user and the groups the proxy says it has.
+fn proxy_user(state: &AppState, request: &Request) -> Option<Result<(String, Vec<String>), ApiError>> {
+    let proxy = &state.security.proxy;
+    if proxy.user_header.is_empty() || !crate::guard::peer(request).is_some_and(|ip| proxy.proxies.contains(&ip)) {
+        return None;
+    }
+    let user = request.headers().get(proxy.user_header.as_str())?.to_str().ok()?.trim().to_string();
+    let extra: Vec<String> = match proxy.groups_header.as_str() {
+        "" => Vec::new(),
+        name => request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect())
+            .unwrap_or_default(),
+    };
+    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    if changes && request.headers().get("x-requested-with").is_none() {
+        return Some(Err(ApiError::forbidden("changes through the proxy log-in need an X-Requested-With header")));
+    }
+    Some(Ok((user, extra)))
+}
+
 pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if header.is_empty() {
+        if let Some(found) = proxy_user(&state, &request) {
+            let (user, extra) = found?;
+            let worker = state.clone();
+            let who = blocking(move || {
+                zhiku_core::Principal::user(&user).map_err(|e| ApiError::unauthorized(format!("the proxy's user header: {e}")))?;
+                if worker.store.is_disabled(&user)? {
+                    return Err(ApiError::unauthorized("this account is disabled"));
+                }
+                let admin = worker.store.user(&user)?.is_some_and(|u| u.admin);
+                let mut groups = worker.store.groups_of(&user)?;
+                groups.extend(extra);
+                let caller =
+                    if admin { Caller::Admin } else { Caller::user(&user, groups).map_err(|e| ApiError::unauthorized(e.to_string()))? };
+                let mut scopes = vec![Scope::Read, Scope::Write];
+                if admin {
+                    scopes.push(Scope::Admin);
+                }
+                Ok(Authenticated { caller, user, key_id: "proxy".into(), scopes, admin })
+            })
+            .await?;
+            return admit(&state, who, request, next).await;
+        }
+    }
     let bearer = header.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty());
     let Some(key) = bearer else {
         let Some(token) = crate::session::token_in(&request).filter(|_| header.is_empty()) else {

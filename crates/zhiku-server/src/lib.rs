@@ -41,7 +41,7 @@ use zhiku_rag::Engine;
 use zhiku_store::Store;
 
 pub use error::ApiError;
-pub use session::Security;
+pub use session::{Security, TrustedProxy};
 
 /// A loaded chat model and the id clients ask for it by.
 pub struct NamedModel {

@@ -19,9 +19,21 @@ use crate::{blocking, guard, ApiError, AppState};
 
 pub const COOKIE: &str = "zhiku_session";
 
+/// Authentication by a reverse proxy in front (SSO): the user name in a header, trusted only
+/// from the proxies' addresses.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxy {
+    /// e.g. `X-Remote-User`; empty: off.
+    pub user_header: String,
+    /// e.g. `X-Remote-Groups` (comma-separated group names), added to the user's own groups.
+    pub groups_header: String,
+    pub proxies: Vec<std::net::IpAddr>,
+}
+
 /// Session settings and the server's throttles.
 pub struct Security {
     pub session_seconds: i64,
+    pub proxy: TrustedProxy,
     /// Mark the cookie `Secure` (sent over HTTPS only): on behind TLS.
     pub secure_cookies: bool,
     pub limiter: guard::RateLimiter,
@@ -32,6 +44,7 @@ impl Security {
     pub fn new(session_hours: f64, secure_cookies: bool, rate_limit_per_minute: u32) -> Self {
         Self {
             session_seconds: (session_hours * 3600.0) as i64,
+            proxy: TrustedProxy::default(),
             secure_cookies,
             limiter: guard::RateLimiter::new(rate_limit_per_minute),
             logins: guard::LoginThrottle::default(),
