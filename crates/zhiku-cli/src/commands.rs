@@ -262,6 +262,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
                 "failed": report.failed(),
                 "chunks": report.chunks(),
                 "pii_findings": report.pii(),
+                "injection_findings": report.injection(),
                 "files": report.files,
             }))?
         );

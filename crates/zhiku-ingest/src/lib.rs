@@ -29,6 +29,7 @@ pub mod chunk;
 pub mod container;
 mod decode;
 mod html;
+pub mod injection;
 mod language;
 mod mail;
 mod markdown;

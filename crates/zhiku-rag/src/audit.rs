@@ -53,6 +53,7 @@ pub fn ingest_detail(report: &IngestReport) -> serde_json::Value {
         "duplicates": report.duplicates(),
         "removed": report.removed(),
         "failed": report.failed(),
+        "injection": report.injection(),
         "written": sources(|o| matches!(o, FileOutcome::Ingested { .. } | FileOutcome::Replaced { .. })),
         "deleted": sources(|o| matches!(o, FileOutcome::Removed)),
     })

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
 use zhiku_index::{VectorIndexKind, VectorIndexRead};
+use zhiku_ingest::injection::{self, InjectionKind};
 use zhiku_ingest::pii::{self, PiiKind, PiiPolicy};
 use zhiku_ingest::{minhash, PreparedDocument};
 use zhiku_models::{ChatMessage, ChatModel};
@@ -82,6 +83,10 @@ pub struct FileReport {
     /// Personal data and secrets found in the file, by kind (before the KB's policy applied).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<PiiKind, usize>,
+    /// Prompt-injection attempts found in the file, by kind (control tokens are neutralised;
+    /// instruction-like text is marked as such whenever it reaches a prompt).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub injection: BTreeMap<InjectionKind, usize>,
     /// With the knowledge base's duplicate policy `keep`: the source this file (nearly) repeats,
     /// indexed anyway.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +95,7 @@ pub struct FileReport {
 
 impl FileReport {
     pub(crate) fn new(source: String, outcome: FileOutcome) -> Self {
-        Self { source, outcome, pii: BTreeMap::new(), duplicate_of: None }
+        Self { source, outcome, pii: BTreeMap::new(), injection: BTreeMap::new(), duplicate_of: None }
     }
 }
 
@@ -123,6 +128,16 @@ impl IngestReport {
         let mut total = BTreeMap::new();
         for f in &self.files {
             for (kind, n) in &f.pii {
+                *total.entry(*kind).or_insert(0) += n;
+            }
+        }
+        total
+    }
+    /// Prompt-injection findings of the whole batch, by kind.
+    pub fn injection(&self) -> BTreeMap<InjectionKind, usize> {
+        let mut total = BTreeMap::new();
+        for f in &self.files {
+            for (kind, n) in &f.injection {
                 *total.entry(*kind).or_insert(0) += n;
             }
         }
@@ -515,6 +530,7 @@ impl Engine {
             Work::Continued { chunks } => {
                 let Some(open) = batch.open.as_mut() else { return Ok(()) };
                 let Some(stored) = open.stored.as_mut() else { return Ok(()) };
+                let chunks = neutralize_injections(chunks, &mut open.report.injection);
                 let chunks = apply_pii_policy(chunks, batch.pii_policy, &mut open.report.pii);
                 let texts: Vec<String> = chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -624,6 +640,7 @@ impl Engine {
                 }
             }
         }
+        prepared.chunks = neutralize_injections(std::mem::take(&mut prepared.chunks), &mut report.injection);
         prepared.chunks = apply_pii_policy(prepared.chunks, batch.pii_policy, &mut report.pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -798,6 +815,24 @@ impl Engine {
 }
 
 /// Counts the findings of every chunk and applies the knowledge base's policy to them.
+/// Counts prompt-injection findings and neutralises control tokens (look-alikes of the same
+/// length in characters, so the chunks' offsets still hold).
+fn neutralize_injections(chunks: Vec<zhiku_core::Chunk>, counts: &mut BTreeMap<InjectionKind, usize>) -> Vec<zhiku_core::Chunk> {
+    chunks
+        .into_iter()
+        .map(|mut chunk| {
+            let findings = injection::detect(&chunk.text);
+            for f in &findings {
+                *counts.entry(f.kind).or_insert(0) += 1;
+            }
+            if findings.iter().any(|f| f.kind == InjectionKind::ControlToken) {
+                chunk.text = injection::neutralize(&chunk.text).into_owned();
+            }
+            chunk
+        })
+        .collect()
+}
+
 fn apply_pii_policy(chunks: Vec<zhiku_core::Chunk>, policy: PiiPolicy, counts: &mut BTreeMap<PiiKind, usize>) -> Vec<zhiku_core::Chunk> {
     chunks
         .into_iter()
