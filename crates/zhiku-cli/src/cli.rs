@@ -247,6 +247,10 @@ pub enum KbCommand {
         /// default) or only their SHA-256 (false).
         #[arg(long, value_name = "BOOL")]
         log_questions: Option<bool>,
+        /// Mask personal data and secrets (e-mail, phone, IDs, cards, keys...) in answers, streamed
+        /// ones included: true (the default) or false.
+        #[arg(long, value_name = "BOOL")]
+        mask_answers: Option<bool>,
         /// What ingestion does with chunks containing personal data or secrets: keep (default),
         /// mask (e.g. `[EMAIL]`) or drop-chunk. Applies to documents ingested from now on.
         #[arg(long, value_name = "POLICY")]

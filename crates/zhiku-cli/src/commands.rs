@@ -447,7 +447,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 );
             }
         }
-        KbCommand::Create { name, acl, log_questions, pii, duplicates, vector_index } => {
+        KbCommand::Create { name, acl, log_questions, mask_answers, pii, duplicates, vector_index } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
@@ -455,6 +455,9 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             if let Some(keep) = log_questions {
                 store.set_kb_logs_questions(&name, keep)?;
+            }
+            if let Some(mask) = mask_answers {
+                store.set_kb_masks_answers(&name, mask)?;
             }
             if let Some(policy) = duplicates {
                 store.set_kb_duplicate_policy(&name, policy)?;
@@ -466,7 +469,8 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 store.set_kb_vector_index(&name, kind.as_str())?;
             }
             let settings = json!({
-                "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "pii": pii.map(|p| p.as_str()),
+                "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "mask_answers": mask_answers,
+                "pii": pii.map(|p| p.as_str()),
                 "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
             });
             audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;

@@ -302,3 +302,30 @@ fn injected_documents_cannot_open_turns_reveal_the_system_prompt_or_reach_anothe
         assert!(!answer["citations"].to_string().contains("salary.md"), "{answer}");
     }
 }
+
+#[test]
+fn answers_have_personal_data_masked_streamed_or_not() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let contacts = write(
+        dir.path(),
+        "contacts.md",
+        "# Contacts\n\nTo reach the facilities manager Li Wei, call +86 138 0013 8000 or write to li.wei@example.com.\n",
+    );
+    z.ingest("contacts", &[&contacts], &["group:staff"]);
+    ok(&z, &["group", "add-member", "staff", "sam"]);
+    let hits = z.search("contacts", "facilities manager phone", Some("sam"), 1);
+    assert!(hits[0]["text"].as_str().unwrap().contains("138 0013 8000"), "the document itself keeps it (pii keep)");
+    let question = "How can I reach the facilities manager Li Wei?";
+    let answer = z.json(&["ask", question, "--kb", "contacts", "--as", "sam", "--json"]);
+    let text = answer["answer"].as_str().unwrap();
+    assert!(!text.contains("0013") && !text.contains("example.com"), "{text}");
+    let streamed = z.run(&["ask", question, "--kb", "contacts", "--as", "sam"]);
+    let printed = String::from_utf8_lossy(&streamed.stdout);
+    assert!(streamed.status.success() && !printed.contains("0013") && !printed.contains("example.com"), "{printed}");
+    assert!(printed.contains("[PHONE]") || printed.contains("[EMAIL]"), "{printed}");
+    // The policy is the knowledge base's: off, the same (greedy) answer carries the number.
+    ok(&z, &["kb", "create", "contacts", "--mask-answers", "false"]);
+    let plain = z.json(&["ask", question, "--kb", "contacts", "--as", "sam", "--json"]);
+    assert!(plain["answer"].as_str().unwrap().contains("138 0013 8000"), "{plain}");
+}

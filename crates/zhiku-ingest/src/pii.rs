@@ -179,9 +179,69 @@ pub fn mask(text: &str, findings: &[Finding]) -> String {
     out
 }
 
+/// Masks a text that arrives in pieces (a streamed answer) without ever letting an unmasked
+/// finding through: the last [`StreamMasker::HOLD`] bytes wait for what follows, so any finding
+/// up to that long is seen whole before any of it is released.
+#[derive(Debug, Default)]
+pub struct StreamMasker {
+    pending: String,
+}
+
+impl StreamMasker {
+    pub const HOLD: usize = 128;
+
+    /// Takes the next piece; returns the masked text that can be released now (maybe empty).
+    pub fn push(&mut self, piece: &str) -> String {
+        self.pending.push_str(piece);
+        let findings = detect(&self.pending);
+        let mut cut = self.pending.len().saturating_sub(Self::HOLD);
+        // A private key block is longer than the hold: keep it all until it ends.
+        if let Some(begin) = self.pending.find("-----BEGIN") {
+            cut = cut.min(begin);
+        }
+        if let Some(straddling) = findings.iter().find(|f| f.range.start < cut && cut < f.range.end) {
+            cut = straddling.range.start;
+        }
+        while !self.pending.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let before: Vec<Finding> = findings.into_iter().filter(|f| f.range.end <= cut).collect();
+        let released = mask(&self.pending[..cut], &before);
+        self.pending.drain(..cut);
+        released
+    }
+
+    /// The rest, masked, once the text is complete.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.pending);
+        mask(&rest, &detect(&rest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_text_is_masked_as_the_whole_would_be_however_it_is_cut() {
+        let text = "Call Li Wei on +86 138 0013 8000 or mail li.wei@example.com; the server is 10.0.12.7. \
+                    Card 4111 1111 1111 1111. Key: -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWep4PAtGoSo\n\
+                    -----END RSA PRIVATE KEY----- and that is all, thank you.";
+        let whole = mask(text, &detect(text));
+        assert!(!whole.contains("138 0013") && whole.contains("[EMAIL]"), "{whole}");
+        for size in [1, 2, 3, 5, 7, 16, 64, 200] {
+            let mut masker = StreamMasker::default();
+            let mut out = String::new();
+            let chars: Vec<char> = text.chars().collect();
+            for piece in chars.chunks(size) {
+                let released = masker.push(&piece.iter().collect::<String>());
+                assert!(!released.contains("example.com") && !released.contains("0013"), "{size}: {released}");
+                out.push_str(&released);
+            }
+            out.push_str(&masker.finish());
+            assert_eq!(out, whole, "pieces of {size}");
+        }
+    }
 
     fn kinds(text: &str) -> Vec<(PiiKind, &str)> {
         detect(text).into_iter().map(|f| (f.kind, &text[f.range])).collect()

@@ -777,12 +777,24 @@ impl Engine {
         let (user, included) = build_user_prompt(question, &sources, self.config.prompt_budget_tokens, model.token_counter());
         let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
         let mut guard = RunawayGuard::default();
+        // Personal data in the answer is masked as it streams, by the knowledge base's policy.
+        let mut masker = self.store.kb_masks_answers(kb)?.then(pii::StreamMasker::default);
+        let release = |text: &str, masker: &mut Option<pii::StreamMasker>| -> String {
+            match masker {
+                Some(m) => m.push(text),
+                None => text.to_string(),
+            }
+        };
         let generation = model.generate(&messages, options, &mut |piece| {
             let (shown, stop) = guard.push(piece);
+            let shown = release(&shown, &mut masker);
             let listening = shown.is_empty() || on_text(&shown);
             !stop && listening
         })?;
-        let rest = guard.finish();
+        let mut rest = release(&guard.finish(), &mut masker);
+        if let Some(m) = masker.as_mut() {
+            rest.push_str(&m.finish());
+        }
         if !rest.is_empty() {
             on_text(&rest);
         }
@@ -810,6 +822,9 @@ impl Engine {
             .into_iter()
             .map(|n| Citation { n, source: relevant[n - 1].source.clone(), chunk_id: relevant[n - 1].chunk_id.clone() })
             .collect();
+        if self.store.kb_masks_answers(kb)? {
+            answer = pii::mask(&answer, &pii::detect(&answer));
+        }
         Ok(Answer { answer, citations, abstained: false, generated })
     }
 }

@@ -277,6 +277,7 @@ fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Res
         "duplicates": store.kb_duplicate_policy(kb)?.as_str(),
         "vector_index": store.kb_vector_index(kb)?,
         "log_questions": store.kb_logs_questions(kb)?,
+        "mask_answers": store.kb_masks_answers(kb)?,
         "documents": readable,
     }))
 }
@@ -311,6 +312,8 @@ pub struct KbSettings {
     vector_index: Option<String>,
     /// Keep question text in the audit log (else only its SHA-256).
     log_questions: Option<bool>,
+    /// Mask personal data and secrets in answers (the default).
+    mask_answers: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
@@ -337,7 +340,7 @@ pub async fn update_kb(
         Some(other) => return Err(ApiError::invalid(format!("vector_index '{other}' is not auto, flat or hnsw"), Some("vector_index"))),
     };
     let (store, engine) = (state.store.clone(), state.engine.clone());
-    let log_questions = request.log_questions;
+    let (log_questions, mask_answers) = (request.log_questions, request.mask_answers);
     blocking(move || {
         who.require_role(&store, &kb, Role::Admin)?;
         if let Some(acl) = &acl {
@@ -345,6 +348,9 @@ pub async fn update_kb(
         }
         if let Some(keep) = log_questions {
             store.set_kb_logs_questions(&kb, keep)?;
+        }
+        if let Some(mask) = mask_answers {
+            store.set_kb_masks_answers(&kb, mask)?;
         }
         if let Some(p) = pii {
             store.set_kb_pii_policy(&kb, p)?;
@@ -357,7 +363,7 @@ pub async fn update_kb(
         }
         let detail = json!({
             "viewers": acl, "pii": pii.map(|p| p.as_str()), "duplicates": duplicates.map(|d| d.as_str()),
-            "vector_index": vector_index, "log_questions": log_questions,
+            "vector_index": vector_index, "log_questions": log_questions, "mask_answers": mask_answers,
         });
         who.audit(&store, "kb.update", Some(&kb), detail)?;
         kb_settings(&store, &who, &kb)

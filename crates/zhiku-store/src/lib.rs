@@ -144,6 +144,7 @@ CREATE TABLE IF NOT EXISTS kb (
     duplicates TEXT NOT NULL DEFAULT 'skip',
     vector_index TEXT NOT NULL DEFAULT '',
     log_questions INTEGER NOT NULL DEFAULT 1,
+    mask_answers INTEGER NOT NULL DEFAULT 1,
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -337,6 +338,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("api_key", "admin")? {
         conn.execute_batch("ALTER TABLE api_key ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
     }
+    if !has_column("kb", "mask_answers")? {
+        conn.execute_batch("ALTER TABLE kb ADD COLUMN mask_answers INTEGER NOT NULL DEFAULT 1")?;
+    }
     if !has_column("kb", "log_questions")? {
         conn.execute_batch("ALTER TABLE kb ADD COLUMN log_questions INTEGER NOT NULL DEFAULT 1")?;
     }
@@ -456,6 +460,18 @@ impl Store {
 
     pub fn set_kb_logs_questions(&self, name: &str, keep: bool) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET log_questions = ?2 WHERE name = ?1", if keep { "1" } else { "0" })
+    }
+
+    /// Whether answers from this knowledge base have personal data and secrets masked (the
+    /// default), streamed ones included.
+    pub fn kb_masks_answers(&self, name: &str) -> Result<bool> {
+        let value: Option<bool> =
+            self.conn().query_row("SELECT mask_answers FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))
+    }
+
+    pub fn set_kb_masks_answers(&self, name: &str, mask: bool) -> Result<()> {
+        self.update_kb(name, "UPDATE kb SET mask_answers = ?2 WHERE name = ?1", if mask { "1" } else { "0" })
     }
 
     /// Deletes a knowledge base with its documents and chunks; false when there was none.
