@@ -42,6 +42,7 @@ install_test_packages() {
   command -v npm >/dev/null || missing+=(npm)
   command -v chromium >/dev/null || missing+=(chromium)
   [ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing+=(fonts-wqy-zenhei)
+  command -v openssl >/dev/null || missing+=(openssl)  # makes the TLS test's certificate
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing test packages: ${missing[*]}"
     as_root apt-get update -qq

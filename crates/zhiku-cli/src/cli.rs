@@ -380,6 +380,12 @@ pub struct ServeArgs {
     /// (printed on stdout).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+    /// Serve HTTPS with this certificate chain (PEM) [default: server.tls_cert]; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM) [default: server.tls_key].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -517,6 +517,11 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     };
     let embedding_model = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding".into());
     let server = &ctx.config.server;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ if !server.tls_cert.is_empty() => Some((PathBuf::from(&server.tls_cert), PathBuf::from(&server.tls_key))),
+        _ => None,
+    };
     let state = Arc::new(zhiku_server::AppState {
         engine,
         store,
@@ -534,14 +539,15 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
                 groups_header: server.trusted_proxy_groups_header.clone(),
                 proxies: server.trusted_proxies.iter().map(|p| p.parse()).collect::<Result<_, _>>().context("server.trusted_proxies")?,
             },
-            ..zhiku_server::Security::new(server.session_hours, server.secure_cookies, server.rate_limit_per_minute)
+            // Behind TLS the session cookie never travels in clear.
+            ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
     });
     let bind = match args.bind {
         Some(addr) => addr,
         None => server.bind.parse().context("server.bind")?,
     };
-    let options = zhiku_server::ServerOptions { bind, max_body_bytes: (server.max_body_mb * (1 << 20) as f64) as usize };
+    let options = zhiku_server::ServerOptions { bind, max_body_bytes: (server.max_body_mb * (1 << 20) as f64) as usize, tls };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(zhiku_server::serve(state, options)).with_context(|| format!("cannot serve on {bind}"))?;
     Ok(ExitCode::SUCCESS)

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub trusted_proxy_groups_header: String,
     /// Addresses of the proxies whose headers are believed; from anywhere else they are ignored.
     pub trusted_proxies: Vec<String>,
+    /// HTTPS: certificate chain and private key, PEM files (both or neither).
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,8 @@ impl Default for ServerConfig {
             trusted_proxy_user_header: String::new(),
             trusted_proxy_groups_header: String::new(),
             trusted_proxies: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -173,6 +178,9 @@ impl Config {
         }
         if !(self.server.session_hours > 0.0 && self.server.session_hours <= 24.0 * 90.0) {
             bail!("server.session_hours must be more than 0 and at most 2160 (90 days) (got {})", self.server.session_hours);
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            bail!("server.tls_cert and server.tls_key go together: set both or neither");
         }
         if !self.server.trusted_proxy_user_header.is_empty() && self.server.trusted_proxies.is_empty() {
             bail!("server.trusted_proxy_user_header needs server.trusted_proxies: the addresses of the proxies allowed to set it");

@@ -329,3 +329,71 @@ fn answers_have_personal_data_masked_streamed_or_not() {
     let plain = z.json(&["ask", question, "--kb", "contacts", "--as", "sam", "--json"]);
     assert!(plain["answer"].as_str().unwrap().contains("138 0013 8000"), "{plain}");
 }
+
+#[test]
+fn https_with_a_certificate_secure_cookies_and_hsts() {
+    let z = Zhiku::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian openssl) makes the test certificate");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mut child = z.command().arg("user").arg("add").arg("tess").arg("--password-stdin").stdin(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"tess's long password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let bad = z.run(&["serve", "--bind", "127.0.0.1:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", cert.to_str().unwrap()]);
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("private key"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let server = {
+        use std::io::BufRead;
+        let mut child = z
+            .command()
+            .args(["serve", "--bind", "127.0.0.1:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        (child, line.trim().strip_prefix("listening on ").unwrap().to_string())
+    };
+    let (mut child, url) = server;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let script = r#"
+import json, ssl, sys, urllib.request
+url, cafile = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+with urllib.request.urlopen(url + "/healthz", context=context) as r:
+    assert r.status == 200 and "max-age" in r.headers["Strict-Transport-Security"], dict(r.headers)
+body = json.dumps({"user": "tess", "password": "tess's long password"}).encode()
+request = urllib.request.Request(url + "/api/login", data=body, headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(request, context=context) as r:
+    cookie = r.headers["Set-Cookie"]
+    assert "; Secure" in cookie and "HttpOnly" in cookie, cookie
+try:
+    urllib.request.urlopen(url + "/healthz", context=ssl.create_default_context())
+    raise SystemExit("a certificate nobody vouched for was accepted")
+except urllib.error.URLError as e:
+    assert "CERTIFICATE_VERIFY_FAILED" in str(e), e
+print("https ok")
+"#;
+    let python = std::env::var("ZHIKU_TEST_PYTHON").expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh");
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(&url).arg(&cert).output().unwrap();
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let (status, _) = http(&url.replace("https://", "http://"), "GET", "/healthz", &[], "");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("https ok"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(status, 200);
+}

@@ -26,6 +26,7 @@ mod native;
 mod openai;
 mod openapi;
 mod session;
+mod tls;
 mod web;
 
 use std::net::SocketAddr;
@@ -79,6 +80,8 @@ pub struct ServerOptions {
     pub bind: SocketAddr,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// HTTPS: the certificate chain and the private key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The whole application: routes, authentication and limits.
@@ -156,12 +159,32 @@ where
 
 /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
 pub async fn serve(state: Arc<AppState>, options: ServerOptions) -> std::io::Result<()> {
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(options.bind).await?;
-    tracing::info!(address = %listener.local_addr()?, "zhiku serving");
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "zhiku serving");
     // Printed for scripts that asked for port 0.
-    println!("listening on http://{}", listener.local_addr()?);
-    let app = router(state, &options).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{}", listener.local_addr()?);
+    let app = router(state, &options);
+    match tls {
+        Some(config) => {
+            // Browsers keep to HTTPS for this host from now on.
+            let app = app.layer(axum::middleware::map_response(|mut response: axum::response::Response| async move {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
+                response
+            }));
+            tls::serve(listener, app, config, shutdown_signal()).await;
+            Ok(())
+        }
+        None => {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await
+        }
+    }
 }
 
 async fn shutdown_signal() {
