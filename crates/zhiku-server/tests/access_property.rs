@@ -210,7 +210,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         cors_origins: Vec::new(),
         security: Default::default(),
     });
-    let app = zhiku_server::router(state, &ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), max_body_bytes: 1 << 20 });
+    let app = zhiku_server::router(state, &ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), max_body_bytes: 1 << 20, tls: None });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let all_chunks: Vec<(&'static str, u64, String)> =
         KBS.iter().flat_map(|kb| store.chunks(kb).unwrap().into_iter().map(move |c| (*kb, c.id, c.source))).collect();
