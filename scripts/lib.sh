@@ -43,6 +43,8 @@ install_test_packages() {
   command -v chromium >/dev/null || missing+=(chromium)
   [ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing+=(fonts-wqy-zenhei)
   command -v openssl >/dev/null || missing+=(openssl)  # makes the TLS test's certificate
+  command -v slapd >/dev/null || [ -x /usr/sbin/slapd ] || missing+=(slapd)  # the LDAP tests run a real OpenLDAP
+  command -v ldapmodify >/dev/null || missing+=(ldap-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing test packages: ${missing[*]}"
     as_root apt-get update -qq

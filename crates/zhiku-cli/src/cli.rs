@@ -51,6 +51,9 @@ pub enum Command {
     /// The audit log: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The LDAP / Active Directory ([ldap] in the configuration).
+    #[command(subcommand)]
+    Ldap(LdapCommand),
     /// The vector index engine on its own.
     #[command(subcommand)]
     Vectors(VectorsCommand),
@@ -326,6 +329,16 @@ pub enum UserCommand {
     Remove { name: String },
     /// List accounts.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Take every directory user over: create their accounts, set their groups (and whether
+    /// they administer zhiku), and disable the accounts of users no longer in the directory.
+    Sync {
         #[arg(long)]
         json: bool,
     },

@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(cmd) => governance::user(&ctx, cmd),
         Command::Group(cmd) => governance::group(&ctx, cmd),
         Command::Audit(cmd) => governance::audit_command(&ctx, cmd),
+        Command::Ldap(cmd) => governance::ldap(&ctx, cmd),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
         Command::Key(cmd) => governance::key(&ctx, cmd),
@@ -540,6 +541,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
                 proxies: server.trusted_proxies.iter().map(|p| p.parse()).collect::<Result<_, _>>().context("server.trusted_proxies")?,
             },
             // Behind TLS the session cookie never travels in clear.
+            ldap: ctx.config.ldap.directory(),
             ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
     });

@@ -18,6 +18,58 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     pub generation: GenerationConfig,
     pub server: ServerConfig,
+    pub ldap: LdapConfig,
+}
+
+/// LDAP / Active Directory log-in and group sync; off while `url` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapConfig {
+    pub url: String,
+    pub bind_dn: String,
+    /// Better given as ZHIKU_LDAP_BIND_PASSWORD than written into the file.
+    pub bind_password: String,
+    pub user_base: String,
+    pub user_filter: String,
+    pub user_name_attribute: String,
+    pub group_base: String,
+    pub group_filter: String,
+    pub group_name_attribute: String,
+    pub admin_group: String,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            bind_dn: String::new(),
+            bind_password: String::new(),
+            user_base: String::new(),
+            user_filter: "(uid={user})".into(),
+            user_name_attribute: "uid".into(),
+            group_base: String::new(),
+            group_filter: "(|(member={dn})(uniqueMember={dn})(memberUid={user}))".into(),
+            group_name_attribute: "cn".into(),
+            admin_group: String::new(),
+        }
+    }
+}
+
+impl LdapConfig {
+    pub fn directory(&self) -> zhiku_server::directory::LdapConfig {
+        zhiku_server::directory::LdapConfig {
+            url: self.url.clone(),
+            bind_dn: self.bind_dn.clone(),
+            bind_password: self.bind_password.clone(),
+            user_base: self.user_base.clone(),
+            user_filter: self.user_filter.clone(),
+            user_name_attribute: self.user_name_attribute.clone(),
+            group_base: self.group_base.clone(),
+            group_filter: self.group_filter.clone(),
+            group_name_attribute: self.group_name_attribute.clone(),
+            admin_group: self.admin_group.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +230,14 @@ impl Config {
         }
         if !(self.server.session_hours > 0.0 && self.server.session_hours <= 24.0 * 90.0) {
             bail!("server.session_hours must be more than 0 and at most 2160 (90 days) (got {})", self.server.session_hours);
+        }
+        if !self.ldap.url.is_empty() {
+            if !self.ldap.url.starts_with("ldap://") {
+                bail!("ldap.url must be an ldap:// address such as ldap://dc.example.com:389 (got '{}')", self.ldap.url);
+            }
+            if self.ldap.user_base.is_empty() || !self.ldap.user_filter.contains("{user}") {
+                bail!("ldap.user_base must be set and ldap.user_filter must contain {{user}}, e.g. (uid={{user}})");
+            }
         }
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             bail!("server.tls_cert and server.tls_key go together: set both or neither");

@@ -10,7 +10,7 @@ use serde_json::json;
 use zhiku_core::Principal;
 use zhiku_store::{AuditEvent, AuditFilter, Scope, Store};
 
-use crate::cli::{AuditCommand, GroupCommand, KeyCommand, UserCommand};
+use crate::cli::{AuditCommand, GroupCommand, KeyCommand, LdapCommand, UserCommand};
 use crate::commands::{engine, open_store, Ctx};
 
 /// Who the command line acts as, for the audit log.
@@ -174,6 +174,23 @@ pub fn document_acl(ctx: &Ctx, kb: &str, source: &str, acl: &[String], inherit: 
     audit(engine.store(), "document.acl", Some(kb), json!({ "document": doc.id, "source": source, "acl": acl, "inherited": inherit }))?;
     let shown: Vec<&str> = acl.iter().map(Principal::as_str).collect();
     eprintln!("{source}: readable by {}", if shown.is_empty() { "administrators only".to_string() } else { shown.join(", ") });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ldap(ctx: &Ctx, cmd: LdapCommand) -> Result<ExitCode> {
+    let LdapCommand::Sync { json } = cmd;
+    let directory = ctx.config.ldap.directory();
+    if !directory.enabled() {
+        bail!("no directory is configured: set ldap.url, ldap.user_base and the rest (docs/configuration.md)");
+    }
+    let store = open_store(ctx)?;
+    let report = zhiku_server::directory::sync(&store, &directory).map_err(|e| anyhow::anyhow!("{e}"))?;
+    audit(&store, "ldap.sync", None, json!({ "users": report.users, "created": report.created, "disabled": report.disabled }))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!("{} directory users; created {:?}; disabled {:?}", report.users, report.created, report.disabled);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

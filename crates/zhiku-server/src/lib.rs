@@ -19,6 +19,7 @@
 mod admin;
 mod auth;
 mod cors;
+pub mod directory;
 mod docs;
 mod error;
 mod guard;

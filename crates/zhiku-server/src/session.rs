@@ -1,5 +1,6 @@
-//! Password log-in for the web app: `POST /api/login` checks the account's argon2id hash and
-//! opens a session held in an HttpOnly, SameSite=Strict cookie (Secure where configured, as
+//! Password log-in for the web app: `POST /api/login` checks the account's argon2id hash — or,
+//! for accounts of the directory, the LDAP/AD password ([`crate::directory`]) — and opens a
+//! session held in an HttpOnly, SameSite=Strict cookie (Secure where configured, as
 //! behind TLS); changes made with the cookie must echo the session's CSRF token in
 //! `X-CSRF-Token`. Failed logins are throttled per account and per address and audited.
 
@@ -34,6 +35,7 @@ pub struct TrustedProxy {
 pub struct Security {
     pub session_seconds: i64,
     pub proxy: TrustedProxy,
+    pub ldap: crate::directory::LdapConfig,
     /// Mark the cookie `Secure` (sent over HTTPS only): on behind TLS.
     pub secure_cookies: bool,
     pub limiter: guard::RateLimiter,
@@ -45,6 +47,7 @@ impl Security {
         Self {
             session_seconds: (session_hours * 3600.0) as i64,
             proxy: TrustedProxy::default(),
+            ldap: Default::default(),
             secure_cookies,
             limiter: guard::RateLimiter::new(rate_limit_per_minute),
             logins: guard::LoginThrottle::default(),
@@ -91,10 +94,20 @@ pub async fn login(State(state): State<Arc<AppState>>, request: Request) -> Resu
     if let Err(wait) = state.security.logins.check(&login.user, peer) {
         return Err(ApiError::too_many("too many failed logins; wait and try again", wait));
     }
-    let (store, seconds) = (state.store.clone(), state.security.session_seconds);
+    let (store, seconds, ldap) = (state.store.clone(), state.security.session_seconds, state.security.ldap.clone());
     let user = login.user.clone();
     let opened = blocking(move || {
-        let Some(account) = store.check_password(&login.user, &login.password)? else {
+        let mut account = store.check_password(&login.user, &login.password)?;
+        // Not a local password: the directory's, for users that are not local accounts.
+        let local = store.user(&login.user)?.is_some_and(|u| u.origin != "ldap");
+        if account.is_none() && ldap.enabled() && !local {
+            let found = ldap.authenticate(&login.user, &login.password).map_err(|e| ApiError::unavailable(e.to_string()))?;
+            if let Some(directory_user) = found {
+                crate::directory::take_over(&store, &directory_user)?;
+                account = store.user(&directory_user.name)?;
+            }
+        }
+        let Some(account) = account else {
             let detail = json!({ "user": login.user, "address": peer.map(|p| p.to_string()) });
             store.audit(&AuditEvent { actor: "anonymous", action: "login.failed", kb: None, detail })?;
             return Ok(None);
