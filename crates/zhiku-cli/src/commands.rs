@@ -62,7 +62,11 @@ fn ensure_data_dir(dir: &Path) -> Result<()> {
 
 pub(crate) fn open_store(ctx: &Ctx) -> Result<Arc<Store>> {
     ensure_data_dir(&ctx.data_dir)?;
-    Ok(Arc::new(Store::open(&ctx.data_dir.join("zhiku.db"))?))
+    let key = match ctx.config.store.encryption_key_file.as_str() {
+        "" => None,
+        file => Some(zhiku_store::StoreKey::from_file(Path::new(file))?),
+    };
+    Ok(Arc::new(Store::open_with_key(&ctx.data_dir.join("zhiku.db"), key.as_ref())?))
 }
 
 pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {

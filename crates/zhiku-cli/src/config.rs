@@ -19,6 +19,15 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub server: ServerConfig,
     pub ldap: LdapConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A file of 64 hex digits (`openssl rand -hex 32`), kept outside the data directory: the
+    /// documents' text is then stored encrypted (AES-256-GCM). Empty: not encrypted.
+    pub encryption_key_file: String,
 }
 
 /// LDAP / Active Directory log-in and group sync; off while `url` is empty.

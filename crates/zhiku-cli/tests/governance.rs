@@ -397,3 +397,39 @@ print("https ok")
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("https ok"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_ne!(status, 200);
 }
+
+#[test]
+fn document_text_is_encrypted_at_rest_with_a_key_file() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = write(keys.path(), "zhiku.key", format!("{}\n", "5a".repeat(32)));
+    let z = Zhiku::new().with_env("ZHIKU_STORE_ENCRYPTION_KEY_FILE", &format!("\"{}\"", key.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let doc = write(dir.path(), "merger.md", "# Project Nightingale\n\nThe acquisition of Acme closes on the first of March.\n");
+    z.ingest("deals", &[&doc], &["group:board"]);
+    let hits = z.search("deals", "when does the acquisition close", None, 1);
+    assert!(hits[0]["text"].as_str().unwrap().contains("first of March"), "{hits:?}");
+    let db = z.data.path().join("zhiku.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let stored: String = conn.query_row("SELECT text || heading_path FROM chunk", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    assert!(!stored.contains("Acme") && !stored.contains("Nightingale"), "{stored}");
+    let raw = std::fs::read(&db).unwrap();
+    assert!(!raw.windows(4).any(|w| w == b"Acme"), "plaintext in the database file");
+
+    // Without the key (or with another) the store does not open.
+    let refused = Zhiku::new();
+    let out = refused.command_in(z.data.path()).args(["kb", "list"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("encryption_key_file"), "{out:?}");
+    let other = write(keys.path(), "other.key", "a5".repeat(32));
+    let out = Zhiku::new()
+        .with_env("ZHIKU_STORE_ENCRYPTION_KEY_FILE", &format!("\"{}\"", other.display()))
+        .command_in(z.data.path())
+        .args(["kb", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not the key"), "{out:?}");
+    let bad = write(keys.path(), "bad.key", "not hex");
+    let out = Zhiku::new().with_env("ZHIKU_STORE_ENCRYPTION_KEY_FILE", &format!("\"{}\"", bad.display())).run(&["kb", "list"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+}

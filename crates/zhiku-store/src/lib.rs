@@ -36,11 +36,13 @@ mod access;
 mod api_keys;
 mod audit;
 mod conversations;
+mod sealed;
 mod sessions;
 pub use access::{AclChange, UserInfo};
 pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
+pub use sealed::StoreKey;
 pub use sessions::Session;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,8 @@ pub struct DocumentInfo {
 /// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// With an encryption key: seals document text on the way in, opens it on the way out.
+    sealer: Option<sealed::Sealer>,
 }
 
 const SCHEMA: &str = r#"
@@ -221,6 +225,10 @@ CREATE TABLE IF NOT EXISTS exchange (
     rated_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS exchange_conversation ON exchange(user_name, conversation_id);
+CREATE TABLE IF NOT EXISTS store_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS web_session (
     token_hash BLOB PRIMARY KEY,
     user_name TEXT NOT NULL,
@@ -291,18 +299,30 @@ fn acl_from_json(json: &str) -> Result<Vec<Principal>> {
     serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("ACL {json:?}: {e}")))
 }
 
-fn insert_chunks(tx: &rusqlite::Transaction<'_>, doc_id: i64, chunks: &[(Chunk, Vec<f32>)]) -> Result<Vec<u64>> {
+fn insert_chunks(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: Option<&sealed::Sealer>,
+    doc_id: i64,
+    chunks: &[(Chunk, Vec<f32>)],
+) -> Result<Vec<u64>> {
+    let seal = |text: String| -> Result<String> {
+        match sealer {
+            Some(s) => s.seal(&text),
+            None => Ok(text),
+        }
+    };
     let mut insert = tx.prepare(
         "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, page, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut ids = Vec::with_capacity(chunks.len());
     for (chunk, embedding) in chunks {
-        let path = serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let path = seal(serde_json::to_string(&chunk.heading_path).map_err(|e| Error::Corrupt(e.to_string()))?)?;
+        let text = seal(chunk.text.clone())?;
         insert.execute(params![
             doc_id,
             chunk.ordinal,
             path,
-            chunk.text,
+            text,
             chunk.char_start as i64,
             chunk.char_end as i64,
             chunk.page,
@@ -362,18 +382,33 @@ fn migrate(conn: &Connection) -> Result<()> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_key(path, None)
+    }
+
+    /// Opens the store, encrypting document text with `key` ([`StoreKey`]). A store that was
+    /// encrypted cannot be opened without its key, nor with another.
+    pub fn open_with_key(path: &Path, key: Option<&StoreKey>) -> Result<Self> {
         let conn = Connection::open(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
-        Self::init(conn).map_err(|e| match e {
+        Self::init(conn, key).map_err(|e| match e {
             Error::Sqlite(source) => Error::Open { path: path.to_path_buf(), source },
             other => other,
         })
     }
 
     pub fn open_in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    /// A value as stored, opened when sealed.
+    fn unseal(&self, stored: String) -> Result<String> {
+        match &self.sealer {
+            Some(s) => s.open(&stored),
+            None if sealed::is_sealed(&stored) => Err(Error::Corrupt("document text is encrypted and no key was given".into())),
+            None => Ok(stored),
+        }
+    }
+
+    fn init(conn: Connection, key: Option<&StoreKey>) -> Result<Self> {
         // WAL + synchronous=NORMAL: a committed transaction survives a process kill; the busy
         // timeout lets a second zhiku process wait for the writer instead of failing.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -382,7 +417,30 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let check: Option<String> =
+            conn.query_row("SELECT value FROM store_meta WHERE key = 'encryption_check'", [], |r| r.get(0)).optional()?;
+        let sealer = key.map(sealed::Sealer::new);
+        match (&sealer, check) {
+            (None, Some(_)) => {
+                return Err(Error::Invalid {
+                    what: "store",
+                    value: "encrypted".into(),
+                    rule: "its document text is encrypted: set store.encryption_key_file to its key file",
+                })
+            }
+            (Some(s), Some(check)) if !s.verifies(&check) => {
+                return Err(Error::Invalid {
+                    what: "encryption key",
+                    value: "(hidden)".into(),
+                    rule: "it is not the key this store was encrypted with",
+                })
+            }
+            (Some(s), None) => {
+                conn.execute("INSERT INTO store_meta (key, value) VALUES ('encryption_check', ?1)", params![s.check_value()?])?;
+            }
+            _ => {}
+        }
+        Ok(Self { conn: Mutex::new(conn), sealer })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -583,7 +641,7 @@ impl Store {
                 insert.execute(params![doc_id, band as i64, (*key >> 1) as i64])?;
             }
         }
-        let chunk_ids = insert_chunks(&tx, doc_id, doc.chunks)?;
+        let chunk_ids = insert_chunks(&tx, self.sealer.as_ref(), doc_id, doc.chunks)?;
         tx.commit()?;
         let acl = acl_from_json(&acl_json)?;
         Ok(match existing {
@@ -599,7 +657,7 @@ impl Store {
         if tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])? == 0 {
             return Err(Error::UnknownKb(kb.to_string()));
         }
-        let ids = insert_chunks(&tx, doc_id, chunks)?;
+        let ids = insert_chunks(&tx, self.sealer.as_ref(), doc_id, chunks)?;
         tx.commit()?;
         Ok(ids)
     }
@@ -732,6 +790,7 @@ impl Store {
         })?;
         rows.map(|row| {
             let (id, doc_id, source, acl, ordinal, path, text, start, end, page, blob) = row?;
+            let (path, text) = (self.unseal(path)?, self.unseal(text)?);
             Ok(StoredChunk {
                 id: id as u64,
                 doc_id,
