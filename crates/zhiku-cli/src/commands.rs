@@ -545,7 +545,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
                 proxies: server.trusted_proxies.iter().map(|p| p.parse()).collect::<Result<_, _>>().context("server.trusted_proxies")?,
             },
             // Behind TLS the session cookie never travels in clear.
-            ldap: ctx.config.ldap.directory(),
+            ldap: ctx.config.ldap.clone(),
             ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
     });

@@ -18,7 +18,8 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     pub generation: GenerationConfig,
     pub server: ServerConfig,
-    pub ldap: LdapConfig,
+    /// LDAP / Active Directory log-in and group sync; off while `url` is empty.
+    pub ldap: zhiku_server::directory::LdapConfig,
     pub store: StoreConfig,
 }
 
@@ -28,57 +29,6 @@ pub struct StoreConfig {
     /// A file of 64 hex digits (`openssl rand -hex 32`), kept outside the data directory: the
     /// documents' text is then stored encrypted (AES-256-GCM). Empty: not encrypted.
     pub encryption_key_file: String,
-}
-
-/// LDAP / Active Directory log-in and group sync; off while `url` is empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LdapConfig {
-    pub url: String,
-    pub bind_dn: String,
-    /// Better given as ZHIKU_LDAP_BIND_PASSWORD than written into the file.
-    pub bind_password: String,
-    pub user_base: String,
-    pub user_filter: String,
-    pub user_name_attribute: String,
-    pub group_base: String,
-    pub group_filter: String,
-    pub group_name_attribute: String,
-    pub admin_group: String,
-}
-
-impl Default for LdapConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            bind_dn: String::new(),
-            bind_password: String::new(),
-            user_base: String::new(),
-            user_filter: "(uid={user})".into(),
-            user_name_attribute: "uid".into(),
-            group_base: String::new(),
-            group_filter: "(|(member={dn})(uniqueMember={dn})(memberUid={user}))".into(),
-            group_name_attribute: "cn".into(),
-            admin_group: String::new(),
-        }
-    }
-}
-
-impl LdapConfig {
-    pub fn directory(&self) -> zhiku_server::directory::LdapConfig {
-        zhiku_server::directory::LdapConfig {
-            url: self.url.clone(),
-            bind_dn: self.bind_dn.clone(),
-            bind_password: self.bind_password.clone(),
-            user_base: self.user_base.clone(),
-            user_filter: self.user_filter.clone(),
-            user_name_attribute: self.user_name_attribute.clone(),
-            group_base: self.group_base.clone(),
-            group_filter: self.group_filter.clone(),
-            group_name_attribute: self.group_name_attribute.clone(),
-            admin_group: self.admin_group.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -179,12 +179,12 @@ pub fn document_acl(ctx: &Ctx, kb: &str, source: &str, acl: &[String], inherit: 
 
 pub fn ldap(ctx: &Ctx, cmd: LdapCommand) -> Result<ExitCode> {
     let LdapCommand::Sync { json } = cmd;
-    let directory = ctx.config.ldap.directory();
+    let directory = &ctx.config.ldap;
     if !directory.enabled() {
         bail!("no directory is configured: set ldap.url, ldap.user_base and the rest (docs/configuration.md)");
     }
     let store = open_store(ctx)?;
-    let report = zhiku_server::directory::sync(&store, &directory).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = zhiku_server::directory::sync(&store, directory).map_err(|e| anyhow::anyhow!("{e}"))?;
     audit(&store, "ldap.sync", None, json!({ "users": report.users, "created": report.created, "disabled": report.disabled }))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -275,16 +275,6 @@ pub fn key(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A time as Unix milliseconds; a bare date is its first millisecond, or its last with `end_of_day`.
 fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
     let invalid = || anyhow::anyhow!("invalid time '{text}': use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix seconds");
@@ -300,7 +290,7 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(invalid());
     }
-    let day_ms = days_from_civil(y, m, d) * 86_400_000;
+    let day_ms = zhiku_core::calendar::days_from_civil(y, m, d) * 86_400_000;
     match time {
         None if end_of_day => Ok(day_ms + 86_400_000 - 1),
         None => Ok(day_ms),

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{write, Zhiku};
+use common::{http, write, Zhiku};
 use serde_json::Value;
 
 fn ok(z: &Zhiku, args: &[&str]) {
@@ -194,25 +194,6 @@ fn over_http_roles_scopes_and_attacks_are_refused_and_audited() {
     assert_eq!(z.json(&["audit", "verify", "--json"])["ok"], true);
 }
 
-/// One HTTP/1.1 request over a plain socket: (status, body).
-fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    use std::io::Read;
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn a_trusted_proxy_names_the_user_only_from_its_own_address() {
     let proxied = |proxies: &str| {
@@ -228,19 +209,20 @@ fn a_trusted_proxy_names_the_user_only_from_its_own_address() {
     z.ingest("hr", &[&doc], &[]);
     let server = z.serve();
     let zoe = [("X-Remote-User", "zoe"), ("X-Remote-Groups", "sso-staff, other")];
-    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "");
+    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "").parts();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""name":"hr""#), "{body}");
-    let (_, body) = http(&server.url, "GET", "/api/kbs", &zoe[..1], "");
+    let (_, body) = http(&server.url, "GET", "/api/kbs", &zoe[..1], "").parts();
     assert!(body.contains(r#""kbs":[]"#), "without the groups header zoe holds no role: {body}");
     let search = r#"{"kb":"hr","query":"annual leave"}"#;
     let json = [("Content-Type", "application/json")];
-    let (status, body) = http(&server.url, "POST", "/api/search", &[&zoe[..], &json].concat(), search);
+    let (status, body) = http(&server.url, "POST", "/api/search", &[&zoe[..], &json].concat(), search).parts();
     assert_eq!(status, 403, "a change without X-Requested-With: {body}");
-    let (status, body) = http(&server.url, "POST", "/api/search", &[&zoe[..], &json, &[("X-Requested-With", "zhiku")]].concat(), search);
+    let (status, body) =
+        http(&server.url, "POST", "/api/search", &[&zoe[..], &json, &[("X-Requested-With", "zhiku")]].concat(), search).parts();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("leave.md"), "{body}");
-    let (status, _) = http(&server.url, "GET", "/api/kbs", &[("X-Remote-User", "bad name!")], "");
+    let (status, _) = http(&server.url, "GET", "/api/kbs", &[("X-Remote-User", "bad name!")], "").parts();
     assert_eq!(status, 401);
     drop(server);
     assert!(audit(&z, &["--user", "zoe"]).iter().any(|e| e["actor"] == "proxy user:zoe" && e["action"] == "search"));
@@ -248,7 +230,7 @@ fn a_trusted_proxy_names_the_user_only_from_its_own_address() {
     // The same headers from an address that is not the proxy's are ignored.
     let elsewhere = proxied(r#"["10.9.9.9"]"#);
     let server = elsewhere.serve();
-    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "");
+    let (status, body) = http(&server.url, "GET", "/api/kbs", &zoe, "").parts();
     assert_eq!(status, 401, "{body}");
     drop(server);
     // Half a configuration is refused at start.
@@ -391,7 +373,7 @@ print("https ok")
     let python = std::env::var("ZHIKU_TEST_PYTHON").expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh");
     let out = std::process::Command::new(python).arg("-c").arg(script).arg(&url).arg(&cert).output().unwrap();
     // Plain HTTP on the TLS port gets no HTTP answer.
-    let (status, _) = http(&url.replace("https://", "http://"), "GET", "/healthz", &[], "");
+    let (status, _) = http(&url.replace("https://", "http://"), "GET", "/healthz", &[], "").parts();
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("https ok"), "{}", String::from_utf8_lossy(&out.stderr));

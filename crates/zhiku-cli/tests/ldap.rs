@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{write, Zhiku};
+use common::{http, write, Zhiku};
 use serde_json::Value;
 
 const BASE: &str = "dc=example,dc=com";
@@ -93,28 +93,11 @@ fn group(cn: &str, members: &[&str]) -> String {
     format!("dn: cn={cn},ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: {cn}\n{members}\n")
 }
 
-/// One HTTP/1.1 request over a plain socket: (status, Set-Cookie, body).
-fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).unwrap_or("").to_string();
-    (status, cookie, body.to_string())
-}
-
+/// (status, Set-Cookie, body) of a log-in.
 fn login(url: &str, user: &str, password: &str) -> (u16, String, String) {
     let body = serde_json::json!({ "user": user, "password": password }).to_string();
-    http(url, "POST", "/api/login", &[("Content-Type", "application/json")], &body)
+    let reply = http(url, "POST", "/api/login", &[("Content-Type", "application/json")], &body);
+    (reply.status, reply.header("set-cookie").unwrap_or("").to_string(), reply.body)
 }
 
 fn ldap_zhiku(slapd: &Slapd) -> Zhiku {
@@ -159,7 +142,7 @@ fn directory_users_log_in_with_their_directory_password_and_groups() {
     let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf_token"].as_str().unwrap().to_string();
     let session = cookie.split(';').next().unwrap().to_string();
     let headers = [("Cookie", session.as_str()), ("X-CSRF-Token", csrf.as_str()), ("Content-Type", "application/json")];
-    let (status, _, body) = http(&server.url, "POST", "/api/search", &headers, r#"{"kb":"finance","query":"travel budget"}"#);
+    let (status, body) = http(&server.url, "POST", "/api/search", &headers, r#"{"kb":"finance","query":"travel budget"}"#).parts();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("budget.md"), "lin reads through the directory's finance group: {body}");
 

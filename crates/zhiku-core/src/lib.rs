@@ -21,6 +21,7 @@
 //! ```
 
 mod access;
+pub mod calendar;
 mod document;
 mod error;
 mod policy;

@@ -75,10 +75,7 @@ pub async fn create_key(
     let user = request.user.clone().unwrap_or_else(|| request.name.clone());
     let actor = who.clone();
     let created = blocking(move || {
-        let created = store.create_api_key(&request.name, &user, &scopes, expires_at).map_err(|e| match e {
-            zhiku_store::Error::Invalid { .. } => ApiError::invalid(e.to_string(), None),
-            other => ApiError::from(other),
-        })?;
+        let created = store.create_api_key(&request.name, &user, &scopes, expires_at)?;
         let i = &created.info;
         actor.audit(
             &store,
@@ -163,10 +160,7 @@ pub async fn create_user(
     let store = state.store.clone();
     let name = request.name.clone();
     let created = blocking(move || {
-        let created = store.create_user(&request.name, request.password.as_deref(), request.admin).map_err(|e| match e {
-            zhiku_store::Error::Invalid { .. } => ApiError::invalid(e.to_string(), None),
-            other => ApiError::from(other),
-        })?;
+        let created = store.create_user(&request.name, request.password.as_deref(), request.admin)?;
         if created {
             let detail = json!({ "user": request.name, "admin": request.admin, "password": request.password.is_some() });
             who.audit(&store, "user.create", None, detail)?;

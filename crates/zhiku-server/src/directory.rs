@@ -13,12 +13,14 @@ use zhiku_core::is_valid_name;
 use zhiku_store::Store;
 
 /// Where the directory is and how to read it (`[ldap]` in the configuration).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldap://host:389`; empty: no directory.
     pub url: String,
     /// A service account that may search users and groups (empty: anonymous searches).
     pub bind_dn: String,
+    /// Better given as ZHIKU_LDAP_BIND_PASSWORD than written into the file.
     pub bind_password: String,
     pub user_base: String,
     /// `{user}` is replaced by the escaped user name: `(uid={user})`, AD `(sAMAccountName={user})`.
@@ -31,6 +33,23 @@ pub struct LdapConfig {
     pub group_name_attribute: String,
     /// Members of this directory group administer zhiku.
     pub admin_group: String,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            bind_dn: String::new(),
+            bind_password: String::new(),
+            user_base: String::new(),
+            user_filter: "(uid={user})".into(),
+            user_name_attribute: "uid".into(),
+            group_base: String::new(),
+            group_filter: "(|(member={dn})(uniqueMember={dn})(memberUid={user}))".into(),
+            group_name_attribute: "cn".into(),
+            admin_group: String::new(),
+        }
+    }
 }
 
 /// A directory user as zhiku takes it over.

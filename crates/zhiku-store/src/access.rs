@@ -204,18 +204,8 @@ impl Store {
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<UserInfo>> {
         let row: Option<(Option<String>, UserInfo)> = self
             .conn()
-            .query_row(&format!("SELECT password_hash, {USER_COLUMNS} FROM account WHERE name = ?1"), params![name], |r| {
-                Ok((
-                    r.get(0)?,
-                    UserInfo {
-                        name: r.get(1)?,
-                        admin: r.get(2)?,
-                        disabled: r.get(3)?,
-                        has_password: r.get(4)?,
-                        origin: r.get(5)?,
-                        created_at: r.get(6)?,
-                    },
-                ))
+            .query_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM account WHERE name = ?1"), params![name], |r| {
+                Ok((r.get(6)?, user_info(r)?))
             })
             .optional()?;
         let (stored, info) = match row {

@@ -143,3 +143,43 @@ pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     std::fs::write(&path, contents).unwrap();
     path
 }
+
+/// An HTTP response read whole.
+#[allow(dead_code)] // only the HTTP tests use it
+pub struct Reply {
+    pub status: u16,
+    head: String,
+    pub body: String,
+}
+
+#[allow(dead_code)]
+impl Reply {
+    pub fn parts(self) -> (u16, String) {
+        (self.status, self.body)
+    }
+
+    /// A response header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket (no client library between the test and the server).
+#[allow(dead_code)]
+pub fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Reply { status, head: head.to_string(), body: body.to_string() }
+}

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use zhiku_core::{Block, ParsedDocument, Parser, Result};
+use zhiku_core::{calendar, Block, ParsedDocument, Parser, Result};
 
 use super::xml::Node;
 use super::Package;
@@ -197,37 +197,15 @@ fn serial_to_datetime(serial: f64, date1904: bool) -> Option<(String, String)> {
         seconds = 0;
     }
     let epoch = if date1904 {
-        days_from_civil(1904, 1, 1)
+        calendar::days_from_civil(1904, 1, 1)
     } else if days >= 61 {
-        days_from_civil(1899, 12, 30)
+        calendar::days_from_civil(1899, 12, 30)
     } else {
-        days_from_civil(1899, 12, 31)
+        calendar::days_from_civil(1899, 12, 31)
     };
-    let (y, m, d) = civil_from_days(epoch + days);
+    let (y, m, d) = calendar::civil_from_days(epoch + days);
     let time = format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
     Some((format!("{y:04}-{m:02}-{d:02}"), time))
-}
-
-// Howard Hinnant's days-from-civil algorithms (public domain), proleptic Gregorian.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `BC12` → column 54 (0-based).
