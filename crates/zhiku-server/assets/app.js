@@ -30,7 +30,9 @@ const STRINGS = {
     "roles.remove": "Remove", "admin.users": "Users", "admin.usercreate": "Create user", "admin.groups": "Groups",
     "admin.audit": "Audit log", "admin.when": "When", "admin.who": "Who", "admin.what": "What",
     "admin.chainok": "Hash chain intact: {n} entries.", "admin.chainbroken": "Hash chain BROKEN at entry {seq}: {reason}",
-    "admin.disabled": "disabled", "admin.haspassword": "password",
+    "admin.disabled": "disabled", "admin.haspassword": "password", "admin.group": "Group",
+    "admin.member": "Member (user:alice, group:backend)", "admin.addmember": "Add to group", "admin.disable": "Disable",
+    "admin.enable": "Enable", "admin.deleteuser": "Delete", "admin.confirmuser": "Delete the account {name}? Its keys are revoked.",
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
@@ -56,7 +58,9 @@ const STRINGS = {
     "roles.remove": "移除", "admin.users": "用户", "admin.usercreate": "创建用户", "admin.groups": "用户组",
     "admin.audit": "审计日志", "admin.when": "时间", "admin.who": "操作者", "admin.what": "操作",
     "admin.chainok": "哈希链完整：共 {n} 条。", "admin.chainbroken": "哈希链在第 {seq} 条处断裂：{reason}",
-    "admin.disabled": "已停用", "admin.haspassword": "已设密码",
+    "admin.disabled": "已停用", "admin.haspassword": "已设密码", "admin.group": "用户组",
+    "admin.member": "成员（user:alice、group:backend）", "admin.addmember": "加入用户组", "admin.disable": "停用",
+    "admin.enable": "启用", "admin.deleteuser": "删除", "admin.confirmuser": "删除账号 {name}？其密钥将被吊销。",
     "admin.newkey": "新密钥（仅显示这一次，请复制）：", "passage.gone": "您已无法查看这段内容。",
   },
 };
@@ -413,7 +417,18 @@ async function loadAdmin() {
   $("users").tBodies[0].replaceChildren(...people.users.map((u) => {
     const groups = people.groups.filter((g) => g.member === `user:${u.name}`).map((g) => g.group).join(", ");
     const state = [u.admin ? t("admin.keyadmin") : "", u.disabled ? t("admin.disabled") : "", u.has_password ? t("admin.haspassword") : ""];
-    return element("tr", {}, element("td", {}, u.name), element("td", {}, groups), element("td", {}, state.filter(Boolean).join(" · ")));
+    const path = `/api/users/${encodeURIComponent(u.name)}`;
+    const toggle = element("button", { type: "button", "aria-label": `${t(u.disabled ? "admin.enable" : "admin.disable")} ${u.name}` },
+      t(u.disabled ? "admin.enable" : "admin.disable"));
+    toggle.addEventListener("click", async () => { await api(path, { method: "PATCH", body: JSON.stringify({ disabled: !u.disabled }) }); loadAdmin(); });
+    const remove = element("button", { type: "button", "aria-label": `${t("admin.deleteuser")} ${u.name}` }, t("admin.deleteuser"));
+    remove.addEventListener("click", async () => {
+      if (!confirm(t("admin.confirmuser", { name: u.name }))) return;
+      await api(path, { method: "DELETE" });
+      loadAdmin();
+    });
+    return element("tr", {}, element("td", {}, u.name), element("td", {}, groups), element("td", {}, state.filter(Boolean).join(" · ")),
+      element("td", {}, toggle, remove));
   }));
   const chain = audit.chain;
   $("audit-chain").textContent = chain.ok ? t("admin.chainok", { n: chain.entries }) : t("admin.chainbroken", { seq: chain.seq, reason: chain.reason });
@@ -451,6 +466,14 @@ document.addEventListener("DOMContentLoaded", () => {
     const response = await api(`/api/kbs/${encodeURIComponent($("docs-kb").value)}/roles`, { method: "PUT", body: JSON.stringify(body) });
     $("grant-status").textContent = response.ok ? "" : await errorText(response);
     if (response.ok) { $("grant").reset(); loadRoles(); }
+  });
+  $("add-member").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const member = $("member-name").value.trim();
+    const body = { member: member.includes(":") ? member : `user:${member}` };
+    const response = await api(`/api/groups/${encodeURIComponent($("member-group").value.trim())}/members`, { method: "POST", body: JSON.stringify(body) });
+    $("add-member-result").textContent = response.ok ? "" : await errorText(response);
+    if (response.ok) { $("add-member").reset(); loadAdmin(); }
   });
   $("new-user").addEventListener("submit", async (e) => {
     e.preventDefault();

@@ -174,6 +174,52 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(json!({ "name": name, "created": true }))).into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    admin: Option<bool>,
+    /// A disabled account cannot log in; its keys and sessions stop working.
+    disabled: Option<bool>,
+    /// A new password (at least 8 characters); the account's sessions end.
+    password: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/users/{name}", tag = "admin", request_body = UpdateUser, params(("name" = String, Path, description = "User name")),
+    responses((status = 200, description = "The account now", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody)))]
+pub async fn update_user(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<UpdateUser>,
+) -> Result<Json<Value>, ApiError> {
+    who.require_admin()?;
+    let store = state.store.clone();
+    let user = blocking(move || {
+        if store.user(&name)?.is_none() {
+            return Err(ApiError::not_found(format!("no user '{name}'"), "user_not_found", None));
+        }
+        if let Some(password) = &request.password {
+            store.set_password(&name, password)?;
+        }
+        if let Some(admin) = request.admin {
+            store.set_user_admin(&name, admin)?;
+        }
+        if let Some(disabled) = request.disabled {
+            store.set_user_disabled(&name, disabled)?;
+            if disabled {
+                store.end_sessions_of(&name)?;
+            }
+        }
+        let detail = json!({ "user": name, "admin": request.admin, "disabled": request.disabled, "password": request.password.is_some() });
+        who.audit(&store, "user.update", None, detail)?;
+        Ok(store.user(&name)?)
+    })
+    .await?;
+    Ok(Json(json!(user)))
+}
+
 #[utoipa::path(delete, path = "/api/users/{name}", tag = "admin", params(("name" = String, Path, description = "User name")),
     responses((status = 200, description = "{deleted: true}: memberships and roles gone, keys revoked", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 403, description = "Needs an administrator's key", body = ErrorBody),

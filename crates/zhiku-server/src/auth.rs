@@ -210,13 +210,21 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
     admit(&state, who, request, next).await
 }
 
-/// Lets an authenticated request through, within its user's rate limit.
+/// Lets an authenticated request through, within its user's rate limit. A refusal for want of
+/// a role, scope or administrator's key is audited: probing for more access leaves a trace.
 async fn admit(state: &AppState, who: Authenticated, mut request: Request, next: Next) -> Result<Response, ApiError> {
     if let Err(wait) = state.security.limiter.take(&who.user) {
         return Err(ApiError::too_many(format!("more than server.rate_limit_per_minute requests from '{}'; slow down", who.user), wait));
     }
-    request.extensions_mut().insert(who);
-    Ok(next.run(request).await)
+    let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+    request.extensions_mut().insert(who.clone());
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::FORBIDDEN {
+        let store = state.store.clone();
+        let detail = json!({ "method": method, "path": path });
+        blocking(move || who.audit(&store, "access.denied", None, detail)).await?;
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

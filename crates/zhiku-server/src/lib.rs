@@ -104,7 +104,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/documents/{id}/acl", axum::routing::put(docs::set_document_acl))
         .route("/api/kbs/{kb}/roles", get(docs::list_roles).put(docs::set_role))
         .route("/api/users", get(admin::list_users).post(admin::create_user))
-        .route("/api/users/{name}", axum::routing::delete(admin::delete_user))
+        .route("/api/users/{name}", axum::routing::delete(admin::delete_user).patch(admin::update_user))
         .route("/api/groups/{group}/members", post(admin::add_group_member))
         .route("/api/groups/{group}/members/{member}", axum::routing::delete(admin::remove_group_member))
         .route("/api/audit", get(admin::audit_log))

@@ -36,10 +36,10 @@ const WORDS: [&str; 16] = [
     "budget", "salary", "roadmap", "incident", "server", "contract", "hiring", "audit", "vendor", "launch", "merger", "payroll", "holiday",
     "travel", "security", "pension",
 ];
-const USERS: usize = 120;
+const USERS: usize = 200;
 const GROUPS: usize = 12;
 const KBS: [&str; 3] = ["finance", "people", "engineering"];
-const DOCS: usize = 450;
+const DOCS: usize = 600;
 
 /// The world as the test knows it, independently of the server.
 struct Truth {
@@ -169,7 +169,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         assert_eq!(report.ingested(), paths.len());
     }
     // Roles and ACLs change after ingestion, interleaved, through the engine's in-place updates.
-    for step in 0..300 {
+    for step in 0..400 {
         let kb = *rng.pick(&KBS);
         if step % 6 == 0 {
             // Often one that holds a role already: taking access away is what can leak.

@@ -200,12 +200,14 @@ status, text = http("GET", "/api/audit", auth("ADMIN"))
 log = json.loads(text)
 check(status == 200 and log["chain"]["ok"], f"chain: {log.get('chain')}")
 actions = [e["action"] for e in log["entries"]]
-for action in ["auth.failed", "document.acl", "kb.grant", "kb.revoke", "kb.update", "ingest", "search", "user.create", "group.add"]:
+for action in ["auth.failed", "access.denied", "document.acl", "kb.grant", "kb.revoke", "kb.update", "ingest", "search", "user.create", "group.add"]:
     check(action in actions, f"no {action} in the audit log: {sorted(set(actions))}")
 failed = [e for e in log["entries"] if e["action"] == "auth.failed"]
 secrets = [os.environ[f"ZHIKU_KEY_{n}"].rsplit("_", 1)[-1] for n in ["EXPIRED", "REVOKED"]]
 check(not any(s in text for s in secrets), "a key's secret in the audit log")
 check(any(e["detail"]["key_id"] for e in failed), f"failed logins name the key id: {failed}")
+denied = [e for e in log["entries"] if e["action"] == "access.denied" and e["actor"].endswith("user:vera")]
+check({"method": "POST", "path": "/api/keys"} in [e["detail"] for e in denied], f"vera's attempt at a key is on record: {denied[:3]}")
 acl_change = next(e for e in log["entries"] if e["action"] == "document.acl")
 check(acl_change["actor"].endswith("user:ed") and acl_change["kb"] == "docs", f"who changed the ACL: {acl_change}")
 vera_search = next(e for e in log["entries"] if e["action"] == "search" and e["actor"].endswith("user:vera"))
@@ -264,4 +266,15 @@ log = json.loads(http("GET", "/api/audit", auth("ADMIN"))[1])["entries"]
 actions = [e["action"] for e in log]
 check("login" in actions and "login.failed" in actions and "logout" in actions, f"logins audited: {sorted(set(actions))}")
 check(not any("long enough secret" in json.dumps(e) or "guess" in json.dumps(e) for e in log), "a password in the audit log")
+# Disabling an account stops its keys at once; enabling it brings them back.
+made = json.loads(http("POST", "/api/keys", auth("ADMIN"), {"name": "nina-key", "user": "nina", "scopes": ["read"]})[1])
+nina_key = {"Authorization": f"Bearer {made['key']}"}
+check(http("GET", "/api/kbs", nina_key)[0] == 200, "nina's key works")
+check(http("PATCH", "/api/users/vera", auth("VERA"), {"disabled": True})[0] == 403, "a viewer disabled an account")
+status, text = http("PATCH", "/api/users/nina", auth("ADMIN"), {"disabled": True})
+check(status == 200 and json.loads(text)["disabled"] is True, f"disable: {status} {text[:200]}")
+check(http("GET", "/api/kbs", nina_key)[0] == 401, "a disabled account's key still works")
+check(http("PATCH", "/api/users/nina", auth("ADMIN"), {"disabled": False})[0] == 200, "enable")
+check(http("GET", "/api/kbs", nina_key)[0] == 200, "an enabled account's key works again")
+check(http("PATCH", "/api/users/nobody", auth("ADMIN"), {"disabled": True})[0] == 404, "an unknown account")
 print("all checks passed")

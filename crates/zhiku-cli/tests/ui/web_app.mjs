@@ -65,6 +65,10 @@ try {
   await page.fill("#new-user-password", "carol's long password");
   await page.click("#new-user button[type=submit]");
   await page.waitForFunction(() => document.querySelector("#users tbody").textContent.includes("carol"));
+  await page.fill("#member-group", "finance");
+  await page.fill("#member-name", "carol");
+  await page.click("#add-member button[type=submit]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#users tbody tr")].some((r) => r.textContent.includes("carol") && r.textContent.includes("finance")));
   await page.waitForFunction(() => document.querySelector("#audit tbody").textContent.includes("kb.create"));
   check((await page.textContent("#audit-chain")).includes("intact"), `audit chain: ${await page.textContent("#audit-chain")}`);
   await page.screenshot({ path: `${shots}/0-admin.png`, fullPage: true });
