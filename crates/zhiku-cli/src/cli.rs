@@ -54,6 +54,23 @@ pub enum Command {
     /// The LDAP / Active Directory ([ldap] in the configuration).
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// Write a consistent backup of the data directory into one file, while a server may keep
+    /// serving: the store (documents, vectors, users, keys, the audit chain), uploaded originals
+    /// and the configuration. Indexes are rebuilt from it; models are installed by `setup`.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new or empty data directory (--data-dir), checking that the store
+    /// opens and its audit chain holds.
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The vector index engine on its own.
     #[command(subcommand)]
     Vectors(VectorsCommand),

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod governance;
 mod npy;
+mod ops;
 mod vectors;
 
 use std::process::ExitCode;

@@ -532,6 +532,27 @@ impl Store {
         self.update_kb(name, "UPDATE kb SET mask_answers = ?2 WHERE name = ?1", if mask { "1" } else { "0" })
     }
 
+    /// A consistent copy of the whole store written to `dest` (which must not exist), taken
+    /// while other connections keep reading and writing (SQLite's `VACUUM INTO`).
+    pub fn snapshot(&self, dest: &Path) -> Result<()> {
+        let dest = dest.to_str().ok_or_else(|| Error::Invalid {
+            what: "snapshot path",
+            value: dest.display().to_string(),
+            rule: "use a UTF-8 path",
+        })?;
+        self.conn().execute("VACUUM INTO ?1", params![dest])?;
+        Ok(())
+    }
+
+    /// Numbers that say what a store holds: knowledge bases, documents, chunks, audit entries.
+    pub fn counts(&self) -> Result<(u64, u64, u64, u64)> {
+        let conn = self.conn();
+        let count = |table: &str| -> Result<u64> {
+            Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+        };
+        Ok((count("kb")?, count("document")?, count("chunk")?, count("audit")?))
+    }
+
     /// Deletes a knowledge base with its documents and chunks; false when there was none.
     pub fn delete_kb(&self, name: &str) -> Result<bool> {
         Ok(self.conn().execute("DELETE FROM kb WHERE name = ?1", params![name])? == 1)

@@ -1,0 +1,183 @@
+//! Backup and restore of a data directory. A backup is one ZIP file: a consistent snapshot of
+//! the store (documents, chunks with their vectors, users, groups, roles, keys, the audit chain;
+//! taken with SQLite's `VACUUM INTO` while a server keeps serving), the uploaded originals, the
+//! configuration file, and a manifest. The derived indexes are not in it: they are rebuilt from
+//! the store on first use, which is what makes the snapshot consistent without stopping anyone.
+//! Models are not in it either (`zhiku setup` installs them again).
+
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use zip::write::SimpleFileOptions;
+
+use crate::commands::{open_store, Ctx};
+use crate::governance::audit;
+
+const MANIFEST: &str = "manifest.json";
+const STORE: &str = "zhiku.db";
+const CONFIG: &str = "zhiku.toml";
+const UPLOADS: &str = "uploads";
+/// Bumped when the backup's layout changes; restore refuses a newer one.
+const BACKUP_FORMAT: u64 = 1;
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            files_under(&path, out)?;
+        } else if path.is_file() && !path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".part")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn backup(ctx: &Ctx, out: &Path, as_json: bool) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let work = tempfile::tempdir_in(parent).with_context(|| format!("cannot write in {}", parent.display()))?;
+    let snapshot = work.path().join(STORE);
+    store.snapshot(&snapshot).context("cannot take a snapshot of the store")?;
+    let (kbs, documents, chunks, audit_entries) = store.counts()?;
+    let head = store.verify_audit()?.map(|(_, head)| head).unwrap_or_default();
+    let mut uploads = Vec::new();
+    files_under(&ctx.data_dir.join(UPLOADS), &mut uploads)?;
+
+    let partial = work.path().join("backup.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?);
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    let manifest = json!({
+        "format": BACKUP_FORMAT, "zhiku": env!("CARGO_PKG_VERSION"),
+        "created_at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "knowledge_bases": kbs, "documents": documents, "chunks": chunks, "audit_entries": audit_entries, "audit_head": head,
+        "uploads": uploads.len(),
+    });
+    zip.start_file(MANIFEST, options)?;
+    zip.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    let mut add = |name: String, path: &Path| -> Result<()> {
+        zip.start_file(name, options)?;
+        let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        std::io::copy(&mut file, &mut zip)?;
+        Ok(())
+    };
+    add(STORE.into(), &snapshot)?;
+    let config = ctx.data_dir.join(CONFIG);
+    if config.is_file() {
+        add(CONFIG.into(), &config)?;
+    }
+    for path in &uploads {
+        let relative = path.strip_prefix(&ctx.data_dir).unwrap_or(path);
+        add(relative.to_string_lossy().replace('\\', "/"), path)?;
+    }
+    zip.finish()?.sync_all()?;
+    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    audit(&store, "backup", None, json!({ "file": out.display().to_string(), "documents": documents, "audit_head": head }))?;
+    if as_json {
+        println!("{manifest}");
+    } else {
+        eprintln!(
+            "backed up {kbs} knowledge bases, {documents} documents, {chunks} chunks, {audit_entries} audit entries to {}",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where an entry of a backup goes, if it is one a backup holds: never outside the data dir.
+fn destination(data_dir: &Path, name: &str) -> Option<PathBuf> {
+    let path = Path::new(name);
+    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let known = name == STORE || name == CONFIG || name == MANIFEST || name.starts_with(&format!("{UPLOADS}/"));
+    known.then(|| data_dir.join(path))
+}
+
+pub fn restore(ctx: &Ctx, from: &Path, as_json: bool) -> Result<ExitCode> {
+    let data_dir = &ctx.data_dir;
+    if std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!("{} is not empty: restore into a new or empty data directory (--data-dir)", data_dir.display());
+    }
+    let file = std::fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zhiku backup (not a ZIP file)", from.display()))?;
+    let manifest: serde_json::Value = {
+        let mut text = String::new();
+        archive
+            .by_name(MANIFEST)
+            .with_context(|| format!("{} is not a zhiku backup (no {MANIFEST})", from.display()))?
+            .read_to_string(&mut text)?;
+        serde_json::from_str(&text).with_context(|| format!("{MANIFEST} in {} is not JSON", from.display()))?
+    };
+    let format = manifest["format"].as_u64().unwrap_or(0);
+    if format == 0 || format > BACKUP_FORMAT {
+        bail!(
+            "{} was written in backup format {format}; this zhiku reads up to {BACKUP_FORMAT}: restore it with a newer zhiku",
+            from.display()
+        );
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().map_err(|e| anyhow::anyhow!("{}: an entry's name: {e}", from.display()))?.to_string();
+        let Some(dest) = destination(data_dir, &name) else {
+            bail!("{} holds an entry '{name}' no backup has: refusing it", from.display())
+        };
+        if name == MANIFEST {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        std::io::copy(&mut entry, &mut out)?;
+        out.sync_all()?;
+    }
+    // The restored store must open (with the configured key, if it was encrypted) and its audit
+    // chain must still hold and end where the backup said.
+    let store = open_store(ctx).context("the restored store does not open")?;
+    let (entries, head) = match store.verify_audit()? {
+        Ok(verified) => verified,
+        Err(broken) => bail!("the restored audit chain breaks at entry {}: {}", broken.seq, broken.reason),
+    };
+    if manifest["audit_head"].as_str().is_some_and(|h| h != head) {
+        bail!("the restored audit chain ends at {head}, the backup recorded {}", manifest["audit_head"]);
+    }
+    audit(&store, "restore", None, json!({ "file": from.display().to_string(), "audit_entries": entries }))?;
+    let (kbs, documents, chunks, _) = store.counts()?;
+    if as_json {
+        println!("{}", json!({ "knowledge_bases": kbs, "documents": documents, "chunks": chunks, "audit_entries": entries }));
+    } else {
+        eprintln!(
+            "restored {kbs} knowledge bases, {documents} documents, {chunks} chunks into {}; indexes are rebuilt on first use",
+            data_dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_entries_inside_the_data_dir_are_restored() {
+        let dir = Path::new("/data");
+        assert_eq!(destination(dir, "zhiku.db"), Some(dir.join("zhiku.db")));
+        assert_eq!(destination(dir, "uploads/hr/leave.md"), Some(dir.join("uploads/hr/leave.md")));
+        for bad in ["../etc/passwd", "/etc/passwd", "uploads/../../x", "models/evil.gguf", "kb/hr/vectors.flat", "./zhiku.db"] {
+            assert_eq!(destination(dir, bad), None, "{bad}");
+        }
+    }
+}
