@@ -550,6 +550,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
             ldap: ctx.config.ldap.clone(),
             ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
+        metrics: Default::default(),
     });
     let bind = match args.bind {
         Some(addr) => addr,

@@ -105,3 +105,38 @@ fn a_backup_taken_while_serving_restores_to_the_same_answers_users_and_audit_cha
     let out = Zhiku::new().run(&["restore", "--from", leave.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a zhiku backup"));
 }
+
+#[test]
+fn metrics_and_readiness_without_names() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    let doc = write(docs.path(), "plan.md", "# Plan\n\nThe payroll run moves to the 25th of each month.\n");
+    assert!(z.run(&["kb", "create", "payroll-secret", "--acl", "group:staff"]).status.success());
+    z.ingest("payroll-secret", &[&doc], &[]);
+    assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
+    let key = z.json(&["key", "create", "--name", "ann", "--json"])["key"].as_str().unwrap().to_string();
+    let server = z.serve();
+    let auth = format!("Bearer {key}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    for _ in 0..3 {
+        let reply = http(&server.url, "POST", "/api/search", &headers, r#"{"kb":"payroll-secret","query":"payroll run"}"#);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(http(&server.url, "GET", "/api/kbs/payroll-secret/documents", &[("Authorization", "Bearer zk_0_0")], "").status, 401);
+    let ready = http(&server.url, "GET", "/readyz", &[], "");
+    assert_eq!(ready.status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&ready.body).unwrap()["ready"], true);
+
+    let metrics = http(&server.url, "GET", "/metrics", &[], "");
+    drop(server);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    let text = metrics.body;
+    assert!(text.contains(r#"zhiku_http_requests_total{method="POST",route="/api/search",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"zhiku_http_requests_total{method="GET",route="/api/kbs/{kb}/documents",status="401"} 1"#), "{text}");
+    assert!(text.contains("zhiku_retrieval_duration_seconds_count 3"), "{text}");
+    assert!(text.contains(r#"zhiku_http_request_duration_seconds_bucket{route="/api/search",le="+Inf"} 3"#));
+    assert!(text.contains("zhiku_chunks 1") && text.contains("zhiku_knowledge_bases 1"), "{text}");
+    assert!(text.contains("zhiku_process_resident_memory_bytes "));
+    assert!(!text.contains("payroll"), "a knowledge base's name in the metrics");
+}

@@ -205,7 +205,7 @@ pub async fn upload(
 /// re-ingestion) and returns its first status.
 /// The ingestion is audited as `who`'s when it ends.
 fn start_job(
-    state: &AppState,
+    state: &Arc<AppState>,
     who: &Authenticated,
     kb: String,
     files: Vec<PathBuf>,
@@ -216,7 +216,7 @@ fn start_job(
     let status = JobStatus { id, kb: kb.clone(), state: "queued", files_total: files.len(), files_done: 0, files: Vec::new(), error: None };
     let (tx, _) = tokio::sync::watch::channel(status.clone());
     state.jobs.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx.clone());
-    let (engine, lock, who) = (state.engine.clone(), state.jobs.one_at_a_time.clone(), who.clone());
+    let (engine, lock, who, server) = (state.engine.clone(), state.jobs.one_at_a_time.clone(), who.clone(), state.clone());
     tokio::task::spawn_blocking(move || {
         let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
         tx.send_modify(|s| s.state = "running");
@@ -226,8 +226,10 @@ fn start_job(
                 IngestEvent::Started { files } => tx.send_modify(|s| s.files_total = files),
                 IngestEvent::Discovered { files } => tx.send_modify(|s| s.files_total += files),
                 IngestEvent::FileDone { report } => tx.send_modify(|s| {
+                    let value = serde_json::to_value(report).unwrap_or_default();
+                    server.metrics.file_ingested(value["status"].as_str().unwrap_or("unknown"));
                     s.files_done += 1;
-                    s.files.push(serde_json::to_value(report).unwrap_or_default());
+                    s.files.push(value);
                 }),
             })
         });

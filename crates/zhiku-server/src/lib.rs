@@ -23,6 +23,7 @@ pub mod directory;
 mod docs;
 mod error;
 mod guard;
+mod metrics;
 mod native;
 mod openai;
 mod openapi;
@@ -73,6 +74,7 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Sessions, rate limits, login throttling.
     pub security: Security,
+    pub metrics: metrics::Metrics,
 }
 
 /// Server settings (`[server]` in the configuration).
@@ -121,11 +123,14 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .merge(authenticated)
         .route("/healthz", get(native::health))
         .route("/api/login", post(session::login))
+        .route("/readyz", get(metrics::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))
         .route("/widget.js", get(web::widget))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

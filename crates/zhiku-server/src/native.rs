@@ -74,9 +74,11 @@ pub async fn search(
         return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
     }
     check_role(&state, &who, &request.kb, Role::Viewer).await?;
-    let engine = state.engine.clone();
+    let (engine, server) = (state.engine.clone(), state.clone());
     let hits = computing(&state, move || {
+        let started = std::time::Instant::now();
         let hits = engine.search(&request.kb, &request.query, &who.caller, request.top_k)?;
+        server.metrics.retrieval_took(started.elapsed());
         let refs = zhiku_rag::audit::hit_refs(&hits);
         zhiku_rag::audit::record_question(engine.store(), &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
         Ok::<_, zhiku_rag::Error>(hits)

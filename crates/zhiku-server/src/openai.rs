@@ -224,6 +224,7 @@ fn run(
 ) -> Result<Reply, ApiError> {
     let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
     let counter = chat.model.token_counter();
+    let started = std::time::Instant::now();
     match target {
         Target::Kb { kb, question } => {
             let mut streamed = String::new();
@@ -235,9 +236,11 @@ fn run(
             zhiku_rag::audit::record_question(&state.store, &who.actor(), "ask", &kb, &question, &cited, Some(&answer.answer))?;
             let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
                 .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
+            let completion_tokens = counter.count_tokens(&answer.answer);
+            state.metrics.answered(started.elapsed(), completion_tokens);
             Ok(Reply {
                 prompt_tokens: counter.count_tokens(&question),
-                completion_tokens: counter.count_tokens(&answer.answer),
+                completion_tokens,
                 text: answer.answer,
                 citations: answer.citations,
                 correction,
@@ -251,6 +254,7 @@ fn run(
                 "answer_sha256": zhiku_rag::audit::sha256_hex(&generation.text),
             });
             who.audit(&state.store, "chat", None, detail)?;
+            state.metrics.answered(started.elapsed(), generation.generated_tokens);
             Ok(Reply {
                 citations: Vec::new(),
                 correction: None,
@@ -296,7 +300,10 @@ pub async fn chat_completions(
             }
         })?;
     }
-    let permit = state.generation_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    state.metrics.generation_queue.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let permit = state.generation_slots.clone().acquire_owned().await;
+    state.metrics.generation_queue.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let permit = permit.map_err(ApiError::internal)?;
     let (id, created, model) = (completion_id(), now(), request.model.clone());
     let history = (request.store == Some(true)).then(|| History {
         completion_id: id.clone(),

@@ -14,7 +14,7 @@ use crate::{admin, docs, error, native, openai};
         Authenticate with `Authorization: Bearer <key>` (`zhiku key create`)."),
     paths(
         openai::models, openai::chat_completions, openai::embeddings,
-        native::health, native::me, crate::session::login, crate::session::logout, native::list_kbs, native::search, native::passage,
+        native::health, crate::metrics::ready, crate::metrics::metrics, native::me, crate::session::login, crate::session::logout, native::list_kbs, native::search, native::passage,
         native::conversations, native::conversation, native::feedback,
         admin::list_keys, admin::create_key, admin::revoke_key, admin::list_jobs,
         admin::list_users, admin::create_user, admin::update_user, admin::delete_user, admin::add_group_member, admin::remove_group_member, admin::audit_log,
