@@ -139,4 +139,21 @@ fn metrics_and_readiness_without_names() {
     assert!(text.contains("zhiku_chunks 1") && text.contains("zhiku_knowledge_bases 1"), "{text}");
     assert!(text.contains("zhiku_process_resident_memory_bytes "));
     assert!(!text.contains("payroll"), "a knowledge base's name in the metrics");
+
+    // The Grafana dashboard charts only metrics the server exports.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].to_string())
+        .collect();
+    assert!(exprs.len() >= 10);
+    for expr in &exprs {
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("zhiku_")) {
+            assert!(text.contains(&format!("# TYPE {} ", name.trim_end_matches("_bucket"))), "the dashboard's {name} is not exported");
+        }
+    }
 }
