@@ -157,3 +157,30 @@ fn metrics_and_readiness_without_names() {
         }
     }
 }
+
+#[test]
+fn a_data_dir_of_the_first_format_is_migrated_and_a_newer_one_refused() {
+    // A copy of the committed fixture: the store as the first release wrote it (tests/fixtures/format1).
+    let z = Zhiku::new();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format1/zhiku.db"), z.data.path().join("zhiku.db")).unwrap();
+    let docs = String::from_utf8(z.run(&["kb", "docs", "handbook"]).stdout).unwrap();
+    assert!(docs.contains("docs/leave.md") && docs.contains("docs/board.md"), "{docs}");
+    let hits = z.search("handbook", "how many days of annual leave carry over", Some("alice"), 5);
+    assert_eq!(Zhiku::sources(&hits), ["docs/leave.md"], "the old ACLs hold after migration");
+    assert!(Zhiku::sources(&z.search("handbook", "merger with Acme", None, 5)).contains(&"docs/board.md".to_string()));
+    // It takes new writes in the current format: a role, a key, an ingestion.
+    assert!(z.run(&["kb", "grant", "handbook", "user:carol", "viewer"]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let travel = write(dir.path(), "travel.md", "# Travel\n\nTrain journeys are booked in second class.\n");
+    z.ingest("handbook", &[&travel], &[]);
+    assert!(z.search("handbook", "train journeys", Some("carol"), 3).iter().any(|h| h["source"].as_str().unwrap().ends_with("travel.md")));
+    assert_eq!(z.json(&["audit", "verify", "--json"])["ok"], true);
+
+    let conn = rusqlite::Connection::open(z.data.path().join("zhiku.db")).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, zhiku_store::FORMAT_VERSION);
+    conn.execute_batch(&format!("PRAGMA user_version = {}", zhiku_store::FORMAT_VERSION + 1)).unwrap();
+    drop(conn);
+    let out = z.run(&["kb", "list"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("newer zhiku"), "{out:?}");
+}

@@ -239,6 +239,33 @@ mod tests {
     }
 
     #[test]
+    fn an_administrators_key_from_before_scopes_stays_an_administrators_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.db");
+        let secret = "0".repeat(64);
+        {
+            let old = rusqlite::Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE api_key (id TEXT PRIMARY KEY, name TEXT NOT NULL, user_name TEXT NOT NULL, secret_hash BLOB NOT NULL,
+                 admin INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER)",
+            )
+            .unwrap();
+            for (id, admin) in [("aaaaaa", 1), ("bbbbbb", 0)] {
+                old.execute(
+                    "INSERT INTO api_key (id, name, user_name, secret_hash, admin, created_at) VALUES (?1, 'k', 'root', ?2, ?3, 0)",
+                    params![id, hash(&secret).as_slice(), admin],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let admin = store.verify_api_key(&format!("zk_aaaaaa_{secret}")).unwrap().unwrap();
+        assert!(admin.admin && admin.scopes.contains(&Scope::Admin), "{admin:?}");
+        let plain = store.verify_api_key(&format!("zk_bbbbbb_{secret}")).unwrap().unwrap();
+        assert_eq!(plain.scopes, [Scope::Read, Scope::Write]);
+    }
+
+    #[test]
     fn expired_keys_and_disabled_accounts_stop_working() {
         let store = Store::open_in_memory().unwrap();
         let soon = store.create_api_key("soon", "ann", &[Scope::Read], Some(now() + 3600)).unwrap();

@@ -61,6 +61,10 @@ pub enum Error {
     Invalid { what: &'static str, value: String, rule: &'static str },
     #[error("no randomness from the operating system: {0}")]
     Random(String),
+    #[error(
+        "this data directory was written by a newer zhiku (store format {found}); this one reads up to format {supported}: upgrade zhiku"
+    )]
+    TooNew { found: i64, supported: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -344,40 +348,59 @@ fn blob_to_embedding(b: &[u8]) -> Result<Vec<f32>> {
     Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-/// Brings a store written by an earlier version up to the current schema. Each step is
-/// idempotent; a column added later gets the default older versions behaved as.
+/// The store's on-disk format, kept in SQLite's `user_version`. 0 is every store written before
+/// the format was numbered (back to the first release); [`migrate`] brings those up to date. A
+/// store of a newer format is refused: an older binary must not write into it.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Columns added since the first released format, each with the default that older versions
+/// behaved as.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("kb", "pii_policy", "TEXT NOT NULL DEFAULT 'keep'"),
+    ("kb", "duplicates", "TEXT NOT NULL DEFAULT 'skip'"),
+    ("kb", "vector_index", "TEXT NOT NULL DEFAULT ''"),
+    ("kb", "log_questions", "INTEGER NOT NULL DEFAULT 1"),
+    ("kb", "mask_answers", "INTEGER NOT NULL DEFAULT 1"),
+    ("document", "language", "TEXT NOT NULL DEFAULT 'und'"),
+    ("document", "minhash", "BLOB"),
+    // Earlier versions copied the default ACL into each document: they count as their own.
+    ("document", "acl_inherited", "INTEGER NOT NULL DEFAULT 0"),
+    ("chunk", "page", "INTEGER"),
+    ("api_key", "admin", "INTEGER NOT NULL DEFAULT 0"),
+    ("api_key", "scopes", "TEXT NOT NULL DEFAULT 'read,write'"),
+    ("api_key", "expires_at", "INTEGER"),
+];
+
+/// Brings a store written by an earlier version up to [`FORMAT_VERSION`]. Each step is
+/// idempotent, and the whole runs in one transaction.
 fn migrate(conn: &Connection) -> Result<()> {
     let has_column = |table: &str, column: &str| -> Result<bool> {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
         let names: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
         Ok(names.iter().any(|n| n == column))
     };
-    if !has_column("kb", "duplicates")? {
-        conn.execute_batch("ALTER TABLE kb ADD COLUMN duplicates TEXT NOT NULL DEFAULT 'skip'")?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let steps = || -> Result<()> {
+        for (table, column, definition) in ADDED_COLUMNS {
+            if !has_column(table, column)? {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+                if (*table, *column) == ("api_key", "scopes") {
+                    // Keys made with --admin before scopes existed stay administrators' keys.
+                    conn.execute_batch("UPDATE api_key SET scopes = 'read,write,admin' WHERE admin = 1")?;
+                }
+            }
+        }
+        access::migrate_default_acls(conn)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))?;
+        Ok(())
+    };
+    match steps() {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
-    if !has_column("api_key", "admin")? {
-        conn.execute_batch("ALTER TABLE api_key ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
-    }
-    if !has_column("kb", "mask_answers")? {
-        conn.execute_batch("ALTER TABLE kb ADD COLUMN mask_answers INTEGER NOT NULL DEFAULT 1")?;
-    }
-    if !has_column("kb", "log_questions")? {
-        conn.execute_batch("ALTER TABLE kb ADD COLUMN log_questions INTEGER NOT NULL DEFAULT 1")?;
-    }
-    if !has_column("api_key", "scopes")? {
-        conn.execute_batch(
-            "ALTER TABLE api_key ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,write'; ALTER TABLE api_key ADD COLUMN expires_at INTEGER",
-        )?;
-    }
-    if !has_column("kb", "vector_index")? {
-        conn.execute_batch("ALTER TABLE kb ADD COLUMN vector_index TEXT NOT NULL DEFAULT ''")?;
-    }
-    if !has_column("document", "acl_inherited")? {
-        // Earlier versions copied the default ACL into each document: they count as their own.
-        conn.execute_batch("ALTER TABLE document ADD COLUMN acl_inherited INTEGER NOT NULL DEFAULT 0")?;
-    }
-    access::migrate_default_acls(conn)?;
-    Ok(())
 }
 
 impl Store {
@@ -415,6 +438,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // Checked before anything is written into it.
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > FORMAT_VERSION {
+            return Err(Error::TooNew { found, supported: FORMAT_VERSION });
+        }
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         let check: Option<String> =
