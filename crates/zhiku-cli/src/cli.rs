@@ -271,6 +271,10 @@ pub enum KbCommand {
         /// ones included: true (the default) or false.
         #[arg(long, value_name = "BOOL")]
         mask_answers: Option<bool>,
+        /// Reuse an answer for a nearly identical question from a caller with the same
+        /// principals while the knowledge base is unchanged (`zhiku serve`): true or false (default).
+        #[arg(long, value_name = "BOOL")]
+        answer_cache: Option<bool>,
         /// What ingestion does with chunks containing personal data or secrets: keep (default),
         /// mask (e.g. `[EMAIL]`) or drop-chunk. Applies to documents ingested from now on.
         #[arg(long, value_name = "POLICY")]

@@ -454,7 +454,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 );
             }
         }
-        KbCommand::Create { name, acl, log_questions, mask_answers, pii, duplicates, vector_index } => {
+        KbCommand::Create { name, acl, log_questions, mask_answers, answer_cache, pii, duplicates, vector_index } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
@@ -465,6 +465,9 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             if let Some(mask) = mask_answers {
                 store.set_kb_masks_answers(&name, mask)?;
+            }
+            if let Some(cache) = answer_cache {
+                store.set_kb_caches_answers(&name, cache)?;
             }
             if let Some(policy) = duplicates {
                 store.set_kb_duplicate_policy(&name, policy)?;
@@ -477,7 +480,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             }
             let settings = json!({
                 "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "mask_answers": mask_answers,
-                "pii": pii.map(|p| p.as_str()),
+                "answer_cache": answer_cache, "pii": pii.map(|p| p.as_str()),
                 "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
             });
             audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;

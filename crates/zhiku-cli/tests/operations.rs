@@ -184,3 +184,41 @@ fn a_data_dir_of_the_first_format_is_migrated_and_a_newer_one_refused() {
     let out = z.run(&["kb", "list"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("newer zhiku"), "{out:?}");
 }
+
+#[test]
+fn the_answer_cache_reuses_answers_only_for_the_same_principals_and_an_unchanged_knowledge_base() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    let leave = write(docs.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    assert!(z.run(&["kb", "create", "hr", "--acl", "group:staff", "--answer-cache", "true"]).status.success());
+    z.ingest("hr", &[&leave], &[]);
+    for user in ["ann", "ben"] {
+        assert!(z.run(&["group", "add-member", "staff", user]).status.success());
+    }
+    let key = |name: &str| z.json(&["key", "create", "--name", name, "--json"])["key"].as_str().unwrap().to_string();
+    let (ann, ben) = (key("ann"), key("ben"));
+    let server = z.serve();
+    let ask = |key: &str, question: &str| -> Value {
+        let body = serde_json::json!({ "model": "kb/hr", "messages": [{ "role": "user", "content": question }] }).to_string();
+        let auth = format!("Bearer {key}");
+        let reply =
+            http(&server.url, "POST", "/v1/chat/completions", &[("Authorization", &auth), ("Content-Type", "application/json")], &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    };
+    let text = |v: &Value| v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let question = "How many days of annual leave can employees carry over?";
+    let first = ask(&ann, question);
+    assert_eq!(first["cached"], false);
+    let again = ask(&ann, "how many days of annual leave can employees carry over");
+    assert_eq!(again["cached"], true, "a nearly identical question is answered from the cache");
+    assert_eq!((text(&again), &again["citations"]), (text(&first), &first["citations"]));
+    assert_eq!(ask(&ann, "Which trains are booked in second class?")["cached"], false, "another question");
+    assert_eq!(ask(&ben, question)["cached"], false, "another caller's principals");
+    // The knowledge base changes: what was cached before is not served again.
+    let travel = write(docs.path(), "travel.md", "# Travel\n\nTrain journeys under four hours are booked in second class.\n");
+    z.ingest("hr", &[&travel], &[]);
+    assert_eq!(ask(&ann, question)["cached"], false, "after an ingestion");
+    let metrics = http(&server.url, "GET", "/metrics", &[], "").body;
+    assert!(metrics.contains("zhiku_answer_cache_hits_total 1"), "{metrics}");
+}

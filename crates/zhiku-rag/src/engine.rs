@@ -34,6 +34,7 @@ pub struct Engine {
     /// vector index choice they reflect: a long-running server answers from memory and
     /// reopens only after a change.
     read_cache: Mutex<HashMap<String, OpenedIndexes>>,
+    answers: crate::answer_cache::AnswerCache,
     /// One writer per knowledge base at a time in this process (ingestion, deletion, ACL
     /// changes all update the same index files).
     write_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -185,6 +186,9 @@ pub struct Answer {
     /// False when the answer quotes the sources because the model's text was unsupported by
     /// them (or when no model was called).
     pub generated: bool,
+    /// Served from the knowledge base's answer cache (an earlier, nearly identical question by a
+    /// caller with the same principals, the knowledge base unchanged since).
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -283,6 +287,7 @@ impl Engine {
             embedder,
             config,
             read_cache: Mutex::new(HashMap::new()),
+            answers: Default::default(),
             write_locks: Mutex::default(),
         }
     }
@@ -687,10 +692,15 @@ impl Engine {
         if query.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
-        let indexes = self.read_indexes(kb)?;
         let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
+        self.search_embedded(kb, query, &q, caller, top_k)
+    }
+
+    /// [`Engine::search`] with the query's embedding already made.
+    fn search_embedded(&self, kb: &str, query: &str, q: &[f32], caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        let indexes = self.read_indexes(kb)?;
         let candidates = self.config.retrieval.candidates.max(top_k);
-        let vector_hits = indexes.vectors.search(&q, caller, candidates);
+        let vector_hits = indexes.vectors.search(q, caller, candidates);
         let bm25_hits = indexes.bm25.search(query, caller, candidates)?;
         let fused = zhiku_index::reciprocal_rank_fusion(&[vector_hits, bm25_hits], self.config.retrieval.rrf_k);
         let ids: Vec<u64> = fused.iter().take(top_k).map(|h| h.0).collect();
@@ -702,7 +712,7 @@ impl Engine {
             .into_iter()
             .map(|c| {
                 let score = fused.iter().find(|h| h.0 == c.id).map(|h| h.1).unwrap_or(0.0);
-                let similarity = dot(&q, &c.embedding);
+                let similarity = dot(q, &c.embedding);
                 SearchHit {
                     source: c.source,
                     chunk_id: c.id.to_string(),
@@ -761,14 +771,61 @@ impl Engine {
         options: &zhiku_models::GenerationOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer> {
-        let hits = self.search(kb, question, caller, self.config.retrieval.answer_sources)?;
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        let scope = match self.store.kb_caches_answers(kb)? {
+            true => Some(crate::answer_cache::Scope::new(kb, self.store.generation(kb)?, caller, format!("{options:?}"))),
+            false => None,
+        };
+        // With the cache, the question is embedded as the cache compares it (the embedding serves
+        // retrieval as well: the model is uncased and punctuation carries no topic).
+        let embedded = match scope {
+            Some(_) => crate::answer_cache::normalize(question),
+            None => question.trim().to_string(),
+        };
+        let q = self.embedder.embed(&[embedded.as_str()])?.pop().unwrap_or_default();
+        if let Some(cached) = scope.as_ref().and_then(|s| self.answers.get(s, &q)) {
+            on_text(&cached.answer);
+            return Ok(Answer { cached: true, ..cached });
+        }
+        let mut complete = true;
+        let answer = self.answer(kb, question, &q, caller, model, options, &mut |text| {
+            let listening = on_text(text);
+            complete &= listening;
+            listening
+        })?;
+        // An answer cut short because nobody listened any more is not one to give again.
+        if let (Some(scope), true) = (scope, complete) {
+            self.answers.put(scope, q, answer.clone());
+        }
+        Ok(answer)
+    }
+
+    /// Retrieval and generation for [`Engine::ask_with`], the question already embedded.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        kb: &str,
+        question: &str,
+        q: &[f32],
+        caller: &Caller,
+        model: &dyn ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Answer> {
+        let hits = if question.trim().is_empty() {
+            Vec::new()
+        } else {
+            self.search_embedded(kb, question.trim(), q, caller, self.config.retrieval.answer_sources)?
+        };
         let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
         let min = self.config.retrieval.min_similarity.max(best - self.config.retrieval.source_margin);
         let mut relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min).collect();
         relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: false });
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: false, cached: false });
         }
         let sources: Vec<Source> = relevant
             .iter()
@@ -800,7 +857,7 @@ impl Engine {
         }
         let raw = trim_runaway(generation.text.trim());
         if is_abstention(&raw) {
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true });
+            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true, cached: false });
         }
         let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
         let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
@@ -815,7 +872,9 @@ impl Engine {
                     answer = quoted;
                     generated = false;
                 }
-                None => return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true }),
+                None => {
+                    return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true, cached: false })
+                }
             }
         }
         let citations = cited_numbers(&answer, included)
@@ -825,7 +884,7 @@ impl Engine {
         if self.store.kb_masks_answers(kb)? {
             answer = pii::mask(&answer, &pii::detect(&answer));
         }
-        Ok(Answer { answer, citations, abstained: false, generated })
+        Ok(Answer { answer, citations, abstained: false, generated, cached: false })
     }
 }
 

@@ -24,6 +24,7 @@
 //! println!("{:?}", answer.citations);
 //! ```
 
+mod answer_cache;
 pub mod audit;
 pub mod cite;
 mod engine;

@@ -280,6 +280,7 @@ fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Res
         "vector_index": store.kb_vector_index(kb)?,
         "log_questions": store.kb_logs_questions(kb)?,
         "mask_answers": store.kb_masks_answers(kb)?,
+        "answer_cache": store.kb_caches_answers(kb)?,
         "documents": readable,
     }))
 }
@@ -316,6 +317,8 @@ pub struct KbSettings {
     log_questions: Option<bool>,
     /// Mask personal data and secrets in answers (the default).
     mask_answers: Option<bool>,
+    /// Reuse answers for nearly identical questions by callers with the same principals.
+    answer_cache: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
@@ -342,7 +345,7 @@ pub async fn update_kb(
         Some(other) => return Err(ApiError::invalid(format!("vector_index '{other}' is not auto, flat or hnsw"), Some("vector_index"))),
     };
     let (store, engine) = (state.store.clone(), state.engine.clone());
-    let (log_questions, mask_answers) = (request.log_questions, request.mask_answers);
+    let (log_questions, mask_answers, answer_cache) = (request.log_questions, request.mask_answers, request.answer_cache);
     blocking(move || {
         who.require_role(&store, &kb, Role::Admin)?;
         if let Some(acl) = &acl {
@@ -353,6 +356,9 @@ pub async fn update_kb(
         }
         if let Some(mask) = mask_answers {
             store.set_kb_masks_answers(&kb, mask)?;
+        }
+        if let Some(cache) = answer_cache {
+            store.set_kb_caches_answers(&kb, cache)?;
         }
         if let Some(p) = pii {
             store.set_kb_pii_policy(&kb, p)?;
@@ -366,6 +372,7 @@ pub async fn update_kb(
         let detail = json!({
             "viewers": acl, "pii": pii.map(|p| p.as_str()), "duplicates": duplicates.map(|d| d.as_str()),
             "vector_index": vector_index, "log_questions": log_questions, "mask_answers": mask_answers,
+            "answer_cache": answer_cache,
         });
         who.audit(&store, "kb.update", Some(&kb), detail)?;
         kb_settings(&store, &who, &kb)

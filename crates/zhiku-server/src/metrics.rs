@@ -62,6 +62,8 @@ pub struct Metrics {
     generation_micros: AtomicU64,
     /// Requests waiting for a generation slot.
     pub generation_queue: AtomicI64,
+    /// Answers served from a knowledge base's answer cache.
+    pub answer_cache_hits: AtomicU64,
     ingested_files: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -107,6 +109,8 @@ impl Metrics {
         let _ = writeln!(out, "zhiku_generated_tokens_total {}", self.generated_tokens.load(Ordering::Relaxed));
         family(&mut out, "zhiku_generation_seconds_total", "counter", "Time spent answering.");
         let _ = writeln!(out, "zhiku_generation_seconds_total {}", self.generation_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        family(&mut out, "zhiku_answer_cache_hits_total", "counter", "Answers reused from a knowledge base's answer cache.");
+        let _ = writeln!(out, "zhiku_answer_cache_hits_total {}", self.answer_cache_hits.load(Ordering::Relaxed));
         family(&mut out, "zhiku_generation_queue_depth", "gauge", "Requests waiting for a generation slot.");
         let _ = writeln!(out, "zhiku_generation_queue_depth {}", self.generation_queue.load(Ordering::Relaxed).max(0));
         family(&mut out, "zhiku_ingested_files_total", "counter", "Files ingested by the server's jobs, by outcome.");

@@ -181,6 +181,8 @@ struct Reply {
     text: String,
     prompt_tokens: usize,
     completion_tokens: usize,
+    /// Served from the knowledge base's answer cache.
+    cached: bool,
 }
 
 /// What a stored exchange (`store: true`) records once answered.
@@ -237,8 +239,13 @@ fn run(
             let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
                 .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
             let completion_tokens = counter.count_tokens(&answer.answer);
-            state.metrics.answered(started.elapsed(), completion_tokens);
+            if answer.cached {
+                state.metrics.answer_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                state.metrics.answered(started.elapsed(), completion_tokens);
+            }
             Ok(Reply {
+                cached: answer.cached,
                 prompt_tokens: counter.count_tokens(&question),
                 completion_tokens,
                 text: answer.answer,
@@ -256,6 +263,7 @@ fn run(
             who.audit(&state.store, "chat", None, detail)?;
             state.metrics.answered(started.elapsed(), generation.generated_tokens);
             Ok(Reply {
+                cached: false,
                 citations: Vec::new(),
                 correction: None,
                 prompt_tokens: generation.prompt_tokens,
@@ -339,6 +347,7 @@ pub async fn chat_completions(
                        "total_tokens": reply.prompt_tokens + reply.completion_tokens },
             "citations": reply.citations,
             "conversation": conversation,
+            "cached": reply.cached,
         }))
         .into_response());
     }
@@ -371,6 +380,7 @@ pub async fn chat_completions(
                 let mut last = chunk(json!({}), Some("stop"));
                 last["citations"] = json!(reply.citations);
                 last["conversation"] = json!(conversation);
+                last["cached"] = json!(reply.cached);
                 last["usage"] = json!({ "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                                         "total_tokens": reply.prompt_tokens + reply.completion_tokens });
                 let _ = tx.blocking_send(event(last));

@@ -153,6 +153,7 @@ CREATE TABLE IF NOT EXISTS kb (
     vector_index TEXT NOT NULL DEFAULT '',
     log_questions INTEGER NOT NULL DEFAULT 1,
     mask_answers INTEGER NOT NULL DEFAULT 1,
+    answer_cache INTEGER NOT NULL DEFAULT 0,
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -361,6 +362,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("kb", "vector_index", "TEXT NOT NULL DEFAULT ''"),
     ("kb", "log_questions", "INTEGER NOT NULL DEFAULT 1"),
     ("kb", "mask_answers", "INTEGER NOT NULL DEFAULT 1"),
+    ("kb", "answer_cache", "INTEGER NOT NULL DEFAULT 0"),
     ("document", "language", "TEXT NOT NULL DEFAULT 'und'"),
     ("document", "minhash", "BLOB"),
     // Earlier versions copied the default ACL into each document: they count as their own.
@@ -558,6 +560,18 @@ impl Store {
 
     pub fn set_kb_masks_answers(&self, name: &str, mask: bool) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET mask_answers = ?2 WHERE name = ?1", if mask { "1" } else { "0" })
+    }
+
+    /// Whether answers from this knowledge base may be reused for nearly identical questions
+    /// (off by default).
+    pub fn kb_caches_answers(&self, name: &str) -> Result<bool> {
+        let value: Option<bool> =
+            self.conn().query_row("SELECT answer_cache FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        value.ok_or_else(|| Error::UnknownKb(name.to_string()))
+    }
+
+    pub fn set_kb_caches_answers(&self, name: &str, cache: bool) -> Result<()> {
+        self.update_kb(name, "UPDATE kb SET answer_cache = ?2 WHERE name = ?1", if cache { "1" } else { "0" })
     }
 
     /// A consistent copy of the whole store written to `dest` (which must not exist), taken
