@@ -17,8 +17,18 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); ZHIKU_LOG takes a full filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text, or as JSON objects (one per line, with the spans they happened in and
+    /// each span's duration when it closes) for log collectors.
+    #[arg(long, global = true, env = "ZHIKU_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

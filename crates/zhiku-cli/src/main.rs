@@ -12,6 +12,7 @@ mod vectors;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 /// The tensor kernels allocate and free large buffers for every layer; glibc's malloc returns
 /// them to the kernel each time and pays page faults to get them back (~20% of embedding time).
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args = cli::Cli::parse();
-    init_logging(args.verbose);
+    init_logging(args.verbose, args.log_format);
     match commands::run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: cli::LogFormat) {
     // Libraries speak up only for errors unless asked: html5ever warns about every quirk of
     // broken HTML it repairs, lopdf about every odd font, none of which the user can act on.
     let ours = match verbose {
@@ -50,5 +51,10 @@ fn init_logging(verbose: u8) {
     let crates = ["zhiku", "zhiku_core", "zhiku_ingest", "zhiku_index", "zhiku_models", "zhiku_rag", "zhiku_server", "zhiku_store"];
     let default = std::iter::once(others.to_string()).chain(crates.iter().map(|c| format!("{c}={ours}"))).collect::<Vec<_>>().join(",");
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZHIKU_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        cli::LogFormat::Text => logs.init(),
+        // Spans (ingest, retrieve, answer, generate, request) report their duration on closing.
+        cli::LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).with_span_events(FmtSpan::CLOSE).init(),
+    }
 }

@@ -222,3 +222,30 @@ fn the_answer_cache_reuses_answers_only_for_the_same_principals_and_an_unchanged
     let metrics = http(&server.url, "GET", "/metrics", &[], "").body;
     assert!(metrics.contains("zhiku_answer_cache_hits_total 1"), "{metrics}");
 }
+
+#[test]
+fn json_logs_carry_the_spans_of_ingest_retrieve_answer_and_generate() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    let leave = write(docs.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    let out = z.command().args(["--log-format", "json", "-v", "ingest"]).arg(&leave).args(["--kb", "hr"]).output().unwrap();
+    assert!(out.status.success());
+    let out = z
+        .command()
+        .args(["--log-format", "json", "-v", "ask", "How many days of leave carry over?", "--kb", "hr", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut closed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if event["fields"]["message"] == "close" {
+            assert!(event["fields"]["time.busy"].is_string(), "{event}");
+            closed.push(event["span"]["name"].as_str().unwrap().to_string());
+        }
+    }
+    for span in ["retrieve", "generate", "answer"] {
+        assert!(closed.iter().any(|s| s == span), "no {span} span in {closed:?}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("five days"), "document text in the logs");
+}

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, info_span};
 use zhiku_core::{Caller, DuplicatePolicy, Embedder, Principal};
 use zhiku_index::{VectorIndexKind, VectorIndexRead};
 use zhiku_ingest::injection::{self, InjectionKind};
@@ -317,6 +317,7 @@ impl Engine {
         options: &IngestOptions,
         progress: &mut dyn FnMut(IngestEvent<'_>),
     ) -> Result<IngestReport> {
+        let _span = info_span!("ingest", kb, paths = paths.len()).entered();
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.store.ensure_kb(kb, &[])? {
@@ -698,6 +699,7 @@ impl Engine {
 
     /// [`Engine::search`] with the query's embedding already made.
     fn search_embedded(&self, kb: &str, query: &str, q: &[f32], caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        let _span = info_span!("retrieve", kb, top_k).entered();
         let indexes = self.read_indexes(kb)?;
         let candidates = self.config.retrieval.candidates.max(top_k);
         let vector_hits = indexes.vectors.search(q, caller, candidates);
@@ -774,6 +776,7 @@ impl Engine {
         if !self.store.kb_exists(kb)? {
             return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
         }
+        let span = info_span!("answer", kb, cached = tracing::field::Empty).entered();
         let scope = match self.store.kb_caches_answers(kb)? {
             true => Some(crate::answer_cache::Scope::new(kb, self.store.generation(kb)?, caller, format!("{options:?}"))),
             false => None,
@@ -786,6 +789,7 @@ impl Engine {
         };
         let q = self.embedder.embed(&[embedded.as_str()])?.pop().unwrap_or_default();
         if let Some(cached) = scope.as_ref().and_then(|s| self.answers.get(s, &q)) {
+            span.record("cached", true);
             on_text(&cached.answer);
             return Ok(Answer { cached: true, ..cached });
         }
@@ -842,12 +846,14 @@ impl Engine {
                 None => text.to_string(),
             }
         };
+        let generating = info_span!("generate", kb, sources = included).entered();
         let generation = model.generate(&messages, options, &mut |piece| {
             let (shown, stop) = guard.push(piece);
             let shown = release(&shown, &mut masker);
             let listening = shown.is_empty() || on_text(&shown);
             !stop && listening
         })?;
+        drop(generating);
         let mut rest = release(&guard.finish(), &mut masker);
         if let Some(m) = masker.as_mut() {
             rest.push_str(&m.finish());

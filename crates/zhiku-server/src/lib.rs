@@ -146,7 +146,9 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?.map_err(Into::into)
+    // The request's span goes along, so what the engine does is logged inside it.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await.map_err(ApiError::internal)?.map_err(Into::into)
 }
 
 /// [`blocking`] in one of the compute slots: for work that keeps every core busy (embedding).

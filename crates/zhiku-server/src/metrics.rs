@@ -15,6 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{blocking, AppState};
 
@@ -140,7 +141,9 @@ pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: N
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let span = tracing::info_span!("request", %method, route = %route, status = tracing::field::Empty);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
     let took = started.elapsed().as_secs_f64();
     let metrics = &state.metrics;
     *metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((method, route.clone(), response.status().as_u16())).or_default() +=
