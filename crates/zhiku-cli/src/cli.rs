@@ -64,6 +64,9 @@ pub enum Command {
     /// The LDAP / Active Directory ([ldap] in the configuration).
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// The models: what is configured and installed, read from the files themselves.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Write a consistent backup of the data directory into one file, while a server may keep
     /// serving: the store (documents, vectors, users, keys, the audit chain), uploaded originals
     /// and the configuration. Indexes are rebuilt from it; models are installed by `setup`.
@@ -360,6 +363,23 @@ pub enum UserCommand {
     Remove { name: String },
     /// List accounts.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The configured language and embedding models and every model under <data-dir>/models,
+    /// marking which are in use.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One model file (GGUF) or folder (safetensors): architecture, quantization, parameters,
+    /// context length, size and sha256.
+    Info {
+        path: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },

@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Group(cmd) => governance::group(&ctx, cmd),
         Command::Audit(cmd) => governance::audit_command(&ctx, cmd),
         Command::Ldap(cmd) => governance::ldap(&ctx, cmd),
+        Command::Models(cmd) => crate::ops::models(&ctx, cmd),
         Command::Backup { out, json } => crate::ops::backup(&ctx, &out, json),
         Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),

