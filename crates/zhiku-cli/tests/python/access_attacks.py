@@ -25,15 +25,21 @@ def auth(name):
     return {"Authorization": f"Bearer {os.environ['ZHIKU_KEY_' + name]}", "Content-Type": "application/json"}
 
 
-def http(method, path, headers, body=None):
+def http_full(method, path, headers, body=None):
+    """(status, response headers, body text); a dict or list body is sent as JSON."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
     request = urllib.request.Request(URL + path, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=120) as r:
-            return r.status, r.read().decode()
+            return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        return e.code, e.headers, e.read().decode()
+
+
+def http(method, path, headers, body=None):
+    status, _, text = http_full(method, path, headers, body)
+    return status, text
 
 
 def expect(status, want, text, what):
@@ -218,16 +224,6 @@ mine = json.loads(http("GET", "/api/audit?user=ed", auth("ADMIN"))[1])["entries"
 check(mine and all(e["actor"].endswith("user:ed") for e in mine), f"filtered by user: {mine[:2]}")
 # Web sessions: a password log-in sets an HttpOnly, SameSite=Strict cookie; changes need the
 # session's CSRF token; logging out ends it; failed logins are throttled.
-def http_full(method, path, headers, body=None):
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-    request = urllib.request.Request(URL + path, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=120) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
-
 
 check(http("PUT", "/api/kbs/docs/roles", auth("ADMIN"), {"principal": "user:nina", "role": "viewer"})[0] == 200, "nina's role")
 plain = {"Content-Type": "application/json"}
