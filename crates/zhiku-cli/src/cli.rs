@@ -383,6 +383,24 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register a GGUF language model under a name (its file stays where it is).
+    Add {
+        name: String,
+        path: std::path::PathBuf,
+        /// Make it the default language model too.
+        #[arg(long)]
+        default: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a registered model the language model used when `models.llm` is not configured.
+    Default { name: String },
+    /// Forget a registered model (its file is left alone); the default one only with --force.
+    Rm {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -72,6 +72,17 @@ pub(crate) fn open_store(ctx: &Ctx) -> Result<Arc<Store>> {
     Ok(Arc::new(Store::open_with_key(&ctx.data_dir.join("zhiku.db"), key.as_ref())?))
 }
 
+/// The language model: `models.llm` if configured, else the registry's default, else the one
+/// `zhiku setup` installs.
+pub(crate) fn llm_path(ctx: &Ctx) -> Result<PathBuf> {
+    if ctx.config.models.llm.is_empty() && ctx.data_dir.join("zhiku.db").is_file() {
+        if let Some(model) = open_store(ctx)?.default_model()? {
+            return Ok(PathBuf::from(model.path));
+        }
+    }
+    Ok(ctx.config.llm_path(&ctx.data_dir))
+}
+
 pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
     let store = open_store(ctx)?;
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
@@ -329,7 +340,7 @@ fn question_actor(as_user: Option<&str>) -> String {
 fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
-    let llm_path = ctx.config.llm_path(&ctx.data_dir);
+    let llm_path = llm_path(ctx)?;
     let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
     let stream = !args.json;
     let answer = engine.ask(&args.kb, &args.question, &caller, &llm, &mut |piece| {
@@ -388,7 +399,10 @@ fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
 }
 
 fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {
-    let path = args.model.unwrap_or_else(|| ctx.config.llm_path(&ctx.data_dir));
+    let path = match args.model {
+        Some(path) => path,
+        None => llm_path(ctx)?,
+    };
     let llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?;
     let options = GenerationOptions {
         max_tokens: args.max_tokens,
@@ -517,7 +531,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let embedder: Arc<dyn zhiku_core::Embedder> =
         Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
     let engine = Arc::new(Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
-    let llm_path = ctx.config.llm_path(&ctx.data_dir);
+    let llm_path = llm_path(ctx)?;
     let chat = if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
         let id = llm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "local".into());

@@ -122,8 +122,61 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                 print_model(&path, &info, "");
             }
         }
+        ModelsCommand::Add { name, path, default, json } => {
+            let info = describe(&path)?;
+            if info.format != "gguf" {
+                bail!(
+                    "{} is an embedding model folder: the registry holds language models (GGUF); set models.embedding for embeddings",
+                    path.display()
+                );
+            }
+            let path = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
+            let store = open_store(ctx)?;
+            let model = zhiku_store::RegisteredModel {
+                name: name.clone(),
+                path: path.display().to_string(),
+                architecture: info.architecture.clone(),
+                quantization: info.quantization.clone(),
+                parameters: info.parameters,
+                context_length: info.context_length,
+                size_bytes: info.size_bytes,
+                sha256: info.sha256.clone(),
+                added_at: 0,
+                default,
+            };
+            store.add_model(&model)?;
+            if default {
+                store.set_default_model(&name)?;
+            }
+            audit(&store, "model.add", None, json!({ "name": name, "sha256": info.sha256, "default": default }))?;
+            if json {
+                println!("{}", serde_json::to_string(&store.registered_model(&name)?)?);
+            } else {
+                eprintln!(
+                    "model {name} registered: {} {} ({})",
+                    info.architecture,
+                    info.quantization.as_deref().unwrap_or("-"),
+                    path.display()
+                );
+            }
+        }
+        ModelsCommand::Default { name } => {
+            let store = open_store(ctx)?;
+            store.set_default_model(&name)?;
+            audit(&store, "model.default", None, json!({ "name": name }))?;
+            if !ctx.config.models.llm.is_empty() {
+                eprintln!("note: models.llm is configured ({}), and it takes precedence", ctx.config.models.llm);
+            }
+        }
+        ModelsCommand::Rm { name, force } => {
+            let store = open_store(ctx)?;
+            if !store.remove_model(&name, force)? {
+                bail!("no registered model '{name}'; `zhiku models list` shows them");
+            }
+            audit(&store, "model.remove", None, json!({ "name": name, "forced": force }))?;
+        }
         ModelsCommand::List { json } => {
-            let llm = ctx.config.llm_path(&ctx.data_dir);
+            let llm = crate::commands::llm_path(ctx)?;
             let embedding = ctx.config.embedding_dir(&ctx.data_dir);
             let mut paths = vec![llm.clone(), embedding.clone()];
             if let Ok(entries) = std::fs::read_dir(ctx.data_dir.join("models")) {
@@ -131,6 +184,8 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                 found.sort();
                 paths.extend(found.into_iter().filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "gguf")));
             }
+            let registered = if ctx.data_dir.join(STORE).is_file() { open_store(ctx)?.models()? } else { Vec::new() };
+            paths.extend(registered.iter().map(|m| PathBuf::from(&m.path)));
             paths.dedup();
             let mut listed = Vec::new();
             for path in paths.iter().filter(|p| p.exists()) {
@@ -152,6 +207,13 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                         let mut value = serde_json::to_value(&info)?;
                         value["path"] = json!(path.display().to_string());
                         value["role"] = json!(role);
+                        if let Some(m) = registered.iter().find(|m| Path::new(&m.path) == path.as_path()) {
+                            value["name"] = json!(m.name);
+                            value["default"] = json!(m.default);
+                            if m.sha256 != info.sha256 {
+                                eprintln!("warning: {} changed since it was registered as {} (sha256 differs)", path.display(), m.name);
+                            }
+                        }
                         listed.push((path.clone(), value));
                     }
                     Err(e) => eprintln!("{}: {e}", path.display()),

@@ -278,3 +278,39 @@ fn models_are_described_from_their_files() {
     let out = z.run(&["models", "info", notes.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no GGUF magic"));
 }
+
+#[test]
+fn a_registered_default_model_answers_when_none_is_configured() {
+    let z = Zhiku::new();
+    let gguf = common::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    // Without models.llm and without the registry there is no language model in this data dir.
+    let bare = z
+        .command()
+        .env_remove("ZHIKU_MODELS_LLM")
+        .args(["generate", "--prompt", "Say hi.", "--max-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    let complaint = String::from_utf8_lossy(&bare.stderr);
+    assert!(!bare.status.success() && complaint.contains("zhiku setup"), "a model was found without being configured: {complaint}");
+    let added = z.json(&["models", "add", "smol", gguf.to_str().unwrap(), "--default", "--json"]);
+    assert_eq!(
+        (added["name"].as_str(), added["default"].as_bool(), added["architecture"].as_str()),
+        (Some("smol"), Some(true), Some("llama"))
+    );
+    let out = z
+        .command()
+        .env_remove("ZHIKU_MODELS_LLM")
+        .args(["generate", "--prompt", "Say hi.", "--max-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = z.command().env_remove("ZHIKU_MODELS_LLM").args(["models", "list", "--json"]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let smol = listed["models"].as_array().unwrap().iter().find(|m| m["name"] == "smol").unwrap().clone();
+    assert_eq!((smol["role"].as_str(), smol["default"].as_bool()), (Some("language model"), Some(true)), "{listed}");
+    let rm = z.run(&["models", "rm", "smol"]);
+    assert!(!rm.status.success() && String::from_utf8_lossy(&rm.stderr).contains("default model"));
+    assert!(z.run(&["models", "rm", "smol", "--force"]).status.success());
+    let embedding = z.run(&["models", "add", "minilm", common::models_dir().join("all-MiniLM-L6-v2").to_str().unwrap()]);
+    assert!(!embedding.status.success() && String::from_utf8_lossy(&embedding.stderr).contains("embedding model"));
+}

@@ -36,12 +36,14 @@ mod access;
 mod api_keys;
 mod audit;
 mod conversations;
+mod models;
 mod sealed;
 mod sessions;
 pub use access::{AclChange, UserInfo};
 pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
+pub use models::RegisteredModel;
 pub use sealed::StoreKey;
 pub use sessions::Session;
 
@@ -230,6 +232,17 @@ CREATE TABLE IF NOT EXISTS exchange (
     rated_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS exchange_conversation ON exchange(user_name, conversation_id);
+CREATE TABLE IF NOT EXISTS model (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    quantization TEXT,
+    parameters INTEGER NOT NULL,
+    context_length INTEGER,
+    size_bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS store_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
