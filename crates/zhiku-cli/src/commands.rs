@@ -566,6 +566,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
             },
             // Behind TLS the session cookie never travels in clear.
             ldap: ctx.config.ldap.clone(),
+            metrics_public: server.metrics_public,
             ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
         metrics: Default::default(),

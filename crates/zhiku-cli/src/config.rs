@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub trusted_proxy_groups_header: String,
     /// Addresses of the proxies whose headers are believed; from anywhere else they are ignored.
     pub trusted_proxies: Vec<String>,
+    /// Serve `/metrics` without an administrator's key (it shows sizes across all knowledge bases).
+    pub metrics_public: bool,
     /// HTTPS: certificate chain and private key, PEM files (both or neither).
     pub tls_cert: String,
     pub tls_key: String,
@@ -74,6 +76,7 @@ impl Default for ServerConfig {
             trusted_proxy_user_header: String::new(),
             trusted_proxy_groups_header: String::new(),
             trusted_proxies: Vec::new(),
+            metrics_public: false,
             tls_cert: String::new(),
             tls_key: String::new(),
         }

@@ -127,18 +127,26 @@ fn metrics_and_readiness_without_names() {
     assert_eq!(ready.status, 200);
     assert_eq!(serde_json::from_str::<Value>(&ready.body).unwrap()["ready"], true);
 
-    let metrics = http(&server.url, "GET", "/metrics", &[], "");
+    assert_eq!(http(&server.url, "GET", "/metrics", &[], "").status, 401, "sizes of every knowledge base, for administrators");
+    assert_eq!(http(&server.url, "GET", "/metrics", &[("Authorization", auth.as_str())], "").status, 401, "a user's key");
+    let admin = z.json(&["key", "create", "--name", "prometheus", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let metrics = http(&server.url, "GET", "/metrics", &[("Authorization", &format!("Bearer {admin}"))], "");
     drop(server);
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
     let text = metrics.body;
     assert!(text.contains(r#"zhiku_http_requests_total{method="POST",route="/api/search",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"zhiku_http_requests_total{method="GET",route="/metrics",status="401"} 2"#), "{text}");
     assert!(text.contains(r#"zhiku_http_requests_total{method="GET",route="/api/kbs/{kb}/documents",status="401"} 1"#), "{text}");
     assert!(text.contains("zhiku_retrieval_duration_seconds_count 3"), "{text}");
     assert!(text.contains(r#"zhiku_http_request_duration_seconds_bucket{route="/api/search",le="+Inf"} 3"#));
     assert!(text.contains("zhiku_chunks 1") && text.contains("zhiku_knowledge_bases 1"), "{text}");
     assert!(text.contains("zhiku_process_resident_memory_bytes "));
     assert!(!text.contains("payroll"), "a knowledge base's name in the metrics");
+    let public = Zhiku::new().with_env("ZHIKU_SERVER_METRICS_PUBLIC", "true");
+    let open = public.serve();
+    assert_eq!(http(&open.url, "GET", "/metrics", &[], "").status, 200, "server.metrics_public opens it");
+    drop(open);
 
     // The Grafana dashboard charts only metrics the server exports.
     let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json")).unwrap();
@@ -219,7 +227,8 @@ fn the_answer_cache_reuses_answers_only_for_the_same_principals_and_an_unchanged
     let travel = write(docs.path(), "travel.md", "# Travel\n\nTrain journeys under four hours are booked in second class.\n");
     z.ingest("hr", &[&travel], &[]);
     assert_eq!(ask(&ann, question)["cached"], false, "after an ingestion");
-    let metrics = http(&server.url, "GET", "/metrics", &[], "").body;
+    let admin = z.json(&["key", "create", "--name", "prometheus", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let metrics = http(&server.url, "GET", "/metrics", &[("Authorization", &format!("Bearer {admin}"))], "").body;
     assert!(metrics.contains("zhiku_answer_cache_hits_total 1"), "{metrics}");
 }
 

@@ -1,8 +1,10 @@
 //! Prometheus metrics at `GET /metrics` (text exposition format), kept in memory: requests and
 //! latency per route template (never a concrete path, so no knowledge base or document name
 //! shows), retrieval and answer latency, generated tokens, the generation queue, ingested files
-//! by outcome, and at scrape time the store's sizes and the process's memory. `GET /readyz`
-//! says whether the server can serve (the store answers).
+//! by outcome, and at scrape time the store's sizes and the process's memory. The sizes count
+//! every knowledge base, so the page wants an administrator's key unless `server.metrics_public`
+//! opens it (Prometheus sends the key with `authorization: {credentials: zk_...}`).
+//! `GET /readyz` says whether the server can serve (the store answers).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -158,9 +160,20 @@ fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "zhiku", security(()),
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "zhiku",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, description = "Needs an administrator's key unless server.metrics_public", body = crate::error::ErrorBody)))]
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if !state.security.metrics_public {
+        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let key = presented.unwrap_or("").trim().to_string();
+        let store = state.store.clone();
+        let admin = blocking(move || store.verify_api_key(&key)).await.ok().flatten().is_some_and(|k| k.admin);
+        if !admin {
+            return crate::ApiError::unauthorized("/metrics needs an administrator's key (or server.metrics_public = true)")
+                .into_response();
+        }
+    }
     let store = state.store.clone();
     let sizes = blocking(move || store.counts()).await.unwrap_or_default();
     let body = state.metrics.render(sizes, resident_bytes());

@@ -34,6 +34,8 @@ pub struct TrustedProxy {
 /// Session settings and the server's throttles.
 pub struct Security {
     pub session_seconds: i64,
+    /// `/metrics` without a key (it shows sizes across all knowledge bases).
+    pub metrics_public: bool,
     pub proxy: TrustedProxy,
     pub ldap: crate::directory::LdapConfig,
     /// Mark the cookie `Secure` (sent over HTTPS only): on behind TLS.
@@ -46,6 +48,7 @@ impl Security {
     pub fn new(session_hours: f64, secure_cookies: bool, rate_limit_per_minute: u32) -> Self {
         Self {
             session_seconds: (session_hours * 3600.0) as i64,
+            metrics_public: false,
             proxy: TrustedProxy::default(),
             ldap: Default::default(),
             secure_cookies,
