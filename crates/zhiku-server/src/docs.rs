@@ -263,13 +263,17 @@ pub struct UploadForm {
     acl: Vec<String>,
 }
 
+/// Roles as the API shows them: `[{principal, role}]`.
+fn roles_json(roles: &[(Principal, Role)]) -> Vec<Value> {
+    roles.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect()
+}
+
 /// The settings as `who` may see them: roles and ACLs only for the knowledge base's admins, and
 /// only the documents `who` may read counted.
 fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Result<Value, ApiError> {
     let kb_admin = who.require_role(store, kb, Role::Admin).is_ok();
     let readable = store.documents(kb)?.iter().filter(|d| who.caller.can_read(&d.acl)).count();
-    let roles: Option<Vec<Value>> =
-        kb_admin.then(|| store.kb_roles(kb)).transpose()?.map(|r| r.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect());
+    let roles: Option<Vec<Value>> = kb_admin.then(|| store.kb_roles(kb)).transpose()?.map(|r| roles_json(&r));
     Ok(json!({
         "name": kb,
         "acl": kb_admin.then(|| store.kb_default_acl(kb)).transpose()?,
@@ -286,7 +290,7 @@ fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Res
 }
 
 #[utoipa::path(get, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
-    responses((status = 200, description = "{name, acl, pii, duplicates, vector_index, documents}", body = serde_json::Value),
+    responses((status = 200, description = "{name, role, acl and roles (knowledge-base admins only), pii, duplicates, vector_index, log_questions, mask_answers, answer_cache, documents (those the caller may read)}", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
 pub async fn get_kb(
     State(state): State<Arc<AppState>>,
@@ -592,7 +596,7 @@ pub async fn list_roles(
         Ok::<_, ApiError>(store.kb_roles(&kb)?)
     })
     .await?;
-    Ok(Json(json!({ "roles": roles.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "roles": roles_json(&roles) })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -626,8 +630,7 @@ pub async fn set_role(
         Ok::<_, ApiError>((store.kb_roles(&kb)?, change.documents.len()))
     })
     .await?;
-    let roles: Vec<Value> = roles.iter().map(|(p, r)| json!({ "principal": p, "role": r })).collect();
-    Ok(Json(json!({ "roles": roles, "documents_updated": updated })))
+    Ok(Json(json!({ "roles": roles_json(&roles), "documents_updated": updated })))
 }
 
 /// RFC 5987 encoding of a file name for Content-Disposition.
