@@ -1,0 +1,169 @@
+//! Entity resolution: when two names are one entity.
+//!
+//! Three levels, from strict to loose: the *key* ([`entity_key`]: case, articles, possessives,
+//! spacing and, for common nouns, plurals do not matter), an *alias* another chunk declared
+//! (stored with the chunk that said so), and the *fold* ([`fold_key`]: letters and digits
+//! only, so `PostgreSQL`, `Postgre-SQL` and `postgre sql` meet). [`similar_names`] finds the
+//! near-identical names the store may merge.
+
+use crate::EntityKind;
+
+const ARTICLES: &[&str] = &["the ", "a ", "an "];
+
+/// The name an entity is stored and looked up under.
+pub fn entity_key(name: &str, kind: EntityKind) -> String {
+    let mut key = name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    loop {
+        let trimmed = key.trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | '“' | '”' | '‘' | '’' | ',' | ';' | ':' | '.' | '!' | '?' | '(' | ')' | '[' | ']' | '「' | '」' | '《' | '》' | '，' | '。'));
+        let mut next = trimmed.to_string();
+        for article in ARTICLES {
+            if let Some(rest) = next.strip_prefix(article) {
+                next = rest.to_string();
+            }
+        }
+        for possessive in ["'s", "’s"] {
+            if let Some(rest) = next.strip_suffix(possessive) {
+                next = rest.to_string();
+            }
+        }
+        if next == key {
+            break;
+        }
+        key = next;
+    }
+    if kind == EntityKind::Concept {
+        if let Some((head, last)) = key.rsplit_once(' ') {
+            return format!("{head} {}", singular(last));
+        }
+        return singular(&key);
+    }
+    key
+}
+
+/// The loosest form of a key: letters and digits only.
+pub fn fold_key(key: &str) -> String {
+    key.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+/// An English plural's singular, by the regular rules only (irregular plurals stay apart).
+fn singular(word: &str) -> String {
+    let is_word = word.chars().all(|c| c.is_ascii_lowercase());
+    if !is_word || word.len() < 4 {
+        return word.to_string();
+    }
+    if let Some(stem) = word.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    for ending in ["sses", "ches", "shes", "xes", "zzes"] {
+        if word.ends_with(ending) {
+            return word[..word.len() - 2].to_string();
+        }
+    }
+    if word.ends_with('s') && !["ss", "us", "is", "os", "as"].iter().any(|e| word.ends_with(e)) {
+        return word[..word.len() - 1].to_string();
+    }
+    word.to_string()
+}
+
+/// Levenshtein distance over characters, stopping early above `limit`.
+fn edit_distance(a: &str, b: &str, limit: usize) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > limit {
+        return limit + 1;
+    }
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            current[j + 1] = (previous[j] + usize::from(ca != cb)).min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        if current.iter().min().is_some_and(|&m| m > limit) {
+            return limit + 1;
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// Whether two folded names are near-identical: one typo or spelling variant in a long name
+/// (`kubernetes`/`kubernets`), never in a short one (`db1`/`db2` are different machines), and
+/// never when they differ in digits (versions, hosts).
+pub fn near_identical(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    if a.chars().count().min(b.chars().count()) < 8 || digits(a) != digits(b) {
+        return false;
+    }
+    edit_distance(a, b, 1) <= 1
+}
+
+/// Groups of near-identical names among `names` (folded keys), each group's members by index;
+/// names alone in their group are left out.
+pub fn similar_names(names: &[String]) -> Vec<Vec<usize>> {
+    // Names are compared only within the same length ±1 and the same first letter: one edit
+    // rarely changes both, and it keeps the comparison far from quadratic.
+    let mut by_start: std::collections::BTreeMap<(char, usize), Vec<usize>> = Default::default();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(first) = n.chars().next() {
+            by_start.entry((first, n.chars().count())).or_default().push(i);
+        }
+    }
+    let mut parent: Vec<usize> = (0..names.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (&(first, len), members) in &by_start {
+        for candidates in [by_start.get(&(first, len)), by_start.get(&(first, len + 1))].into_iter().flatten() {
+            for &i in members {
+                for &j in candidates {
+                    if i < j || (len + 1 == names[j].chars().count()) {
+                        if i != j && near_identical(&names[i], &names[j]) {
+                            let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+                            parent[ri.max(rj)] = ri.min(rj);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for i in 0..names.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().filter(|g| g.len() > 1).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ignore_case_articles_possessives_and_plural_common_nouns() {
+        assert_eq!(entity_key("The  Atlas Service", EntityKind::Name), "atlas service");
+        assert_eq!(entity_key("Borealis's", EntityKind::Name), "borealis");
+        assert_eq!(entity_key("relational databases", EntityKind::Concept), "relational database");
+        assert_eq!(entity_key("libraries", EntityKind::Concept), "library");
+        assert_eq!(entity_key("process", EntityKind::Concept), "process");
+        // Names keep their plural: Windows is not a window.
+        assert_eq!(entity_key("Windows", EntityKind::Name), "windows");
+        assert_eq!(entity_key("「数据库」", EntityKind::Concept), "数据库");
+    }
+
+    #[test]
+    fn near_identical_names_are_long_and_differ_by_one_edit_and_no_digit() {
+        assert!(near_identical("kubernetes", "kubernets"));
+        assert!(near_identical("postgresql", "postgressql"));
+        assert!(!near_identical("db1", "db2"));
+        assert!(!near_identical("server01a", "server02a"));
+        assert!(!near_identical("elasticsearch", "elastic"));
+        let names: Vec<String> = ["kubernetes", "kubernets", "postgresql", "mysql", "kubernetess"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(similar_names(&names), vec![vec![0, 1, 4]]);
+    }
+}
