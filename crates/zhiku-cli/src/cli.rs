@@ -41,7 +41,7 @@ pub enum Command {
     /// Show what ingestion makes of files, storing nothing: format, language, title and the
     /// chunks (parse, clean, chunk; no embedding). Archives list their entries.
     Parse(ParseArgs),
-    /// Hybrid (vector + BM25) search.
+    /// Hybrid (vector + BM25) search; `--retrieval graph` adds knowledge-graph expansion.
     Search(SearchArgs),
     /// Answer a question from the knowledge base with cited sources.
     Ask(AskArgs),
@@ -67,6 +67,9 @@ pub enum Command {
     /// The models: what is configured and installed, read from the files themselves.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// The knowledge graph: entities and their relations, as a user sees them; export for Neo4j.
+    #[command(subcommand)]
+    Graph(GraphCommand),
     /// Write a consistent backup of the data directory into one file, while a server may keep
     /// serving: the store (documents, vectors, users, keys, the audit chain), uploaded originals
     /// and the configuration. Indexes are rebuilt from it; models are installed by `setup`.
@@ -206,6 +209,9 @@ pub struct SearchArgs {
     pub as_user: Option<String>,
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// `hybrid` or `graph` [default: retrieval.mode of the configuration].
+    #[arg(long)]
+    pub retrieval: Option<zhiku_rag::RetrievalMode>,
     #[arg(long)]
     pub json: bool,
 }
@@ -217,8 +223,78 @@ pub struct AskArgs {
     pub kb: String,
     #[arg(long = "as", value_name = "USER")]
     pub as_user: Option<String>,
+    /// `hybrid` or `graph` [default: retrieval.mode of the configuration].
+    #[arg(long)]
+    pub retrieval: Option<zhiku_rag::RetrievalMode>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// A Cypher script for `cypher-shell -f` (one file).
+    Cypher,
+    /// GraphML (one file).
+    Graphml,
+    /// `nodes.csv` and `relationships.csv` for `neo4j-admin database import` (a directory).
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GraphCommand {
+    /// An entity, its neighbours and attributes, with the documents that say so.
+    Query {
+        #[arg(long)]
+        kb: String,
+        /// The entity's name (any spelling or declared alias).
+        #[arg(long)]
+        entity: String,
+        /// Act as this user (and their groups). Default: the local administrator.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// Neighbours listed at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The shortest chain of relations between two entities.
+    Path {
+        #[arg(long)]
+        kb: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        max_hops: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the graph out (what --as USER may see; everything by default).
+    Export {
+        #[arg(long)]
+        kb: String,
+        #[arg(long, value_enum)]
+        format: GraphFormat,
+        /// The file (cypher, graphml) or directory (csv) to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+    /// Read the chunks the graph has not read yet (an ingest cut short, the graph disabled
+    /// meanwhile); --rebuild forgets the graph and reads everything again.
+    Build {
+        #[arg(long)]
+        kb: String,
+        #[arg(long)]
+        rebuild: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => governance::audit_command(&ctx, cmd),
         Command::Ldap(cmd) => governance::ldap(&ctx, cmd),
         Command::Models(cmd) => crate::ops::models(&ctx, cmd),
+        Command::Graph(cmd) => crate::graph::graph(&ctx, cmd),
         Command::Backup { out, json } => crate::ops::backup(&ctx, &out, json),
         Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
@@ -306,7 +307,8 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
 fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
-    let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
+    let mode = args.retrieval.unwrap_or(ctx.config.retrieval.mode);
+    let hits = engine.search_in(&args.kb, &args.query, &caller, args.top_k, mode)?;
     let actor = question_actor(args.as_user.as_deref());
     zhiku_rag::audit::record_question(engine.store(), &actor, "search", &args.kb, &args.query, &zhiku_rag::audit::hit_refs(&hits), None)?;
     if args.json {
@@ -330,7 +332,7 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
 }
 
 /// The command line asking as `--as USER` is audited as that user, by the local operator.
-fn question_actor(as_user: Option<&str>) -> String {
+pub(crate) fn question_actor(as_user: Option<&str>) -> String {
     match as_user {
         Some(user) => format!("{} user:{user}", governance::cli_actor()),
         None => governance::cli_actor(),
@@ -343,11 +345,13 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let llm_path = llm_path(ctx)?;
     let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
     let stream = !args.json;
-    let answer = engine.ask(&args.kb, &args.question, &caller, &llm, &mut |piece| {
+    let mode = args.retrieval.unwrap_or(ctx.config.retrieval.mode);
+    let answer = engine.ask_with(&args.kb, &args.question, &caller, &llm, &ctx.config.rag().generation, mode, &mut |piece| {
         if stream {
             print!("{piece}");
             let _ = std::io::stdout().flush();
         }
+        true
     })?;
     let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
     let actor = question_actor(args.as_user.as_deref());

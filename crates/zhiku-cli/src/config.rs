@@ -16,6 +16,8 @@ pub struct Config {
     pub models: ModelsConfig,
     pub chunking: ChunkingConfig,
     pub retrieval: RetrievalConfig,
+    /// The knowledge graph built while ingesting.
+    pub graph: zhiku_rag::GraphConfig,
     pub generation: GenerationConfig,
     pub server: ServerConfig,
     /// LDAP / Active Directory log-in and group sync; off while `url` is empty.
@@ -239,6 +241,7 @@ impl Config {
             prompt_budget_tokens: self.generation.prompt_budget_tokens,
             near_duplicate_threshold: self.chunking.near_duplicate_threshold,
             section_bytes: (self.chunking.section_mb * f64::from(1u32 << 20)) as usize,
+            graph: self.graph.clone(),
         }
     }
 }

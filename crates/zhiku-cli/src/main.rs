@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod governance;
+mod graph;
 mod npy;
 mod ops;
 mod vectors;

@@ -24,7 +24,7 @@ mod words;
 
 use serde::{Deserialize, Serialize};
 
-pub use local::LocalExtractor;
+pub use local::{query_terms, LocalExtractor};
 
 /// What an entity is, as far as extraction can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

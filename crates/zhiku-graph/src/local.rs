@@ -461,6 +461,7 @@ fn english(sentence: &str, out: &mut Extraction) {
         out.mention(&span.entity);
     }
     let lower: Vec<String> = ws.iter().map(Word::lower).collect();
+    let stated_before = out.relations.len();
     // Verb patterns.
     let mut i = 0;
     while i < ws.len() {
@@ -539,12 +540,26 @@ fn english(sentence: &str, out: &mut Extraction) {
         }
     }
     if named.len() <= MAX_COOCCURRING {
+        let stated = out.relations[stated_before..].to_vec();
         for (a, first) in named.iter().enumerate() {
             for second in &named[a + 1..] {
-                out.relate((*first).clone(), RELATED_TO, (*second).clone(), 1.0);
+                if !related(&stated, first, second) {
+                    out.relate((*first).clone(), RELATED_TO, (*second).clone(), 1.0);
+                }
             }
         }
     }
+}
+
+/// Whether the sentence stated a relation between the two already (then co-occurrence adds
+/// nothing).
+fn related(stated: &[crate::Relation], a: &EntityRef, b: &EntityRef) -> bool {
+    let key = |e: &EntityRef| crate::resolve::entity_key(&e.name, e.kind);
+    let (a, b) = (key(a), key(b));
+    stated.iter().any(|r| {
+        let (s, o) = (key(&r.subject), key(&r.object));
+        (s == a && o == b) || (s == b && o == a)
+    })
 }
 
 /// `term: a definition …` (glossaries, man pages, dictionary entries) and `term — a …`.
@@ -570,6 +585,45 @@ fn definition(line: &str, out: &mut Extraction) {
     for object in objects {
         out.relate(subject.clone(), &relation, object, 1.0);
     }
+}
+
+// ---- questions -----------------------------------------------------------------------------
+
+/// What a question may name entities by: the names the extractor finds in it (`named`), and
+/// every phrase of one to four words that neither starts nor ends with a function word
+/// (`phrases`; Chinese: jieba's words), for common nouns.
+pub fn query_terms(text: &str) -> (Vec<String>, Vec<String>) {
+    let found = extract_text(text);
+    let named: Vec<String> = found.mentions.iter().filter(|m| m.kind.is_named()).map(|m| m.name.clone()).collect();
+    let mut phrases: Vec<String> = Vec::new();
+    for sentence in sentences(text) {
+        if has_cjk(sentence) {
+            for word in jieba().cut(sentence, true) {
+                let word = word.word.trim();
+                if word.chars().count() >= 2 && word.chars().all(char::is_alphanumeric) && !phrases.iter().any(|p| p == word) {
+                    phrases.push(word.to_string());
+                }
+            }
+            continue;
+        }
+        let ws = words(sentence);
+        for n in 1..=4 {
+            for window in ws.windows(n) {
+                let first = window[0].lower();
+                let last = window[n - 1].lower();
+                let function = |w: &str| PHRASE_STOPS.contains(&w) || DETERMINERS.contains(&w) || SENTENCE_STARTERS.contains(&w);
+                let broken = window[..n - 1].iter().any(|w| w.closes) || window[1..].iter().any(|w| w.opens);
+                if broken || function(&first) || function(&last) || last.chars().count() < 3 {
+                    continue;
+                }
+                let phrase = join(window);
+                if !phrases.contains(&phrase) {
+                    phrases.push(phrase);
+                }
+            }
+        }
+    }
+    (named, phrases)
 }
 
 // ---- tables --------------------------------------------------------------------------------
@@ -731,6 +785,7 @@ fn noun_run(tags: &[jieba_rs::Tag<'_>]) -> Option<EntityRef> {
 }
 
 fn chinese(sentence: &str, out: &mut Extraction) {
+    let stated_before = out.relations.len();
     let tags: Vec<jieba_rs::Tag<'_>> = jieba().tag(sentence, true).into_iter().filter(|t| !t.word.trim().is_empty()).collect();
     let mut named: Vec<EntityRef> = Vec::new();
     for t in &tags {
@@ -788,9 +843,12 @@ fn chinese(sentence: &str, out: &mut Extraction) {
         }
     }
     if named.len() <= MAX_COOCCURRING {
+        let stated = out.relations[stated_before..].to_vec();
         for (a, first) in named.iter().enumerate() {
             for second in &named[a + 1..] {
-                out.relate(first.clone(), RELATED_TO, second.clone(), 1.0);
+                if !related(&stated, first, second) {
+                    out.relate(first.clone(), RELATED_TO, second.clone(), 1.0);
+                }
             }
         }
     }
@@ -858,6 +916,16 @@ mod tests {
         assert_eq!(r, vec![("Atlas", "owner", "Payments"), ("Borealis", "owner", "Platform")]);
         assert_eq!(e.attributes.len(), 2);
         assert_eq!((e.attributes[0].name.as_str(), e.attributes[0].value.as_str(), e.attributes[0].kind), ("Port", "8080", ValueKind::Integer));
+    }
+
+    #[test]
+    fn questions_name_entities_by_names_and_phrases() {
+        let (named, phrases) = query_terms("Which team owns the service that Atlas depends on?");
+        assert_eq!(named, vec!["Atlas"]);
+        assert!(phrases.contains(&"team".to_string()) && phrases.contains(&"Atlas".to_string()));
+        assert!(!phrases.iter().any(|p| p == "the" || p == "that" || p.starts_with("the ")));
+        let (_, zh) = query_terms("李白是哪个朝代的诗人");
+        assert!(zh.contains(&"李白".to_string()) && zh.contains(&"诗人".to_string()), "{zh:?}");
     }
 
     #[test]

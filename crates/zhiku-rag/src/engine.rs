@@ -21,6 +21,7 @@ use crate::inputs::{collect_inputs, Input};
 pub use crate::pipeline::MAX_NESTING;
 use crate::pipeline::{Parser, Work, IN_FLIGHT};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
+use crate::graph::{self, EntityView, GraphUpdate, GraphView, PathStep, RetrievalMode};
 use crate::{Error, RagConfig, Result};
 
 /// The pipeline over one data directory: ingestion, hybrid search and answering, every one of
@@ -103,6 +104,8 @@ impl FileReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct IngestReport {
     pub files: Vec<FileReport>,
+    /// What the knowledge graph read of the new chunks (when the graph is enabled).
+    pub graph: Option<GraphUpdate>,
 }
 
 impl IngestReport {
@@ -169,6 +172,9 @@ pub struct SearchHit {
     pub page: Option<u32>,
     /// Cosine similarity between the query and the chunk, the absolute relevance signal.
     pub similarity: f32,
+    /// Found (also) by walking the knowledge graph from the entities the query names.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub via_graph: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -368,6 +374,9 @@ impl Engine {
             Ok(())
         })?;
         batch.indexes.commit(self.store.generation(kb)?)?;
+        if self.config.graph.enabled {
+            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph)?);
+        }
         Ok(batch.report)
     }
 
@@ -393,6 +402,8 @@ impl Engine {
         }
         if removed {
             indexes.commit(self.store.generation(kb)?)?;
+            // The document's chunks took their graph contributions with them.
+            self.store.graph_gc(kb)?;
         }
         Ok(removed)
     }
@@ -686,6 +697,11 @@ impl Engine {
     /// Hybrid search: vector and BM25 candidates, each filtered by the caller's principals
     /// inside the index, fused with reciprocal rank fusion.
     pub fn search(&self, kb: &str, query: &str, caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        self.search_in(kb, query, caller, top_k, self.config.retrieval.mode)
+    }
+
+    /// [`Engine::search`] in the given retrieval mode.
+    pub fn search_in(&self, kb: &str, query: &str, caller: &Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
         if !self.store.kb_exists(kb)? {
             return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
         }
@@ -694,17 +710,27 @@ impl Engine {
             return Ok(Vec::new());
         }
         let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
-        self.search_embedded(kb, query, &q, caller, top_k)
+        self.search_embedded(kb, query, &q, caller, top_k, mode)
     }
 
     /// [`Engine::search`] with the query's embedding already made.
-    fn search_embedded(&self, kb: &str, query: &str, q: &[f32], caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
-        let _span = info_span!("retrieve", kb, top_k).entered();
+    fn search_embedded(&self, kb: &str, query: &str, q: &[f32], caller: &Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
+        let _span = info_span!("retrieve", kb, top_k, ?mode).entered();
         let indexes = self.read_indexes(kb)?;
         let candidates = self.config.retrieval.candidates.max(top_k);
         let vector_hits = indexes.vectors.search(q, caller, candidates);
         let bm25_hits = indexes.bm25.search(query, caller, candidates)?;
-        let fused = zhiku_index::reciprocal_rank_fusion(&[vector_hits, bm25_hits], self.config.retrieval.rrf_k);
+        let mut lists = vec![vector_hits, bm25_hits];
+        let mut from_graph: HashSet<u64> = HashSet::new();
+        if mode == RetrievalMode::Graph {
+            let config = &self.config.graph;
+            let view = GraphView::new(&self.store, kb, caller)?;
+            let mut graph_hits = view.retrieve(query, config.hops, config.max_entities)?;
+            graph_hits.truncate(candidates);
+            from_graph = graph_hits.iter().map(|h| h.0).collect();
+            lists.push(graph_hits);
+        }
+        let fused = zhiku_index::reciprocal_rank_fusion(&lists, self.config.retrieval.rrf_k);
         let ids: Vec<u64> = fused.iter().take(top_k).map(|h| h.0).collect();
         let mut chunks = self.store.chunks_by_id(kb, &ids)?;
         // Defence in depth: the indexes filtered already; nothing unreadable passes this line
@@ -725,6 +751,7 @@ impl Engine {
                     char_end: c.chunk.char_end,
                     page: c.chunk.page,
                     similarity,
+                    via_graph: from_graph.contains(&c.id),
                 }
             })
             .collect();
@@ -749,13 +776,55 @@ impl Engine {
             char_end: c.chunk.char_end,
             page: c.chunk.page,
             similarity: 0.0,
+            via_graph: false,
         }))
+    }
+
+    /// Reads the knowledge base's chunks that the graph has not read yet (after an ingest that
+    /// was cut short, or one with the graph disabled) into the graph.
+    pub fn update_graph(&self, kb: &str) -> Result<GraphUpdate> {
+        self.require_kb(kb)?;
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        graph::update(&self.store, kb, &self.config.graph)
+    }
+
+    /// Forgets the knowledge base's graph and reads every chunk again.
+    pub fn rebuild_graph(&self, kb: &str) -> Result<GraphUpdate> {
+        self.require_kb(kb)?;
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.graph_reset(kb)?;
+        graph::update(&self.store, kb, &self.config.graph)
+    }
+
+    /// An entity of the knowledge base with its neighbours (at most `limit`), as the caller sees
+    /// it: `None` when no document the caller may read mentions it.
+    pub fn graph_entity(&self, kb: &str, name: &str, caller: &Caller, limit: usize) -> Result<Option<EntityView>> {
+        GraphView::new(&self.store, kb, caller)?.entity(name, limit)
+    }
+
+    /// The shortest chain of relations between two entities that the caller can see.
+    pub fn graph_path(&self, kb: &str, from: &str, to: &str, caller: &Caller, max_hops: usize) -> Result<Option<Vec<PathStep>>> {
+        GraphView::new(&self.store, kb, caller)?.path(from, to, max_hops)
+    }
+
+    /// The part of the knowledge base's graph the caller can see, for export.
+    pub fn graph_export(&self, kb: &str, caller: &Caller) -> Result<zhiku_graph::export::Graph> {
+        GraphView::new(&self.store, kb, caller)?.export()
+    }
+
+    fn require_kb(&self, kb: &str) -> Result<()> {
+        if !self.store.kb_exists(kb)? {
+            return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        Ok(())
     }
 
     /// Retrieves, then answers from the retrieved sources with citations — or abstains when
     /// nothing retrieved is relevant enough, without calling the model.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
-        self.ask_with(kb, question, caller, model, &self.config.generation, &mut |text| {
+        self.ask_with(kb, question, caller, model, &self.config.generation, self.config.retrieval.mode, &mut |text| {
             on_text(text);
             true
         })
@@ -764,6 +833,7 @@ impl Engine {
     /// [`Engine::ask`] with the caller's own generation settings (an API request's
     /// `max_tokens`, `temperature`); `on_text` returning false stops the generation (a client
     /// that went away), and what was generated so far is answered from.
+    #[allow(clippy::too_many_arguments)]
     pub fn ask_with(
         &self,
         kb: &str,
@@ -771,6 +841,7 @@ impl Engine {
         caller: &Caller,
         model: &dyn ChatModel,
         options: &zhiku_models::GenerationOptions,
+        mode: RetrievalMode,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer> {
         if !self.store.kb_exists(kb)? {
@@ -778,7 +849,7 @@ impl Engine {
         }
         let span = info_span!("answer", kb, cached = tracing::field::Empty).entered();
         let scope = match self.store.kb_caches_answers(kb)? {
-            true => Some(crate::answer_cache::Scope::new(kb, self.store.generation(kb)?, caller, format!("{options:?}"))),
+            true => Some(crate::answer_cache::Scope::new(kb, self.store.generation(kb)?, caller, format!("{options:?} {mode:?}"))),
             false => None,
         };
         // With the cache, the question is embedded as the cache compares it (the embedding serves
@@ -794,7 +865,7 @@ impl Engine {
             return Ok(Answer { cached: true, ..cached });
         }
         let mut complete = true;
-        let answer = self.answer(kb, question, &q, caller, model, options, &mut |text| {
+        let answer = self.answer(kb, question, &q, caller, model, options, mode, &mut |text| {
             let listening = on_text(text);
             complete &= listening;
             listening
@@ -816,16 +887,20 @@ impl Engine {
         caller: &Caller,
         model: &dyn ChatModel,
         options: &zhiku_models::GenerationOptions,
+        mode: RetrievalMode,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer> {
         let hits = if question.trim().is_empty() {
             Vec::new()
         } else {
-            self.search_embedded(kb, question.trim(), q, caller, self.config.retrieval.answer_sources)?
+            self.search_embedded(kb, question.trim(), q, caller, self.config.retrieval.answer_sources, mode)?
         };
         let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
-        let min = self.config.retrieval.min_similarity.max(best - self.config.retrieval.source_margin);
-        let mut relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min).collect();
+        let floor = self.config.retrieval.min_similarity;
+        let min = floor.max(best - self.config.retrieval.source_margin);
+        // A passage the graph reached states a relation of what the question names: it is on
+        // topic even when it shares few words with the question (the second hop of a chain).
+        let mut relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
         relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);

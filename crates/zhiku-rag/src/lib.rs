@@ -28,6 +28,7 @@ mod answer_cache;
 pub mod audit;
 pub mod cite;
 mod engine;
+pub mod graph;
 mod indexes;
 mod inputs;
 pub mod ocr;
@@ -37,6 +38,7 @@ pub mod prompt;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestOptions, IngestReport, SearchHit, MAX_NESTING};
+pub use graph::{GraphConfig, RetrievalMode};
 pub use indexes::index_text;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,9 @@ pub struct RetrievalConfig {
     pub source_margin: f32,
     /// `auto` (exact below 20,000 chunks, an HNSW graph from there on), `flat` or `hnsw`.
     pub vector_index: zhiku_index::VectorIndexKind,
+    /// `hybrid` (vector + BM25) or `graph` (hybrid fused with knowledge-graph expansion); a
+    /// request may choose its own.
+    pub mode: RetrievalMode,
 }
 
 impl Default for RetrievalConfig {
@@ -87,6 +92,7 @@ impl Default for RetrievalConfig {
             min_similarity: 0.3,
             source_margin: 0.15,
             vector_index: zhiku_index::VectorIndexKind::Auto,
+            mode: RetrievalMode::Hybrid,
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct RagConfig {
     /// Text files (plain, CSV/TSV, JSON Lines) bigger than this are parsed, chunked, embedded
     /// and stored this many bytes at a time, so that memory does not grow with the file.
     pub section_bytes: usize,
+    pub graph: GraphConfig,
 }
 
 impl Default for RagConfig {
@@ -116,6 +123,7 @@ impl Default for RagConfig {
             prompt_budget_tokens: 1400,
             near_duplicate_threshold: 0.9,
             section_bytes: 8 << 20,
+            graph: GraphConfig::default(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct SearchRequest {
     query: String,
     #[serde(default = "default_top_k")]
     top_k: usize,
+    /// `hybrid` or `graph` (default: `retrieval.mode` of the configuration).
+    #[schema(value_type = Option<String>)]
+    retrieval: Option<zhiku_rag::RetrievalMode>,
 }
 
 fn default_top_k() -> usize {
@@ -77,7 +80,8 @@ pub async fn search(
     let (engine, server) = (state.engine.clone(), state.clone());
     let hits = computing(&state, move || {
         let started = std::time::Instant::now();
-        let hits = engine.search(&request.kb, &request.query, &who.caller, request.top_k)?;
+        let mode = request.retrieval.unwrap_or(engine.config().retrieval.mode);
+        let hits = engine.search_in(&request.kb, &request.query, &who.caller, request.top_k, mode)?;
         server.metrics.retrieval_took(started.elapsed());
         let refs = zhiku_rag::audit::hit_refs(&hits);
         zhiku_rag::audit::record_question(engine.store(), &who.actor(), "search", &request.kb, &request.query, &refs, None)?;

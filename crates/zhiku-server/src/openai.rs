@@ -69,6 +69,10 @@ pub struct ChatRequest {
     /// zhiku's extension: the conversation a stored exchange belongs to (letters, digits, `-`,
     /// `_`; at most 64); a new one, named after the completion, when absent.
     conversation: Option<String>,
+    /// zhiku's extension: `hybrid` or `graph` retrieval for a knowledge-base model (default:
+    /// `retrieval.mode` of the configuration).
+    #[schema(value_type = Option<String>)]
+    retrieval: Option<zhiku_rag::RetrievalMode>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -95,7 +99,7 @@ pub(crate) struct Part {
 
 /// What a chat request asks for, checked.
 enum Target {
-    Kb { kb: String, question: String },
+    Kb { kb: String, question: String, mode: zhiku_rag::RetrievalMode },
     Chat { messages: Vec<ChatMessage> },
 }
 
@@ -160,7 +164,7 @@ fn check(request: &ChatRequest, state: &AppState) -> Result<(Target, GenerationO
         if question.is_empty() {
             return Err(ApiError::invalid("a knowledge-base model needs a user message with the question", Some("messages")));
         }
-        Target::Kb { kb: kb.to_string(), question }
+        Target::Kb { kb: kb.to_string(), question, mode: request.retrieval.unwrap_or(state.engine.config().retrieval.mode) }
     } else if state.chat.as_ref().is_some_and(|c| c.id == request.model) {
         Target::Chat { messages }
     } else {
@@ -228,9 +232,9 @@ fn run(
     let counter = chat.model.token_counter();
     let started = std::time::Instant::now();
     match target {
-        Target::Kb { kb, question } => {
+        Target::Kb { kb, question, mode } => {
             let mut streamed = String::new();
-            let answer = state.engine.ask_with(&kb, &question, &who.caller, chat.model.as_ref(), options, &mut |piece| {
+            let answer = state.engine.ask_with(&kb, &question, &who.caller, chat.model.as_ref(), options, mode, &mut |piece| {
                 streamed.push_str(piece);
                 on_text(piece)
             })?;

@@ -1,9 +1,10 @@
 //! zhiku-store: the embedded system of record (SQLite, one file under the data directory).
 //!
 //! It owns knowledge bases, documents (source, content hash, ACL), their chunks with embeddings,
-//! users, (nested) groups and knowledge-base roles, API keys (hashed), the hash-chained audit
-//! log and stored exchanges with their feedback. Everything else — the vector index, the BM25 index — is derived from
-//! it and can be rebuilt from it: each knowledge base carries a *generation* that every write
+//! the knowledge graph's entities and each chunk's contributions to it, users, (nested) groups
+//! and knowledge-base roles, API keys (hashed), the hash-chained audit log and stored exchanges
+//! with their feedback. Everything else — the vector index, the BM25 index — is derived from it
+//! and can be rebuilt from it: each knowledge base carries a *generation* that every write
 //! bumps inside the same transaction, and derived indexes remember the generation they reflect.
 //!
 //! Main types: [`Store`] (the connection), [`NewDocument`] (what ingestion writes),
@@ -36,6 +37,7 @@ mod access;
 mod api_keys;
 mod audit;
 mod conversations;
+mod graph;
 mod models;
 mod sealed;
 mod sessions;
@@ -43,6 +45,7 @@ pub use access::{AclChange, UserInfo};
 pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
+pub use graph::{AttributeRow, EdgeRow, GraphCounts, GraphEntity, PendingDocument, Supported};
 pub use models::RegisteredModel;
 pub use sealed::StoreKey;
 pub use sessions::Session;
@@ -459,6 +462,7 @@ impl Store {
             return Err(Error::TooNew { found, supported: FORMAT_VERSION });
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(graph::GRAPH_SCHEMA)?;
         migrate(&conn)?;
         let check: Option<String> =
             conn.query_row("SELECT value FROM store_meta WHERE key = 'encryption_check'", [], |r| r.get(0)).optional()?;

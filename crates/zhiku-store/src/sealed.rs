@@ -1,7 +1,8 @@
 //! Encryption at rest of the documents' text: with a key, each chunk's text and heading path is
 //! stored as AES-256-GCM ciphertext (a fresh random nonce per value), so the database file alone
-//! does not give the documents away. The key is 32 bytes, kept outside the data directory in a
-//! file of 64 hex digits (`openssl rand -hex 32`).
+//! does not give the documents away. The knowledge graph's names, relations and attributes are
+//! sealed the same way, and the keys entities are looked up by are keyed hashes. The key is 32
+//! bytes, kept outside the data directory in a file of 64 hex digits (`openssl rand -hex 32`).
 //!
 //! The store remembers that it is encrypted, and a check value encrypted with its key: opening it
 //! without the key, or with another one, is an error instead of unreadable text. Values written
@@ -58,11 +59,23 @@ impl StoreKey {
 /// Seals and opens values with one key.
 pub(crate) struct Sealer {
     cipher: Aes256Gcm,
+    /// Derived from the key, for [`Sealer::blind`]: never the key itself.
+    lookup: [u8; 32],
 }
 
 impl Sealer {
     pub fn new(key: &StoreKey) -> Self {
-        Self { cipher: Aes256Gcm::new((&key.0).into()) }
+        use sha2::Digest;
+        let lookup = sha2::Sha256::new().chain_update(b"zhiku lookup key\0").chain_update(key.0).finalize().into();
+        Self { cipher: Aes256Gcm::new((&key.0).into()), lookup }
+    }
+
+    /// A value that must be found by equality (a knowledge-graph entity's key) yet not be read:
+    /// a keyed hash, the same for the same value under the same key.
+    pub fn blind(&self, value: &str) -> String {
+        use sha2::Digest;
+        let hash = sha2::Sha256::new().chain_update(self.lookup).chain_update(value.as_bytes()).finalize();
+        format!("{PREFIX}{}", hex_lower(&hash))
     }
 
     pub fn seal(&self, plain: &str) -> Result<String> {
@@ -96,6 +109,10 @@ impl Sealer {
     pub fn verifies(&self, check: &str) -> bool {
         self.open(check).is_ok_and(|v| v == CHECK)
     }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a stored value is sealed (so a store without the key cannot read it).

@@ -1,0 +1,485 @@
+//! The knowledge graph as callers see it: kept up to date with the chunks after each ingest, read
+//! through the caller's ACL (an entity, an edge, an attribute exists for a caller only through a
+//! document the caller may read), and used for retrieval — the entities a question names, their
+//! neighbourhood, and the chunks that state those relations.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info_span};
+use zhiku_core::Caller;
+use zhiku_graph::resolve::{entity_key, fold_key, near_identical};
+use zhiku_graph::walk::{self, Step};
+use zhiku_graph::{structured, DocumentText, EntityKind, Extractor, LocalExtractor, RELATED_TO};
+use zhiku_store::{Store, Supported};
+
+use crate::Result;
+
+/// Knowledge-graph settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphConfig {
+    /// Build the graph while ingesting (the local extractor: no model, fast).
+    pub enabled: bool,
+    /// Columns that identify a row of structured data (CSV, JSON), tried in order; otherwise the
+    /// key column is inferred (unique values, names like `id` and `name` first).
+    pub key_columns: Vec<String>,
+    /// How far graph retrieval walks from the entities a question names.
+    pub hops: usize,
+    /// Entities graph retrieval visits at most.
+    pub max_entities: usize,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self { enabled: true, key_columns: Vec::new(), hops: 2, max_entities: 40 }
+    }
+}
+
+/// How retrieval finds passages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalMode {
+    /// Vector and BM25 search fused.
+    #[default]
+    Hybrid,
+    /// Hybrid search fused with the chunks that state the relations around the entities the
+    /// question names (multi-hop questions: "who owns the service X depends on").
+    Graph,
+}
+
+impl std::str::FromStr for RetrievalMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hybrid" => Ok(Self::Hybrid),
+            "graph" => Ok(Self::Graph),
+            other => Err(format!("unknown retrieval mode '{other}': use hybrid or graph")),
+        }
+    }
+}
+
+/// A neighbour of an entity, through one relation, with the documents that say so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Neighbor {
+    pub entity: String,
+    pub kind: String,
+    pub relation: String,
+    /// `out`: the entity → the neighbour; `in`: the neighbour → the entity.
+    pub direction: &'static str,
+    pub weight: f32,
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributeView {
+    pub name: String,
+    pub value: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sources: Vec<String>,
+}
+
+/// An entity as a caller sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntityView {
+    pub entity: String,
+    pub kind: String,
+    /// Other names it goes by (declared aliases, spellings merged with it).
+    pub aliases: Vec<String>,
+    pub neighbors: Vec<Neighbor>,
+    pub attributes: Vec<AttributeView>,
+    /// The documents that mention it.
+    pub sources: Vec<String>,
+}
+
+/// One step of a path between two entities.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathStep {
+    pub from: String,
+    pub relation: String,
+    pub to: String,
+    pub direction: &'static str,
+    pub sources: Vec<String>,
+}
+
+/// What [`crate::Engine::update_graph`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GraphUpdate {
+    pub documents: usize,
+    pub chunks: usize,
+    /// Entities removed because nothing mentions them any more.
+    pub removed_entities: usize,
+}
+
+/// Reads the graph of one knowledge base as one caller.
+pub struct GraphView<'a> {
+    store: &'a Store,
+    kb: &'a str,
+    caller: &'a Caller,
+}
+
+fn sources_of<T>(rows: &[&Supported<T>]) -> Vec<String> {
+    rows.iter().map(|r| r.source.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+impl<'a> GraphView<'a> {
+    /// The graph of an existing knowledge base as `caller` sees it.
+    pub fn new(store: &'a Store, kb: &'a str, caller: &'a Caller) -> Result<Self> {
+        if !store.kb_exists(kb)? {
+            return Err(crate::Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
+        }
+        Ok(Self { store, kb, caller })
+    }
+
+    fn visible<T>(&self, rows: Vec<Supported<T>>) -> Vec<Supported<T>> {
+        rows.into_iter().filter(|r| self.caller.can_read(&r.acl)).collect()
+    }
+
+    /// The entities among `ids` that a document the caller may read mentions.
+    fn visible_entities(&self, ids: &[i64]) -> Result<HashSet<i64>> {
+        Ok(self.visible(self.store.graph_mentions(ids)?).into_iter().map(|m| m.item).collect())
+    }
+
+    /// Every stored entity the text names, as the caller sees it: by key (as a name and as a
+    /// common noun), by a visible alias, by folded spelling and by a near-identical one; then
+    /// what those are aliases of or have as aliases.
+    fn resolve(&self, text: &str) -> Result<Vec<i64>> {
+        let keys: Vec<String> = [EntityKind::Name, EntityKind::Concept]
+            .into_iter()
+            .map(|k| entity_key(text, k))
+            .filter(|k| !k.is_empty())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: BTreeSet<i64> = self.store.graph_entities_by_key(self.kb, &keys)?.into_iter().map(|e| e.id).collect();
+        ids.extend(self.visible(self.store.graph_aliased(self.kb, &keys)?).into_iter().map(|a| a.item));
+        let folds: Vec<String> = keys.iter().map(|k| fold_key(k)).filter(|f| f.chars().count() >= 3).collect();
+        if !folds.is_empty() {
+            ids.extend(self.store.graph_entities_by_fold(self.kb, &folds)?.into_iter().map(|e| e.id));
+            for fold in &folds {
+                for (entity, other) in self.store.graph_fold_neighbours(self.kb, fold)? {
+                    if near_identical(fold, &other) {
+                        ids.insert(entity.id);
+                    }
+                }
+            }
+        }
+        // What the found entities are declared to be another name of, and the reverse.
+        let found: Vec<i64> = ids.iter().copied().collect();
+        let aliases: Vec<String> = self.visible(self.store.graph_aliases_of(&found)?).into_iter().map(|a| a.item.1).collect();
+        if !aliases.is_empty() {
+            ids.extend(self.store.graph_entities_by_stored_key(self.kb, &aliases)?.into_iter().map(|e| e.id));
+        }
+        let candidates: Vec<i64> = ids.into_iter().collect();
+        let visible = self.visible_entities(&candidates)?;
+        Ok(candidates.into_iter().filter(|id| visible.contains(id)).collect())
+    }
+
+    /// The entity `text` names, with its neighbours, attributes and sources; `None` when the
+    /// caller sees no such entity.
+    pub fn entity(&self, text: &str, limit: usize) -> Result<Option<EntityView>> {
+        let class = self.resolve(text)?;
+        if class.is_empty() {
+            return Ok(None);
+        }
+        let members: HashSet<i64> = class.iter().copied().collect();
+        let entities = self.store.graph_entities(self.kb, &class)?;
+        let mentions = self.visible(self.store.graph_mentions(&class)?);
+        // The entity's name: the spelling most documents use, the text asked for on a tie.
+        let mut support: HashMap<i64, usize> = HashMap::new();
+        for m in &mentions {
+            *support.entry(m.item).or_default() += 1;
+        }
+        let main = entities
+            .iter()
+            .max_by_key(|e| (support.get(&e.id).copied().unwrap_or(0), entity_key(&e.name, EntityKind::Name) == entity_key(text, EntityKind::Name)))
+            .cloned();
+        let Some(main) = main else { return Ok(None) };
+        let aliases: Vec<String> =
+            entities.iter().filter(|e| e.id != main.id).map(|e| e.name.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let edges = self.visible(self.store.graph_edges(&class)?);
+        let mut grouped: BTreeMap<(i64, String, &'static str), Vec<&Supported<zhiku_store::EdgeRow>>> = BTreeMap::new();
+        for e in &edges {
+            let (other, direction) = match (members.contains(&e.item.source_id), members.contains(&e.item.target_id)) {
+                (true, false) => (e.item.target_id, "out"),
+                (false, true) => (e.item.source_id, "in"),
+                _ => continue,
+            };
+            grouped.entry((other, e.item.relation.clone(), direction)).or_default().push(e);
+        }
+        let others: Vec<i64> = grouped.keys().map(|k| k.0).collect::<BTreeSet<_>>().into_iter().collect();
+        let names: HashMap<i64, zhiku_store::GraphEntity> = self.store.graph_entities(self.kb, &others)?.into_iter().map(|e| (e.id, e)).collect();
+        let mut neighbors: Vec<Neighbor> = grouped
+            .iter()
+            .filter_map(|((other, relation, direction), rows)| {
+                let entity = names.get(other)?;
+                Some(Neighbor {
+                    entity: entity.name.clone(),
+                    kind: entity.kind.clone(),
+                    relation: relation.clone(),
+                    direction,
+                    weight: rows.iter().map(|r| r.item.weight).sum(),
+                    sources: sources_of(rows),
+                })
+            })
+            .collect();
+        neighbors.sort_by(|a, b| {
+            (a.relation == RELATED_TO)
+                .cmp(&(b.relation == RELATED_TO))
+                .then(b.weight.total_cmp(&a.weight))
+                .then_with(|| a.entity.cmp(&b.entity))
+                .then_with(|| a.relation.cmp(&b.relation))
+        });
+        neighbors.truncate(limit);
+        let attributes = self.visible(self.store.graph_attributes(&class)?);
+        let mut by_attribute: BTreeMap<(String, String, String), Vec<&Supported<zhiku_store::AttributeRow>>> = BTreeMap::new();
+        for a in &attributes {
+            by_attribute.entry((a.item.name.clone(), a.item.value.clone(), a.item.kind.clone())).or_default().push(a);
+        }
+        let attributes = by_attribute
+            .into_iter()
+            .map(|((name, value, kind), rows)| AttributeView { name, value, kind, sources: sources_of(&rows) })
+            .collect();
+        let mention_refs: Vec<&Supported<i64>> = mentions.iter().collect();
+        Ok(Some(EntityView { entity: main.name, kind: main.kind, aliases, neighbors, attributes, sources: sources_of(&mention_refs) }))
+    }
+
+    /// The caller's view of an entity's edges, as walk steps, with the chunks behind each.
+    fn steps(&self, id: i64) -> Result<Vec<(Step, Vec<u64>, Vec<String>)>> {
+        self.steps_for(id, &HashSet::new())
+    }
+
+    /// [`GraphView::steps`], with relations the question names (`owns` for "who owns …")
+    /// weighing double.
+    fn steps_for(&self, id: i64, asked: &HashSet<String>) -> Result<Vec<(Step, Vec<u64>, Vec<String>)>> {
+        let mut merged: BTreeMap<(i64, String, bool), (f32, Vec<u64>, BTreeSet<String>)> = BTreeMap::new();
+        for e in self.visible(self.store.graph_edges(&[id])?) {
+            let (to, incoming) = if e.item.source_id == id { (e.item.target_id, false) } else { (e.item.source_id, true) };
+            if to == id {
+                continue;
+            }
+            let slot = merged.entry((to, e.item.relation.clone(), incoming)).or_default();
+            slot.0 += e.item.weight;
+            slot.1.push(e.chunk_id);
+            slot.2.insert(e.source);
+        }
+        Ok(merged
+            .into_iter()
+            .map(|((to, relation, incoming), (weight, chunks, sources))| {
+                // Co-occurrence is a weak hint next to a stated relation.
+                let weight = if relation == RELATED_TO { weight * 0.25 } else { weight };
+                let weight = if asked.contains(&relation_stem(&relation)) { weight * 2.0 } else { weight };
+                (Step { to, relation, incoming, weight }, chunks, sources.into_iter().collect())
+            })
+            .collect())
+    }
+
+    /// The shortest chain of relations from one entity to another, at most `max_hops` long.
+    pub fn path(&self, from: &str, to: &str, max_hops: usize) -> Result<Option<Vec<PathStep>>> {
+        let (starts, ends) = (self.resolve(from)?, self.resolve(to)?);
+        if starts.is_empty() || ends.is_empty() {
+            return Ok(None);
+        }
+        if starts.iter().any(|s| ends.contains(s)) {
+            return Ok(Some(Vec::new()));
+        }
+        // The start's ids are walked from as one node (START), any of the end's ids is the goal
+        // (GOAL); what each step really joined is kept aside.
+        const START: i64 = i64::MIN;
+        const GOAL: i64 = i64::MIN + 1;
+        let ends: HashSet<i64> = ends.into_iter().collect();
+        let mut taken: HashMap<(i64, i64, String, bool), (i64, i64, Vec<String>)> = HashMap::new();
+        let mut failure = None;
+        let found = walk::shortest_path(START, GOAL, max_hops, |at| {
+            let origins: Vec<i64> = if at == START { starts.clone() } else { vec![at] };
+            let mut out = Vec::new();
+            for origin in origins {
+                match self.steps(origin) {
+                    Ok(steps) => {
+                        for (mut step, _, docs) in steps {
+                            let real = step.to;
+                            if ends.contains(&real) {
+                                step.to = GOAL;
+                            } else if starts.contains(&real) {
+                                continue;
+                            }
+                            taken.insert((at, step.to, step.relation.clone(), step.incoming), (origin, real, docs));
+                            out.push(step);
+                        }
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            out
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let Some(found) = found else { return Ok(None) };
+        let steps: Vec<(i64, i64, Step, Vec<String>)> = found
+            .into_iter()
+            .filter_map(|(at, step)| {
+                let (origin, real, docs) = taken.remove(&(at, step.to, step.relation.clone(), step.incoming))?;
+                Some((origin, real, step, docs))
+            })
+            .collect();
+        let ids: Vec<i64> = steps.iter().flat_map(|(a, b, _, _)| [*a, *b]).collect();
+        let names: HashMap<i64, String> = self.store.graph_entities(self.kb, &ids)?.into_iter().map(|e| (e.id, e.name)).collect();
+        let name = |id: &i64| names.get(id).cloned().unwrap_or_default();
+        Ok(Some(
+            steps
+                .into_iter()
+                .map(|(origin, real, step, sources)| PathStep {
+                    from: name(&origin),
+                    to: name(&real),
+                    direction: if step.incoming { "in" } else { "out" },
+                    relation: step.relation,
+                    sources,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Chunks for graph retrieval: those stating the relations within `hops` of the entities the
+    /// question names, nearer and heavier first, with their scores.
+    pub fn retrieve(&self, question: &str, hops: usize, max_entities: usize) -> Result<Vec<(u64, f32)>> {
+        let (named, phrases) = zhiku_graph::query_terms(question);
+        let mut seeds: Vec<i64> = Vec::new();
+        for name in &named {
+            seeds.extend(self.resolve(name)?);
+        }
+        if seeds.is_empty() {
+            // No name: the longest common-noun phrases the graph knows.
+            let mut by_length: Vec<&String> = phrases.iter().collect();
+            by_length.sort_by_key(|p| std::cmp::Reverse(p.split_whitespace().count()));
+            for phrase in by_length {
+                if seeds.len() >= 4 {
+                    break;
+                }
+                seeds.extend(self.resolve(phrase)?);
+            }
+        }
+        seeds.sort_unstable();
+        seeds.dedup();
+        if seeds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut traversed: Vec<(i64, i64, f32, Vec<u64>)> = Vec::new();
+        let mut failure = None;
+        let asked: HashSet<String> = question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(relation_stem).collect();
+        let reached = walk::k_hop(&seeds, hops, max_entities, |at| match self.steps_for(at, &asked) {
+            Ok(steps) => steps
+                .into_iter()
+                .map(|(step, chunks, _)| {
+                    traversed.push((at, step.to, step.weight, chunks));
+                    step
+                })
+                .collect(),
+            Err(e) => {
+                failure = Some(e);
+                Vec::new()
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let depth: HashMap<i64, usize> = reached.into_iter().collect();
+        let mut scores: HashMap<u64, f32> = HashMap::new();
+        for (from, to, weight, chunks) in traversed {
+            if let (Some(&df), Some(&dt)) = (depth.get(&from), depth.get(&to)) {
+                if dt == df + 1 {
+                    for chunk in chunks {
+                        *scores.entry(chunk).or_default() += weight / dt as f32;
+                    }
+                }
+            }
+        }
+        for m in self.visible(self.store.graph_mentions(&seeds)?) {
+            *scores.entry(m.chunk_id).or_default() += 0.5;
+        }
+        let mut ranked: Vec<(u64, f32)> = scores.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        debug!(seeds = seeds.len(), entities = depth.len(), chunks = ranked.len(), "graph retrieval");
+        Ok(ranked)
+    }
+
+    /// The caller's view of the whole graph, for export.
+    pub fn export(&self) -> Result<zhiku_graph::export::Graph> {
+        let edges = self.visible(self.store.graph_all_edges(self.kb)?);
+        let entities = self.store.graph_all_entities(self.kb)?;
+        let ids: Vec<i64> = entities.iter().map(|(e, _)| e.id).collect();
+        let visible = self.visible_entities(&ids)?;
+        let mut attributes: HashMap<i64, Vec<(String, String, zhiku_graph::ValueKind)>> = HashMap::new();
+        for a in self.visible(self.store.graph_attributes(&ids)?) {
+            let kind = zhiku_graph::ValueKind::parse(&a.item.kind).unwrap_or(zhiku_graph::ValueKind::Text);
+            let list = attributes.entry(a.item.entity_id).or_default();
+            if !list.iter().any(|(n, v, _)| *n == a.item.name && *v == a.item.value) {
+                list.push((a.item.name, a.item.value, kind));
+            }
+        }
+        let nodes = entities
+            .into_iter()
+            .filter(|(e, _)| visible.contains(&e.id))
+            .map(|(e, _)| zhiku_graph::export::Node { id: e.id, attributes: attributes.remove(&e.id).unwrap_or_default(), name: e.name, kind: e.kind })
+            .collect();
+        let mut merged: BTreeMap<(i64, i64, String), (f32, BTreeSet<String>)> = BTreeMap::new();
+        for e in edges {
+            let slot = merged.entry((e.item.source_id, e.item.target_id, e.item.relation)).or_default();
+            slot.0 += e.item.weight;
+            slot.1.insert(e.source);
+        }
+        let edges = merged
+            .into_iter()
+            .map(|((source, target, relation), (weight, sources))| zhiku_graph::export::Edge {
+                source,
+                target,
+                relation,
+                weight,
+                sources: sources.into_iter().collect(),
+            })
+            .collect();
+        Ok(zhiku_graph::export::Graph { nodes, edges })
+    }
+}
+
+/// A relation's verb, or a question's word, without case and a plural or third-person `s`:
+/// `owns` and "own", `depends_on` and "depend".
+fn relation_stem(word: &str) -> String {
+    let first = word.split('_').next().unwrap_or(word).to_lowercase();
+    match first.strip_suffix('s') {
+        Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),
+        _ => first,
+    }
+}
+
+/// Extracts the knowledge base's unread chunks, a few documents at a time (each its own
+/// transaction), then drops the entities nothing mentions any more.
+pub fn update(store: &Store, kb: &str, config: &GraphConfig) -> Result<GraphUpdate> {
+    let _span = info_span!("graph", kb).entered();
+    let extractor = LocalExtractor;
+    let keys = structured::Keys { columns: config.key_columns.clone() };
+    let mut done = GraphUpdate::default();
+    loop {
+        let pending = store.graph_pending(kb, 16)?;
+        if pending.is_empty() {
+            break;
+        }
+        for doc in pending {
+            let texts: Vec<zhiku_graph::ChunkText<'_>> =
+                doc.chunks.iter().map(|(_, path, text)| zhiku_graph::ChunkText { text, heading_path: path }).collect();
+            let view = DocumentText { format: &doc.format, language: &doc.language, chunks: texts };
+            let found = if view.is_structured() { structured::extract(&view, &keys) } else { extractor.extract(&view) };
+            let rows: Vec<(u64, zhiku_graph::Extraction)> = doc.chunks.iter().map(|(id, _, _)| *id).zip(found).collect();
+            store.write_graph(kb, extractor.name(), &rows)?;
+            done.documents += 1;
+            done.chunks += rows.len();
+        }
+    }
+    done.removed_entities = store.graph_gc(kb)?;
+    Ok(done)
+}
