@@ -22,6 +22,7 @@ mod cors;
 pub mod directory;
 mod docs;
 mod error;
+mod graph;
 mod guard;
 mod metrics;
 mod native;
@@ -105,6 +106,9 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/documents/{id}/original", get(docs::original))
         .route("/api/kbs/{kb}/documents/{id}/acl", axum::routing::put(docs::set_document_acl))
         .route("/api/kbs/{kb}/roles", get(docs::list_roles).put(docs::set_role))
+        .route("/api/kbs/{kb}/graph/entity", get(graph::entity))
+        .route("/api/kbs/{kb}/graph/path", get(graph::path))
+        .route("/api/kbs/{kb}/graph/export", get(graph::export))
         .route("/api/users", get(admin::list_users).post(admin::create_user))
         .route("/api/users/{name}", axum::routing::delete(admin::delete_user).patch(admin::update_user))
         .route("/api/groups/{group}/members", post(admin::add_group_member))

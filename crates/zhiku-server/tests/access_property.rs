@@ -1,6 +1,6 @@
 //! Randomised access control through the HTTP API (the real router, store, indexes and embedding
 //! model): many users in nested groups, knowledge bases with roles, documents with inherited or
-//! own ACLs changed after ingestion. The expected access is computed here independently; no
+//! own ACLs changed after ingestion, the knowledge graph built from them. The expected access is computed here independently; no
 //! caller may receive a knowledge base name, document, chunk or count it may not see, and every
 //! caller must see all it may read. Zero tolerance.
 
@@ -36,6 +36,9 @@ const WORDS: [&str; 16] = [
     "budget", "salary", "roadmap", "incident", "server", "contract", "hiring", "audit", "vendor", "launch", "merger", "payroll", "holiday",
     "travel", "security", "pension",
 ];
+/// Projects the documents relate ("Aurora depends on Basalt"): the knowledge graph's entities,
+/// each named by documents of different ACLs.
+const PROJECTS: [&str; 10] = ["Aurora", "Basalt", "Cobalt", "Dynamo", "Everest", "Falcon", "Granite", "Horizon", "Indigo", "Jasper"];
 const USERS: usize = 200;
 const GROUPS: usize = 12;
 const KBS: [&str; 3] = ["finance", "people", "engineering"];
@@ -158,7 +161,12 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
             let words: Vec<&str> = (0..6).map(|_| *rng.pick(&WORDS)).collect();
             let name = format!("{kb}-{i}.md");
             let path = files.path().join(&name);
-            let text = format!("Notes on {} {}: {}.", words[0], words[1], words[2..].join(" "));
+            let (a, b) = (*rng.pick(&PROJECTS), *rng.pick(&PROJECTS));
+            let text = if a == b {
+                format!("Notes on {} {}: {}.", words[0], words[1], words[2..].join(" "))
+            } else {
+                format!("Notes on {} {}: {}. {a} depends on {b}.", words[0], words[1], words[2..].join(" "))
+            };
             std::fs::write(&path, &text).unwrap();
             texts.insert(path_source(&files, &name), text);
             paths.push(path);
@@ -216,7 +224,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
     let all_chunks: Vec<(&'static str, u64, String)> =
         KBS.iter().flat_map(|kb| store.chunks(kb).unwrap().into_iter().map(move |c| (*kb, c.id, c.source))).collect();
 
-    let mut checked = (0usize, 0usize, 0usize);
+    let mut checked = (0usize, 0usize, 0usize, 0usize);
     runtime.block_on(async {
         for user in 0..USERS {
             let key = store.create_api_key(&format!("k{user}"), &format!("u{user}"), &[Scope::Read], None).unwrap().key;
@@ -233,6 +241,8 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
                 if !role {
                     assert_eq!(status, StatusCode::NOT_FOUND, "u{user} has no role on {kb}: {docs}");
                     let (status, _) = call(&app, &key, "POST", "/api/search", Some(json!({ "kb": kb, "query": "budget" }))).await;
+                    assert_eq!(status, StatusCode::NOT_FOUND);
+                    let (status, _) = call(&app, &key, "GET", &format!("/api/kbs/{kb}/graph/entity?name=Aurora"), None).await;
                     assert_eq!(status, StatusCode::NOT_FOUND);
                     continue;
                 }
@@ -275,6 +285,23 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
                     assert_eq!(found, may, "u{user} searched {kb} for the text of {}", file_name(source));
                     checked.2 += usize::from(!may);
                 }
+                // The knowledge graph: an entity exists for the caller through the documents it
+                // may read, all of them, and its relations name only those.
+                let project = *rng.pick(&PROJECTS);
+                let (status, found) = call(&app, &key, "GET", &format!("/api/kbs/{kb}/graph/entity?name={project}&limit=500"), None).await;
+                assert_eq!(status, StatusCode::OK);
+                let naming: BTreeSet<String> =
+                    readable.iter().filter(|s| texts[s.as_str()].split(|c: char| !c.is_alphanumeric()).any(|w| w == project)).cloned().collect();
+                let listed: BTreeSet<String> =
+                    found["sources"].as_array().map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default();
+                assert_eq!(listed, naming, "u{user}'s documents naming {project} in {kb}");
+                for n in found["neighbors"].as_array().unwrap() {
+                    for source in n["sources"].as_array().unwrap() {
+                        let source = source.as_str().unwrap();
+                        assert!(naming.contains(source), "u{user} got a relation of {project} from {}", file_name(source));
+                    }
+                }
+                checked.3 += 1;
                 for _ in 0..3 {
                     let (chunk_kb, chunk, source) = rng.pick(&all_chunks).clone();
                     let (status, body) = call(&app, &key, "GET", &format!("/api/kbs/{kb}/chunks/{chunk}"), None).await;
@@ -286,7 +313,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         }
     });
     // Searches, passages, and searches for documents whose access was taken away.
-    assert!(checked.0 > 100 && checked.1 > 150 && checked.2 > 30, "too few checks: {checked:?}");
+    assert!(checked.0 > 100 && checked.1 > 150 && checked.2 > 30 && checked.3 > 50, "too few checks: {checked:?}");
 }
 
 fn path_source(dir: &tempfile::TempDir, name: &str) -> String {
