@@ -1,7 +1,7 @@
 //! The web app in headless Chromium (Debian's `chromium` driven by npm's `playwright-core`):
 //! an administrator creates a knowledge base and uploads a file with live progress; a reader
-//! signs in, asks, sees the streamed answer cite its source, opens the cited passage, searches
-//! and switches to Chinese; the embeddable widget answers on an intranet page of another origin. Screenshots are kept under the test target's tmp dir.
+//! signs in, asks, sees the streamed answer cite its source, opens the cited passage, searches,
+//! explores the knowledge graph and switches to Chinese; the embeddable widget answers on an intranet page of another origin. Screenshots are kept under the test target's tmp dir.
 
 mod common;
 
@@ -18,7 +18,7 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
     let page_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let z = Zhiku::new().with_env("ZHIKU_SERVER_CORS_ORIGINS", &format!(r#"["http://localhost:{page_port}"]"#));
     let dir = tempfile::tempdir().unwrap();
-    let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    let leave = write(dir.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n\nLeave requests go through Workday. The Workday system is owned by the People Team.\n");
     assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
     let key = z.json(&["key", "create", "--name", "ann", "--json"])["key"].as_str().unwrap().to_string();
     let admin = z.json(&["key", "create", "--name", "root", "--admin", "--json"])["key"].as_str().unwrap().to_string();
@@ -39,7 +39,7 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
-    for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png", "4-widget.png"] {
+    for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png", "4-widget.png", "5-graph.png"] {
         assert!(std::fs::metadata(shots.join(shot)).is_ok_and(|m| m.len() > 1000), "screenshot {shot} missing");
     }
 }

@@ -7,6 +7,10 @@
 const STRINGS = {
   en: {
     "tab.chat": "Chat", "tab.search": "Search", "tab.documents": "Documents", "tab.admin": "Admin", logout: "Sign out",
+    "tab.graph": "Graph", "graph.entity": "Entity", "graph.placeholder": "An entity: a system, a team, a person…", "graph.show": "Show",
+    "graph.none": "No entity “{name}” in the documents you may read.", "graph.found": "{name} ({kind}): {n} relations",
+    "graph.in": "{other} {relation} {name}", "graph.out": "{name} {relation} {other}", "graph.also": "Also called: {names}",
+    "search.mode": "Retrieval", "search.hybrid": "Hybrid", "search.graph": "Hybrid + graph",
     "chat.history": "Earlier conversations", "rate.up": "Helpful", "rate.down": "Not helpful",
     "rate.correction": "What should the answer have said? (optional)", "rate.send": "Send feedback", "rate.thanks": "Thank you for the feedback.",
     "docs.newkb": "New knowledge base", "docs.acl": "Readers (e.g. group:staff)", "docs.create": "Create",
@@ -36,6 +40,10 @@ const STRINGS = {
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
+    "tab.graph": "图谱", "graph.entity": "实体", "graph.placeholder": "一个实体：系统、团队、人员……", "graph.show": "查看",
+    "graph.none": "在您可读的文档中没有实体“{name}”。", "graph.found": "{name}（{kind}）：{n} 条关系",
+    "graph.in": "{other} {relation} {name}", "graph.out": "{name} {relation} {other}", "graph.also": "别名：{names}",
+    "search.mode": "检索方式", "search.hybrid": "混合检索", "search.graph": "混合 + 图谱",
     "chat.history": "历史对话", "rate.up": "有帮助", "rate.down": "没帮助",
     "rate.correction": "正确的回答应该是什么？（可选）", "rate.send": "提交反馈", "rate.thanks": "感谢您的反馈。",
     "docs.newkb": "新建知识库", "docs.acl": "读者（如 group:staff）", "docs.create": "创建",
@@ -113,7 +121,7 @@ function show(view) {
   });
   if (view === "admin") loadAdmin();
   if (view === "documents") loadDocuments();
-  const focus = { chat: "question", search: "query", login: "user" }[view];
+  const focus = { chat: "question", search: "query", graph: "entity", login: "user" }[view];
   if (focus) $(focus).focus();
 }
 
@@ -398,13 +406,71 @@ async function ask(question) {
 
 async function search(kb, query) {
   $("search-status").textContent = "…";
-  const response = await api("/api/search", { method: "POST", body: JSON.stringify({ kb, query, top_k: 10 }) });
+  const retrieval = $("search-mode").value;
+  const response = await api("/api/search", { method: "POST", body: JSON.stringify({ kb, query, top_k: 10, retrieval }) });
   if (!response.ok) { $("search-status").textContent = await errorText(response); $("hits").replaceChildren(); return; }
   const hits = (await response.json()).hits;
   $("search-status").textContent = hits.length ? t("search.count", { n: hits.length }) : t("search.none");
   $("hits").replaceChildren(...hits.map((h) => {
     const where = [h.heading_path.join(" › "), h.page ? t("page", { n: h.page }) : ""].filter(Boolean).join(" — ");
     return element("li", {}, element("strong", {}, h.source), element("div", { class: "where" }, where), element("p", {}, h.text));
+  }));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// An entity and its neighbours: a star drawn in SVG (neighbours on a circle, each edge labelled
+// with its relation and pointing the way it reads), and the same as a list with the sources.
+async function showEntity(kb, name) {
+  $("graph-status").textContent = "…";
+  const response = await api(`/api/kbs/${encodeURIComponent(kb)}/graph/entity?name=${encodeURIComponent(name)}&limit=24`);
+  const canvas = $("graph-canvas");
+  if (!response.ok) { $("graph-status").textContent = await errorText(response); canvas.toggleAttribute("hidden", true); $("relations").replaceChildren(); return; }
+  const found = await response.json();
+  if (!found.kind) {
+    $("graph-status").textContent = t("graph.none", { name });
+    canvas.toggleAttribute("hidden", true);
+    $("relations").replaceChildren();
+    return;
+  }
+  const status = [t("graph.found", { name: found.entity, kind: found.kind, n: found.neighbors.length })];
+  if (found.aliases.length) status.push(t("graph.also", { names: found.aliases.join(", ") }));
+  $("graph-status").textContent = status.join(" · ");
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }));
+  defs.append(marker);
+  const parts = [defs];
+  const n = found.neighbors.length;
+  const nodes = [];
+  found.neighbors.forEach((nb, i) => {
+    const angle = (2 * Math.PI * i) / Math.max(n, 1) - Math.PI / 2;
+    const [x, y] = [Math.cos(angle) * 300, Math.sin(angle) * 190];
+    const [x1, y1, x2, y2] = nb.direction === "out" ? [0, 0, x, y] : [x, y, 0, 0];
+    // Stop short of the labels so that the arrow heads show.
+    const shorten = (ax, ay, bx, by) => { const d = Math.hypot(bx - ax, by - ay) || 1; return [bx - ((bx - ax) / d) * 34, by - ((by - ay) / d) * 16]; };
+    const [ex, ey] = shorten(x1, y1, x2, y2);
+    const [sx, sy] = shorten(x2, y2, x1, y1);
+    parts.push(svg("line", { x1: sx, y1: sy, x2: ex, y2: ey, class: nb.relation === "related_to" ? "edge weak" : "edge", "marker-end": "url(#arrow)" }));
+    parts.push(svg("text", { x: x / 2, y: y / 2 - 4, class: "relation" }, nb.relation.replaceAll("_", " ")));
+    const label = svg("text", { x, y: y + 5, class: "node", tabindex: "0", role: "button" }, nb.entity);
+    label.addEventListener("click", () => { $("entity").value = nb.entity; showEntity(kb, nb.entity); });
+    label.addEventListener("keydown", (e) => { if (e.key === "Enter") { $("entity").value = nb.entity; showEntity(kb, nb.entity); } });
+    nodes.push(label);
+  });
+  parts.push(...nodes, svg("text", { x: 0, y: 5, class: "node center" }, found.entity));
+  canvas.replaceChildren(...parts);
+  canvas.toggleAttribute("hidden", false);
+  $("relations").replaceChildren(...found.neighbors.map((nb) => {
+    const text = t(nb.direction === "out" ? "graph.out" : "graph.in", { name: found.entity, other: nb.entity, relation: nb.relation.replaceAll("_", " ") });
+    return element("li", {}, element("span", {}, text), element("span", { class: "where" }, ` — ${nb.sources.join(", ")}`));
   }));
 }
 
@@ -531,6 +597,7 @@ document.addEventListener("DOMContentLoaded", () => {
     loadAdmin();
   });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search-kb").value, $("query").value.trim()); });
+  $("graph-form").addEventListener("submit", (e) => { e.preventDefault(); showEntity($("graph-kb").value, $("entity").value.trim()); });
   if (apiKey) signIn(apiKey).catch(() => signOut());
   else if (csrf) enter(t("login.badpassword")).catch(() => signOut());
   else enter(t("login.bad")).catch(() => show("login")); // signed in already by a single-sign-on proxy?

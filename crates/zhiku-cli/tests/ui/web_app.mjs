@@ -146,6 +146,21 @@ try {
   await page.keyboard.press("Enter");
   await page.waitForSelector("#hits li");
   check((await page.textContent("#hits li")).includes("leave.md"), "search finds the document");
+  // The knowledge graph: an entity, its relation drawn and listed, a neighbour one click away.
+  await page.click("[data-view=graph]");
+  await page.fill("#entity", "workday");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#relations li");
+  check((await page.textContent("#relations")).includes("People Team owns Workday"), `relations: ${await page.textContent("#relations")}`);
+  check((await page.textContent("#relations")).includes("leave.md"), "each relation names its source");
+  await page.screenshot({ path: `${shots}/5-graph.png`, fullPage: true });
+  await page.click("#graph-canvas text.node:not(.center)");
+  await page.waitForFunction(() => document.querySelector("#graph-status").textContent.startsWith("People Team"));
+  await page.fill("#entity", "Nothing Like This");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#graph-status").textContent.includes("No entity"));
+  check(await page.locator("#graph-canvas").isHidden(), "no drawing for an unknown entity");
+  await page.click("[data-view=search]");
   await page.click("#lang");
   check((await page.textContent("[data-view=chat]")) === "问答", "the tabs speak Chinese");
   await page.screenshot({ path: `${shots}/3-search-zh.png`, fullPage: true });
