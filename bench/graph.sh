@@ -31,7 +31,7 @@ declare -A took
 for graph in false true; do
   start=$(date +%s.%N)
   out=$(ZHIKU_GRAPH_ENABLED=$graph "$TARGET/zhiku" --data-dir "$work/$graph" ingest "$DOCS"/*.html --kb ref --json)
-  took[$graph]=$(echo "$(date +%s.%N) - $start" | bc)
+  took[$graph]=$(python3 -c "print($(date +%s.%N) - $start)")
   chunks=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chunks"])')
   counts='{"entities":0,"relations":0}'
   if [ "$graph" = true ]; then counts=$("$TARGET/zhiku" --data-dir "$work/$graph" graph build --kb ref --json); fi
@@ -39,4 +39,4 @@ for graph in false true; do
   rels=$(echo "$counts" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("relations",0))')
   printf '| %s | %.1f | %s | %s | %s |\n' "$graph" "${took[$graph]}" "$chunks" "$ents" "$rels"
 done
-printf '\nwith graph / without: **%.2f×** the time\n' "$(echo "${took[true]} / ${took[false]}" | bc -l)"
+printf '\nwith graph / without: **%.2f×** the time\n' "$(python3 -c "print(${took[true]} / ${took[false]})")"

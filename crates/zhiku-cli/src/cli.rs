@@ -292,6 +292,9 @@ pub enum GraphCommand {
         kb: String,
         #[arg(long)]
         rebuild: bool,
+        /// `local` or `llm` (the configured language model) [default: graph.extractor].
+        #[arg(long)]
+        extractor: Option<zhiku_rag::graph::ExtractorKind>,
         #[arg(long)]
         json: bool,
     },

@@ -249,9 +249,23 @@ fn setup(ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The language model for the `llm` graph extractor, with the name the extraction cache keys it
+/// by.
+pub(crate) fn graph_model(ctx: &Ctx) -> Result<(Arc<dyn zhiku_models::ChatModel>, String)> {
+    let path = llm_path(ctx)?;
+    let llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {} for graph.extractor = \"llm\"", path.display()))?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let id = format!("{}:{size}", path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    Ok((Arc::new(llm), id))
+}
+
 fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     let acl = parse_acl(&args.acl)?;
-    let engine = engine(ctx)?;
+    let mut engine = engine(ctx)?;
+    if ctx.config.graph.enabled && ctx.config.graph.extractor == zhiku_rag::graph::ExtractorKind::Llm {
+        let (model, id) = graph_model(ctx)?;
+        engine = engine.with_graph_model(model, id);
+    }
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
@@ -534,7 +548,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder: Arc<dyn zhiku_core::Embedder> =
         Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
-    let engine = Arc::new(Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
+    let mut engine = Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag());
     let llm_path = llm_path(ctx)?;
     let chat = if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
@@ -544,6 +558,12 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!(path = %llm_path.display(), "no language model there: chat completions answer 503 until `zhiku setup` installs one");
         None
     };
+    if let (Some(chat), zhiku_rag::graph::ExtractorKind::Llm) = (&chat, ctx.config.graph.extractor) {
+        let size = std::fs::metadata(&llm_path).map(|m| m.len()).unwrap_or(0);
+        let name = llm_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        engine = engine.with_graph_model(chat.model.clone(), format!("{name}:{size}"));
+    }
+    let engine = Arc::new(engine);
     let embedding_model = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding".into());
     let server = &ctx.config.server;
     let tls = match (args.tls_cert, args.tls_key) {

@@ -237,6 +237,7 @@ impl Config {
                 repeat_penalty: self.generation.repeat_penalty,
                 context_tokens: self.generation.context_tokens,
                 threads: (self.generation.threads > 0).then_some(self.generation.threads),
+                grammar: None,
             },
             prompt_budget_tokens: self.generation.prompt_budget_tokens,
             near_duplicate_threshold: self.chunking.near_duplicate_threshold,

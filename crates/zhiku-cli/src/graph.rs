@@ -92,21 +92,30 @@ pub fn graph(ctx: &Ctx, command: GraphCommand) -> Result<ExitCode> {
             crate::governance::audit(&store, "graph.export", Some(&kb), json!({ "as": as_user, "entities": graph.nodes.len(), "relations": graph.edges.len() }))?;
             eprintln!("wrote {} entities and {} relations to {}", graph.nodes.len(), graph.edges.len(), out.display());
         }
-        GraphCommand::Build { kb, rebuild, json } => {
+        GraphCommand::Build { kb, rebuild, extractor, json } => {
             if !store.kb_exists(&kb)? {
                 anyhow::bail!("knowledge base '{kb}' does not exist; ingest into it first");
             }
             if rebuild {
                 store.graph_reset(&kb)?;
             }
-            let update = graph::update(&store, &kb, &ctx.config.graph)?;
+            let mut config = ctx.config.graph.clone();
+            if let Some(kind) = extractor {
+                config.extractor = kind;
+            }
+            let model = match config.extractor {
+                graph::ExtractorKind::Llm => Some(crate::commands::graph_model(ctx)?),
+                graph::ExtractorKind::Local => None,
+            };
+            let model = model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
+            let update = graph::update(&store, &kb, &config, model.as_ref())?;
             let counts = store.graph_counts(&kb)?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string(&json!({
                         "documents": update.documents, "chunks": update.chunks, "removed_entities": update.removed_entities,
-                        "entities": counts.entities, "relations": counts.edges,
+                        "entities": counts.entities, "relations": counts.edges, "model": update.model,
                     }))?
                 );
             } else {

@@ -327,3 +327,43 @@ fn an_encrypted_store_keeps_no_entity_name_in_clear() {
     assert_eq!((leaked, relations_in_clear), (0, 0));
     let _ = std::fs::remove_file(key);
 }
+
+#[test]
+fn the_model_extractor_writes_only_triples_the_text_supports_and_caches_them() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    write(docs.path(), "atlas.md", "# Atlas\n\nThe Atlas service depends on Borealis.\n");
+    write(docs.path(), "borealis.md", "# Borealis\n\nBorealis is owned by the Payments Team. Borealis uses Orion DB.\n");
+    z.ingest("eng", &[docs.path()], &[]);
+    let built = z.json(&["graph", "build", "--kb", "eng", "--rebuild", "--extractor", "llm", "--json"]);
+    let model = &built["model"];
+    let chunks = built["chunks"].as_u64().unwrap();
+    assert_eq!(chunks, 2);
+    assert_eq!(model["read"].as_u64().unwrap() + model["fallback"].as_u64().unwrap(), chunks, "{built}");
+    // Whatever the model wrote, every relation's ends are named in the document that states it:
+    // the grammar fixes the shape, the check against the text keeps inventions out.
+    let out = z.data.path().join("llm-csv");
+    assert!(z.run(&["graph", "export", "--kb", "eng", "--format", "csv", "--out", out.to_str().unwrap()]).status.success());
+    let nodes = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
+    let names: std::collections::HashMap<String, String> = nodes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, rest) = l.split_once(',').unwrap();
+            (id.to_string(), rest.rsplitn(3, ',').nth(2).unwrap().trim_matches('"').to_string())
+        })
+        .collect();
+    let edges = std::fs::read_to_string(out.join("relationships.csv")).unwrap();
+    assert!(edges.lines().count() > 1, "no relation at all: {edges}");
+    for line in edges.lines().skip(1) {
+        let f: Vec<&str> = line.splitn(5, ',').collect();
+        let text = std::fs::read_to_string(f[4].trim_matches('"')).unwrap().to_lowercase();
+        for end in [&names[f[0]], &names[f[1]]] {
+            assert!(text.contains(&end.to_lowercase()), "'{end}' of {line} is not in the text");
+        }
+    }
+    // Again: every chunk from the cache, the model not asked.
+    let again = z.json(&["graph", "build", "--kb", "eng", "--rebuild", "--extractor", "llm", "--json"]);
+    assert_eq!(again["model"]["cached"].as_u64().unwrap(), chunks, "{again}");
+    assert_eq!(again["relations"], built["relations"]);
+}

@@ -1,7 +1,8 @@
 //! zhiku-graph: the knowledge graph's pure logic, free of I/O.
 //!
 //! It owns what a chunk says about entities and their relations ([`Extractor`]: the fast local
-//! [`LocalExtractor`], which reads structured records with [`structured`]),
+//! [`LocalExtractor`], which reads structured records with [`structured`], and the model-based
+//! [`llm::LlmExtractor`]),
 //! when two names are one entity ([`resolve`]), how a graph is walked ([`walk`]: neighbourhoods,
 //! k-hop expansion, shortest paths) and how it is written out for Neo4j and other tools
 //! ([`export`]). Storage is the store's (`zhiku-store`), orchestration the engine's (`zhiku-rag`).
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod export;
+pub mod llm;
 mod local;
 pub mod resolve;
 pub mod structured;

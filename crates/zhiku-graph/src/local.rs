@@ -76,7 +76,7 @@ const NAME_CONNECTORS: &[&str] = &["of", "for", "de", "du", "la", "van", "von", 
 
 /// Nouns that stand after a name and belong to it in speech, not in the graph: "the Atlas
 /// service depends on …" relates Atlas.
-const GENERIC_HEADS: &[&str] = &[
+pub(crate) const GENERIC_HEADS: &[&str] = &[
     "service", "services", "team", "system", "server", "library", "package", "project", "application", "app", "tool", "database",
     "module", "component", "department", "group", "company", "cluster", "platform", "api", "program", "daemon", "protocol", "site",
 ];

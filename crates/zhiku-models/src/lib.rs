@@ -80,11 +80,14 @@ pub struct GenerationOptions {
     pub context_tokens: usize,
     /// `None`: one per available core.
     pub threads: Option<usize>,
+    /// A GBNF grammar (root rule `root`) the output must follow: JSON of a given shape from any
+    /// model, however small.
+    pub grammar: Option<String>,
 }
 
 impl Default for GenerationOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, temperature: 0.0, seed: 42, repeat_penalty: 1.1, context_tokens: 4096, threads: None }
+        Self { max_tokens: 256, temperature: 0.0, seed: 42, repeat_penalty: 1.1, context_tokens: 4096, threads: None, grammar: None }
     }
 }
 

@@ -13,6 +13,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::{ChatMessage, Error, Generation, GenerationOptions, Result};
@@ -133,6 +135,13 @@ impl LlamaGenerator {
         if options.repeat_penalty != 1.0 {
             chain.push(LlamaSampler::penalties(self.model.n_vocab(), 64, options.repeat_penalty, 0.0, 0.0));
         }
+        // The grammar is checked against the token the other samplers pick, and imposed on the
+        // whole vocabulary only when that token breaks it: checking 49,000 tokens at every step
+        // is most of a small model's time.
+        let mut grammar = match &options.grammar {
+            Some(g) => Some(LlamaSampler::grammar(&self.model, g, "root").map_err(|e| Error::Inference(format!("invalid output grammar: {e}")))?),
+            None => None,
+        };
         if options.temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());
         } else {
@@ -151,8 +160,30 @@ impl LlamaGenerator {
         let mut pos = tokens.len();
         let mut logits_index = batch.n_tokens() - 1;
         while generated < options.max_tokens && pos < n_ctx {
-            let token: LlamaToken = sampler.sample(&ctx, logits_index);
-            sampler.accept(token);
+            let token: LlamaToken = match grammar.as_mut() {
+                // `sample` accepts the token into every sampler of the chain as well: accepting
+                // it again would count it twice.
+                None => sampler.sample(&ctx, logits_index),
+                Some(grammar) => {
+                    let mut candidates = ctx.token_data_array_ith(logits_index);
+                    candidates.apply_sampler(&mut sampler);
+                    let picked = candidates.selected_token().ok_or_else(|| Error::Inference("no token sampled".into()))?;
+                    let logit = candidates.data.iter().find(|d| d.id() == picked).map(|d| d.logit()).unwrap_or(0.0);
+                    let mut alone = LlamaTokenDataArray::new(vec![LlamaTokenData::new(picked, logit, 0.0)], false);
+                    alone.apply_sampler(grammar);
+                    let token = if alone.data[0].logit().is_finite() {
+                        picked
+                    } else {
+                        let mut candidates = ctx.token_data_array_ith(logits_index);
+                        candidates.apply_sampler(grammar);
+                        candidates.apply_sampler(&mut sampler);
+                        candidates.selected_token().ok_or_else(|| Error::Inference("the grammar allows no token here".into()))?
+                    };
+                    sampler.accept(token);
+                    grammar.accept(token);
+                    token
+                }
+            };
             if vocab.is_eog(token) {
                 break;
             }

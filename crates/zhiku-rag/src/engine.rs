@@ -39,6 +39,8 @@ pub struct Engine {
     /// One writer per knowledge base at a time in this process (ingestion, deletion, ACL
     /// changes all update the same index files).
     write_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// For the `llm` graph extractor.
+    graph_model: Option<(Arc<dyn ChatModel>, String)>,
 }
 
 /// Search indexes as opened at a store generation with a vector index choice.
@@ -295,7 +297,15 @@ impl Engine {
             read_cache: Mutex::new(HashMap::new()),
             answers: Default::default(),
             write_locks: Mutex::default(),
+            graph_model: None,
         }
+    }
+
+    /// The language model the `llm` graph extractor asks (`graph.extractor = "llm"`), named for
+    /// the extraction cache.
+    pub fn with_graph_model(mut self, model: Arc<dyn ChatModel>, id: String) -> Self {
+        self.graph_model = Some((model, id));
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -375,7 +385,8 @@ impl Engine {
         })?;
         batch.indexes.commit(self.store.generation(kb)?)?;
         if self.config.graph.enabled {
-            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph)?);
+            let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
+            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph, model.as_ref())?);
         }
         Ok(batch.report)
     }
@@ -786,7 +797,8 @@ impl Engine {
         self.require_kb(kb)?;
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
-        graph::update(&self.store, kb, &self.config.graph)
+        let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref())
     }
 
     /// Forgets the knowledge base's graph and reads every chunk again.
@@ -795,7 +807,8 @@ impl Engine {
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         self.store.graph_reset(kb)?;
-        graph::update(&self.store, kb, &self.config.graph)
+        let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref())
     }
 
     /// An entity of the knowledge base with its neighbours (at most `limit`), as the caller sees

@@ -19,8 +19,11 @@ use crate::Result;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphConfig {
-    /// Build the graph while ingesting (the local extractor: no model, fast).
+    /// Build the graph while ingesting.
     pub enabled: bool,
+    /// `local` (patterns, no model, fast) or `llm` (the configured language model writes each
+    /// chunk's triples, grammar-constrained and checked against the text; for models that can).
+    pub extractor: ExtractorKind,
     /// Columns that identify a row of structured data (CSV, JSON), tried in order; otherwise the
     /// key column is inferred (unique values, names like `id` and `name` first).
     pub key_columns: Vec<String>,
@@ -32,7 +35,70 @@ pub struct GraphConfig {
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        Self { enabled: true, key_columns: Vec::new(), hops: 2, max_entities: 40 }
+        Self { enabled: true, extractor: ExtractorKind::Local, key_columns: Vec::new(), hops: 2, max_entities: 40 }
+    }
+}
+
+/// Which extractor builds the graph.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractorKind {
+    #[default]
+    Local,
+    Llm,
+}
+
+impl std::str::FromStr for ExtractorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "llm" => Ok(Self::Llm),
+            other => Err(format!("unknown extractor '{other}': use local or llm")),
+        }
+    }
+}
+
+/// A chat model as the model-based extractor uses it: greedy, then sampled for the retry.
+pub struct ChatTripleModel<'a> {
+    pub model: &'a dyn zhiku_models::ChatModel,
+    /// Names the model for the extraction cache (its file, say).
+    pub id: String,
+}
+
+impl zhiku_graph::llm::TripleModel for ChatTripleModel<'_> {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn complete(&self, system: &str, user: &str, grammar: &str, attempt: u32) -> Result<String, String> {
+        let options = zhiku_models::GenerationOptions {
+            max_tokens: 400,
+            temperature: if attempt == 0 { 0.0 } else { 0.7 },
+            seed: 7 + attempt,
+            repeat_penalty: 1.0,
+            context_tokens: 2048,
+            threads: None,
+            grammar: Some(grammar.to_string()),
+        };
+        let messages = [zhiku_models::ChatMessage::new("system", system), zhiku_models::ChatMessage::new("user", user)];
+        self.model.generate(&messages, &options, &mut |_| true).map(|g| g.text).map_err(|e| e.to_string())
+    }
+}
+
+/// The store as the model-based extractor's cache.
+struct StoreCache<'a>(&'a Store);
+
+impl zhiku_graph::llm::ExtractionCache for StoreCache<'_> {
+    fn get(&self, key: &str) -> Option<zhiku_graph::Extraction> {
+        self.0.graph_cached_extraction(key).ok().flatten()
+    }
+
+    fn put(&self, key: &str, extraction: &zhiku_graph::Extraction) {
+        if let Err(e) = self.0.cache_graph_extraction(key, extraction) {
+            tracing::warn!(error = %e, "cannot cache a model's extraction");
+        }
     }
 }
 
@@ -111,6 +177,17 @@ pub struct GraphUpdate {
     pub chunks: usize,
     /// Entities removed because nothing mentions them any more.
     pub removed_entities: usize,
+    /// With the model-based extractor: chunks the model read, answered from the cache, or read
+    /// locally after two answers that were not taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelReading>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ModelReading {
+    pub read: usize,
+    pub cached: usize,
+    pub fallback: usize,
 }
 
 /// Reads the graph of one knowledge base as one caller.
@@ -458,11 +535,26 @@ fn relation_stem(word: &str) -> String {
 }
 
 /// Extracts the knowledge base's unread chunks, a few documents at a time (each its own
-/// transaction), then drops the entities nothing mentions any more.
-pub fn update(store: &Store, kb: &str, config: &GraphConfig) -> Result<GraphUpdate> {
+/// transaction), then drops the entities nothing mentions any more. `model`: the language model
+/// for the `llm` extractor (without one, or with the `local` extractor configured, the local
+/// extractor reads).
+pub fn update(store: &Store, kb: &str, config: &GraphConfig, model: Option<&ChatTripleModel<'_>>) -> Result<GraphUpdate> {
     let _span = info_span!("graph", kb).entered();
-    let extractor = LocalExtractor;
     let keys = structured::Keys { columns: config.key_columns.clone() };
+    let cache = StoreCache(store);
+    match (config.extractor, model) {
+        (ExtractorKind::Llm, Some(model)) => {
+            let extractor = zhiku_graph::llm::LlmExtractor::new(model, &cache, keys.clone());
+            let mut done = extract_pending(store, kb, &extractor, &keys)?;
+            let stats = extractor.stats();
+            done.model = Some(ModelReading { read: stats.read, cached: stats.cached, fallback: stats.fallback });
+            Ok(done)
+        }
+        _ => extract_pending(store, kb, &LocalExtractor, &keys),
+    }
+}
+
+fn extract_pending(store: &Store, kb: &str, extractor: &dyn Extractor, keys: &structured::Keys) -> Result<GraphUpdate> {
     let mut done = GraphUpdate::default();
     loop {
         let pending = store.graph_pending(kb, 16)?;
@@ -473,7 +565,7 @@ pub fn update(store: &Store, kb: &str, config: &GraphConfig) -> Result<GraphUpda
             let texts: Vec<zhiku_graph::ChunkText<'_>> =
                 doc.chunks.iter().map(|(_, path, text)| zhiku_graph::ChunkText { text, heading_path: path }).collect();
             let view = DocumentText { format: &doc.format, language: &doc.language, chunks: texts };
-            let found = if view.is_structured() { structured::extract(&view, &keys) } else { extractor.extract(&view) };
+            let found = if view.is_structured() { structured::extract(&view, keys) } else { extractor.extract(&view) };
             let rows: Vec<(u64, zhiku_graph::Extraction)> = doc.chunks.iter().map(|(id, _, _)| *id).zip(found).collect();
             store.write_graph(kb, extractor.name(), &rows)?;
             done.documents += 1;

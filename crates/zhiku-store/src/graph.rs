@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS graph_alias (
 );
 CREATE INDEX IF NOT EXISTS graph_alias_key ON graph_alias(kb, alias);
 CREATE INDEX IF NOT EXISTS graph_alias_entity ON graph_alias(entity_id);
+CREATE TABLE IF NOT EXISTS graph_llm_cache (
+    key TEXT PRIMARY KEY,
+    extraction TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 "#;
 
 /// A document with chunks the graph has not read yet.
@@ -265,6 +270,28 @@ impl Store {
             tx.execute("INSERT OR REPLACE INTO graph_chunk (chunk_id, extractor) VALUES (?1, ?2)", params![chunk, extractor])?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// A model's extraction cached under `key` (a hash of the model and the chunk's text).
+    pub fn graph_cached_extraction(&self, key: &str) -> Result<Option<Extraction>> {
+        let stored: Option<String> =
+            self.conn().query_row("SELECT extraction FROM graph_llm_cache WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
+        match stored {
+            None => Ok(None),
+            Some(json) => {
+                let json = self.unseal(json)?;
+                serde_json::from_str(&json).map(Some).map_err(|e| crate::Error::Corrupt(format!("cached extraction: {e}")))
+            }
+        }
+    }
+
+    pub fn cache_graph_extraction(&self, key: &str, extraction: &Extraction) -> Result<()> {
+        let json = serde_json::to_string(extraction).map_err(|e| crate::Error::Corrupt(e.to_string()))?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO graph_llm_cache (key, extraction, created_at) VALUES (?1, ?2, ?3)",
+            params![key, self.graph_seal(&json)?, crate::now()],
+        )?;
         Ok(())
     }
 
