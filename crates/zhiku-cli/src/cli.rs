@@ -209,7 +209,7 @@ pub struct SearchArgs {
     pub as_user: Option<String>,
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
-    /// `hybrid` or `graph` [default: retrieval.mode of the configuration].
+    /// `hybrid`, `graph` or `global` [default: retrieval.mode of the configuration].
     #[arg(long)]
     pub retrieval: Option<zhiku_rag::RetrievalMode>,
     #[arg(long)]
@@ -223,7 +223,7 @@ pub struct AskArgs {
     pub kb: String,
     #[arg(long = "as", value_name = "USER")]
     pub as_user: Option<String>,
-    /// `hybrid` or `graph` [default: retrieval.mode of the configuration].
+    /// `hybrid`, `graph` or `global` [default: retrieval.mode of the configuration].
     #[arg(long)]
     pub retrieval: Option<zhiku_rag::RetrievalMode>,
     #[arg(long)]
@@ -270,6 +270,18 @@ pub enum GraphCommand {
         as_user: Option<String>,
         #[arg(long, default_value_t = 4)]
         max_hops: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The knowledge base's main communities (groups of related entities), what --as USER may
+    /// see of them: their entities, relations and sources.
+    Communities {
+        #[arg(long)]
+        kb: String,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },

@@ -73,6 +73,21 @@ pub fn graph(ctx: &Ctx, command: GraphCommand) -> Result<ExitCode> {
                 }
             }
         }
+        GraphCommand::Communities { kb, as_user, limit, json } => {
+            let caller = caller(&store, as_user.as_deref())?;
+            let communities = GraphView::new(&store, &kb, &caller)?.communities(limit)?;
+            if json {
+                println!("{}", serde_json::to_string(&json!({ "communities": communities }))?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for c in &communities {
+                println!("{} entities: {}", c.size, c.entities.join(", "));
+                for r in &c.relations {
+                    println!("  {r}");
+                }
+                println!("  sources: {}\n", c.sources.join(", "));
+            }
+        }
         GraphCommand::Export { kb, format, out, as_user } => {
             let caller = caller(&store, as_user.as_deref())?;
             let graph = GraphView::new(&store, &kb, &caller)?.export()?;

@@ -10,7 +10,7 @@ use common::{debian_reference, Zhiku};
 use serde_json::Value;
 
 fn fixtures(dir: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)
+    common::manifest_dir().join(dir)
 }
 
 fn status_of<'a>(report: &'a Value, source_suffix: &str) -> &'a Value {

@@ -180,7 +180,7 @@ fn over_http_roles_scopes_and_attacks_are_refused_and_audited() {
 
     let server = z.serve();
     let mut cmd = std::process::Command::new(python);
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/access_attacks.py")).env("ZHIKU_URL", &server.url);
+    cmd.arg(common::manifest_dir().join("tests/python/access_attacks.py")).env("ZHIKU_URL", &server.url);
     for (name, created) in keys.drain(..) {
         cmd.env(format!("ZHIKU_KEY_{name}"), created["key"].as_str().unwrap());
     }

@@ -367,3 +367,42 @@ fn the_model_extractor_writes_only_triples_the_text_supports_and_caches_them() {
     assert_eq!(again["model"]["cached"].as_u64().unwrap(), chunks, "{again}");
     assert_eq!(again["relations"], built["relations"]);
 }
+
+#[test]
+fn communities_group_related_entities_and_feed_global_retrieval() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    catalogue_with_people_and_databases(docs.path());
+    z.ingest("eng", &[docs.path()], &["group:staff"]);
+    // Borealis's page is the board's only.
+    let secret = tempfile::tempdir().unwrap();
+    write(secret.path(), "borealis.md", "# Borealis\n\nBorealis is owned by the Payments Team. Borealis uses Orion DB for its queues.\n");
+    std::fs::remove_file(docs.path().join("borealis.md")).unwrap();
+    z.json(&["ingest", docs.path().to_str().unwrap(), "--kb", "eng", "--sync", "--acl", "group:staff", "--json"]);
+    z.ingest("eng", &[secret.path()], &["group:board"]);
+    assert!(z.run(&["group", "add-member", "staff", "carol"]).status.success());
+
+    let all = z.json(&["graph", "communities", "--kb", "eng", "--limit", "100", "--json"]);
+    let communities = all["communities"].as_array().unwrap();
+    let members = |c: &Value| -> BTreeSet<String> { c["entities"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect() };
+    let payments = communities.iter().find(|c| members(c).contains("Payments Team")).expect("a community with the Payments Team");
+    assert!(members(payments).contains("Borealis") || members(payments).contains("Dana Lee"), "{payments}");
+    for c in communities {
+        let m = members(c);
+        assert!(!(m.contains("Borealis") && m.contains("Cirrus")), "unrelated services in one community: {m:?}");
+    }
+    // Carol's view leaves out what only the board's page says.
+    let carol = z.json(&["graph", "communities", "--kb", "eng", "--limit", "100", "--as", "carol", "--json"]);
+    let text = carol.to_string();
+    assert!(!text.contains("owns Borealis") && !text.contains("uses Orion DB") && !text.contains(secret.path().to_str().unwrap()), "{text}");
+    assert!(text.contains("Dana Lee"), "{text}");
+
+    // A global question about the Payments Team's world reaches documents that do not name it.
+    let question = "Give me an overview of everything around the Payments Team";
+    let global = z.json(&["search", question, "--kb", "eng", "--top-k", "6", "--retrieval", "global", "--json"])["hits"].as_array().unwrap().clone();
+    let sources = Zhiku::sources(&global);
+    println!("global: {sources:?}");
+    assert!(sources.iter().any(|s| s.ends_with("payments-team.md")), "{sources:?}");
+    assert!(sources.iter().any(|s| s.ends_with("borealis.md")), "{sources:?}");
+    assert!(global.iter().any(|h| h["via_graph"] == true));
+}

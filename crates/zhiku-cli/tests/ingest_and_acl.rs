@@ -321,7 +321,7 @@ fn bad_files_are_reported_and_the_batch_continues() {
     std::os::unix::fs::symlink(dir.path().join("nowhere.txt"), dir.path().join("k-link.txt")).unwrap();
     write(dir.path(), "l-cut.json", "[{\"name\": \"Alice\", \"team\": ");
     let docx =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
+        std::fs::read(common::manifest_dir().join("../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
     write(dir.path(), "m-cut.docx", &docx[..docx.len() / 3]);
     let missing = dir.path().join("does-not-exist.txt");
 

@@ -149,7 +149,7 @@ fn metrics_and_readiness_without_names() {
     drop(open);
 
     // The Grafana dashboard charts only metrics the server exports.
-    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json")).unwrap();
+    let dashboard = std::fs::read_to_string(common::manifest_dir().join("../../deploy/grafana-dashboard.json")).unwrap();
     let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
@@ -170,7 +170,7 @@ fn metrics_and_readiness_without_names() {
 fn a_data_dir_of_the_first_format_is_migrated_and_a_newer_one_refused() {
     // A copy of the committed fixture: the store as the first release wrote it (tests/fixtures/format1).
     let z = Zhiku::new();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format1/zhiku.db"), z.data.path().join("zhiku.db")).unwrap();
+    std::fs::copy(common::manifest_dir().join("tests/fixtures/format1/zhiku.db"), z.data.path().join("zhiku.db")).unwrap();
     let docs = String::from_utf8(z.run(&["kb", "docs", "handbook"]).stdout).unwrap();
     assert!(docs.contains("docs/leave.md") && docs.contains("docs/board.md"), "{docs}");
     let hits = z.search("handbook", "how many days of annual leave carry over", Some("alice"), 5);

@@ -33,7 +33,7 @@ fn the_openai_python_client_works_against_zhiku_serve() {
 
     let server = z.serve();
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
+    let script = common::manifest_dir().join("tests/python/openai_client.py");
     let out = Command::new(python())
         .arg(script)
         .env("ZHIKU_URL", &server.url)
@@ -48,7 +48,7 @@ fn the_openai_python_client_works_against_zhiku_serve() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 
     let langchain = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/langchain_client.py"))
+        .arg(common::manifest_dir().join("tests/python/langchain_client.py"))
         .env("ZHIKU_URL", &server.url)
         .env("ZHIKU_KEY_ANN", &ann)
         .output()

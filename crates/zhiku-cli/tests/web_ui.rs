@@ -27,7 +27,7 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui/web_app.mjs"))
+        .arg(common::manifest_dir().join("tests/ui/web_app.mjs"))
         .env("ZHIKU_NODE_MODULES", &node_modules)
         .env("ZHIKU_URL", &server.url)
         .env("ZHIKU_KEY", &key)

@@ -2,10 +2,10 @@
 //!
 //! It owns what a chunk says about entities and their relations ([`Extractor`]: the fast local
 //! [`LocalExtractor`], which reads structured records with [`structured`], and the model-based
-//! [`llm::LlmExtractor`]),
-//! when two names are one entity ([`resolve`]), how a graph is walked ([`walk`]: neighbourhoods,
-//! k-hop expansion, shortest paths) and how it is written out for Neo4j and other tools
-//! ([`export`]). Storage is the store's (`zhiku-store`), orchestration the engine's (`zhiku-rag`).
+//! [`llm::LlmExtractor`]), when two names are one entity ([`resolve`]), how a graph is walked
+//! ([`walk`]: neighbourhoods, k-hop expansion, shortest paths) and grouped ([`community`]), and
+//! how it is written out for Neo4j and other tools ([`export`]). Storage is the store's
+//! (`zhiku-store`), orchestration the engine's (`zhiku-rag`).
 //!
 //! ```
 //! use zhiku_graph::{DocumentText, Extractor, LocalExtractor};
@@ -16,6 +16,7 @@
 //! assert_eq!((r.subject.name.as_str(), r.relation.as_str(), r.object.name.as_str()), ("Atlas", "depends_on", "Borealis"));
 //! ```
 
+pub mod community;
 pub mod export;
 pub mod llm;
 mod local;

@@ -3,13 +3,12 @@
 //! plus damaged and hostile packages made here.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use zhiku_core::{ApproxTokenCounter, Chunk};
 use zhiku_ingest::{prepare, ChunkConfig, PreparedDocument};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/office").join(name);
+    let path = manifest_dir().join("tests/fixtures/office").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -158,4 +157,11 @@ fn xlsx_package(sheet: &str) -> Vec<u8> {
         ),
         ("xl/worksheets/sheet1.xml", sheet.as_bytes()),
     ])
+}
+
+/// The crate's directory, as `cargo test` gives it to the running test: a test binary built from
+/// another checkout sharing the target directory (CI caches it) has that checkout's path compiled
+/// in, and it may be gone.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

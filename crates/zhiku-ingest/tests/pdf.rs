@@ -3,14 +3,13 @@
 //! characters only in /ActualText; its tables are drawn cell by cell. The Debian Reference PDF
 //! itself (dblatex) is covered through the binary in zhiku-cli's tests.
 
-use std::path::PathBuf;
 
 use zhiku_core::ApproxTokenCounter;
 use zhiku_ingest::{prepare, ChunkConfig};
 
 #[test]
 fn libreoffice_pdf_keeps_chinese_text_tables_and_lists() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pdf/debian-reference-ch04.zh-cn.pdf");
+    let path = manifest_dir().join("tests/fixtures/pdf/debian-reference-ch04.zh-cn.pdf");
     let bytes = std::fs::read(&path).unwrap();
     let doc = prepare("ch04.pdf", &bytes, &ChunkConfig::default(), &ApproxTokenCounter).unwrap();
     assert_eq!(doc.language, "zh");
@@ -31,7 +30,7 @@ fn libreoffice_pdf_keeps_chinese_text_tables_and_lists() {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pdf").join(name)).unwrap()
+    std::fs::read(manifest_dir().join("tests/fixtures/pdf").join(name)).unwrap()
 }
 
 #[test]
@@ -52,4 +51,11 @@ fn encrypted_and_damaged_pdfs_fail_saying_why_unless_anyone_may_read_them() {
             assert!(e.to_string().contains("pdf") || e.to_string().contains("empty"), "{e}");
         }
     }
+}
+
+/// The crate's directory, as `cargo test` gives it to the running test: a test binary built from
+/// another checkout sharing the target directory (CI caches it) has that checkout's path compiled
+/// in, and it may be gone.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -414,7 +414,9 @@ impl Engine {
         if removed {
             indexes.commit(self.store.generation(kb)?)?;
             // The document's chunks took their graph contributions with them.
-            self.store.graph_gc(kb)?;
+            if self.store.graph_gc(kb)? > 0 {
+                graph::refresh_communities(&self.store, kb)?;
+            }
         }
         Ok(removed)
     }
@@ -733,10 +735,13 @@ impl Engine {
         let bm25_hits = indexes.bm25.search(query, caller, candidates)?;
         let mut lists = vec![vector_hits, bm25_hits];
         let mut from_graph: HashSet<u64> = HashSet::new();
-        if mode == RetrievalMode::Graph {
+        if mode != RetrievalMode::Hybrid {
             let config = &self.config.graph;
             let view = GraphView::new(&self.store, kb, caller)?;
-            let mut graph_hits = view.retrieve(query, config.hops, config.max_entities)?;
+            let mut graph_hits = match mode {
+                RetrievalMode::Global => view.retrieve_global(query, 3)?,
+                _ => view.retrieve(query, config.hops, config.max_entities)?,
+            };
             graph_hits.truncate(candidates);
             from_graph = graph_hits.iter().map(|h| h.0).collect();
             lists.push(graph_hits);
@@ -820,6 +825,11 @@ impl Engine {
     /// The shortest chain of relations between two entities that the caller can see.
     pub fn graph_path(&self, kb: &str, from: &str, to: &str, caller: &Caller, max_hops: usize) -> Result<Option<Vec<PathStep>>> {
         GraphView::new(&self.store, kb, caller)?.path(from, to, max_hops)
+    }
+
+    /// The knowledge base's main communities, as the caller sees them.
+    pub fn graph_communities(&self, kb: &str, caller: &Caller, limit: usize) -> Result<Vec<graph::CommunityView>> {
+        GraphView::new(&self.store, kb, caller)?.communities(limit)
     }
 
     /// The part of the knowledge base's graph the caller can see, for export.

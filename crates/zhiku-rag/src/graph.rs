@@ -112,6 +112,9 @@ pub enum RetrievalMode {
     /// Hybrid search fused with the chunks that state the relations around the entities the
     /// question names (multi-hop questions: "who owns the service X depends on").
     Graph,
+    /// Hybrid search fused with the chunks behind the knowledge base's main communities, those
+    /// the question's words point to first ("what are the main systems and who runs them").
+    Global,
 }
 
 impl std::str::FromStr for RetrievalMode {
@@ -121,7 +124,8 @@ impl std::str::FromStr for RetrievalMode {
         match s {
             "hybrid" => Ok(Self::Hybrid),
             "graph" => Ok(Self::Graph),
-            other => Err(format!("unknown retrieval mode '{other}': use hybrid or graph")),
+            "global" => Ok(Self::Global),
+            other => Err(format!("unknown retrieval mode '{other}': use hybrid, graph or global")),
         }
     }
 }
@@ -158,6 +162,25 @@ pub struct EntityView {
     pub attributes: Vec<AttributeView>,
     /// The documents that mention it.
     pub sources: Vec<String>,
+}
+
+/// A community as a caller sees it: its best-connected entities, its heaviest stated relations
+/// as sentences, the documents behind them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommunityView {
+    pub id: i64,
+    /// Entities of it the caller can see.
+    pub size: usize,
+    pub entities: Vec<String>,
+    pub relations: Vec<String>,
+    pub sources: Vec<String>,
+    /// The chunks stating those relations, best first.
+    #[serde(skip)]
+    pub chunks: Vec<u64>,
+    #[serde(skip)]
+    keys: Vec<String>,
+    #[serde(skip)]
+    weight: f32,
 }
 
 /// One step of a path between two entities.
@@ -485,6 +508,96 @@ impl<'a> GraphView<'a> {
         Ok(ranked)
     }
 
+    /// The knowledge base's communities as the caller sees them (at least two visible entities),
+    /// most connected first.
+    pub fn communities(&self, limit: usize) -> Result<Vec<CommunityView>> {
+        let membership = self.store.graph_communities(self.kb)?;
+        if membership.is_empty() {
+            return Ok(Vec::new());
+        }
+        let community_of: HashMap<i64, i64> = membership.iter().copied().collect();
+        let ids: Vec<i64> = membership.iter().map(|m| m.0).collect();
+        let visible = self.visible_entities(&ids)?;
+        let names: HashMap<i64, zhiku_store::GraphEntity> =
+            self.store.graph_entities(self.kb, &visible.iter().copied().collect::<Vec<_>>())?.into_iter().map(|e| (e.id, e)).collect();
+        // Edges inside one community, as the caller sees them, merged across chunks.
+        let mut inside: BTreeMap<(i64, i64, i64, String), (f32, Vec<u64>, BTreeSet<String>)> = BTreeMap::new();
+        for e in self.visible(self.store.graph_all_edges(self.kb)?) {
+            let (Some(&a), Some(&b)) = (community_of.get(&e.item.source_id), community_of.get(&e.item.target_id)) else { continue };
+            if a != b {
+                continue;
+            }
+            let slot = inside.entry((a, e.item.source_id, e.item.target_id, e.item.relation)).or_default();
+            slot.0 += e.item.weight;
+            slot.1.push(e.chunk_id);
+            slot.2.insert(e.source);
+        }
+        let mut degree: HashMap<i64, f32> = HashMap::new();
+        let mut by_community: BTreeMap<i64, Vec<(i64, i64, String, f32, Vec<u64>, BTreeSet<String>)>> = BTreeMap::new();
+        for ((c, s, t, r), (w, chunks, sources)) in inside {
+            let w = if r == RELATED_TO { w * 0.25 } else { w };
+            *degree.entry(s).or_default() += w;
+            *degree.entry(t).or_default() += w;
+            by_community.entry(c).or_default().push((s, t, r, w, chunks, sources));
+        }
+        let mut out = Vec::new();
+        for (id, mut edges) in by_community {
+            let mut members: Vec<i64> = membership.iter().filter(|m| m.1 == id && visible.contains(&m.0)).map(|m| m.0).collect();
+            if members.len() < 2 {
+                continue;
+            }
+            members.sort_by(|a, b| degree.get(b).unwrap_or(&0.0).total_cmp(degree.get(a).unwrap_or(&0.0)).then(a.cmp(b)));
+            edges.sort_by(|a, b| (a.2 == RELATED_TO).cmp(&(b.2 == RELATED_TO)).then(b.3.total_cmp(&a.3)).then((a.0, a.1).cmp(&(b.0, b.1))));
+            let name = |id: &i64| names.get(id).map(|e| e.name.clone()).unwrap_or_default();
+            let stated: Vec<_> = edges.iter().filter(|e| e.2 != RELATED_TO).take(10).collect();
+            let relations = stated.iter().map(|(s, t, r, ..)| format!("{} {} {}", name(s), r.replace('_', " "), name(t))).collect();
+            let mut chunks = Vec::new();
+            let mut sources = BTreeSet::new();
+            for (_, _, _, _, c, docs) in edges.iter().take(10) {
+                for chunk in c {
+                    if !chunks.contains(chunk) {
+                        chunks.push(*chunk);
+                    }
+                }
+                sources.extend(docs.iter().cloned());
+            }
+            let keys = members.iter().filter_map(|m| names.get(m)).map(|e| entity_key(&e.name, EntityKind::Name)).collect();
+            out.push(CommunityView {
+                id,
+                size: members.len(),
+                entities: members.iter().take(10).map(name).collect(),
+                relations,
+                sources: sources.into_iter().collect(),
+                chunks,
+                keys,
+                weight: edges.iter().map(|e| e.3).sum(),
+            });
+        }
+        out.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Chunks for global retrieval: those behind the communities the question's words name
+    /// (entities in them), or else the largest ones.
+    pub fn retrieve_global(&self, question: &str, communities: usize) -> Result<Vec<(u64, f32)>> {
+        let (named, phrases) = zhiku_graph::query_terms(question);
+        let terms: HashSet<String> = named.iter().chain(&phrases).map(|t| entity_key(t, EntityKind::Name)).collect();
+        let mut all = self.communities(usize::MAX)?;
+        // Communities the question names come first, in the order of how much it names them.
+        let hits = |c: &CommunityView| c.keys.iter().filter(|k| terms.contains(*k)).count();
+        all.sort_by(|a, b| hits(b).cmp(&hits(a)).then(b.weight.total_cmp(&a.weight)).then(a.id.cmp(&b.id)));
+        let mut ranked = Vec::new();
+        for (rank, c) in all.iter().take(communities).enumerate() {
+            for (i, chunk) in c.chunks.iter().take(5).enumerate() {
+                if !ranked.iter().any(|(id, _)| id == chunk) {
+                    ranked.push((*chunk, 1.0 / (1 + rank * 5 + i) as f32));
+                }
+            }
+        }
+        Ok(ranked)
+    }
+
     /// The caller's view of the whole graph, for export.
     pub fn export(&self) -> Result<zhiku_graph::export::Graph> {
         let edges = self.visible(self.store.graph_all_edges(self.kb)?);
@@ -573,5 +686,22 @@ fn extract_pending(store: &Store, kb: &str, extractor: &dyn Extractor, keys: &st
         }
     }
     done.removed_entities = store.graph_gc(kb)?;
+    if done.chunks > 0 || done.removed_entities > 0 {
+        refresh_communities(store, kb)?;
+    }
     Ok(done)
+}
+
+/// Recomputes the knowledge base's communities over all its relations (stated ones weigh four
+/// times co-occurrence). Membership says nothing by itself: what a caller sees of a community is
+/// filtered like everything else.
+pub fn refresh_communities(store: &Store, kb: &str) -> Result<()> {
+    let edges: Vec<(i64, i64, f32)> = store
+        .graph_all_edges(kb)?
+        .into_iter()
+        .map(|e| (e.item.source_id, e.item.target_id, if e.item.relation == RELATED_TO { e.item.weight * 0.25 } else { e.item.weight }))
+        .collect();
+    let communities = zhiku_graph::community::label_propagation(&edges, 20);
+    store.set_graph_communities(kb, &communities)?;
+    Ok(())
 }

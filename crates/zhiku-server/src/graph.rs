@@ -91,6 +91,35 @@ pub async fn path(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CommunitiesQuery {
+    /// Communities listed at most (default 10, at most 100).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/kbs/{kb}/graph/communities", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base"), CommunitiesQuery),
+    responses((status = 200, description = "{communities: [{id, size, entities, relations, sources}]}: groups of related entities, what the caller may see of them, most connected first", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "Unknown knowledge base", body = ErrorBody)))]
+pub async fn communities(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+    Query(query): Query<CommunitiesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(10);
+    if limit == 0 || limit > 100 {
+        return Err(ApiError::invalid(format!("limit {limit} is outside 1..=100"), Some("limit")));
+    }
+    check_role(&state, &who, &kb, Role::Viewer).await?;
+    let engine = state.engine.clone();
+    computing(&state, move || {
+        let found = engine.graph_communities(&kb, &who.caller, limit)?;
+        zhiku_rag::audit::record_question(engine.store(), &who.actor(), "graph", &kb, "(communities)", &[], None)?;
+        Ok::<_, zhiku_rag::Error>(Json(json!({ "communities": found })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ExportQuery {
     /// `cypher`, `graphml` or `json` ({nodes, edges}).
     format: String,

@@ -108,6 +108,7 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/roles", get(docs::list_roles).put(docs::set_role))
         .route("/api/kbs/{kb}/graph/entity", get(graph::entity))
         .route("/api/kbs/{kb}/graph/path", get(graph::path))
+        .route("/api/kbs/{kb}/graph/communities", get(graph::communities))
         .route("/api/kbs/{kb}/graph/export", get(graph::export))
         .route("/api/users", get(admin::list_users).post(admin::create_user))
         .route("/api/users/{name}", axum::routing::delete(admin::delete_user).patch(admin::update_user))

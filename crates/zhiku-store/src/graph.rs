@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS graph_alias (
 );
 CREATE INDEX IF NOT EXISTS graph_alias_key ON graph_alias(kb, alias);
 CREATE INDEX IF NOT EXISTS graph_alias_entity ON graph_alias(entity_id);
+CREATE TABLE IF NOT EXISTS graph_community (
+    entity_id INTEGER PRIMARY KEY REFERENCES graph_entity(id) ON DELETE CASCADE,
+    community INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS graph_community_id ON graph_community(community);
 CREATE TABLE IF NOT EXISTS graph_llm_cache (
     key TEXT PRIMARY KEY,
     extraction TEXT NOT NULL,
@@ -271,6 +276,33 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces the knowledge base's communities: entity id → community id.
+    pub fn set_graph_communities(&self, kb: &str, communities: &HashMap<i64, i64>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM graph_community WHERE entity_id IN (SELECT id FROM graph_entity WHERE kb = ?1)", params![kb])?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO graph_community (entity_id, community) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM graph_entity WHERE id = ?1 AND kb = ?3)",
+            )?;
+            for (&entity, &community) in communities {
+                insert.execute(params![entity, community, kb])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The knowledge base's communities: `(entity id, community id)`.
+    pub fn graph_communities(&self, kb: &str) -> Result<Vec<(i64, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT c.entity_id, c.community FROM graph_community c JOIN graph_entity e ON e.id = c.entity_id WHERE e.kb = ?1 ORDER BY c.community, c.entity_id",
+        )?;
+        let rows = stmt.query_map(params![kb], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// A model's extraction cached under `key` (a hash of the model and the chunk's text).

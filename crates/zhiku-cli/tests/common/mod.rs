@@ -7,6 +7,13 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The crate's directory, as `cargo test` gives it to the running test: a test binary built from
+/// another checkout sharing the target directory (CI caches it) has that checkout's path compiled
+/// in, and it may be gone.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn models_dir() -> PathBuf {
     let dir = std::env::var_os("ZHIKU_TEST_MODELS")
         .map(PathBuf::from)
