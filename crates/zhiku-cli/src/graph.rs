@@ -111,19 +111,17 @@ pub fn graph(ctx: &Ctx, command: GraphCommand) -> Result<ExitCode> {
             if !store.kb_exists(&kb)? {
                 anyhow::bail!("knowledge base '{kb}' does not exist; ingest into it first");
             }
-            if rebuild {
-                store.graph_reset(&kb)?;
-            }
-            let mut config = ctx.config.graph.clone();
+            let mut config = ctx.config.clone();
             if let Some(kind) = extractor {
-                config.extractor = kind;
+                config.graph.extractor = kind;
             }
-            let model = match config.extractor {
-                graph::ExtractorKind::Llm => Some(crate::commands::graph_model(ctx)?),
-                graph::ExtractorKind::Local => None,
-            };
-            let model = model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-            let update = graph::update(&store, &kb, &config, model.as_ref())?;
+            let ctx = Ctx { data_dir: ctx.data_dir.clone(), config };
+            let mut engine = crate::commands::engine(&ctx)?;
+            if ctx.config.graph.extractor == graph::ExtractorKind::Llm {
+                let (model, id) = crate::commands::graph_model(&ctx)?;
+                engine = engine.with_graph_model(model, id);
+            }
+            let update = if rebuild { engine.rebuild_graph(&kb)? } else { engine.update_graph(&kb)? };
             let counts = store.graph_counts(&kb)?;
             if json {
                 println!(

@@ -406,3 +406,26 @@ fn communities_group_related_entities_and_feed_global_retrieval() {
     assert!(sources.iter().any(|s| s.ends_with("borealis.md")), "{sources:?}");
     assert!(global.iter().any(|h| h["via_graph"] == true));
 }
+
+#[test]
+fn names_spelt_nearly_alike_with_the_same_meaning_are_one_entity() {
+    let z = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    write(docs.path(), "atlas.md", "# Atlas\n\nThe Atlas service depends on PostgreSQL.\n");
+    write(docs.path(), "db.md", "# Databases\n\nPostgres runs on the Frankfurt Cluster. Server01 runs on the Paris Cluster. Server02 runs on the Oslo Cluster.\n");
+    z.ingest("eng", &[docs.path()], &[]);
+    // Two edits apart and alike in meaning (all-MiniLM-L6-v2 puts them at 0.90): one entity.
+    let postgres = query(&z, "eng", "PostgreSQL", None);
+    let rels = relations(&postgres);
+    assert!(rels.contains(&pair("Frankfurt Cluster", "runs_on")) && rels.contains(&pair("Atlas", "depends_on")), "{postgres}");
+    assert_eq!(postgres["aliases"], serde_json::json!(["Postgres"]));
+    // One digit apart: two machines.
+    let server = query(&z, "eng", "Server01", None);
+    assert_eq!(relations(&server), BTreeSet::from([pair("Paris Cluster", "runs_on")]), "{server}");
+    // Removing the document that spelt it the other way undoes the merge.
+    std::fs::remove_file(docs.path().join("db.md")).unwrap();
+    z.json(&["ingest", docs.path().to_str().unwrap(), "--kb", "eng", "--sync", "--json"]);
+    let alone = query(&z, "eng", "PostgreSQL", None);
+    assert_eq!(alone["aliases"], serde_json::json!([]));
+    assert_eq!(relations(&alone), BTreeSet::from([pair("Atlas", "depends_on")]));
+}

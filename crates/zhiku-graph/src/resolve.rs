@@ -140,6 +140,33 @@ pub fn similar_names(names: &[String]) -> Vec<Vec<usize>> {
     groups.into_values().filter(|g| g.len() > 1).collect()
 }
 
+/// Pairs of names (folded keys, by id) close enough in spelling that their embeddings should
+/// decide whether they are one entity: at most two edits apart (`postgressql`/`postgresql`,
+/// `elasticsearch`/`elastisearch`), at least six characters, the same digits. Returns index pairs.
+pub fn spelling_candidates(folds: &[String]) -> Vec<(usize, usize)> {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let mut by_first: std::collections::BTreeMap<char, Vec<usize>> = Default::default();
+    for (i, f) in folds.iter().enumerate() {
+        if f.chars().count() >= 6 {
+            if let Some(c) = f.chars().next() {
+                by_first.entry(c).or_default().push(i);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for members in by_first.values() {
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                let (a, b) = (&folds[i], &folds[j]);
+                if a != b && a.chars().count().abs_diff(b.chars().count()) <= 2 && digits(a) == digits(b) && edit_distance(a, b, 2) <= 2 {
+                    out.push((i, j));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +192,11 @@ mod tests {
         assert!(!near_identical("elasticsearch", "elastic"));
         let names: Vec<String> = ["kubernetes", "kubernets", "postgresql", "mysql", "kubernetess"].iter().map(|s| s.to_string()).collect();
         assert_eq!(similar_names(&names), vec![vec![0, 1, 4]]);
+    }
+
+    #[test]
+    fn spelling_candidates_are_two_edits_apart_at_most() {
+        let folds: Vec<String> = ["elasticsearch", "elastisearch", "postgres", "postgresql", "server01", "server02", "mysql"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(spelling_candidates(&folds), vec![(0, 1), (2, 3)]);
     }
 }

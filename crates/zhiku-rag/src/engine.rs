@@ -386,7 +386,7 @@ impl Engine {
         batch.indexes.commit(self.store.generation(kb)?)?;
         if self.config.graph.enabled {
             let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph, model.as_ref())?);
+            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))?);
         }
         Ok(batch.report)
     }
@@ -803,7 +803,7 @@ impl Engine {
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-        graph::update(&self.store, kb, &self.config.graph, model.as_ref())
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))
     }
 
     /// Forgets the knowledge base's graph and reads every chunk again.
@@ -813,7 +813,7 @@ impl Engine {
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         self.store.graph_reset(kb)?;
         let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-        graph::update(&self.store, kb, &self.config.graph, model.as_ref())
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))
     }
 
     /// An entity of the knowledge base with its neighbours (at most `limit`), as the caller sees

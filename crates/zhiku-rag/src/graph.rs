@@ -269,7 +269,10 @@ impl<'a> GraphView<'a> {
                 }
             }
         }
-        // What the found entities are declared to be another name of, and the reverse.
+        // What the found entities were judged the same as (spelling and meaning), what they are
+        // declared to be another name of, and the reverse.
+        let found: Vec<i64> = ids.iter().copied().collect();
+        ids.extend(self.store.graph_same_as(&found)?);
         let found: Vec<i64> = ids.iter().copied().collect();
         let aliases: Vec<String> = self.visible(self.store.graph_aliases_of(&found)?).into_iter().map(|a| a.item.1).collect();
         if !aliases.is_empty() {
@@ -651,20 +654,65 @@ fn relation_stem(word: &str) -> String {
 /// transaction), then drops the entities nothing mentions any more. `model`: the language model
 /// for the `llm` extractor (without one, or with the `local` extractor configured, the local
 /// extractor reads).
-pub fn update(store: &Store, kb: &str, config: &GraphConfig, model: Option<&ChatTripleModel<'_>>) -> Result<GraphUpdate> {
+/// `embedder`: judges whether names spelt nearly alike are one entity.
+pub fn update(
+    store: &Store,
+    kb: &str,
+    config: &GraphConfig,
+    model: Option<&ChatTripleModel<'_>>,
+    embedder: Option<&dyn zhiku_core::Embedder>,
+) -> Result<GraphUpdate> {
     let _span = info_span!("graph", kb).entered();
     let keys = structured::Keys { columns: config.key_columns.clone() };
     let cache = StoreCache(store);
-    match (config.extractor, model) {
+    let done = match (config.extractor, model) {
         (ExtractorKind::Llm, Some(model)) => {
             let extractor = zhiku_graph::llm::LlmExtractor::new(model, &cache, keys.clone());
             let mut done = extract_pending(store, kb, &extractor, &keys)?;
             let stats = extractor.stats();
             done.model = Some(ModelReading { read: stats.read, cached: stats.cached, fallback: stats.fallback });
-            Ok(done)
+            done
         }
-        _ => extract_pending(store, kb, &LocalExtractor, &keys),
+        _ => extract_pending(store, kb, &LocalExtractor, &keys)?,
+    };
+    if let (Some(embedder), true) = (embedder, done.chunks > 0 || done.removed_entities > 0) {
+        refresh_same(store, kb, embedder)?;
     }
+    Ok(done)
+}
+
+/// How similar two names' embeddings must be, on top of a close spelling, to be one entity.
+const SAME_NAME_SIMILARITY: f32 = 0.85;
+
+/// Recomputes which entities of the knowledge base are one: names at most two edits apart
+/// (folded) whose embeddings agree. Derived from the entities alone, so it follows them as
+/// documents come and go.
+pub fn refresh_same(store: &Store, kb: &str, embedder: &dyn zhiku_core::Embedder) -> Result<()> {
+    let entities = store.graph_all_entities(kb)?;
+    let folds: Vec<String> = entities
+        .iter()
+        .map(|(e, _)| fold_key(&entity_key(&e.name, EntityKind::parse(&e.kind).unwrap_or(EntityKind::Name))))
+        .collect();
+    let candidates = zhiku_graph::resolve::spelling_candidates(&folds);
+    let mut same = Vec::new();
+    if !candidates.is_empty() {
+        let mut involved: Vec<usize> = candidates.iter().flat_map(|&(a, b)| [a, b]).collect();
+        involved.sort_unstable();
+        involved.dedup();
+        let names: Vec<&str> = involved.iter().map(|&i| entities[i].0.name.as_str()).collect();
+        let vectors = embedder.embed(&names)?;
+        let at = |i: usize| involved.binary_search(&i).ok().map(|p| &vectors[p]);
+        for (a, b) in candidates {
+            if let (Some(va), Some(vb)) = (at(a), at(b)) {
+                let cosine: f32 = va.iter().zip(vb).map(|(x, y)| x * y).sum();
+                if cosine >= SAME_NAME_SIMILARITY {
+                    same.push((entities[a].0.id, entities[b].0.id));
+                }
+            }
+        }
+    }
+    store.set_graph_same(kb, &same)?;
+    Ok(())
 }
 
 fn extract_pending(store: &Store, kb: &str, extractor: &dyn Extractor, keys: &structured::Keys) -> Result<GraphUpdate> {

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS graph_community (
     community INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS graph_community_id ON graph_community(community);
+CREATE TABLE IF NOT EXISTS graph_same (
+    a INTEGER NOT NULL REFERENCES graph_entity(id) ON DELETE CASCADE,
+    b INTEGER NOT NULL REFERENCES graph_entity(id) ON DELETE CASCADE,
+    PRIMARY KEY (a, b)
+);
+CREATE INDEX IF NOT EXISTS graph_same_b ON graph_same(b);
 CREATE TABLE IF NOT EXISTS graph_llm_cache (
     key TEXT PRIMARY KEY,
     extraction TEXT NOT NULL,
@@ -293,6 +299,39 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces the knowledge base's pairs of entities found to be one (spelling and meaning).
+    pub fn set_graph_same(&self, kb: &str, pairs: &[(i64, i64)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM graph_same WHERE a IN (SELECT id FROM graph_entity WHERE kb = ?1)", params![kb])?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO graph_same (a, b) SELECT ?1, ?2
+                 WHERE EXISTS (SELECT 1 FROM graph_entity WHERE id = ?1 AND kb = ?3) AND EXISTS (SELECT 1 FROM graph_entity WHERE id = ?2 AND kb = ?3)",
+            )?;
+            for &(a, b) in pairs {
+                insert.execute(params![a.min(b), a.max(b), kb])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The entities found to be one with any of these.
+    pub fn graph_same_as(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let conn = self.conn();
+        let mut out = Vec::new();
+        for part in ids.chunks(400) {
+            let list = placeholders(part.len(), 0);
+            let mut stmt = conn.prepare(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
+            let rows = stmt.query_map(params_from_iter(part.iter()), |r| r.get::<_, i64>(0))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
     }
 
     /// The knowledge base's communities: `(entity id, community id)`.
