@@ -1,4 +1,5 @@
-//! BERT sentence embeddings (e.g. all-MiniLM-L6-v2) on candle, CPU.
+//! BERT sentence embeddings (e.g. all-MiniLM-L6-v2) on the CPU: weights read with candle's
+//! safetensors loader, the forward pass our own (packed sequences, fused QKV, gemm kernels).
 //!
 //! Follows Hugging Face `transformers`' `BertModel` (modeling_bert.py: absolute position
 //! embeddings, post-LayerNorm encoder, exact-erf GELU) and sentence-transformers' `Pooling`
@@ -6,8 +7,9 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -43,28 +45,185 @@ fn default_act() -> String {
     "gelu".into()
 }
 
-struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    norm: LayerNorm,
+/// A dense layer, `y = x Wᵀ + b`, with `W` as PyTorch stores it (`out × in`, row-major).
+struct Dense {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?.flatten_all()?.to_vec1::<f32>()?;
+        let bias = vb.get(outputs, "bias")?.to_vec1::<f32>()?;
+        Ok(Self { weight, bias, inputs, outputs })
+    }
+
+    /// Several layers reading the same input as one (query, key and value: one matrix product
+    /// instead of three).
+    fn stack(parts: Vec<Dense>) -> Self {
+        let inputs = parts[0].inputs;
+        let outputs = parts.iter().map(|p| p.outputs).sum();
+        let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
+        let bias = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+        Self { weight, bias, inputs, outputs }
+    }
+
+    /// `rows` input rows of `x` into `y` (`rows × outputs`).
+    fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
+        debug_assert_eq!(x.len(), rows * self.inputs);
+        y.clear();
+        for _ in 0..rows {
+            y.extend_from_slice(&self.bias);
+        }
+        // SAFETY: every pointer covers the matrix its strides describe: x is rows × inputs
+        // (row-major), the weight outputs × inputs read transposed, y rows × outputs.
+        unsafe {
+            gemm::gemm(
+                rows,
+                self.outputs,
+                self.inputs,
+                y.as_mut_ptr(),
+                1,
+                self.outputs as isize,
+                true,
+                x.as_ptr(),
+                1,
+                self.inputs as isize,
+                self.weight.as_ptr(),
+                self.inputs as isize,
+                1,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self { gamma: vb.get(size, "weight")?.to_vec1::<f32>()?, beta: vb.get(size, "bias")?.to_vec1::<f32>()?, eps: eps as f32 })
+    }
+
+    /// Layer normalisation of every row of `x`, after adding `residual` to it.
+    fn add_and_normalise(&self, x: &mut [f32], residual: &[f32]) {
+        let h = self.gamma.len();
+        x.par_chunks_mut(h).zip(residual.par_chunks(h)).for_each(|(row, res)| {
+            for (v, r) in row.iter_mut().zip(res) {
+                *v += r;
+            }
+            self.normalise_row(row);
+        });
+    }
+
+    fn normalise(&self, x: &mut [f32]) {
+        x.par_chunks_mut(self.gamma.len()).for_each(|row| self.normalise_row(row));
+    }
+
+    fn normalise_row(&self, row: &mut [f32]) {
+        let n = row.len() as f32;
+        let mean = row.iter().sum::<f32>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + self.eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
+    /// Query, key and value stacked: one row of output is `[q | k | v]`.
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    out_norm: Norm,
 }
 
+#[derive(Clone, Copy)]
+enum Activation {
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
+
+/// erf with an absolute error below 1.5e-7 (Abramowitz and Stegun 7.1.26): exact GELU to f32
+/// precision, several times cheaper than a library erf.
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    let y = 1.0 - poly * (-a * a).exp();
+    y.copysign(x)
+}
+
+impl Activation {
+    fn apply(self, x: &mut [f32]) {
+        x.par_chunks_mut(4096).for_each(|chunk| match self {
+            Activation::GeluErf => chunk.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::GeluTanh => chunk.iter_mut().for_each(|v| {
+                let x = *v;
+                *v = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
+            }),
+            Activation::Relu => chunk.iter_mut().for_each(|v| *v = v.max(0.0)),
+        });
+    }
+}
+
+/// Buffers a thread reuses from one batch to the next: fresh multi-megabyte allocations come
+/// from the kernel as zeroed pages, which cost more than a tenth of the embedding time.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attn: Vec<f32>,
+    inter: Vec<f32>,
+    out: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffers, or fresh ones if they are in use (a rayon worker that
+/// picked up a second task while waiting inside the first).
+fn with_reused<T: Default, R>(key: &'static std::thread::LocalKey<std::cell::RefCell<T>>, f: impl FnOnce(&mut T) -> R) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut reused) => f(&mut reused),
+        Err(_) => f(&mut T::default()),
+    })
+}
+
+/// A pointer that may cross to rayon's threads: each task writes its own part of the buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// Hugging Face's `BertModel` forward pass on the CPU over *packed* sequences: the tokens of a
+/// batch one after the other, without padding, so that no work is spent on padding and the
+/// dense layers see one tall matrix. Attention runs per sequence and head.
 pub struct BertModel {
     config: BertConfig,
-    embeddings: Embeddings,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
     layers: Vec<Layer>,
+    activation: Activation,
 }
 
 impl BertModel {
@@ -73,60 +232,165 @@ impl BertModel {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
         let h = config.hidden_size;
         let e = vb.pp("embeddings");
-        let embeddings = Embeddings {
-            word: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
-            position: embedding(config.max_position_embeddings, h, e.pp("position_embeddings"))?,
-            token_type: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
-            norm: layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?,
+        let table = |name: &str, rows: usize| -> candle_core::Result<Vec<f32>> {
+            e.pp(name).get((rows, h), "weight")?.flatten_all()?.to_vec1::<f32>()
         };
+        let word = table("word_embeddings", config.vocab_size)?;
+        let position = table("position_embeddings", config.max_position_embeddings)?;
+        let token_type = table("token_type_embeddings", config.type_vocab_size)?;
+        let embed_norm = Norm::load(&e.pp("LayerNorm"), h, config.layer_norm_eps)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
+            let qkv = Dense::stack(vec![
+                Dense::load(&a.pp("self.query"), h, h)?,
+                Dense::load(&a.pp("self.key"), h, h)?,
+                Dense::load(&a.pp("self.value"), h, h)?,
+            ]);
             layers.push(Layer {
-                query: linear(h, h, a.pp("self.query"))?,
-                key: linear(h, h, a.pp("self.key"))?,
-                value: linear(h, h, a.pp("self.value"))?,
-                attn_out: linear(h, h, a.pp("output.dense"))?,
-                attn_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
-                intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
-                output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
-                out_norm: layer_norm(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
+                qkv,
+                attn_out: Dense::load(&a.pp("output.dense"), h, h)?,
+                attn_norm: Norm::load(&a.pp("output.LayerNorm"), h, config.layer_norm_eps)?,
+                intermediate: Dense::load(&l.pp("intermediate.dense"), h, config.intermediate_size)?,
+                output: Dense::load(&l.pp("output.dense"), config.intermediate_size, h)?,
+                out_norm: Norm::load(&l.pp("output.LayerNorm"), h, config.layer_norm_eps)?,
             });
         }
-        Ok(Self { config, embeddings, layers })
+        let activation = match config.hidden_act.as_str() {
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            _ => Activation::GeluErf,
+        };
+        Ok(Self { config, word, position, token_type, embed_norm, layers, activation })
     }
 
-    /// Hidden states of the last layer, `(batch, seq, hidden)`. `mask` is 1 for real tokens.
-    pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (batch, seq) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, seq as u32, ids.device())?.unsqueeze(0)?.broadcast_as((batch, seq))?;
-        let e = &self.embeddings;
-        let x = e.word.forward(ids)?.add(&e.token_type.forward(type_ids)?)?.add(&e.position.forward(&positions)?)?;
-        let mut x = e.norm.forward(&x)?;
-        // Additive mask: 0 where attending is allowed, a large negative number on padding.
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq))?;
-        let heads = self.config.num_attention_heads;
-        let head_dim = self.config.hidden_size / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        for layer in &self.layers {
-            let split = |t: Tensor| t.reshape((batch, seq, heads, head_dim))?.transpose(1, 2)?.contiguous();
-            let q = split(layer.query.forward(&x)?)?;
-            let k = split(layer.key.forward(&x)?)?;
-            let v = split(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, self.config.hidden_size))?;
-            let attn = layer.attn_norm.forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
-            let inter = layer.intermediate.forward(&attn)?;
-            let inter = match self.config.hidden_act.as_str() {
-                "gelu_new" | "gelu_pytorch_tanh" => inter.gelu()?,
-                "relu" => inter.relu()?,
-                _ => inter.gelu_erf()?,
-            };
-            x = layer.out_norm.forward(&(layer.output.forward(&inter)? + attn)?)?;
+    /// Hidden states of the last layer for each sequence, packed: `Σ len × hidden`, the tokens of
+    /// `sequences[0]` first. Each sequence is `(token ids, token type ids)`.
+    pub fn forward(&self, sequences: &[(&[u32], &[u32])]) -> Vec<f32> {
+        let h = self.config.hidden_size;
+        let rows: usize = sequences.iter().map(|s| s.0.len()).sum();
+        let mut x = Vec::with_capacity(rows * h);
+        for (ids, types) in sequences {
+            for (p, (&id, &ty)) in ids.iter().zip(types.iter()).enumerate() {
+                let (w, t, pos) = (id as usize * h, ty as usize * h, p * h);
+                x.extend(
+                    self.word[w..w + h]
+                        .iter()
+                        .zip(&self.token_type[t..t + h])
+                        .zip(&self.position[pos..pos + h])
+                        .map(|((a, b), c)| a + b + c),
+                );
+            }
         }
-        Ok(x)
+        self.embed_norm.normalise(&mut x);
+        let starts: Vec<(usize, usize)> = sequences
+            .iter()
+            .scan(0usize, |at, s| {
+                let start = *at;
+                *at += s.0.len();
+                Some((start, s.0.len()))
+            })
+            .collect();
+        with_reused(&SCRATCH, |scratch| {
+            let Scratch { qkv, context, attn, inter, out } = scratch;
+            context.clear();
+            context.resize(rows * h, 0.0);
+            for layer in &self.layers {
+                layer.qkv.forward(&x, rows, qkv);
+                self.attention(qkv, &starts, context);
+                layer.attn_out.forward(context, rows, attn);
+                layer.attn_norm.add_and_normalise(attn, &x);
+                layer.intermediate.forward(attn, rows, inter);
+                self.activation.apply(inter);
+                layer.output.forward(inter, rows, out);
+                layer.out_norm.add_and_normalise(out, attn);
+                std::mem::swap(&mut x, out);
+            }
+        });
+        x
+    }
+
+    /// Scaled dot-product attention of every head of every sequence: `qkv` rows are `[q | k | v]`,
+    /// `context` receives the heads side by side.
+    fn attention(&self, qkv: &[f32], sequences: &[(usize, usize)], context: &mut [f32]) {
+        let h = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let d = h / heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let stride = 3 * h;
+        let out = SharedMut(context.as_mut_ptr());
+        let tasks: Vec<(usize, usize, usize)> =
+            sequences.iter().flat_map(|&(start, len)| (0..heads).map(move |head| (start, len, head))).collect();
+        tasks.par_iter().for_each(|&(start, len, head)| {
+            let out = out;
+            with_reused(&SCORES, |scores| {
+                scores.clear();
+                scores.resize(len * len, 0.0);
+                let q = qkv[start * stride + head * d..].as_ptr();
+                let k = qkv[start * stride + h + head * d..].as_ptr();
+                let v = qkv[start * stride + 2 * h + head * d..].as_ptr();
+                // SAFETY: q, k, v index `len` rows of `stride` within qkv from this sequence's first
+                // row; scores is len × len; the context rows and columns written (this sequence,
+                // this head's d columns) belong to this task alone.
+                unsafe {
+                    gemm::gemm(
+                        len,
+                        len,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        len as isize,
+                        false,
+                        q,
+                        1,
+                        stride as isize,
+                        k,
+                        stride as isize,
+                        1,
+                        0.0f32,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for row in scores.chunks_mut(len) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0.0;
+                    for s in row.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let inv = 1.0 / sum;
+                    row.iter_mut().for_each(|s| *s *= inv);
+                }
+                unsafe {
+                    gemm::gemm(
+                        len,
+                        d,
+                        len,
+                        out.0.add(start * h + head * d),
+                        1,
+                        h as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        len as isize,
+                        v,
+                        1,
+                        stride as isize,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+        });
     }
 }
 
@@ -136,7 +400,6 @@ pub struct BertEmbedder {
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, to measure texts at their full length.
     counter: WordPieceCounter,
-    device: Device,
     batch_size: usize,
 }
 
@@ -228,36 +491,49 @@ impl BertEmbedder {
         let bad_weights = |e: candle_core::Error| Error::ModelFormat { path: weights_path.clone(), reason: e.to_string() };
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(bad_weights)?;
         let model = BertModel::load(vb, config).map_err(bad_weights)?;
-        Ok(Self { model, tokenizer, counter, device, batch_size: 32 })
+        Ok(Self { model, tokenizer, counter, batch_size: 32 })
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::Inference(e.to_string()))?;
-        let seq = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
-        let n = encodings.len();
-        let mut ids = vec![0u32; n * seq];
-        let mut types = vec![0u32; n * seq];
-        let mut mask = vec![0u32; n * seq];
-        for (row, enc) in encodings.iter().enumerate() {
-            for (col, ((id, ty), m)) in enc.get_ids().iter().zip(enc.get_type_ids()).zip(enc.get_attention_mask()).enumerate() {
-                ids[row * seq + col] = *id;
-                types[row * seq + col] = *ty;
-                mask[row * seq + col] = *m;
-            }
+        // An empty text still has [CLS] and [SEP]; a sequence of none would divide by zero.
+        let sequences: Vec<(&[u32], &[u32])> = encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())).collect();
+        if let Some(empty) = sequences.iter().position(|s| s.0.is_empty()) {
+            return Err(Error::Inference(format!("text {empty} tokenized to nothing")));
         }
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, (n, seq), &self.device)?;
-            let types = Tensor::from_vec(types, (n, seq), &self.device)?;
-            let mask = Tensor::from_vec(mask, (n, seq), &self.device)?;
-            let hidden = self.model.forward(&ids, &types, &mask)?;
-            let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-            let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-            let mean = summed.broadcast_div(&counts)?;
-            let norms = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            mean.broadcast_div(&norms)?.to_vec2::<f32>()
-        };
-        run().map_err(|e| Error::Inference(e.to_string()))
+        let h = self.model.config.hidden_size;
+        let hidden = self.model.forward(&sequences);
+        // Mean over each sequence's tokens (all real: nothing is padded), then L2-normalised.
+        let mut at = 0;
+        Ok(sequences
+            .iter()
+            .map(|(ids, _)| {
+                let mut mean = vec![0f32; h];
+                for row in hidden[at * h..(at + ids.len()) * h].chunks(h) {
+                    mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+                }
+                at += ids.len();
+                let n = ids.len() as f32;
+                mean.iter_mut().for_each(|m| *m /= n);
+                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::erf;
+
+    #[test]
+    fn erf_is_exact_to_f32_precision() {
+        for (x, want) in
+            [(0.0f32, 0.0f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (-1.0, -0.842_700_8), (4.0, 0.999_999_98)]
+        {
+            assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {}, not {want}", erf(x));
+        }
     }
 }
 

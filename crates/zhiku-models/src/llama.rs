@@ -139,7 +139,9 @@ impl LlamaGenerator {
         // whole vocabulary only when that token breaks it: checking 49,000 tokens at every step
         // is most of a small model's time.
         let mut grammar = match &options.grammar {
-            Some(g) => Some(LlamaSampler::grammar(&self.model, g, "root").map_err(|e| Error::Inference(format!("invalid output grammar: {e}")))?),
+            Some(g) => {
+                Some(LlamaSampler::grammar(&self.model, g, "root").map_err(|e| Error::Inference(format!("invalid output grammar: {e}")))?)
+            }
             None => None,
         };
         if options.temperature <= 0.0 {
