@@ -253,7 +253,8 @@ fn setup(ctx: &Ctx) -> Result<ExitCode> {
 /// by.
 pub(crate) fn graph_model(ctx: &Ctx) -> Result<(Arc<dyn zhiku_models::ChatModel>, String)> {
     let path = llm_path(ctx)?;
-    let llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {} for graph.extractor = \"llm\"", path.display()))?;
+    let llm = LlamaGenerator::load(&path)
+        .with_context(|| format!("cannot load the language model {} for graph.extractor = \"llm\"", path.display()))?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let id = format!("{}:{size}", path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
     Ok((Arc::new(llm), id))

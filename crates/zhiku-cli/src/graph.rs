@@ -104,7 +104,12 @@ pub fn graph(ctx: &Ctx, command: GraphCommand) -> Result<ExitCode> {
                     write(&out.join("relationships.csv"), edges)?;
                 }
             }
-            crate::governance::audit(&store, "graph.export", Some(&kb), json!({ "as": as_user, "entities": graph.nodes.len(), "relations": graph.edges.len() }))?;
+            crate::governance::audit(
+                &store,
+                "graph.export",
+                Some(&kb),
+                json!({ "as": as_user, "entities": graph.nodes.len(), "relations": graph.edges.len() }),
+            )?;
             eprintln!("wrote {} entities and {} relations to {}", graph.nodes.len(), graph.edges.len(), out.display());
         }
         GraphCommand::Build { kb, rebuild, extractor, json } => {

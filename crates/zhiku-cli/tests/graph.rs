@@ -20,7 +20,20 @@ fn catalogue(dir: &Path) {
         "borealis.md",
         "# Borealis\n\nBorealis is owned by the Payments Team. Borealis, a message broker, was migrated to new hardware in 2024.\n",
     );
-    let teams = ["Search", "Identity", "Logistics", "Billing", "Analytics", "Mobile", "Storage", "Network", "Security", "Support", "Marketing", "Legal"];
+    let teams = [
+        "Search",
+        "Identity",
+        "Logistics",
+        "Billing",
+        "Analytics",
+        "Mobile",
+        "Storage",
+        "Network",
+        "Security",
+        "Support",
+        "Marketing",
+        "Legal",
+    ];
     let services = ["Cirrus", "Dune", "Ember", "Fjord", "Geyser", "Halo", "Iris", "Juniper", "Kestrel", "Lumen", "Mistral", "Nimbus"];
     for (team, service) in teams.iter().zip(services) {
         write(
@@ -102,7 +115,10 @@ fn graph_query_follows_the_contract_and_the_documents_acls() {
         .iter()
         .map(|s| (s["from"].as_str().unwrap().into(), s["relation"].as_str().unwrap().into(), s["to"].as_str().unwrap().into()))
         .collect();
-    assert_eq!(steps, vec![("Atlas".into(), "depends_on".into(), "Borealis".into()), ("Borealis".into(), "owns".into(), "Payments Team".into())]);
+    assert_eq!(
+        steps,
+        vec![("Atlas".into(), "depends_on".into(), "Borealis".into()), ("Borealis".into(), "owns".into(), "Payments Team".into())]
+    );
     let blocked = z.json(&["graph", "path", "--kb", "eng", "--from", "Atlas", "--to", "Project Zephyr", "--as", "carol", "--json"]);
     assert!(blocked["path"].is_null(), "{blocked}");
 }
@@ -145,7 +161,11 @@ fn changing_or_removing_a_document_removes_exactly_what_it_said() {
     assert!(before.contains("Atlas DEPENDS_ON Borealis"), "{before}");
 
     // A new document adds its entities and relations ...
-    write(docs.path(), "zeta.md", "# Zeta\n\nThe Zeta Gateway depends on Borealis and on Quasar Cache. Zeta Gateway is owned by the Edge Team.\n");
+    write(
+        docs.path(),
+        "zeta.md",
+        "# Zeta\n\nThe Zeta Gateway depends on Borealis and on Quasar Cache. Zeta Gateway is owned by the Edge Team.\n",
+    );
     z.ingest("eng", &[docs.path()], &[]);
     let with_zeta = export("with");
     for expected in ["Zeta Gateway DEPENDS_ON Borealis", "Zeta Gateway DEPENDS_ON Quasar Cache", "Edge Team OWNS Zeta Gateway"] {
@@ -238,7 +258,10 @@ fn exports_are_complete_and_well_formed() {
     let cypher = std::fs::read_to_string(dir.join("graph.cypher")).unwrap();
     assert_eq!(cypher.lines().filter(|l| l.starts_with("CREATE (:Entity")).count(), node_count);
     assert_eq!(cypher.lines().filter(|l| l.starts_with("MATCH (a:Entity")).count(), edge_count);
-    assert!(cypher.contains("name: 'The \"O\\'Brien\" Unit'") || cypher.contains("name: '\"O\\'Brien\" Unit'") || cypher.contains("O\\'Brien"), "quotes are escaped");
+    assert!(
+        cypher.contains("name: 'The \"O\\'Brien\" Unit'") || cypher.contains("name: '\"O\\'Brien\" Unit'") || cypher.contains("O\\'Brien"),
+        "quotes are escaped"
+    );
 
     // GraphML parses as XML with the same counts (Python's parser, not ours).
     let python = std::env::var("ZHIKU_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -269,14 +292,35 @@ fn catalogue_with_people_and_databases(dir: &Path) {
     write(dir, "borealis.md", "# Borealis\n\nBorealis is owned by the Payments Team. Borealis uses Orion DB for its queues.\n");
     write(dir, "payments-team.md", "# Payments Team\n\nThe Payments Team is managed by Dana Lee. The team meets on Mondays.\n");
     write(dir, "orion.md", "# Orion DB\n\nOrion DB runs on the Frankfurt Cluster. Backups of the database are taken nightly.\n");
-    let teams = ["Search", "Identity", "Logistics", "Billing", "Analytics", "Mobile", "Storage", "Network", "Security", "Support", "Marketing", "Legal"];
+    let teams = [
+        "Search",
+        "Identity",
+        "Logistics",
+        "Billing",
+        "Analytics",
+        "Mobile",
+        "Storage",
+        "Network",
+        "Security",
+        "Support",
+        "Marketing",
+        "Legal",
+    ];
     let people = ["Ann Ho", "Ben Ito", "Cy Ng", "Di Ma", "Ed Yu", "Flo Wu", "Gil Ko", "Hu Li", "Ivy Su", "Jo Xu", "Kai Lo", "Lu Fan"];
     let databases = ["Pyxis", "Quill", "Rigel", "Sable", "Tethys", "Umbra", "Vega", "Wren", "Xenon", "Yarrow", "Zircon", "Aster"];
     let clusters = ["Paris", "Dublin", "Madrid", "Oslo", "Vienna", "Prague", "Warsaw", "Lisbon", "Zurich", "Milan", "Athens", "Riga"];
     for i in 0..12 {
         let (team, person, db, cluster) = (teams[i], people[i], databases[i], clusters[i]);
-        write(dir, &format!("{}-team.md", team.to_lowercase()), format!("# {team} Team\n\nThe {team} Team is managed by {person}. The team meets on Mondays.\n"));
-        write(dir, &format!("{}.md", db.to_lowercase()), format!("# {db} DB\n\n{db} DB runs on the {cluster} Cluster. Backups of the database are taken nightly.\n"));
+        write(
+            dir,
+            &format!("{}-team.md", team.to_lowercase()),
+            format!("# {team} Team\n\nThe {team} Team is managed by {person}. The team meets on Mondays.\n"),
+        );
+        write(
+            dir,
+            &format!("{}.md", db.to_lowercase()),
+            format!("# {db} DB\n\n{db} DB runs on the {cluster} Cluster. Backups of the database are taken nightly.\n"),
+        );
     }
 }
 
@@ -289,7 +333,10 @@ fn graph_retrieval_answers_the_multi_hop_questions_hybrid_search_misses() {
     let (mut hybrid_found, mut graph_found) = (Vec::new(), Vec::new());
     for (question, answer) in MULTI_HOP {
         let hybrid = Zhiku::sources(&z.search("eng", question, None, 3));
-        let graph_hits = z.json(&["search", question, "--kb", "eng", "--top-k", "3", "--retrieval", "graph", "--json"])["hits"].as_array().unwrap().clone();
+        let graph_hits = z.json(&["search", question, "--kb", "eng", "--top-k", "3", "--retrieval", "graph", "--json"])["hits"]
+            .as_array()
+            .unwrap()
+            .clone();
         let graph = Zhiku::sources(&graph_hits);
         println!("{question}\n  hybrid: {hybrid:?}\n  graph:  {graph:?}");
         if hybrid.iter().any(|s| s.ends_with(answer)) {
@@ -384,7 +431,8 @@ fn communities_group_related_entities_and_feed_global_retrieval() {
 
     let all = z.json(&["graph", "communities", "--kb", "eng", "--limit", "100", "--json"]);
     let communities = all["communities"].as_array().unwrap();
-    let members = |c: &Value| -> BTreeSet<String> { c["entities"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect() };
+    let members =
+        |c: &Value| -> BTreeSet<String> { c["entities"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect() };
     let payments = communities.iter().find(|c| members(c).contains("Payments Team")).expect("a community with the Payments Team");
     assert!(members(payments).contains("Borealis") || members(payments).contains("Dana Lee"), "{payments}");
     for c in communities {
@@ -394,12 +442,16 @@ fn communities_group_related_entities_and_feed_global_retrieval() {
     // Carol's view leaves out what only the board's page says.
     let carol = z.json(&["graph", "communities", "--kb", "eng", "--limit", "100", "--as", "carol", "--json"]);
     let text = carol.to_string();
-    assert!(!text.contains("owns Borealis") && !text.contains("uses Orion DB") && !text.contains(secret.path().to_str().unwrap()), "{text}");
+    assert!(
+        !text.contains("owns Borealis") && !text.contains("uses Orion DB") && !text.contains(secret.path().to_str().unwrap()),
+        "{text}"
+    );
     assert!(text.contains("Dana Lee"), "{text}");
 
     // A global question about the Payments Team's world reaches documents that do not name it.
     let question = "Give me an overview of everything around the Payments Team";
-    let global = z.json(&["search", question, "--kb", "eng", "--top-k", "6", "--retrieval", "global", "--json"])["hits"].as_array().unwrap().clone();
+    let global =
+        z.json(&["search", question, "--kb", "eng", "--top-k", "6", "--retrieval", "global", "--json"])["hits"].as_array().unwrap().clone();
     let sources = Zhiku::sources(&global);
     println!("global: {sources:?}");
     assert!(sources.iter().any(|s| s.ends_with("payments-team.md")), "{sources:?}");
@@ -412,7 +464,11 @@ fn names_spelt_nearly_alike_with_the_same_meaning_are_one_entity() {
     let z = Zhiku::new();
     let docs = tempfile::tempdir().unwrap();
     write(docs.path(), "atlas.md", "# Atlas\n\nThe Atlas service depends on PostgreSQL.\n");
-    write(docs.path(), "db.md", "# Databases\n\nPostgres runs on the Frankfurt Cluster. Server01 runs on the Paris Cluster. Server02 runs on the Oslo Cluster.\n");
+    write(
+        docs.path(),
+        "db.md",
+        "# Databases\n\nPostgres runs on the Frankfurt Cluster. Server01 runs on the Paris Cluster. Server02 runs on the Oslo Cluster.\n",
+    );
     z.ingest("eng", &[docs.path()], &[]);
     // Two edits apart and alike in meaning (all-MiniLM-L6-v2 puts them at 0.90): one entity.
     let postgres = query(&z, "eng", "PostgreSQL", None);

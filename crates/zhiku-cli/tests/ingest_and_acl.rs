@@ -320,8 +320,7 @@ fn bad_files_are_reported_and_the_batch_continues() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     std::os::unix::fs::symlink(dir.path().join("nowhere.txt"), dir.path().join("k-link.txt")).unwrap();
     write(dir.path(), "l-cut.json", "[{\"name\": \"Alice\", \"team\": ");
-    let docx =
-        std::fs::read(common::manifest_dir().join("../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
+    let docx = std::fs::read(common::manifest_dir().join("../zhiku-ingest/tests/fixtures/office/debian-reference-ch04.en.docx")).unwrap();
     write(dir.path(), "m-cut.docx", &docx[..docx.len() / 3]);
     let missing = dir.path().join("does-not-exist.txt");
 

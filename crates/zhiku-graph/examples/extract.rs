@@ -22,7 +22,8 @@ fn main() {
     // (language, format, chunks) per parsed file.
     let mut docs: Vec<(String, String, Vec<(Vec<String>, String)>)> = Vec::new();
     for path in &inputs {
-        let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("readable input")).expect("zhiku parse --json output");
+        let parsed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("readable input")).expect("zhiku parse --json output");
         for f in parsed["files"].as_array().into_iter().flatten() {
             let chunks = f["chunks"]
                 .as_array()
@@ -38,11 +39,8 @@ fn main() {
     }
     let mut by_language: BTreeMap<String, (usize, f64, usize, usize, HashSet<String>)> = BTreeMap::new();
     for (language, format, chunks) in &docs {
-        let view = DocumentText {
-            format,
-            language,
-            chunks: chunks.iter().map(|(path, text)| ChunkText { text, heading_path: path }).collect(),
-        };
+        let view =
+            DocumentText { format, language, chunks: chunks.iter().map(|(path, text)| ChunkText { text, heading_path: path }).collect() };
         let mut best = f64::MAX;
         let mut found = Vec::new();
         for _ in 0..rounds {

@@ -79,7 +79,9 @@ fn cypher_value(value: &str, kind: ValueKind) -> String {
 /// A Cypher script that creates the graph in an empty Neo4j database (`cypher-shell -f`).
 /// Nodes are `:Entity` with their kind as a second label, keyed by `id`.
 pub fn cypher(graph: &Graph) -> String {
-    let mut out = String::from("// zhiku knowledge graph export\nCREATE CONSTRAINT zhiku_entity_id IF NOT EXISTS FOR (e:Entity) REQUIRE e.id IS UNIQUE;\n");
+    let mut out = String::from(
+        "// zhiku knowledge graph export\nCREATE CONSTRAINT zhiku_entity_id IF NOT EXISTS FOR (e:Entity) REQUIRE e.id IS UNIQUE;\n",
+    );
     for n in &graph.nodes {
         let mut props = format!("id: {}, name: {}, kind: {}", n.id, cypher_string(&n.name), cypher_string(&n.kind));
         for (name, value, kind) in &n.attributes {
@@ -116,7 +118,8 @@ fn csv_field(s: &str) -> String {
 pub fn neo4j_csv(graph: &Graph) -> (String, String) {
     let mut nodes = String::from("id:ID,name,kind,:LABEL\n");
     for n in &graph.nodes {
-        let _ = writeln!(nodes, "{},{},{},{}", n.id, csv_field(&n.name), csv_field(&n.kind), csv_field(&format!("Entity;{}", label(&n.kind))));
+        let _ =
+            writeln!(nodes, "{},{},{},{}", n.id, csv_field(&n.name), csv_field(&n.kind), csv_field(&format!("Entity;{}", label(&n.kind))));
     }
     let mut edges = String::from(":START_ID,:END_ID,:TYPE,weight:float,sources:string[]\n");
     for e in &graph.edges {
@@ -195,10 +198,21 @@ mod tests {
     fn sample() -> Graph {
         Graph {
             nodes: vec![
-                Node { id: 1, name: "Atlas \"core\"".into(), kind: "name".into(), attributes: vec![("port".into(), "8080".into(), ValueKind::Integer)] },
+                Node {
+                    id: 1,
+                    name: "Atlas \"core\"".into(),
+                    kind: "name".into(),
+                    attributes: vec![("port".into(), "8080".into(), ValueKind::Integer)],
+                },
                 Node { id: 2, name: "Bo'realis".into(), kind: "record".into(), attributes: vec![] },
             ],
-            edges: vec![Edge { source: 1, target: 2, relation: "depends_on".into(), weight: 2.0, sources: vec!["a.txt".into(), "b;c.md".into()] }],
+            edges: vec![Edge {
+                source: 1,
+                target: 2,
+                relation: "depends_on".into(),
+                weight: 2.0,
+                sources: vec!["a.txt".into(), "b;c.md".into()],
+            }],
         }
     }
 

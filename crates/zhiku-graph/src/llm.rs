@@ -91,7 +91,10 @@ pub fn parse(answer: &str, text: &str) -> Result<Extraction, Invalid> {
     let mut out = Extraction::default();
     for t in triples {
         let field = |name: &str| -> Result<String, Invalid> {
-            t.get(name).and_then(|v| v.as_str()).map(|s| s.trim().to_string()).ok_or_else(|| Invalid::Shape(format!("a triple without \"{name}\"")))
+            t.get(name)
+                .and_then(|v| v.as_str())
+                .map(|s| s.trim().to_string())
+                .ok_or_else(|| Invalid::Shape(format!("a triple without \"{name}\"")))
         };
         let (subject, relation, object) = (field("subject")?, field("relation")?, field("object")?);
         for end in [&subject, &object] {
@@ -225,7 +228,10 @@ mod tests {
         let found = parse(good, TEXT).unwrap();
         let r: Vec<_> = found.relations.iter().map(|r| (r.subject.name.as_str(), r.relation.as_str(), r.object.name.as_str())).collect();
         assert_eq!(r, vec![("Atlas", "depends_on", "Borealis"), ("Payments Team", "runs", "Borealis")]);
-        assert_eq!(parse(r#"{"triples": [{"subject": "Atlas", "relation": "uses", "object": "Kafka"}]}"#, TEXT), Err(Invalid::Unsupported("Kafka".into())));
+        assert_eq!(
+            parse(r#"{"triples": [{"subject": "Atlas", "relation": "uses", "object": "Kafka"}]}"#, TEXT),
+            Err(Invalid::Unsupported("Kafka".into()))
+        );
         assert!(matches!(parse(r#"{"facts": []}"#, TEXT), Err(Invalid::Shape(_))));
         assert!(matches!(parse("Atlas depends on Borealis", TEXT), Err(Invalid::Shape(_))));
         assert_eq!(parse(r#"{"triples": []}"#, TEXT), Err(Invalid::Empty));

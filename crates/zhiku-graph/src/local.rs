@@ -62,13 +62,114 @@ pub(crate) fn extract_text(text: &str) -> Extraction {
 
 /// Words that start sentences without naming anything.
 const SENTENCE_STARTERS: &[&str] = &[
-    "the", "this", "that", "these", "those", "it", "its", "in", "on", "at", "for", "if", "when", "while", "a", "an", "as", "after",
-    "before", "each", "every", "all", "some", "many", "most", "there", "here", "we", "you", "they", "he", "she", "i", "our", "your",
-    "their", "to", "by", "with", "from", "use", "run", "see", "note", "also", "however", "then", "so", "but", "and", "or", "because",
-    "since", "although", "unless", "once", "what", "which", "who", "how", "why", "where", "yes", "no", "not", "do", "does", "make",
-    "set", "add", "install", "create", "both", "other", "such", "only", "one", "two", "new", "first", "next", "finally", "please",
-    "any", "my", "his", "her", "during", "until", "about", "under", "over", "between", "into", "through", "without", "within",
-    "instead", "otherwise", "again", "today", "now", "example", "chapter", "section", "table", "figure", "step",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "in",
+    "on",
+    "at",
+    "for",
+    "if",
+    "when",
+    "while",
+    "a",
+    "an",
+    "as",
+    "after",
+    "before",
+    "each",
+    "every",
+    "all",
+    "some",
+    "many",
+    "most",
+    "there",
+    "here",
+    "we",
+    "you",
+    "they",
+    "he",
+    "she",
+    "i",
+    "our",
+    "your",
+    "their",
+    "to",
+    "by",
+    "with",
+    "from",
+    "use",
+    "run",
+    "see",
+    "note",
+    "also",
+    "however",
+    "then",
+    "so",
+    "but",
+    "and",
+    "or",
+    "because",
+    "since",
+    "although",
+    "unless",
+    "once",
+    "what",
+    "which",
+    "who",
+    "how",
+    "why",
+    "where",
+    "yes",
+    "no",
+    "not",
+    "do",
+    "does",
+    "make",
+    "set",
+    "add",
+    "install",
+    "create",
+    "both",
+    "other",
+    "such",
+    "only",
+    "one",
+    "two",
+    "new",
+    "first",
+    "next",
+    "finally",
+    "please",
+    "any",
+    "my",
+    "his",
+    "her",
+    "during",
+    "until",
+    "about",
+    "under",
+    "over",
+    "between",
+    "into",
+    "through",
+    "without",
+    "within",
+    "instead",
+    "otherwise",
+    "again",
+    "today",
+    "now",
+    "example",
+    "chapter",
+    "section",
+    "table",
+    "figure",
+    "step",
 ];
 
 /// Joins capitalised words into one name: "Bank of America", "Ministry for the Interior".
@@ -77,24 +178,136 @@ const NAME_CONNECTORS: &[&str] = &["of", "for", "de", "du", "la", "van", "von", 
 /// Nouns that stand after a name and belong to it in speech, not in the graph: "the Atlas
 /// service depends on …" relates Atlas.
 pub(crate) const GENERIC_HEADS: &[&str] = &[
-    "service", "services", "team", "system", "server", "library", "package", "project", "application", "app", "tool", "database",
-    "module", "component", "department", "group", "company", "cluster", "platform", "api", "program", "daemon", "protocol", "site",
+    "service",
+    "services",
+    "team",
+    "system",
+    "server",
+    "library",
+    "package",
+    "project",
+    "application",
+    "app",
+    "tool",
+    "database",
+    "module",
+    "component",
+    "department",
+    "group",
+    "company",
+    "cluster",
+    "platform",
+    "api",
+    "program",
+    "daemon",
+    "protocol",
+    "site",
 ];
 
-const DETERMINERS: &[&str] = &["a", "an", "the", "this", "that", "its", "their", "his", "her", "our", "some", "any", "each", "every", "one"];
+const DETERMINERS: &[&str] =
+    &["a", "an", "the", "this", "that", "its", "their", "his", "her", "our", "some", "any", "each", "every", "one"];
 
 const ADVERBS: &[&str] = &[
-    "also", "usually", "typically", "still", "directly", "only", "now", "always", "often", "mainly", "mostly", "currently", "indirectly",
-    "heavily", "strongly", "generally", "actually", "really", "already", "originally", "primarily", "internally", "then",
+    "also",
+    "usually",
+    "typically",
+    "still",
+    "directly",
+    "only",
+    "now",
+    "always",
+    "often",
+    "mainly",
+    "mostly",
+    "currently",
+    "indirectly",
+    "heavily",
+    "strongly",
+    "generally",
+    "actually",
+    "really",
+    "already",
+    "originally",
+    "primarily",
+    "internally",
+    "then",
 ];
 
 /// Words that end a noun phrase.
 const PHRASE_STOPS: &[&str] = &[
-    "that", "which", "who", "whom", "whose", "where", "when", "while", "and", "or", "but", "with", "without", "in", "on", "at", "by",
-    "for", "from", "to", "into", "onto", "as", "than", "like", "via", "under", "over", "through", "between", "after", "before",
-    "because", "since", "if", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "can", "could", "will",
-    "would", "should", "may", "might", "must", "not", "do", "does", "did", "used", "so", "such", "especially", "including",
-    "having", "usually", "often", "of", "about", "against", "among", "within", "it", "they", "them",
+    "that",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "where",
+    "when",
+    "while",
+    "and",
+    "or",
+    "but",
+    "with",
+    "without",
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "from",
+    "to",
+    "into",
+    "onto",
+    "as",
+    "than",
+    "like",
+    "via",
+    "under",
+    "over",
+    "through",
+    "between",
+    "after",
+    "before",
+    "because",
+    "since",
+    "if",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "has",
+    "have",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "may",
+    "might",
+    "must",
+    "not",
+    "do",
+    "does",
+    "did",
+    "used",
+    "so",
+    "such",
+    "especially",
+    "including",
+    "having",
+    "usually",
+    "often",
+    "of",
+    "about",
+    "against",
+    "among",
+    "within",
+    "it",
+    "they",
+    "them",
 ];
 
 /// "a member of the genus Canis", "a kind of tree": the relation is with what follows "of".
@@ -135,10 +348,58 @@ const OF_HEADS: &[(&str, Option<&str>)] = &[
 
 /// Adjectives that are not worth keeping in a concept's name ("a large stream" is a stream).
 const PLAIN_ADJECTIVES: &[&str] = &[
-    "large", "small", "big", "little", "long", "short", "new", "old", "high", "low", "good", "great", "common", "various",
-    "different", "certain", "other", "main", "general", "special", "particular", "usual", "simple", "popular", "widely", "very",
-    "several", "many", "few", "whole", "entire", "single", "same", "own", "important", "major", "minor", "free", "full", "real",
-    "true", "standard", "basic", "modern", "famous", "well-known", "typical", "usually", "fast", "slow", "light", "heavy",
+    "large",
+    "small",
+    "big",
+    "little",
+    "long",
+    "short",
+    "new",
+    "old",
+    "high",
+    "low",
+    "good",
+    "great",
+    "common",
+    "various",
+    "different",
+    "certain",
+    "other",
+    "main",
+    "general",
+    "special",
+    "particular",
+    "usual",
+    "simple",
+    "popular",
+    "widely",
+    "very",
+    "several",
+    "many",
+    "few",
+    "whole",
+    "entire",
+    "single",
+    "same",
+    "own",
+    "important",
+    "major",
+    "minor",
+    "free",
+    "full",
+    "real",
+    "true",
+    "standard",
+    "basic",
+    "modern",
+    "famous",
+    "well-known",
+    "typical",
+    "usually",
+    "fast",
+    "slow",
+    "light",
+    "heavy",
 ];
 
 /// Verb patterns: the words (after adverbs are skipped), the relation, and whether the object
@@ -241,7 +502,8 @@ const ROLES: &[(&str, &str)] = &[
 fn is_capitalised(word: &Word<'_>) -> bool {
     let mut chars = word.text.chars();
     let Some(first) = chars.next() else { return false };
-    (first.is_uppercase() || (first.is_lowercase() && chars.clone().any(char::is_uppercase) && word.text.len() > 2 && !word.text.contains('.')))
+    (first.is_uppercase()
+        || (first.is_lowercase() && chars.clone().any(char::is_uppercase) && word.text.len() > 2 && !word.text.contains('.')))
         && word.text.chars().any(char::is_alphabetic)
 }
 
@@ -392,7 +654,11 @@ fn objects_at(ws: &[Word<'_>], spans: &[Span], at: usize, relation: &str) -> (Ve
         let next = ws.get(span.end);
         let modifies = next.is_some_and(|n| {
             let w = n.lower();
-            !ws[span.start].closes && is_plain_word(n) && !PHRASE_STOPS.contains(&w.as_str()) && !ADVERBS.contains(&w.as_str()) && !w.ends_with("ly")
+            !ws[span.start].closes
+                && is_plain_word(n)
+                && !PHRASE_STOPS.contains(&w.as_str())
+                && !ADVERBS.contains(&w.as_str())
+                && !w.ends_with("ly")
         });
         if modifies {
             return objects_at(ws, spans, span.end, relation);
@@ -408,7 +674,8 @@ fn objects_at(ws: &[Word<'_>], spans: &[Span], at: usize, relation: &str) -> (Ve
             // pattern's preposition again.
             let between: Vec<String> = ws[end..span.start].iter().map(Word::lower).collect();
             let conjunction = between.first().is_some_and(|w| w == "and" || w == "or");
-            let rest_ok = between.iter().skip(usize::from(conjunction)).all(|w| ["on", "to", "by", "in", "the", "also"].contains(&w.as_str()));
+            let rest_ok =
+                between.iter().skip(usize::from(conjunction)).all(|w| ["on", "to", "by", "in", "the", "also"].contains(&w.as_str()));
             let comma = ws[end - 1].after == Some(',');
             if between.len() > 3 || !(conjunction || comma) || !rest_ok {
                 break;
@@ -823,7 +1090,8 @@ fn noun_run(tags: &[jieba_rs::Tag<'_>]) -> Option<EntityRef> {
         _ if tags.iter().all(|t| t.tag == "eng") => EntityKind::Name,
         _ => EntityKind::Concept,
     };
-    let name = if tags.iter().all(|t| t.tag == "eng") { tags.iter().map(|t| t.word).collect::<Vec<_>>().join(" ") } else { text.to_string() };
+    let name =
+        if tags.iter().all(|t| t.tag == "eng") { tags.iter().map(|t| t.word).collect::<Vec<_>>().join(" ") } else { text.to_string() };
     Some(EntityRef::new(name.split_whitespace().collect::<Vec<_>>().join(" "), kind))
 }
 
@@ -916,7 +1184,10 @@ mod tests {
 
     #[test]
     fn verb_patterns_relate_names_both_ways() {
-        assert_eq!(triples("The Atlas service depends on Borealis and Redis."), vec![t("Atlas", "depends_on", "Borealis"), t("Atlas", "depends_on", "Redis")]);
+        assert_eq!(
+            triples("The Atlas service depends on Borealis and Redis."),
+            vec![t("Atlas", "depends_on", "Borealis"), t("Atlas", "depends_on", "Redis")]
+        );
         assert_eq!(
             triples("Zeta depends on Borealis, Kafka, and on Quasar Cache."),
             vec![t("Zeta", "depends_on", "Borealis"), t("Zeta", "depends_on", "Kafka"), t("Zeta", "depends_on", "Quasar Cache")]
@@ -958,11 +1229,15 @@ mod tests {
 
     #[test]
     fn table_rows_relate_their_first_cell_to_the_others() {
-        let e = extract_text("| Service | Owner | Port |\n| --- | --- | --- |\n| Atlas | Payments | 8080 |\n| Borealis | Platform | 9092 |");
+        let e =
+            extract_text("| Service | Owner | Port |\n| --- | --- | --- |\n| Atlas | Payments | 8080 |\n| Borealis | Platform | 9092 |");
         let r: Vec<_> = e.relations.iter().map(|r| (r.subject.name.as_str(), r.relation.as_str(), r.object.name.as_str())).collect();
         assert_eq!(r, vec![("Atlas", "owner", "Payments"), ("Borealis", "owner", "Platform")]);
         assert_eq!(e.attributes.len(), 2);
-        assert_eq!((e.attributes[0].name.as_str(), e.attributes[0].value.as_str(), e.attributes[0].kind), ("Port", "8080", ValueKind::Integer));
+        assert_eq!(
+            (e.attributes[0].name.as_str(), e.attributes[0].value.as_str(), e.attributes[0].kind),
+            ("Port", "8080", ValueKind::Integer)
+        );
     }
 
     #[test]

@@ -14,7 +14,33 @@ const ARTICLES: &[&str] = &["the ", "a ", "an "];
 pub fn entity_key(name: &str, kind: EntityKind) -> String {
     let mut key = name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     loop {
-        let trimmed = key.trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | '“' | '”' | '‘' | '’' | ',' | ';' | ':' | '.' | '!' | '?' | '(' | ')' | '[' | ']' | '「' | '」' | '《' | '》' | '，' | '。'));
+        let trimmed = key.trim_matches(|c: char| {
+            matches!(
+                c,
+                '"' | '\''
+                    | '`'
+                    | '“'
+                    | '”'
+                    | '‘'
+                    | '’'
+                    | ','
+                    | ';'
+                    | ':'
+                    | '.'
+                    | '!'
+                    | '?'
+                    | '('
+                    | ')'
+                    | '['
+                    | ']'
+                    | '「'
+                    | '」'
+                    | '《'
+                    | '》'
+                    | '，'
+                    | '。'
+            )
+        });
         let mut next = trimmed.to_string();
         for article in ARTICLES {
             if let Some(rest) = next.strip_prefix(article) {
@@ -196,7 +222,10 @@ mod tests {
 
     #[test]
     fn spelling_candidates_are_two_edits_apart_at_most() {
-        let folds: Vec<String> = ["elasticsearch", "elastisearch", "postgres", "postgresql", "server01", "server02", "mysql"].iter().map(|s| s.to_string()).collect();
+        let folds: Vec<String> = ["elasticsearch", "elastisearch", "postgres", "postgresql", "server01", "server02", "mysql"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(spelling_candidates(&folds), vec![(0, 1), (2, 3)]);
     }
 }

@@ -92,15 +92,15 @@ pub fn extract(doc: &DocumentText<'_>, keys: &Keys) -> Vec<Extraction> {
         return doc.chunks.iter().map(|c| crate::local::extract_text(c.text)).collect();
     };
     let kinds = column_kinds(&present);
-    let name_column = NAME_COLUMNS.iter().find_map(|n| present.first()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(k, _)| k.clone()));
+    let name_column =
+        NAME_COLUMNS.iter().find_map(|n| present.first()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(k, _)| k.clone()));
     let entity_of = |record: &Record| -> Option<EntityRef> {
         let id = get(record, &key)?;
         let name = name_column.as_deref().and_then(|c| get(record, c)).unwrap_or(id);
         Some(EntityRef::new(name, EntityKind::Record))
     };
     // Rows by their key's value, for columns that refer to other rows.
-    let rows: BTreeMap<String, EntityRef> =
-        present.iter().filter_map(|r| Some((get(r, &key)?.to_lowercase(), entity_of(r)?))).collect();
+    let rows: BTreeMap<String, EntityRef> = present.iter().filter_map(|r| Some((get(r, &key)?.to_lowercase(), entity_of(r)?))).collect();
     records
         .iter()
         .map(|record| {
@@ -148,7 +148,9 @@ mod tests {
             "id: E3\nname: Carol Wu\nteam: Payments\nsalary: 9100\nstarted: 2015-01-10",
         ]);
         let out = extract(&d, &Keys::default());
-        let rel = |e: &Extraction| e.relations.iter().map(|r| format!("{} -{}-> {}", r.subject.name, r.relation, r.object.name)).collect::<Vec<_>>();
+        let rel = |e: &Extraction| {
+            e.relations.iter().map(|r| format!("{} -{}-> {}", r.subject.name, r.relation, r.object.name)).collect::<Vec<_>>()
+        };
         assert_eq!(rel(&out[0]), vec!["Alice Smith -team-> Payments", "Alice Smith -manager-> Carol Wu"]);
         assert_eq!(rel(&out[2]), vec!["Carol Wu -team-> Payments"]);
         assert_eq!(out[0].aliases, vec![("E1".to_string(), EntityRef::new("Alice Smith", EntityKind::Record))]);

@@ -67,7 +67,10 @@ pub fn shortest_path(from: i64, to: i64, max_hops: usize, mut neighbours: impl F
         // Specific relations before generic co-occurrence, then the heaviest: among equally
         // short paths, the most telling one.
         steps.sort_by(|a, b| {
-            (a.relation == crate::RELATED_TO).cmp(&(b.relation == crate::RELATED_TO)).then(b.weight.total_cmp(&a.weight)).then(a.to.cmp(&b.to))
+            (a.relation == crate::RELATED_TO)
+                .cmp(&(b.relation == crate::RELATED_TO))
+                .then(b.weight.total_cmp(&a.weight))
+                .then(a.to.cmp(&b.to))
         });
         for step in steps {
             if depth.contains_key(&step.to) {

@@ -42,7 +42,8 @@ pub fn words(sentence: &str) -> Vec<Word<'_>> {
         .collect()
 }
 
-const ABBREVIATIONS: &[&str] = &["e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "no", "fig", "cf", "approx", "inc", "ltd", "st"];
+const ABBREVIATIONS: &[&str] =
+    &["e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "no", "fig", "cf", "approx", "inc", "ltd", "st"];
 
 /// Sentences of a line of text: split after `.`, `!`, `?` (and their CJK forms) that end a word
 /// and are not an abbreviation's dot.

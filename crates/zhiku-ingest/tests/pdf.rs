@@ -3,7 +3,6 @@
 //! characters only in /ActualText; its tables are drawn cell by cell. The Debian Reference PDF
 //! itself (dblatex) is covered through the binary in zhiku-cli's tests.
 
-
 use zhiku_core::ApproxTokenCounter;
 use zhiku_ingest::{prepare, ChunkConfig};
 
@@ -57,5 +56,7 @@ fn encrypted_and_damaged_pdfs_fail_saying_why_unless_anyone_may_read_them() {
 /// another checkout sharing the target directory (CI caches it) has that checkout's path compiled
 /// in, and it may be gone.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -16,12 +16,12 @@ use crate::cite::{
     attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
     RunawayGuard, NOT_FOUND,
 };
+use crate::graph::{self, EntityView, GraphUpdate, GraphView, PathStep, RetrievalMode};
 use crate::indexes::{index_text, Access, KbIndexes};
 use crate::inputs::{collect_inputs, Input};
 pub use crate::pipeline::MAX_NESTING;
 use crate::pipeline::{Parser, Work, IN_FLIGHT};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
-use crate::graph::{self, EntityView, GraphUpdate, GraphView, PathStep, RetrievalMode};
 use crate::{Error, RagConfig, Result};
 
 /// The pipeline over one data directory: ingestion, hybrid search and answering, every one of
@@ -727,7 +727,15 @@ impl Engine {
     }
 
     /// [`Engine::search`] with the query's embedding already made.
-    fn search_embedded(&self, kb: &str, query: &str, q: &[f32], caller: &Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
+    fn search_embedded(
+        &self,
+        kb: &str,
+        query: &str,
+        q: &[f32],
+        caller: &Caller,
+        top_k: usize,
+        mode: RetrievalMode,
+    ) -> Result<Vec<SearchHit>> {
         let _span = info_span!("retrieve", kb, top_k, ?mode).entered();
         let indexes = self.read_indexes(kb)?;
         let candidates = self.config.retrieval.candidates.max(top_k);
@@ -923,7 +931,8 @@ impl Engine {
         let min = floor.max(best - self.config.retrieval.source_margin);
         // A passage the graph reached states a relation of what the question names: it is on
         // topic even when it shares few words with the question (the second hop of a chain).
-        let mut relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
+        let mut relevant: Vec<SearchHit> =
+            hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
         relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);

@@ -300,7 +300,9 @@ impl<'a> GraphView<'a> {
         }
         let main = entities
             .iter()
-            .max_by_key(|e| (support.get(&e.id).copied().unwrap_or(0), entity_key(&e.name, EntityKind::Name) == entity_key(text, EntityKind::Name)))
+            .max_by_key(|e| {
+                (support.get(&e.id).copied().unwrap_or(0), entity_key(&e.name, EntityKind::Name) == entity_key(text, EntityKind::Name))
+            })
             .cloned();
         let Some(main) = main else { return Ok(None) };
         let aliases: Vec<String> =
@@ -316,7 +318,8 @@ impl<'a> GraphView<'a> {
             grouped.entry((other, e.item.relation.clone(), direction)).or_default().push(e);
         }
         let others: Vec<i64> = grouped.keys().map(|k| k.0).collect::<BTreeSet<_>>().into_iter().collect();
-        let names: HashMap<i64, zhiku_store::GraphEntity> = self.store.graph_entities(self.kb, &others)?.into_iter().map(|e| (e.id, e)).collect();
+        let names: HashMap<i64, zhiku_store::GraphEntity> =
+            self.store.graph_entities(self.kb, &others)?.into_iter().map(|e| (e.id, e)).collect();
         let mut neighbors: Vec<Neighbor> = grouped
             .iter()
             .filter_map(|((other, relation, direction), rows)| {
@@ -618,7 +621,12 @@ impl<'a> GraphView<'a> {
         let nodes = entities
             .into_iter()
             .filter(|(e, _)| visible.contains(&e.id))
-            .map(|(e, _)| zhiku_graph::export::Node { id: e.id, attributes: attributes.remove(&e.id).unwrap_or_default(), name: e.name, kind: e.kind })
+            .map(|(e, _)| zhiku_graph::export::Node {
+                id: e.id,
+                attributes: attributes.remove(&e.id).unwrap_or_default(),
+                name: e.name,
+                kind: e.kind,
+            })
             .collect();
         let mut merged: BTreeMap<(i64, i64, String), (f32, BTreeSet<String>)> = BTreeMap::new();
         for e in edges {
@@ -689,10 +697,8 @@ const SAME_NAME_SIMILARITY: f32 = 0.85;
 /// documents come and go.
 pub fn refresh_same(store: &Store, kb: &str, embedder: &dyn zhiku_core::Embedder) -> Result<()> {
     let entities = store.graph_all_entities(kb)?;
-    let folds: Vec<String> = entities
-        .iter()
-        .map(|(e, _)| fold_key(&entity_key(&e.name, EntityKind::parse(&e.kind).unwrap_or(EntityKind::Name))))
-        .collect();
+    let folds: Vec<String> =
+        entities.iter().map(|(e, _)| fold_key(&entity_key(&e.name, EntityKind::parse(&e.kind).unwrap_or(EntityKind::Name)))).collect();
     let candidates = zhiku_graph::resolve::spelling_candidates(&folds);
     let mut same = Vec::new();
     if !candidates.is_empty() {

@@ -154,7 +154,9 @@ pub async fn export(
             let edges: Vec<Value> = graph
                 .edges
                 .iter()
-                .map(|e| json!({ "source": e.source, "target": e.target, "relation": e.relation, "weight": e.weight, "sources": e.sources }))
+                .map(
+                    |e| json!({ "source": e.source, "target": e.target, "relation": e.relation, "weight": e.weight, "sources": e.sources }),
+                )
                 .collect();
             Json(json!({ "nodes": nodes, "edges": edges })).into_response()
         }

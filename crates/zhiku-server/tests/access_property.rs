@@ -290,8 +290,11 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
                 let project = *rng.pick(&PROJECTS);
                 let (status, found) = call(&app, &key, "GET", &format!("/api/kbs/{kb}/graph/entity?name={project}&limit=500"), None).await;
                 assert_eq!(status, StatusCode::OK);
-                let naming: BTreeSet<String> =
-                    readable.iter().filter(|s| texts[s.as_str()].split(|c: char| !c.is_alphanumeric()).any(|w| w == project)).cloned().collect();
+                let naming: BTreeSet<String> = readable
+                    .iter()
+                    .filter(|s| texts[s.as_str()].split(|c: char| !c.is_alphanumeric()).any(|w| w == project))
+                    .cloned()
+                    .collect();
                 let listed: BTreeSet<String> =
                     found["sources"].as_array().map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default();
                 assert_eq!(listed, naming, "u{user}'s documents naming {project} in {kb}");

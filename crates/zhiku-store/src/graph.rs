@@ -179,7 +179,14 @@ impl Store {
             )?;
             let rows = stmt
                 .query_map(params![kb, max_documents as i64], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows
@@ -249,7 +256,10 @@ impl Store {
             }
             for r in &extraction.relations {
                 if let (Some(s), Some(o)) = (entity(&r.subject)?, entity(&r.object)?) {
-                    tx.execute("INSERT OR IGNORE INTO graph_mention (chunk_id, entity_id) VALUES (?1, ?2), (?1, ?3)", params![chunk, s, o])?;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO graph_mention (chunk_id, entity_id) VALUES (?1, ?2), (?1, ?3)",
+                        params![chunk, s, o],
+                    )?;
                     if s != o {
                         tx.execute(
                             "INSERT INTO graph_edge (chunk_id, source_id, relation, target_id, weight) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -325,7 +335,8 @@ impl Store {
         let mut out = Vec::new();
         for part in ids.chunks(400) {
             let list = placeholders(part.len(), 0);
-            let mut stmt = conn.prepare(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
             let rows = stmt.query_map(params_from_iter(part.iter()), |r| r.get::<_, i64>(0))?;
             for row in rows {
                 out.push(row?);
@@ -396,7 +407,9 @@ impl Store {
         Ok(GraphCounts {
             entities: count("SELECT count(*) FROM graph_entity WHERE kb = ?1")?,
             edges: count("SELECT count(*) FROM graph_edge x JOIN graph_entity e ON e.id = x.source_id WHERE e.kb = ?1")?,
-            chunks_read: count("SELECT count(*) FROM graph_chunk g JOIN chunk c ON c.id = g.chunk_id JOIN document d ON d.id = c.doc_id WHERE d.kb = ?1")?,
+            chunks_read: count(
+                "SELECT count(*) FROM graph_chunk g JOIN chunk c ON c.id = g.chunk_id JOIN document d ON d.id = c.doc_id WHERE d.kb = ?1",
+            )?,
             chunks_pending: count(
                 "SELECT count(*) FROM chunk c JOIN document d ON d.id = c.doc_id
                  WHERE d.kb = ?1 AND NOT EXISTS (SELECT 1 FROM graph_chunk g WHERE g.chunk_id = c.id)",
@@ -466,7 +479,12 @@ impl Store {
             for part in ids.chunks(400) {
                 let mut stmt = conn.prepare(&sql(&placeholders(part.len(), 0)))?;
                 let rows = stmt.query_map(params_from_iter(part.iter()), |r| {
-                    Ok((item(r)?, r.get::<_, i64>(item_columns)?, r.get::<_, String>(item_columns + 1)?, r.get::<_, String>(item_columns + 2)?))
+                    Ok((
+                        item(r)?,
+                        r.get::<_, i64>(item_columns)?,
+                        r.get::<_, String>(item_columns + 1)?,
+                        r.get::<_, String>(item_columns + 2)?,
+                    ))
                 })?;
                 for row in rows {
                     raw.push(row?);
@@ -566,7 +584,9 @@ impl Store {
                 }
             }
         }
-        raw.into_iter().map(|(item, chunk_id, source, acl)| Ok(Supported { item, chunk_id: chunk_id as u64, source, acl: acl_from_json(&acl)? })).collect()
+        raw.into_iter()
+            .map(|(item, chunk_id, source, acl)| Ok(Supported { item, chunk_id: chunk_id as u64, source, acl: acl_from_json(&acl)? }))
+            .collect()
     }
 
     /// The aliases declared for these entities (their keys, as stored: blinded in an encrypted
@@ -574,7 +594,11 @@ impl Store {
     pub fn graph_aliases_of(&self, ids: &[i64]) -> Result<Vec<Supported<(i64, String)>>> {
         self.supported(
             ids,
-            |list| format!("SELECT x.entity_id, x.alias, x.chunk_id, d.source, d.acl FROM graph_alias x {PROVENANCE} WHERE x.entity_id IN {list}"),
+            |list| {
+                format!(
+                    "SELECT x.entity_id, x.alias, x.chunk_id, d.source, d.acl FROM graph_alias x {PROVENANCE} WHERE x.entity_id IN {list}"
+                )
+            },
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             2,
         )
@@ -597,7 +621,9 @@ impl Store {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT id, name, kind, fold FROM graph_entity WHERE kb = ?1 ORDER BY id")?;
             let rows = stmt
-                .query_map(params![kb], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?
+                .query_map(params![kb], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows
         };
