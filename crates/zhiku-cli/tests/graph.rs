@@ -10,6 +10,9 @@ use std::path::Path;
 use common::{write, Zhiku};
 use serde_json::Value;
 
+/// The twelve teams of the look-alike part of the catalogue.
+const TEAMS: [&str; 12] = ["Search", "Identity", "Logistics", "Billing", "Analytics", "Mobile", "Storage", "Network", "Security", "Support", "Marketing", "Legal"];
+
 /// A service catalogue: Atlas depends on Borealis, which the Payments Team owns; twelve other
 /// services, each owned by some team, use the same words ("service", "owned", "team") and stand
 /// between the question and Borealis's page in hybrid search.
@@ -20,22 +23,8 @@ fn catalogue(dir: &Path) {
         "borealis.md",
         "# Borealis\n\nBorealis is owned by the Payments Team. Borealis, a message broker, was migrated to new hardware in 2024.\n",
     );
-    let teams = [
-        "Search",
-        "Identity",
-        "Logistics",
-        "Billing",
-        "Analytics",
-        "Mobile",
-        "Storage",
-        "Network",
-        "Security",
-        "Support",
-        "Marketing",
-        "Legal",
-    ];
     let services = ["Cirrus", "Dune", "Ember", "Fjord", "Geyser", "Halo", "Iris", "Juniper", "Kestrel", "Lumen", "Mistral", "Nimbus"];
-    for (team, service) in teams.iter().zip(services) {
+    for (team, service) in TEAMS.iter().zip(services) {
         write(
             dir,
             &format!("{}.md", service.to_lowercase()),
@@ -292,25 +281,11 @@ fn catalogue_with_people_and_databases(dir: &Path) {
     write(dir, "borealis.md", "# Borealis\n\nBorealis is owned by the Payments Team. Borealis uses Orion DB for its queues.\n");
     write(dir, "payments-team.md", "# Payments Team\n\nThe Payments Team is managed by Dana Lee. The team meets on Mondays.\n");
     write(dir, "orion.md", "# Orion DB\n\nOrion DB runs on the Frankfurt Cluster. Backups of the database are taken nightly.\n");
-    let teams = [
-        "Search",
-        "Identity",
-        "Logistics",
-        "Billing",
-        "Analytics",
-        "Mobile",
-        "Storage",
-        "Network",
-        "Security",
-        "Support",
-        "Marketing",
-        "Legal",
-    ];
     let people = ["Ann Ho", "Ben Ito", "Cy Ng", "Di Ma", "Ed Yu", "Flo Wu", "Gil Ko", "Hu Li", "Ivy Su", "Jo Xu", "Kai Lo", "Lu Fan"];
     let databases = ["Pyxis", "Quill", "Rigel", "Sable", "Tethys", "Umbra", "Vega", "Wren", "Xenon", "Yarrow", "Zircon", "Aster"];
     let clusters = ["Paris", "Dublin", "Madrid", "Oslo", "Vienna", "Prague", "Warsaw", "Lisbon", "Zurich", "Milan", "Athens", "Riga"];
     for i in 0..12 {
-        let (team, person, db, cluster) = (teams[i], people[i], databases[i], clusters[i]);
+        let (team, person, db, cluster) = (TEAMS[i], people[i], databases[i], clusters[i]);
         write(
             dir,
             &format!("{}-team.md", team.to_lowercase()),

@@ -431,23 +431,26 @@ impl Store {
 
     /// Entities of the knowledge base by their keys ([`zhiku_graph::resolve::entity_key`]).
     pub fn graph_entities_by_key(&self, kb: &str, keys: &[String]) -> Result<Vec<GraphEntity>> {
-        let mut out = Vec::new();
-        for part in keys.chunks(400) {
-            let stored: Vec<String> = part.iter().map(|k| self.graph_key(k)).collect();
-            let sql = format!("SELECT id, name, kind FROM graph_entity WHERE kb = ?1 AND key IN {}", placeholders(stored.len(), 1));
-            out.extend(self.graph_entities_where(&sql, params_from_iter(std::iter::once(kb.to_string()).chain(stored)))?);
-        }
-        Ok(out)
+        self.graph_entities_matching(kb, "key", keys)
     }
 
     /// Entities of the knowledge base whose folded key ([`zhiku_graph::resolve::fold_key`]) is
     /// one of these.
     pub fn graph_entities_by_fold(&self, kb: &str, folds: &[String]) -> Result<Vec<GraphEntity>> {
+        self.graph_entities_matching(kb, "fold", folds)
+    }
+
+    fn graph_entities_matching(&self, kb: &str, column: &'static str, values: &[String]) -> Result<Vec<GraphEntity>> {
+        let stored: Vec<String> = values.iter().map(|k| self.graph_key(k)).collect();
+        self.graph_entities_by_stored(kb, column, &stored)
+    }
+
+    /// Entities whose `column` (`key` or `fold`) holds one of these values as stored.
+    fn graph_entities_by_stored(&self, kb: &str, column: &'static str, stored: &[String]) -> Result<Vec<GraphEntity>> {
         let mut out = Vec::new();
-        for part in folds.chunks(400) {
-            let stored: Vec<String> = part.iter().map(|k| self.graph_key(k)).collect();
-            let sql = format!("SELECT id, name, kind FROM graph_entity WHERE kb = ?1 AND fold IN {}", placeholders(stored.len(), 1));
-            out.extend(self.graph_entities_where(&sql, params_from_iter(std::iter::once(kb.to_string()).chain(stored)))?);
+        for part in stored.chunks(400) {
+            let sql = format!("SELECT id, name, kind FROM graph_entity WHERE kb = ?1 AND {column} IN {}", placeholders(part.len(), 1));
+            out.extend(self.graph_entities_where(&sql, params_from_iter(std::iter::once(kb.to_string()).chain(part.iter().cloned())))?);
         }
         Ok(out)
     }
@@ -606,12 +609,7 @@ impl Store {
 
     /// Entities whose stored key is one of these (keys as [`Store::graph_aliases_of`] gives them).
     pub fn graph_entities_by_stored_key(&self, kb: &str, stored: &[String]) -> Result<Vec<GraphEntity>> {
-        let mut out = Vec::new();
-        for part in stored.chunks(400) {
-            let sql = format!("SELECT id, name, kind FROM graph_entity WHERE kb = ?1 AND key IN {}", placeholders(part.len(), 1));
-            out.extend(self.graph_entities_where(&sql, params_from_iter(std::iter::once(kb.to_string()).chain(part.iter().cloned())))?);
-        }
-        Ok(out)
+        self.graph_entities_by_stored(kb, "key", stored)
     }
 
     /// Every entity of the knowledge base with its folded key (`None` in an encrypted store:
