@@ -11,7 +11,20 @@ use common::{write, Zhiku};
 use serde_json::Value;
 
 /// The twelve teams of the look-alike part of the catalogue.
-const TEAMS: [&str; 12] = ["Search", "Identity", "Logistics", "Billing", "Analytics", "Mobile", "Storage", "Network", "Security", "Support", "Marketing", "Legal"];
+const TEAMS: [&str; 12] = [
+    "Search",
+    "Identity",
+    "Logistics",
+    "Billing",
+    "Analytics",
+    "Mobile",
+    "Storage",
+    "Network",
+    "Security",
+    "Support",
+    "Marketing",
+    "Legal",
+];
 
 /// A service catalogue: Atlas depends on Borealis, which the Payments Team owns; twelve other
 /// services, each owned by some team, use the same words ("service", "owned", "team") and stand
@@ -52,6 +65,12 @@ fn relations(found: &Value) -> BTreeSet<(String, String)> {
         .filter(|n| n["relation"] != "related_to")
         .map(|n| (n["entity"].as_str().unwrap().to_string(), n["relation"].as_str().unwrap().to_string()))
         .collect()
+}
+
+/// Three string fields of each object of a JSON array, as a set.
+fn fields(list: &Value, names: [&str; 3]) -> BTreeSet<(String, String, String)> {
+    let get = |o: &Value, n: &str| o[n].as_str().unwrap().to_string();
+    list.as_array().unwrap().iter().map(|o| (get(o, names[0]), get(o, names[1]), get(o, names[2]))).collect()
 }
 
 fn pair(entity: &str, relation: &str) -> (String, String) {
@@ -190,14 +209,8 @@ fn structured_rows_map_to_entities_relations_and_typed_attributes_exactly() {
     let alice = query(&z, "hr", "Alice Smith", None);
     assert_eq!(alice["kind"], "record");
     assert_eq!(relations(&alice), BTreeSet::from([pair("Carol Wu", "manager"), pair("Payments Team", "team")]));
-    let attributes: BTreeSet<(String, String, String)> = alice["attributes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| (a["name"].as_str().unwrap().into(), a["value"].as_str().unwrap().into(), a["type"].as_str().unwrap().into()))
-        .collect();
     assert_eq!(
-        attributes,
+        fields(&alice["attributes"], ["name", "value", "type"]),
         BTreeSet::from([
             ("remote".into(), "true".into(), "boolean".into()),
             ("salary".into(), "5200".into(), "number".into()),
@@ -207,14 +220,8 @@ fn structured_rows_map_to_entities_relations_and_typed_attributes_exactly() {
     // The key column's value is another name of the row.
     assert_eq!(query(&z, "hr", "E3", None)["entity"], "Carol Wu");
     let carol = query(&z, "hr", "Carol Wu", None);
-    let reports: BTreeSet<(String, String, String)> = carol["neighbors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["entity"].as_str().unwrap().into(), n["relation"].as_str().unwrap().into(), n["direction"].as_str().unwrap().into()))
-        .collect();
     assert_eq!(
-        reports,
+        fields(&carol["neighbors"], ["entity", "relation", "direction"]),
         BTreeSet::from([
             ("Alice Smith".into(), "manager".into(), "in".into()),
             ("Bob Li".into(), "manager".into(), "in".into()),

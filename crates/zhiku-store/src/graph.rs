@@ -467,11 +467,12 @@ impl Store {
     }
 
     /// Rows of `sql` (with `x` the contribution's table joined to its chunk and document) for
-    /// `ids`, each with its provenance: the first columns are `item` (`item_columns` of them),
-    /// then chunk id, source, ACL.
-    fn supported<T>(
+    /// `values` (after `kb` as `?1` when given), each with its provenance: the first columns are
+    /// `item` (`item_columns` of them), then chunk id, source, ACL.
+    fn supported<V: Clone + Into<rusqlite::types::Value>, T>(
         &self,
-        ids: &[i64],
+        kb: Option<&str>,
+        values: &[V],
         sql: impl Fn(&str) -> String,
         item: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
         item_columns: usize,
@@ -479,9 +480,10 @@ impl Store {
         let mut raw = Vec::new();
         {
             let conn = self.conn();
-            for part in ids.chunks(400) {
-                let mut stmt = conn.prepare(&sql(&placeholders(part.len(), 0)))?;
-                let rows = stmt.query_map(params_from_iter(part.iter()), |r| {
+            for part in values.chunks(400) {
+                let mut stmt = conn.prepare(&sql(&placeholders(part.len(), usize::from(kb.is_some()))))?;
+                let args = kb.map(|k| rusqlite::types::Value::from(k.to_string())).into_iter().chain(part.iter().cloned().map(Into::into));
+                let rows = stmt.query_map(params_from_iter(args), |r| {
                     Ok((
                         item(r)?,
                         r.get::<_, i64>(item_columns)?,
@@ -503,6 +505,7 @@ impl Store {
     /// between two of the entities comes once.
     pub fn graph_edges(&self, ids: &[i64]) -> Result<Vec<Supported<EdgeRow>>> {
         let rows = self.supported(
+            None,
             ids,
             |list| {
                 format!(
@@ -533,6 +536,7 @@ impl Store {
     /// The chunks that mention these entities: `(entity id)` with provenance.
     pub fn graph_mentions(&self, ids: &[i64]) -> Result<Vec<Supported<i64>>> {
         self.supported(
+            None,
             ids,
             |list| format!("SELECT x.entity_id, x.chunk_id, d.source, d.acl FROM graph_mention x {PROVENANCE} WHERE x.entity_id IN {list}"),
             |r| r.get::<_, i64>(0),
@@ -543,6 +547,7 @@ impl Store {
     /// The attributes of these entities.
     pub fn graph_attributes(&self, ids: &[i64]) -> Result<Vec<Supported<AttributeRow>>> {
         let rows = self.supported(
+            None,
             ids,
             |list| {
                 format!(
@@ -570,32 +575,24 @@ impl Store {
     /// for each alias equal to one of `keys`, with provenance.
     pub fn graph_aliased(&self, kb: &str, keys: &[String]) -> Result<Vec<Supported<i64>>> {
         let stored: Vec<String> = keys.iter().map(|k| self.graph_key(k)).collect();
-        let mut raw = Vec::new();
-        {
-            let conn = self.conn();
-            for part in stored.chunks(400) {
-                let sql = format!(
-                    "SELECT x.entity_id, x.chunk_id, d.source, d.acl FROM graph_alias x {PROVENANCE} WHERE x.kb = ?1 AND x.alias IN {}",
-                    placeholders(part.len(), 1)
-                );
-                let mut stmt = conn.prepare(&sql)?;
-                let rows = stmt.query_map(params_from_iter(std::iter::once(kb.to_string()).chain(part.iter().cloned())), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-                })?;
-                for row in rows {
-                    raw.push(row?);
-                }
-            }
-        }
-        raw.into_iter()
-            .map(|(item, chunk_id, source, acl)| Ok(Supported { item, chunk_id: chunk_id as u64, source, acl: acl_from_json(&acl)? }))
-            .collect()
+        self.supported(
+            Some(kb),
+            &stored,
+            |list| {
+                format!(
+                    "SELECT x.entity_id, x.chunk_id, d.source, d.acl FROM graph_alias x {PROVENANCE} WHERE x.kb = ?1 AND x.alias IN {list}"
+                )
+            },
+            |r| r.get::<_, i64>(0),
+            1,
+        )
     }
 
     /// The aliases declared for these entities (their keys, as stored: blinded in an encrypted
     /// store), with provenance.
     pub fn graph_aliases_of(&self, ids: &[i64]) -> Result<Vec<Supported<(i64, String)>>> {
         self.supported(
+            None,
             ids,
             |list| {
                 format!(
