@@ -67,6 +67,33 @@ fn relations(found: &Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// `graph export --format csv` into `dir` under the data directory, read back: the entities'
+/// names, and each relation as `[from, TYPE, to, sources]` by name (ids are the store's).
+fn export_csv(z: &Zhiku, kb: &str, dir: &str) -> (Vec<String>, Vec<[String; 4]>) {
+    let out = z.data.path().join(dir);
+    let done = z.run(&["graph", "export", "--kb", kb, "--format", "csv", "--out", out.to_str().unwrap()]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let nodes = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
+    let names: std::collections::HashMap<String, String> = nodes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, rest) = l.split_once(',').unwrap();
+            (id.to_string(), rest.rsplitn(3, ',').nth(2).unwrap().trim_matches('"').to_string())
+        })
+        .collect();
+    let edges = std::fs::read_to_string(out.join("relationships.csv")).unwrap();
+    let relations = edges
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, ',').collect();
+            [names[f[0]].clone(), f[2].to_string(), names[f[1]].clone(), f[4].trim_matches('"').to_string()]
+        })
+        .collect();
+    (names.into_values().collect(), relations)
+}
+
 /// Three string fields of each object of a JSON array, as a set.
 fn fields(list: &Value, names: [&str; 3]) -> BTreeSet<(String, String, String)> {
     let get = |o: &Value, n: &str| o[n].as_str().unwrap().to_string();
@@ -137,31 +164,13 @@ fn changing_or_removing_a_document_removes_exactly_what_it_said() {
     let docs = tempfile::tempdir().unwrap();
     catalogue(docs.path());
     z.ingest("eng", &[docs.path()], &[]);
+    // Entity ids are the store's; compare names and relations.
     let export = |name: &str| -> String {
-        let out = z.data.path().join(name);
-        let done = z.run(&["graph", "export", "--kb", "eng", "--format", "csv", "--out", out.to_str().unwrap()]);
-        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-        // Entity ids are the store's; compare names and relations.
-        let nodes = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
-        let names: std::collections::HashMap<String, String> = nodes
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let (id, rest) = l.split_once(',').unwrap();
-                (id.to_string(), rest.rsplitn(3, ',').nth(2).unwrap().to_string())
-            })
-            .collect();
-        let edges = std::fs::read_to_string(out.join("relationships.csv")).unwrap();
-        let mut lines: Vec<String> = edges
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.splitn(5, ',').collect();
-                format!("{} {} {} {}", names[f[0]], f[2], names[f[1]], f[4])
-            })
-            .collect();
+        let (names, edges) = export_csv(&z, "eng", name);
+        let mut lines: Vec<String> =
+            edges.iter().map(|[from, relation, to, sources]| format!("{from} {relation} {to} {sources}")).collect();
         lines.sort();
-        let mut entities: Vec<&String> = names.values().collect();
+        let mut entities: Vec<&String> = names.iter().collect();
         entities.sort();
         format!("{entities:?}\n{}", lines.join("\n"))
     };
@@ -371,24 +380,12 @@ fn the_model_extractor_writes_only_triples_the_text_supports_and_caches_them() {
     assert_eq!(model["read"].as_u64().unwrap() + model["fallback"].as_u64().unwrap(), chunks, "{built}");
     // Whatever the model wrote, every relation's ends are named in the document that states it:
     // the grammar fixes the shape, the check against the text keeps inventions out.
-    let out = z.data.path().join("llm-csv");
-    assert!(z.run(&["graph", "export", "--kb", "eng", "--format", "csv", "--out", out.to_str().unwrap()]).status.success());
-    let nodes = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
-    let names: std::collections::HashMap<String, String> = nodes
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, rest) = l.split_once(',').unwrap();
-            (id.to_string(), rest.rsplitn(3, ',').nth(2).unwrap().trim_matches('"').to_string())
-        })
-        .collect();
-    let edges = std::fs::read_to_string(out.join("relationships.csv")).unwrap();
-    assert!(edges.lines().count() > 1, "no relation at all: {edges}");
-    for line in edges.lines().skip(1) {
-        let f: Vec<&str> = line.splitn(5, ',').collect();
-        let text = std::fs::read_to_string(f[4].trim_matches('"')).unwrap().to_lowercase();
-        for end in [&names[f[0]], &names[f[1]]] {
-            assert!(text.contains(&end.to_lowercase()), "'{end}' of {line} is not in the text");
+    let (_, edges) = export_csv(&z, "eng", "llm-csv");
+    assert!(!edges.is_empty(), "no relation at all");
+    for [from, relation, to, source] in &edges {
+        let text = std::fs::read_to_string(source).unwrap().to_lowercase();
+        for end in [from, to] {
+            assert!(text.contains(&end.to_lowercase()), "'{end}' of {from} {relation} {to} is not in {source}");
         }
     }
     // Again: every chunk from the cache, the model not asked.
