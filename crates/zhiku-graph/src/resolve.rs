@@ -1,10 +1,11 @@
 //! Entity resolution: when two names are one entity.
 //!
-//! Three levels, from strict to loose: the *key* ([`entity_key`]: case, articles, possessives,
-//! spacing and, for common nouns, plurals do not matter), an *alias* another chunk declared
-//! (stored with the chunk that said so), and the *fold* ([`fold_key`]: letters and digits
-//! only, so `PostgreSQL`, `Postgre-SQL` and `postgre sql` meet). [`similar_names`] finds the
-//! near-identical names the store may merge.
+//! From strict to loose: the *key* ([`entity_key`]: case, articles, possessives, spacing and,
+//! for common nouns, plurals do not matter), an *alias* another chunk declared (stored with the
+//! chunk that said so), the *fold* ([`fold_key`]: letters and digits only, so `PostgreSQL`,
+//! `Postgre-SQL` and `postgre sql` meet), a one-edit spelling of a long name
+//! ([`near_identical`]), and names two edits apart ([`spelling_candidates`]) whose embeddings then
+//! decide.
 
 use crate::EntityKind;
 
@@ -125,47 +126,6 @@ pub fn near_identical(a: &str, b: &str) -> bool {
     edit_distance(a, b, 1) <= 1
 }
 
-/// Groups of near-identical names among `names` (folded keys), each group's members by index;
-/// names alone in their group are left out.
-pub fn similar_names(names: &[String]) -> Vec<Vec<usize>> {
-    // Names are compared only within the same length ±1 and the same first letter: one edit
-    // rarely changes both, and it keeps the comparison far from quadratic.
-    let mut by_start: std::collections::BTreeMap<(char, usize), Vec<usize>> = Default::default();
-    for (i, n) in names.iter().enumerate() {
-        if let Some(first) = n.chars().next() {
-            by_start.entry((first, n.chars().count())).or_default().push(i);
-        }
-    }
-    let mut parent: Vec<usize> = (0..names.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    for (&(first, len), members) in &by_start {
-        for candidates in [by_start.get(&(first, len)), by_start.get(&(first, len + 1))].into_iter().flatten() {
-            for &i in members {
-                for &j in candidates {
-                    if i < j || (len + 1 == names[j].chars().count()) {
-                        if i != j && near_identical(&names[i], &names[j]) {
-                            let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
-                            parent[ri.max(rj)] = ri.min(rj);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for i in 0..names.len() {
-        let r = root(&mut parent, i);
-        groups.entry(r).or_default().push(i);
-    }
-    groups.into_values().filter(|g| g.len() > 1).collect()
-}
-
 /// Pairs of names (folded keys, by id) close enough in spelling that their embeddings should
 /// decide whether they are one entity: at most two edits apart (`postgressql`/`postgresql`,
 /// `elasticsearch`/`elastisearch`), at least six characters, the same digits. Returns index pairs.
@@ -216,8 +176,6 @@ mod tests {
         assert!(!near_identical("db1", "db2"));
         assert!(!near_identical("server01a", "server02a"));
         assert!(!near_identical("elasticsearch", "elastic"));
-        let names: Vec<String> = ["kubernetes", "kubernets", "postgresql", "mysql", "kubernetess"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(similar_names(&names), vec![vec![0, 1, 4]]);
     }
 
     #[test]
