@@ -20,6 +20,15 @@ const MAX_NEIGHBORS: usize = 500;
 /// Longest path searched.
 const MAX_HOPS: usize = 6;
 
+/// An optional count parameter: its default when absent, refused outside `1..=max`.
+fn count(value: Option<usize>, default: usize, max: usize, field: &'static str) -> Result<usize, ApiError> {
+    let n = value.unwrap_or(default);
+    if n == 0 || n > max {
+        return Err(ApiError::invalid(format!("{field} {n} is outside 1..={max}"), Some(field)));
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EntityQuery {
     /// The entity's name (any spelling or declared alias).
@@ -37,10 +46,7 @@ pub async fn entity(
     Path(kb): Path<String>,
     Query(query): Query<EntityQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_NEIGHBORS {
-        return Err(ApiError::invalid(format!("limit {limit} is outside 1..={MAX_NEIGHBORS}"), Some("limit")));
-    }
+    let limit = count(query.limit, 50, MAX_NEIGHBORS, "limit")?;
     if query.name.trim().is_empty() {
         return Err(ApiError::invalid("name is empty", Some("name")));
     }
@@ -75,10 +81,7 @@ pub async fn path(
     Path(kb): Path<String>,
     Query(query): Query<PathQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let hops = query.max_hops.unwrap_or(4);
-    if hops == 0 || hops > MAX_HOPS {
-        return Err(ApiError::invalid(format!("max_hops {hops} is outside 1..={MAX_HOPS}"), Some("max_hops")));
-    }
+    let hops = count(query.max_hops, 4, MAX_HOPS, "max_hops")?;
     check_role(&state, &who, &kb, Role::Viewer).await?;
     let engine = state.engine.clone();
     computing(&state, move || {
@@ -105,10 +108,7 @@ pub async fn communities(
     Path(kb): Path<String>,
     Query(query): Query<CommunitiesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(10);
-    if limit == 0 || limit > 100 {
-        return Err(ApiError::invalid(format!("limit {limit} is outside 1..=100"), Some("limit")));
-    }
+    let limit = count(query.limit, 10, 100, "limit")?;
     check_role(&state, &who, &kb, Role::Viewer).await?;
     let engine = state.engine.clone();
     computing(&state, move || {
