@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tuning: LoRA adapters trained on the CPU, applied with `generate --lora`.
+    #[command(subcommand)]
+    Finetune(FinetuneCommand),
     /// The vector index engine on its own.
     #[command(subcommand)]
     Vectors(VectorsCommand),
@@ -351,6 +354,68 @@ pub struct GenerateArgs {
     pub threads: Option<usize>,
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
+    /// A GGUF LoRA adapter to apply (from `zhiku finetune train`, or converted from PEFT).
+    #[arg(long, value_name = "ADAPTER")]
+    pub lora: Option<PathBuf>,
+    /// How strongly to apply --lora (1.0: as trained).
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    pub lora_scale: f32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FinetuneCommand {
+    /// Train a LoRA adapter for a llama-architecture GGUF model on JSONL conversations
+    /// (OpenAI "messages", Alpaca or ShareGPT records); the loss covers the answers only.
+    /// A killed run started again with the same arguments resumes from its last checkpoint.
+    Train(Box<FinetuneTrainArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FinetuneTrainArgs {
+    /// The base model: a GGUF file [default: the configured LLM].
+    #[arg(long, value_name = "MODEL")]
+    pub base: Option<PathBuf>,
+    /// Training conversations, one JSON record per line.
+    #[arg(long, value_name = "TRAIN.jsonl")]
+    pub data: PathBuf,
+    /// Held-out conversations: their loss is measured before and after training.
+    #[arg(long, value_name = "EVAL.jsonl")]
+    pub eval: PathBuf,
+    /// Optimizer steps.
+    #[arg(long)]
+    pub steps: usize,
+    /// Rank of the adapters.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha: the update is scaled by alpha/rank [default: twice the rank].
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Conversations per step (their gradients are accumulated).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW), reached after --warmup steps, then cosine decay.
+    #[arg(long, default_value_t = 2e-4)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Projections to adapt, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down")]
+    pub targets: Vec<String>,
+    /// Tokens per conversation at most (longer ones are cut).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Fixes the adapter initialisation and the order of examples.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Steps between checkpoints (kept in ADAPTER.checkpoint/ until training ends).
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: usize,
+    /// Where to write the GGUF LoRA adapter.
+    #[arg(long, value_name = "ADAPTER")]
+    pub out: PathBuf,
+    /// Print the losses as one JSON object instead of a progress bar and a summary.
     #[arg(long)]
     pub json: bool,
 }

@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Graph(cmd) => crate::graph::graph(&ctx, cmd),
         Command::Backup { out, json } => crate::ops::backup(&ctx, &out, json),
         Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
+        Command::Finetune(cmd) => crate::finetune::finetune(&ctx, cmd),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
         Command::Key(cmd) => governance::key(&ctx, cmd),
@@ -422,7 +423,10 @@ fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {
         Some(path) => path,
         None => llm_path(ctx)?,
     };
-    let llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?;
+    let mut llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?;
+    if let Some(adapter) = &args.lora {
+        llm = llm.with_lora(adapter, args.lora_scale)?;
+    }
     let options = GenerationOptions {
         max_tokens: args.max_tokens,
         temperature: args.temperature,

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod finetune;
 mod governance;
 mod graph;
 mod npy;

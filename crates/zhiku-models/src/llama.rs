@@ -4,14 +4,14 @@
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
@@ -36,6 +36,9 @@ fn backend() -> Result<&'static LlamaBackend> {
 pub struct LlamaGenerator {
     model: LlamaModel,
     path: PathBuf,
+    /// A LoRA adapter applied to every context, with its scale. llama.cpp wants it mutable to
+    /// attach it; the lock is held only while attaching.
+    lora: Option<(Mutex<LlamaLoraAdapter>, f32, PathBuf)>,
 }
 
 impl LlamaGenerator {
@@ -46,7 +49,37 @@ impl LlamaGenerator {
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| Error::ModelFormat { path: path.to_path_buf(), reason: format!("llama.cpp cannot load it: {e}") })?;
-        Ok(Self { model, path: path.to_path_buf() })
+        Ok(Self { model, path: path.to_path_buf(), lora: None })
+    }
+
+    /// Applies a GGUF LoRA adapter (from `zhiku finetune train`, or converted from PEFT) to
+    /// every generation, scaled by `scale` (1.0: as trained).
+    pub fn with_lora(mut self, adapter: &Path, scale: f32) -> Result<Self> {
+        if !adapter.is_file() {
+            return Err(Error::MissingModelFile { path: adapter.to_path_buf() });
+        }
+        let loaded = self.model.lora_adapter_init(adapter).map_err(|e| Error::ModelFormat {
+            path: adapter.to_path_buf(),
+            reason: format!("llama.cpp cannot load it as a LoRA adapter of {}: {e}", self.path.display()),
+        })?;
+        self.lora = Some((Mutex::new(loaded), scale, adapter.to_path_buf()));
+        Ok(self)
+    }
+
+    /// The LoRA adapter applied, if any.
+    pub fn lora_path(&self) -> Option<&Path> {
+        self.lora.as_ref().map(|(_, _, p)| p.as_path())
+    }
+
+    /// Token ids as this model's tokenizer makes them; `special` parses markers such as
+    /// `<|im_start|>` as the single tokens they are.
+    pub fn tokenize(&self, text: &str, add_bos: bool, special: bool) -> Vec<u32> {
+        self.model.vocab().tokenize(text.as_bytes(), add_bos, special).into_iter().map(|t| t.0 as u32).collect()
+    }
+
+    /// Whether the tokenizer wants a BOS token in front of a prompt.
+    pub fn adds_bos(&self) -> bool {
+        self.model.vocab().should_add_bos()
     }
 
     pub fn path(&self) -> &Path {
@@ -65,12 +98,18 @@ impl LlamaGenerator {
     /// Renders chat messages with the model's own template (ChatML for SmolLM2/Qwen, Gemma's
     /// turns for Gemma 3); models without one get a plain role-prefixed transcript.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.render_conversation(messages, true)
+    }
+
+    /// Renders a conversation with the model's template; `open_assistant_turn` ends it with the
+    /// header of an assistant turn for the model to fill (what [`Self::render_chat`] does).
+    pub fn render_conversation(&self, messages: &[ChatMessage], open_assistant_turn: bool) -> Result<String> {
         let as_llama = || -> std::result::Result<Vec<LlamaChatMessage>, String> {
             messages.iter().map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()).map_err(|e| e.to_string())).collect()
         };
         if let Ok(template) = self.model.chat_template(None) {
             let msgs = as_llama().map_err(Error::Inference)?;
-            if let Ok(prompt) = self.model.apply_chat_template(&template, &msgs, true) {
+            if let Ok(prompt) = self.model.apply_chat_template(&template, &msgs, open_assistant_turn) {
                 return Ok(prompt);
             }
         }
@@ -78,7 +117,9 @@ impl LlamaGenerator {
         for m in messages {
             prompt.push_str(&format!("{}: {}\n\n", capitalise(&m.role), m.content));
         }
-        prompt.push_str("Assistant:");
+        if open_assistant_turn {
+            prompt.push_str("Assistant:");
+        }
         Ok(prompt)
     }
 
@@ -117,6 +158,11 @@ impl LlamaGenerator {
             .with_n_threads_batch(threads);
         let mut ctx =
             self.model.new_context(backend, params).map_err(|e| Error::Inference(format!("cannot create a llama.cpp context: {e}")))?;
+        if let Some((adapter, scale, path)) = &self.lora {
+            let mut adapter = adapter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            ctx.lora_adapter_set(&mut adapter, *scale)
+                .map_err(|e| Error::Inference(format!("cannot apply the LoRA adapter {}: {e}", path.display())))?;
+        }
 
         let started = Instant::now();
         let mut batch = LlamaBatch::new(n_batch as usize, 1);
