@@ -370,6 +370,98 @@ pub enum FinetuneCommand {
     /// (OpenAI "messages", Alpaca or ShareGPT records); the loss covers the answers only.
     /// A killed run started again with the same arguments resumes from its last checkpoint.
     Train(Box<FinetuneTrainArgs>),
+    /// Make a dataset from a knowledge base: the model writes a question/answer pair per new
+    /// chunk into the review queue (grounded, deduplicated, the KB's PII policy applied), then
+    /// the queue is written out, split train/validation (FILE.jsonl and FILE.validation.jsonl).
+    /// `--format dpo` writes preference pairs from users' rated answers instead.
+    Dataset(Box<FinetuneDatasetArgs>),
+    /// The review queue: accept, edit or reject generated pairs before training.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FinetuneDatasetArgs {
+    #[arg(long)]
+    pub kb: String,
+    /// Training records go here; validation records beside it, as <stem>.validation.jsonl.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// openai, alpaca, sharegpt or dpo.
+    #[arg(long, default_value = "openai")]
+    pub format: String,
+    /// Use only what this user may read. Default: the local administrator (everything).
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// The model that writes the pairs: a GGUF file or a registered name [default: the configured LLM].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// New chunks to read in this run at most.
+    #[arg(long)]
+    pub max_chunks: Option<usize>,
+    /// Chunks shorter than this (characters) are not asked about.
+    #[arg(long, default_value_t = 200)]
+    pub min_chunk_chars: usize,
+    /// Write the queue as it is, asking the model nothing.
+    #[arg(long)]
+    pub no_generate: bool,
+    /// Only pairs a reviewer accepted (default: all not rejected).
+    #[arg(long)]
+    pub accepted_only: bool,
+    /// Share of the chunks whose pairs go to validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// A system message to put in each record.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// The pairs of a knowledge base, oldest first.
+    List {
+        #[arg(long)]
+        kb: String,
+        /// pending, accepted or rejected [default: all].
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept pairs for training.
+    Accept {
+        #[arg(long)]
+        kb: String,
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+    /// Reject pairs: they leave every dataset.
+    Reject {
+        #[arg(long)]
+        kb: String,
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+    /// Correct a pair's question and/or answer; the pair is then accepted.
+    Edit {
+        #[arg(long)]
+        kb: String,
+        id: i64,
+        #[arg(long)]
+        question: Option<String>,
+        #[arg(long)]
+        answer: Option<String>,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,15 +5,146 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 use zhiku_models::LlamaGenerator;
+use zhiku_rag::finetune::{self as tuning, DatasetOptions, GenerateOptions, PairWriter};
+use zhiku_store::PairStatus;
+use zhiku_tune::dataset::Format;
 use zhiku_tune::{data, TrainConfig};
 
-use crate::cli::{FinetuneCommand, FinetuneTrainArgs};
-use crate::commands::{llm_path, open_store, Ctx};
+use crate::cli::{FinetuneCommand, FinetuneDatasetArgs, FinetuneTrainArgs, ReviewCommand};
+use crate::commands::{llm_path, open_store, question_actor, Ctx};
+use crate::governance::audit;
+use crate::graph::caller;
 
 pub fn finetune(ctx: &Ctx, command: FinetuneCommand) -> Result<ExitCode> {
     match command {
         FinetuneCommand::Train(args) => train(ctx, *args),
+        FinetuneCommand::Dataset(args) => dataset(ctx, *args),
+        FinetuneCommand::Review(command) => review(ctx, command),
+    }
+}
+
+/// `FILE.jsonl` → `FILE.validation.jsonl`.
+fn validation_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    out.with_file_name(format!("{stem}.validation.jsonl"))
+}
+
+fn write_jsonl(path: &Path, records: &[serde_json::Value]) -> Result<()> {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(&serde_json::to_string(record)?);
+        text.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
+    let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
+    if !(0.0..1.0).contains(&args.validation_fraction) {
+        bail!("--validation-fraction must be at least 0 and below 1");
+    }
+    let store = open_store(ctx)?;
+    let caller = caller(&store, args.as_user.as_deref())?;
+    let mut generated = None;
+    let data = if format == Format::Dpo {
+        tuning::dpo_dataset(&store, &args.kb, &caller, args.validation_fraction)?
+    } else {
+        if !args.no_generate {
+            let model_path = resolve_model(ctx, args.model.as_deref())?;
+            let model = LlamaGenerator::load(&model_path).with_context(|| format!("cannot load the model {}", model_path.display()))?;
+            let id = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+            let writer = PairWriter { model: &model, id };
+            let options = GenerateOptions { max_chunks: args.max_chunks, min_chunk_chars: args.min_chunk_chars, ..GenerateOptions::default() };
+            let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks (eta {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let report = tuning::generate_pairs(&store, &args.kb, &caller, &writer, &options, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            generated = Some(report);
+        }
+        let options = DatasetOptions { format, accepted_only: args.accepted_only, validation_fraction: args.validation_fraction, system: args.system };
+        tuning::sft_dataset(&store, &args.kb, &caller, &options)?
+    };
+    let validation_out = validation_path(&args.out);
+    write_jsonl(&args.out, &data.train)?;
+    write_jsonl(&validation_out, &data.validation)?;
+    let summary = json!({
+        "format": args.format,
+        "train": data.train.len(),
+        "validation": data.validation.len(),
+        "train_file": args.out,
+        "validation_file": validation_out,
+        "generated": generated,
+    });
+    audit(&store, "finetune.dataset", Some(&args.kb), json!({"as": args.as_user, "format": args.format, "train": data.train.len(), "validation": data.validation.len()}))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        if let Some(report) = &generated {
+            println!("read {} new chunks: {} pairs queued for review, {} rejected {:?}", report.read, report.kept, report.rejected.values().sum::<usize>(), report.rejected);
+        }
+        println!(
+            "{} training records → {}\n{} validation records → {}",
+            data.train.len(),
+            args.out.display(),
+            data.validation.len(),
+            validation_out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn review(ctx: &Ctx, command: ReviewCommand) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    let decide = |kb: &str, ids: &[i64], as_user: Option<&str>, status: PairStatus, question: Option<&str>, answer: Option<&str>| -> Result<ExitCode> {
+        let caller = caller(&store, as_user)?;
+        let reviewer = question_actor(as_user);
+        let mut missing = Vec::new();
+        for &id in ids {
+            if tuning::review(&store, kb, &caller, id, status, question, answer, &reviewer)? {
+                audit(&store, "finetune.review", Some(kb), json!({"pair": id, "status": status, "edited": question.is_some() || answer.is_some(), "as": as_user}))?;
+            } else {
+                missing.push(id);
+            }
+        }
+        if !missing.is_empty() {
+            bail!("no pair {missing:?} in knowledge base '{kb}' that you may see (see `zhiku finetune review list --kb {kb}`)");
+        }
+        println!("{} pair(s) {}", ids.len(), status.as_str());
+        Ok(ExitCode::SUCCESS)
+    };
+    match command {
+        ReviewCommand::List { kb, status, as_user, json } => {
+            let status = status.map(|s| s.parse::<PairStatus>()).transpose().map_err(anyhow::Error::msg)?;
+            let caller = caller(&store, as_user.as_deref())?;
+            let pairs = tuning::review_queue(&store, &kb, &caller, status)?;
+            if json {
+                println!("{}", serde_json::to_string(&json!({ "pairs": pairs }))?);
+            } else {
+                for p in &pairs {
+                    println!("#{} [{}{}] {}\n  Q: {}\n  A: {}", p.id, p.status.as_str(), if p.edited { ", edited" } else { "" }, p.source, p.question, p.answer);
+                }
+                println!("{} pair(s)", pairs.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReviewCommand::Accept { kb, ids, as_user } => decide(&kb, &ids, as_user.as_deref(), PairStatus::Accepted, None, None),
+        ReviewCommand::Reject { kb, ids, as_user } => decide(&kb, &ids, as_user.as_deref(), PairStatus::Rejected, None, None),
+        ReviewCommand::Edit { kb, id, question, answer, as_user } => {
+            if question.is_none() && answer.is_none() {
+                bail!("give --question and/or --answer to edit a pair");
+            }
+            decide(&kb, &[id], as_user.as_deref(), PairStatus::Accepted, question.as_deref(), answer.as_deref())
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use zhiku_store::Store;
 use crate::cli::{GraphCommand, GraphFormat};
 use crate::commands::{open_store, question_actor, Ctx};
 
-fn caller(store: &Store, as_user: Option<&str>) -> Result<Caller> {
+pub(crate) fn caller(store: &Store, as_user: Option<&str>) -> Result<Caller> {
     match as_user {
         None => Ok(Caller::Admin),
         Some(name) => {

@@ -28,6 +28,7 @@ mod answer_cache;
 pub mod audit;
 pub mod cite;
 mod engine;
+pub mod finetune;
 pub mod graph;
 mod indexes;
 mod inputs;

@@ -155,13 +155,6 @@ impl Store {
         }
     }
 
-    fn graph_seal(&self, text: &str) -> Result<String> {
-        match &self.sealer {
-            Some(s) => s.seal(text),
-            None => Ok(text.to_string()),
-        }
-    }
-
     /// Up to `max_documents` documents of the knowledge base with chunks no extractor has read,
     /// with those chunks.
     pub fn graph_pending(&self, kb: &str, max_documents: usize) -> Result<Vec<PendingDocument>> {
@@ -240,7 +233,7 @@ impl Store {
                         let fold = self.graph_key(&fold_key(&key));
                         tx.execute(
                             "INSERT INTO graph_entity (kb, key, fold, name, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![kb, stored_key, fold, self.graph_seal(e.name.trim())?, e.kind.as_str()],
+                            params![kb, stored_key, fold, self.seal(e.name.trim())?, e.kind.as_str()],
                         )?;
                         tx.last_insert_rowid()
                     }
@@ -264,7 +257,7 @@ impl Store {
                         tx.execute(
                             "INSERT INTO graph_edge (chunk_id, source_id, relation, target_id, weight) VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT DO UPDATE SET weight = weight + excluded.weight",
-                            params![chunk, s, self.graph_seal(&r.relation)?, o, r.weight as f64],
+                            params![chunk, s, self.seal(&r.relation)?, o, r.weight as f64],
                         )?;
                     }
                 }
@@ -274,7 +267,7 @@ impl Store {
                     tx.execute("INSERT OR IGNORE INTO graph_mention (chunk_id, entity_id) VALUES (?1, ?2)", params![chunk, id])?;
                     tx.execute(
                         "INSERT INTO graph_attribute (chunk_id, entity_id, name, value, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![chunk, id, self.graph_seal(&a.name)?, self.graph_seal(&a.value)?, a.kind.as_str()],
+                        params![chunk, id, self.seal(&a.name)?, self.seal(&a.value)?, a.kind.as_str()],
                     )?;
                 }
             }
@@ -372,7 +365,7 @@ impl Store {
         let json = serde_json::to_string(extraction).map_err(|e| crate::Error::Corrupt(e.to_string()))?;
         self.conn().execute(
             "INSERT OR REPLACE INTO graph_llm_cache (key, extraction, created_at) VALUES (?1, ?2, ?3)",
-            params![key, self.graph_seal(&json)?, crate::now()],
+            params![key, self.seal(&json)?, crate::now()],
         )?;
         Ok(())
     }

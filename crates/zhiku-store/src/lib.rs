@@ -37,6 +37,7 @@ mod access;
 mod api_keys;
 mod audit;
 mod conversations;
+mod finetune;
 mod graph;
 mod models;
 mod sealed;
@@ -45,6 +46,7 @@ pub use access::{AclChange, UserInfo};
 pub use api_keys::{ApiKey, ApiKeyInfo, Scope};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
+pub use finetune::{PairStatus, StoredPair};
 pub use graph::{AttributeRow, EdgeRow, GraphCounts, GraphEntity, PendingDocument, Supported};
 pub use models::RegisteredModel;
 pub use sealed::StoreKey;
@@ -440,6 +442,14 @@ impl Store {
         Self::init(Connection::open_in_memory()?, None)
     }
 
+    /// A value to store, sealed when the store is encrypted.
+    fn seal(&self, text: &str) -> Result<String> {
+        match &self.sealer {
+            Some(s) => s.seal(text),
+            None => Ok(text.to_string()),
+        }
+    }
+
     /// A value as stored, opened when sealed.
     fn unseal(&self, stored: String) -> Result<String> {
         match &self.sealer {
@@ -463,6 +473,7 @@ impl Store {
         }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(graph::GRAPH_SCHEMA)?;
+        conn.execute_batch(finetune::FINETUNE_SCHEMA)?;
         migrate(&conn)?;
         let check: Option<String> =
             conn.query_row("SELECT value FROM store_meta WHERE key = 'encryption_check'", [], |r| r.get(0)).optional()?;

@@ -28,6 +28,7 @@
 //! ```
 
 mod adapter;
+pub mod dataset;
 pub mod data;
 mod llama;
 mod train;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -167,22 +168,33 @@ pub fn train(
     for step in start..config.steps {
         let batch: Vec<&Example> = (0..config.batch).map(|i| &train[example_at(step * config.batch + i, train.len(), config.seed)]).collect();
         let target_count: usize = batch.iter().map(|e| e.targets.len()).sum();
+        // Sequences run side by side (one per core: the matrices of one short sequence are
+        // too small for the kernels to spread), and are summed in batch order, so the result
+        // does not depend on which finished first.
+        let per_example: Vec<Result<(f64, Vec<Option<Tensor>>)>> = batch
+            .par_iter()
+            .map(|example| {
+                let nll = model.sequence_nll(&example.tokens, &example.targets)?;
+                let value = nll.to_scalar::<f32>()? as f64;
+                let store = (nll / target_count as f64)?.backward()?;
+                Ok((value, params.iter().map(|(_, var)| store.get(var.as_tensor()).cloned()).collect()))
+            })
+            .collect();
         let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
         let mut nll_sum = 0.0;
-        for example in &batch {
-            let nll = model.sequence_nll(&example.tokens, &example.targets)?;
-            nll_sum += nll.to_scalar::<f32>()? as f64;
-            let store = (nll / target_count as f64)?.backward()?;
-            for (slot, (_, var)) in grads.iter_mut().zip(&params) {
-                if let Some(g) = store.get(var.as_tensor()) {
+        for result in per_example {
+            let (value, example_grads) = result?;
+            nll_sum += value;
+            for (slot, g) in grads.iter_mut().zip(example_grads) {
+                if let Some(g) = g {
                     *slot = Some(match slot.take() {
                         Some(sum) => (sum + g)?,
-                        None => g.clone(),
+                        None => g,
                     });
                 }
             }
-            tokens_trained += example.tokens.len();
         }
+        tokens_trained += batch.iter().map(|e| e.tokens.len()).sum::<usize>();
         let loss = nll_sum / target_count as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged { step: step + 1, loss });
@@ -249,7 +261,9 @@ fn fingerprint(base: &Path, train: &[Example], eval: &[Example], config: &TrainC
     let mut hash = Sha256::new();
     let meta = std::fs::metadata(base).map_err(|e| Error::io(base, e))?;
     hash.update(meta.len().to_le_bytes());
-    hash.update(serde_json::to_vec(config).unwrap_or_default());
+    // How often checkpoints are written changes nothing in the result.
+    let result_settings = TrainConfig { checkpoint_every: 0, ..config.clone() };
+    hash.update(serde_json::to_vec(&result_settings).unwrap_or_default());
     for set in [train, eval] {
         hash.update((set.len() as u64).to_le_bytes());
         for example in set {
