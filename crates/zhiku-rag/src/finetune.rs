@@ -261,7 +261,8 @@ pub fn dpo_dataset(store: &Store, kb: &str, caller: &Caller, validation_fraction
         if let Some(correction) = e.correction.as_deref().filter(|c| !c.trim().is_empty() && c.trim() != e.answer.trim()) {
             records.push((e.completion_id.clone(), dataset::dpo_record(&e.question, correction, &e.answer, &provenance("correction"))));
         } else if e.rating == Some(-1) {
-            if let Some(better) = helpful.get(&normalise(&e.question)).and_then(|h| h.last()) {
+            let preferred = helpful.get(&normalise(&e.question)).and_then(|h| h.iter().rev().find(|h| h.answer.trim() != e.answer.trim()));
+            if let Some(better) = preferred {
                 records.push((e.completion_id.clone(), dataset::dpo_record(&e.question, &better.answer, &e.answer, &provenance(&better.completion_id))));
             }
         }
