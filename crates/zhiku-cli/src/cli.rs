@@ -378,6 +378,28 @@ pub enum FinetuneCommand {
     /// The review queue: accept, edit or reject generated pairs before training.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Write a GGUF LoRA adapter as a Hugging Face PEFT folder (adapter_config.json and
+    /// adapter_model.safetensors), for merging or further training elsewhere.
+    Export {
+        /// The base model the adapter was trained on: a GGUF file or a registered name.
+        #[arg(long, value_name = "MODEL")]
+        base: Option<PathBuf>,
+        #[arg(long, value_name = "ADAPTER")]
+        lora: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        peft: PathBuf,
+    },
+    /// Convert a Hugging Face PEFT LoRA folder (trained with PEFT, TRL, LLaMA-Factory, ...) into
+    /// a GGUF adapter for `generate --lora`, checking it against the base model.
+    Import {
+        /// The GGUF conversion of the model the adapter was trained on.
+        #[arg(long, value_name = "MODEL")]
+        base: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        peft: PathBuf,
+        #[arg(long, value_name = "ADAPTER")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -22,6 +22,28 @@ pub fn finetune(ctx: &Ctx, command: FinetuneCommand) -> Result<ExitCode> {
         FinetuneCommand::Train(args) => train(ctx, *args),
         FinetuneCommand::Dataset(args) => dataset(ctx, *args),
         FinetuneCommand::Review(command) => review(ctx, command),
+        FinetuneCommand::Export { base, lora, peft } => {
+            let base = resolve_model(ctx, base.as_deref())?;
+            let config = zhiku_tune::LlamaConfig::read(&base)?;
+            let adapter = zhiku_tune::peft::read_gguf_adapter(&lora)?;
+            let name = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            zhiku_tune::peft::export_peft(&adapter, &config, &name, &peft)?;
+            println!("{} adapted weights (rank {}) → {}", adapter.pairs.len(), adapter.rank(), peft.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        FinetuneCommand::Import { base, peft, out } => {
+            let base = resolve_model(ctx, base.as_deref())?;
+            let config = zhiku_tune::LlamaConfig::read(&base)?;
+            let adapter = zhiku_tune::peft::import_peft(&peft, &config)?;
+            adapter.write_gguf(&out)?;
+            // llama.cpp has the last word on whether the file fits the model.
+            if let Err(e) = LlamaGenerator::load(&base).and_then(|m| m.with_lora(&out, 1.0)) {
+                let _ = std::fs::remove_file(&out);
+                return Err(anyhow::Error::new(e).context("the converted adapter does not load"));
+            }
+            println!("{} adapted weights (rank {}) → {} (apply with `zhiku generate --lora {}`)", adapter.pairs.len(), adapter.rank(), out.display(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

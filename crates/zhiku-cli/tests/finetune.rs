@@ -123,6 +123,15 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     };
     let (base, tuned) = (generate(None), generate(Some(&adapter)));
     assert_ne!(base, tuned, "the adapter changes nothing");
+    // Out to Hugging Face PEFT and back: the same adapter, the same generation.
+    let peft = dir.join("peft");
+    assert!(z.run(&["finetune", "export", "--lora", adapter.to_str().unwrap(), "--peft", peft.to_str().unwrap()]).status.success());
+    let peft_config: Value = serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((peft_config["peft_type"].as_str(), peft_config["r"].as_u64()), (Some("LORA"), Some(8)));
+    let imported = dir.join("imported.gguf");
+    let import = z.run(&["finetune", "import", "--peft", peft.to_str().unwrap(), "--out", imported.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    assert_eq!(generate(Some(&imported)), tuned);
     let missing = z.run(&["generate", "--prompt", "hi", "--lora", dir.join("none.gguf").to_str().unwrap()]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("none.gguf"));
 

@@ -31,6 +31,7 @@ mod adapter;
 pub mod dataset;
 pub mod data;
 mod llama;
+pub mod peft;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub enum Error {
     Data { path: PathBuf, line: usize, reason: String },
     #[error("training setting {field}: {reason}")]
     Config { field: String, reason: String },
+    #[error("adapter {path}: {reason}")]
+    Adapter { path: PathBuf, reason: String },
     #[error("checkpoint {path} cannot be resumed: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     #[error("training diverged at step {step} (loss {loss}); lower the learning rate")]

@@ -36,6 +36,13 @@ impl LlamaConfig {
         self.hidden / self.heads
     }
 
+    /// The shape of a llama-architecture GGUF model, read from its metadata alone.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| Error::BaseModel { path: path.to_path_buf(), reason: e.to_string() })?;
+        Self::from_gguf(&content, path)
+    }
+
     fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
         let format = |reason: String| Error::BaseModel { path: path.to_path_buf(), reason };
         let arch = content.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
