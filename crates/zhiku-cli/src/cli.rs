@@ -230,6 +230,10 @@ pub struct AskArgs {
     #[arg(long)]
     pub retrieval: Option<zhiku_rag::RetrievalMode>,
     #[arg(long)]
+    /// A registered LoRA adapter to answer with (name or name@version) [default: the
+    /// knowledge base's, if it has one]; `none` for the plain model.
+    #[arg(long)]
+    pub adapter: Option<String>,
     pub json: bool,
 }
 
@@ -357,8 +361,11 @@ pub struct GenerateArgs {
     /// A GGUF LoRA adapter to apply (from `zhiku finetune train`, or converted from PEFT).
     #[arg(long, value_name = "ADAPTER")]
     pub lora: Option<PathBuf>,
-    /// How strongly to apply --lora (1.0: as trained).
-    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    /// A registered adapter to apply: name (latest version) or name@version.
+    #[arg(long, conflicts_with = "lora")]
+    pub adapter: Option<String>,
+    /// How strongly to apply the adapter (1.0: as trained).
+    #[arg(long, default_value_t = 1.0)]
     pub lora_scale: f32,
     #[arg(long)]
     pub json: bool,
@@ -378,6 +385,27 @@ pub enum FinetuneCommand {
     /// The review queue: accept, edit or reject generated pairs before training.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Register an adapter file (imported, or trained without --register) as the next version
+    /// of a name; the file is copied under <data-dir>/adapters.
+    Register {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "ADAPTER")]
+        lora: PathBuf,
+        /// The model it was trained on: a GGUF file or a registered name [default: the configured LLM].
+        #[arg(long, value_name = "MODEL")]
+        base: Option<PathBuf>,
+        /// The knowledge base whose data trained it.
+        #[arg(long)]
+        kb: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The registered adapters, every version.
+    Adapters {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a GGUF LoRA adapter as a Hugging Face PEFT folder (adapter_config.json and
     /// adapter_model.safetensors), for merging or further training elsewhere.
     Export {
@@ -529,6 +557,12 @@ pub struct FinetuneTrainArgs {
     /// Where to write the GGUF LoRA adapter.
     #[arg(long, value_name = "ADAPTER")]
     pub out: PathBuf,
+    /// Register the adapter under this name (as its next version) once trained.
+    #[arg(long, value_name = "NAME")]
+    pub register: Option<String>,
+    /// The knowledge base the training data came from, recorded with --register.
+    #[arg(long, requires = "register")]
+    pub kb: Option<String>,
     /// Print the losses as one JSON object instead of a progress bar and a summary.
     #[arg(long)]
     pub json: bool,
@@ -572,6 +606,10 @@ pub enum KbCommand {
         /// change takes effect on the next search or ingestion, which rebuilds the index.
         #[arg(long, value_name = "KIND")]
         vector_index: Option<zhiku_index::VectorIndexKind>,
+        /// The LoRA adapter answers in this knowledge base use: a registered name (its latest
+        /// version) or name@version; `none` for the plain model. A request may choose another.
+        #[arg(long, value_name = "ADAPTER")]
+        adapter: Option<String>,
     },
     /// List the documents of a knowledge base.
     Docs { name: String },

@@ -359,7 +359,12 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
     let llm_path = llm_path(ctx)?;
-    let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
+    let mut llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
+    let adapter =
+        zhiku_rag::finetune::chosen_adapter(engine.store(), args.adapter.as_deref(), Some(&args.kb))?.map_err(anyhow::Error::msg)?;
+    if let Some(adapter) = adapter {
+        llm = llm.with_lora(&crate::finetune::registered_adapter(ctx, &adapter.to_string(), &llm_path)?, 1.0)?;
+    }
     let stream = !args.json;
     let mode = args.retrieval.unwrap_or(ctx.config.retrieval.mode);
     let answer = engine.ask_with(&args.kb, &args.question, &caller, &llm, &ctx.config.rag().generation, mode, &mut |piece| {
@@ -424,7 +429,12 @@ fn generate(ctx: &Ctx, args: GenerateArgs) -> Result<ExitCode> {
         None => llm_path(ctx)?,
     };
     let mut llm = LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?;
-    if let Some(adapter) = &args.lora {
+    let lora = match (&args.lora, &args.adapter) {
+        (Some(file), _) => Some(file.clone()),
+        (None, Some(name)) => Some(crate::finetune::registered_adapter(ctx, name, &path)?),
+        (None, None) => None,
+    };
+    if let Some(adapter) = &lora {
         llm = llm.with_lora(adapter, args.lora_scale)?;
     }
     let options = GenerationOptions {
@@ -492,7 +502,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 );
             }
         }
-        KbCommand::Create { name, acl, log_questions, mask_answers, answer_cache, pii, duplicates, vector_index } => {
+        KbCommand::Create { name, acl, log_questions, mask_answers, answer_cache, pii, duplicates, vector_index, adapter } => {
             let acl = parse_acl(&acl)?;
             let created = store.ensure_kb(&name, &acl)?;
             if !created && !acl.is_empty() {
@@ -516,10 +526,18 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             if let Some(kind) = vector_index {
                 store.set_kb_vector_index(&name, kind.as_str())?;
             }
+            if let Some(adapter) = &adapter {
+                let adapter = match adapter.as_str() {
+                    "none" => None,
+                    named => Some(named.parse::<zhiku_store::AdapterRef>().map_err(anyhow::Error::msg)?),
+                };
+                store.set_kb_adapter(&name, adapter.as_ref())?;
+            }
             let settings = json!({
                 "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "mask_answers": mask_answers,
                 "answer_cache": answer_cache, "pii": pii.map(|p| p.as_str()),
                 "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
+                "adapter": adapter,
             });
             audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;
             eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
@@ -558,7 +576,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let chat = if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
         let id = llm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "local".into());
-        Some(zhiku_server::NamedModel { id, model: Arc::new(llm) })
+        Some(zhiku_server::NamedModel::new(id, Arc::new(llm), Some(llm_path.clone())))
     } else {
         tracing::warn!(path = %llm_path.display(), "no language model there: chat completions answer 503 until `zhiku setup` installs one");
         None

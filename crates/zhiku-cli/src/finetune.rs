@@ -22,6 +22,40 @@ pub fn finetune(ctx: &Ctx, command: FinetuneCommand) -> Result<ExitCode> {
         FinetuneCommand::Train(args) => train(ctx, *args),
         FinetuneCommand::Dataset(args) => dataset(ctx, *args),
         FinetuneCommand::Review(command) => review(ctx, command),
+        FinetuneCommand::Register { name, lora, base, kb, json } => {
+            let base = resolve_model(ctx, base.as_deref())?;
+            let adapter = zhiku_tune::peft::read_gguf_adapter(&lora)?;
+            if let Err(e) = LlamaGenerator::load(&base).and_then(|m| m.with_lora(&lora, 1.0)) {
+                return Err(anyhow::Error::new(e).context(format!("{} does not fit {}", lora.display(), base.display())));
+            }
+            let registered = register(ctx, &name, &lora, &base, kb.as_deref(), adapter.rank() as u32, adapter.alpha as f64, None)?;
+            print_registered(&registered, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        FinetuneCommand::Adapters { json } => {
+            let adapters = open_store(ctx)?.adapters()?;
+            if json {
+                println!("{}", serde_json::to_string(&json!({ "adapters": adapters }))?);
+            } else {
+                for a in &adapters {
+                    let losses = match (a.eval_loss_before, a.eval_loss_after) {
+                        (Some(b), Some(f)) => format!(", eval loss {b:.3} → {f:.3}"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{}@{}  rank {}{}{}  {}  (base {})",
+                        a.name,
+                        a.version,
+                        a.rank,
+                        a.kb.as_deref().map(|k| format!(", kb {k}")).unwrap_or_default(),
+                        losses,
+                        a.path,
+                        a.base_path
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         FinetuneCommand::Export { base, lora, peft } => {
             let base = resolve_model(ctx, base.as_deref())?;
             let config = zhiku_tune::LlamaConfig::read(&base)?;
@@ -41,7 +75,13 @@ pub fn finetune(ctx: &Ctx, command: FinetuneCommand) -> Result<ExitCode> {
                 let _ = std::fs::remove_file(&out);
                 return Err(anyhow::Error::new(e).context("the converted adapter does not load"));
             }
-            println!("{} adapted weights (rank {}) → {} (apply with `zhiku generate --lora {}`)", adapter.pairs.len(), adapter.rank(), out.display(), out.display());
+            println!(
+                "{} adapted weights (rank {}) → {} (apply with `zhiku generate --lora {}`)",
+                adapter.pairs.len(),
+                adapter.rank(),
+                out.display(),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -80,7 +120,8 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
             let model = LlamaGenerator::load(&model_path).with_context(|| format!("cannot load the model {}", model_path.display()))?;
             let id = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
             let writer = PairWriter { model: &model, id };
-            let options = GenerateOptions { max_chunks: args.max_chunks, min_chunk_chars: args.min_chunk_chars, ..GenerateOptions::default() };
+            let options =
+                GenerateOptions { max_chunks: args.max_chunks, min_chunk_chars: args.min_chunk_chars, ..GenerateOptions::default() };
             let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
             bar.set_style(
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks (eta {eta})")
@@ -93,7 +134,12 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
             bar.finish_and_clear();
             generated = Some(report);
         }
-        let options = DatasetOptions { format, accepted_only: args.accepted_only, validation_fraction: args.validation_fraction, system: args.system };
+        let options = DatasetOptions {
+            format,
+            accepted_only: args.accepted_only,
+            validation_fraction: args.validation_fraction,
+            system: args.system,
+        };
         tuning::sft_dataset(&store, &args.kb, &caller, &options)?
     };
     let validation_out = validation_path(&args.out);
@@ -107,12 +153,23 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
         "validation_file": validation_out,
         "generated": generated,
     });
-    audit(&store, "finetune.dataset", Some(&args.kb), json!({"as": args.as_user, "format": args.format, "train": data.train.len(), "validation": data.validation.len()}))?;
+    audit(
+        &store,
+        "finetune.dataset",
+        Some(&args.kb),
+        json!({"as": args.as_user, "format": args.format, "train": data.train.len(), "validation": data.validation.len()}),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         if let Some(report) = &generated {
-            println!("read {} new chunks: {} pairs queued for review, {} rejected {:?}", report.read, report.kept, report.rejected.values().sum::<usize>(), report.rejected);
+            println!(
+                "read {} new chunks: {} pairs queued for review, {} rejected {:?}",
+                report.read,
+                report.kept,
+                report.rejected.values().sum::<usize>(),
+                report.rejected
+            );
         }
         println!(
             "{} training records → {}\n{} validation records → {}",
@@ -127,13 +184,24 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
 
 fn review(ctx: &Ctx, command: ReviewCommand) -> Result<ExitCode> {
     let store = open_store(ctx)?;
-    let decide = |kb: &str, ids: &[i64], as_user: Option<&str>, status: PairStatus, question: Option<&str>, answer: Option<&str>| -> Result<ExitCode> {
+    let decide = |kb: &str,
+                  ids: &[i64],
+                  as_user: Option<&str>,
+                  status: PairStatus,
+                  question: Option<&str>,
+                  answer: Option<&str>|
+     -> Result<ExitCode> {
         let caller = caller(&store, as_user)?;
         let reviewer = question_actor(as_user);
         let mut missing = Vec::new();
         for &id in ids {
-            if tuning::review(&store, kb, &caller, id, status, question, answer, &reviewer)? {
-                audit(&store, "finetune.review", Some(kb), json!({"pair": id, "status": status, "edited": question.is_some() || answer.is_some(), "as": as_user}))?;
+            if tuning::review(&store, kb, &caller, tuning::Decision { pair: id, status, question, answer }, &reviewer)? {
+                audit(
+                    &store,
+                    "finetune.review",
+                    Some(kb),
+                    json!({"pair": id, "status": status, "edited": question.is_some() || answer.is_some(), "as": as_user}),
+                )?;
             } else {
                 missing.push(id);
             }
@@ -153,7 +221,15 @@ fn review(ctx: &Ctx, command: ReviewCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string(&json!({ "pairs": pairs }))?);
             } else {
                 for p in &pairs {
-                    println!("#{} [{}{}] {}\n  Q: {}\n  A: {}", p.id, p.status.as_str(), if p.edited { ", edited" } else { "" }, p.source, p.question, p.answer);
+                    println!(
+                        "#{} [{}{}] {}\n  Q: {}\n  A: {}",
+                        p.id,
+                        p.status.as_str(),
+                        if p.edited { ", edited" } else { "" },
+                        p.source,
+                        p.question,
+                        p.answer
+                    );
                 }
                 println!("{} pair(s)", pairs.len());
             }
@@ -167,6 +243,73 @@ fn review(ctx: &Ctx, command: ReviewCommand) -> Result<ExitCode> {
             }
             decide(&kb, &[id], as_user.as_deref(), PairStatus::Accepted, question.as_deref(), answer.as_deref())
         }
+    }
+}
+
+/// Copies an adapter under <data-dir>/adapters/<name>/ and registers it as the name's next version.
+#[allow(clippy::too_many_arguments)]
+fn register(
+    ctx: &Ctx,
+    name: &str,
+    file: &Path,
+    base: &Path,
+    kb: Option<&str>,
+    rank: u32,
+    alpha: f64,
+    losses: Option<(f64, f64)>,
+) -> Result<zhiku_store::RegisteredAdapter> {
+    let store = open_store(ctx)?;
+    if let Some(kb) = kb {
+        if !store.kb_exists(kb)? {
+            bail!("knowledge base '{kb}' does not exist");
+        }
+    }
+    let parsed: zhiku_store::AdapterRef = name.parse().map_err(anyhow::Error::msg)?;
+    if parsed.version.is_some() {
+        bail!("register under a plain name ('{}'): versions are numbered as they are registered", parsed.name);
+    }
+    let version = store.next_adapter_version(name)?;
+    let dir = ctx.data_dir.join("adapters").join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dest = dir.join(format!("v{version}.gguf"));
+    std::fs::copy(file, &dest).with_context(|| format!("cannot copy {} to {}", file.display(), dest.display()))?;
+    let sha256 = zhiku_models::registry::sha256_file(&dest)?;
+    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+    store.add_adapter(
+        &zhiku_store::NewAdapter {
+            name,
+            path: &dest.to_string_lossy(),
+            base_path: &base.to_string_lossy(),
+            kb,
+            rank,
+            alpha,
+            eval_loss_before: losses.map(|l| l.0),
+            eval_loss_after: losses.map(|l| l.1),
+            sha256: &sha256,
+        },
+        version,
+    )?;
+    audit(&store, "finetune.register", kb, json!({"adapter": name, "version": version, "sha256": sha256}))?;
+    store
+        .adapter(&zhiku_store::AdapterRef { name: name.to_string(), version: Some(version) })?
+        .context("the adapter just registered is missing")
+}
+
+fn print_registered(a: &zhiku_store::RegisteredAdapter, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(a)?);
+    } else {
+        println!("registered {}@{} ({})", a.name, a.version, a.path);
+    }
+    Ok(())
+}
+
+/// The file of a registered adapter, checked to be made for `base`.
+pub(crate) fn registered_adapter(ctx: &Ctx, which: &str, base: &Path) -> Result<PathBuf> {
+    let which: zhiku_store::AdapterRef = which.parse().map_err(anyhow::Error::msg)?;
+    match tuning::resolve_adapter(&*open_store(ctx)?, &which, base)? {
+        Ok(adapter) => Ok(PathBuf::from(adapter.path)),
+        Err(problem) => bail!("{problem}"),
     }
 }
 
@@ -216,7 +359,11 @@ fn train(ctx: &Ctx, args: FinetuneTrainArgs) -> Result<ExitCode> {
     drop(tokenizer);
     for (name, kept, read) in [("training", train_set.len(), train_read), ("evaluation", eval_set.len(), eval_read)] {
         if kept < read {
-            eprintln!("{} of {read} {name} conversations have no answer within --max-tokens {} and are skipped", read - kept, args.max_tokens);
+            eprintln!(
+                "{} of {read} {name} conversations have no answer within --max-tokens {} and are skipped",
+                read - kept,
+                args.max_tokens
+            );
         }
     }
 
@@ -236,10 +383,30 @@ fn train(ctx: &Ctx, args: FinetuneTrainArgs) -> Result<ExitCode> {
     })
     .with_context(|| format!("training an adapter for {} failed", base.display()))?;
     bar.finish_and_clear();
+    let registered = match &args.register {
+        Some(name) => Some(register(
+            ctx,
+            name,
+            &args.out,
+            &base,
+            args.kb.as_deref(),
+            config.rank as u32,
+            config.alpha,
+            Some((report.eval_loss_before, report.eval_loss_after)),
+        )?),
+        None => None,
+    };
 
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut out = serde_json::to_value(&report)?;
+        if let Some(a) = &registered {
+            out["registered"] = json!({"name": a.name, "version": a.version, "path": a.path});
+        }
+        println!("{}", serde_json::to_string(&out)?);
     } else {
+        if let Some(a) = &registered {
+            println!("registered as {}@{}", a.name, a.version);
+        }
         if report.resumed_from_step > 0 {
             println!("resumed from the checkpoint at step {}", report.resumed_from_step);
         }

@@ -26,7 +26,21 @@ fn message(record: &Value, role: &str) -> String {
 
 fn train_args<'a>(data: &'a str, eval: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
-        "finetune", "train", "--data", data, "--eval", eval, "--steps", "8", "--batch", "4", "--learning-rate", "1e-3", "--out", out, "--json",
+        "finetune",
+        "train",
+        "--data",
+        data,
+        "--eval",
+        eval,
+        "--steps",
+        "8",
+        "--batch",
+        "4",
+        "--learning-rate",
+        "1e-3",
+        "--out",
+        out,
+        "--json",
     ];
     args.extend_from_slice(extra);
     args
@@ -73,7 +87,8 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     assert_eq!(again["generated"]["read"], 0);
     let count = |as_user: &str| {
         let out = dir.join(format!("{as_user}.jsonl"));
-        let made = z.json(&["finetune", "dataset", "--kb", "deb", "--out", out.to_str().unwrap(), "--no-generate", "--as", as_user, "--json"]);
+        let made =
+            z.json(&["finetune", "dataset", "--kb", "deb", "--out", out.to_str().unwrap(), "--no-generate", "--as", as_user, "--json"]);
         made["train"].as_u64().unwrap() + made["validation"].as_u64().unwrap()
     };
     assert_eq!(count("ann"), kept);
@@ -90,12 +105,34 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     let corrected = "It is documented in the Debian Reference, chapter 2.";
     assert!(z.run(&["finetune", "review", "edit", "--kb", "deb", &ids[1], "--answer", corrected]).status.success());
     let accepted_out = dir.join("accepted.jsonl");
-    let accepted = z.json(&["finetune", "dataset", "--kb", "deb", "--out", accepted_out.to_str().unwrap(), "--no-generate", "--accepted-only", "--json"]);
-    let accepted_records: Vec<Value> = read_jsonl(&accepted_out).into_iter().chain(read_jsonl(&dir.join("accepted.validation.jsonl"))).collect();
+    let accepted = z.json(&[
+        "finetune",
+        "dataset",
+        "--kb",
+        "deb",
+        "--out",
+        accepted_out.to_str().unwrap(),
+        "--no-generate",
+        "--accepted-only",
+        "--json",
+    ]);
+    let accepted_records: Vec<Value> =
+        read_jsonl(&accepted_out).into_iter().chain(read_jsonl(&dir.join("accepted.validation.jsonl"))).collect();
     assert_eq!(accepted["train"].as_u64().unwrap() + accepted["validation"].as_u64().unwrap(), 1);
     assert_eq!(message(&accepted_records[0], "assistant"), corrected);
     let alpaca_out = dir.join("alpaca.jsonl");
-    let all = z.json(&["finetune", "dataset", "--kb", "deb", "--out", alpaca_out.to_str().unwrap(), "--no-generate", "--format", "alpaca", "--json"]);
+    let all = z.json(&[
+        "finetune",
+        "dataset",
+        "--kb",
+        "deb",
+        "--out",
+        alpaca_out.to_str().unwrap(),
+        "--no-generate",
+        "--format",
+        "alpaca",
+        "--json",
+    ]);
     assert_eq!(all["train"].as_u64().unwrap() + all["validation"].as_u64().unwrap(), kept - 1, "the rejected pair is gone");
     assert!(read_jsonl(&alpaca_out).iter().all(|r| r["instruction"].is_string() && r["output"].is_string()));
     let audit = z.run(&["audit", "export"]);
@@ -132,6 +169,48 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     let import = z.run(&["finetune", "import", "--peft", peft.to_str().unwrap(), "--out", imported.to_str().unwrap()]);
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
     assert_eq!(generate(Some(&imported)), tuned);
+    // Registered adapters are versioned by name and chosen per request or per knowledge base.
+    let first = z.json(&["finetune", "register", "--name", "deb-qa", "--lora", adapter.to_str().unwrap(), "--kb", "deb", "--json"]);
+    assert_eq!((first["version"].as_u64(), first["kb"].as_str()), (Some(1), Some("deb")));
+    let second = z.json(&["finetune", "register", "--name", "deb-qa", "--lora", imported.to_str().unwrap(), "--json"]);
+    assert_eq!(second["version"], 2);
+    let listed = z.json(&["finetune", "adapters", "--json"]);
+    assert_eq!(listed["adapters"].as_array().unwrap().len(), 2);
+    let by_name = z.json(&["generate", "--prompt", &question, "--max-tokens", "40", "--adapter", "deb-qa@1", "--json"]);
+    assert_eq!(by_name["text"].as_str().unwrap(), tuned);
+    assert!(!z.run(&["generate", "--prompt", "hi", "--adapter", "deb-qa@9"]).status.success());
+    assert!(z.run(&["kb", "create", "deb", "--adapter", "deb-qa"]).status.success());
+    assert!(!z.run(&["kb", "create", "deb", "--adapter", "unknown"]).status.success(), "only registered adapters");
+    let admin = z.json(&["key", "create", "--name", "root", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let server = z.serve();
+    let complete = |model: &str, adapter: Option<&str>| -> (u16, String) {
+        let mut body =
+            serde_json::json!({"model": model, "max_tokens": 40, "temperature": 0, "messages": [{"role": "user", "content": question}]});
+        if let Some(adapter) = adapter {
+            body["adapter"] = adapter.into();
+        }
+        let auth = format!("Bearer {admin}");
+        let reply = http(
+            &server.url,
+            "POST",
+            "/v1/chat/completions",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &body.to_string(),
+        );
+        let text = serde_json::from_str::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["choices"][0]["message"]["content"].as_str().map(str::to_string));
+        (reply.status, text.unwrap_or(reply.body))
+    };
+    let model_id = "SmolLM2-135M-Instruct.Q4_1";
+    assert_eq!(complete(model_id, Some("deb-qa@1")), (200, tuned.clone()));
+    assert_eq!(complete(model_id, None), (200, base.clone()));
+    assert_eq!(complete(model_id, Some("deb-qa@7")).0, 404);
+    assert_eq!(complete(model_id, Some("deb qa")).0, 400);
+    let (with_default, with_none) = (complete("kb/deb", None), complete("kb/deb", Some("none")));
+    assert_eq!(with_default, complete("kb/deb", Some("deb-qa@2")), "the knowledge base answers with its adapter's latest version");
+    assert_ne!(with_default, with_none);
+    drop(server);
     let missing = z.run(&["generate", "--prompt", "hi", "--lora", dir.join("none.gguf").to_str().unwrap()]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("none.gguf"));
 
@@ -186,13 +265,25 @@ fn rated_answers_become_preference_pairs_for_those_who_may_read_their_sources() 
     let ask = |key: &str| -> Value {
         let body = serde_json::json!({"model": "kb/hr", "store": true, "messages": [{"role": "user", "content": "How many days of leave carry over?"}]});
         let auth = format!("Bearer {key}");
-        let reply = http(&server.url, "POST", "/v1/chat/completions", &[("Authorization", &auth), ("Content-Type", "application/json")], &body.to_string());
+        let reply = http(
+            &server.url,
+            "POST",
+            "/v1/chat/completions",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &body.to_string(),
+        );
         assert_eq!(reply.status, 200, "{}", reply.body);
         serde_json::from_str(&reply.body).unwrap()
     };
     let rate = |key: &str, id: &str, rating: &str, correction: Option<&str>| {
         let body = serde_json::json!({"completion_id": id, "rating": rating, "correction": correction});
-        let reply = http(&server.url, "POST", "/api/feedback", &[("Authorization", &format!("Bearer {key}")), ("Content-Type", "application/json")], &body.to_string());
+        let reply = http(
+            &server.url,
+            "POST",
+            "/api/feedback",
+            &[("Authorization", &format!("Bearer {key}")), ("Content-Type", "application/json")],
+            &body.to_string(),
+        );
         assert_eq!(reply.status, 200, "{}", reply.body);
     };
     let anns = ask(&ann);
@@ -210,6 +301,7 @@ fn rated_answers_become_preference_pairs_for_those_who_may_read_their_sources() 
     assert_eq!(records[0]["prompt"], "How many days of leave carry over?");
     assert_eq!(records[0]["chosen"], correction);
     assert_eq!(records[0]["rejected"], anns["choices"][0]["message"]["content"]);
-    let for_eve = z.json(&["finetune", "dataset", "--kb", "hr", "--format", "dpo", "--out", out.to_str().unwrap(), "--as", "eve", "--json"]);
+    let for_eve =
+        z.json(&["finetune", "dataset", "--kb", "hr", "--format", "dpo", "--out", out.to_str().unwrap(), "--as", "eve", "--json"]);
     assert_eq!(for_eve["train"].as_u64().unwrap() + for_eve["validation"].as_u64().unwrap(), 0, "{for_eve}");
 }

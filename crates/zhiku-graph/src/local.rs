@@ -803,7 +803,7 @@ fn english(sentence: &str, out: &mut Extraction) {
     }
     // Apposition: "Borealis, a message broker, …".
     for span in &spans {
-        if span.end < ws.len() && ws[span.end - 1].closes && ws[span.end - 1].text.len() + 1 <= sentence.len() {
+        if span.end < ws.len() && ws[span.end - 1].closes && ws[span.end - 1].text.len() < sentence.len() {
             let a = lower[span.end].as_str();
             if a == "a" || a == "an" {
                 if let Some((concept, end)) = concept_at(&ws, span.end + 1) {

@@ -153,29 +153,78 @@ pub fn review_queue(store: &Store, kb: &str, caller: &Caller, status: Option<Pai
     if !store.kb_exists(kb)? {
         return Err(zhiku_store::Error::UnknownKb(kb.to_string()).into());
     }
-    Ok(store
-        .finetune_pairs(kb)?
-        .into_iter()
-        .filter(|p| caller.can_read(&p.acl) && status.is_none_or(|s| p.status == s))
-        .collect())
+    Ok(store.finetune_pairs(kb)?.into_iter().filter(|p| caller.can_read(&p.acl) && status.is_none_or(|s| p.status == s)).collect())
 }
 
-/// A review decision; false when the caller sees no such pair.
-pub fn review(
-    store: &Store,
-    kb: &str,
-    caller: &Caller,
-    id: i64,
-    status: PairStatus,
-    question: Option<&str>,
-    answer: Option<&str>,
-    reviewer: &str,
-) -> Result<bool> {
-    let visible = review_queue(store, kb, caller, None)?.iter().any(|p| p.id == id);
+/// A reviewer's decision on one pair, with the corrected text if they edited it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub pair: i64,
+    pub status: PairStatus,
+    pub question: Option<&'a str>,
+    pub answer: Option<&'a str>,
+}
+
+/// Records a decision; false when the caller sees no such pair.
+pub fn review(store: &Store, kb: &str, caller: &Caller, decision: Decision<'_>, reviewer: &str) -> Result<bool> {
+    let visible = review_queue(store, kb, caller, None)?.iter().any(|p| p.id == decision.pair);
     if !visible {
         return Ok(false);
     }
-    Ok(store.review_finetune_pair(kb, id, status, question, answer, reviewer)?)
+    Ok(store.review_finetune_pair(kb, decision.pair, decision.status, decision.question, decision.answer, reviewer)?)
+}
+
+/// Why an adapter cannot serve with a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterProblem {
+    Unknown(String),
+    OtherBase { adapter: String, trained_for: String, serving: String },
+}
+
+impl std::fmt::Display for AdapterProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown(which) => write!(f, "no adapter {which} is registered (zhiku finetune adapters lists them)"),
+            Self::OtherBase { adapter, trained_for, serving } => {
+                write!(f, "adapter {adapter} was trained for {trained_for}, not {serving}")
+            }
+        }
+    }
+}
+
+/// The registered adapter `which` names, if it was made for the model file `base`.
+pub fn resolve_adapter(
+    store: &Store,
+    which: &zhiku_store::AdapterRef,
+    base: &std::path::Path,
+) -> Result<std::result::Result<zhiku_store::RegisteredAdapter, AdapterProblem>> {
+    let Some(adapter) = store.adapter(which)? else { return Ok(Err(AdapterProblem::Unknown(which.to_string()))) };
+    let serving = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+    if std::path::Path::new(&adapter.base_path) != serving {
+        return Ok(Err(AdapterProblem::OtherBase {
+            adapter: format!("{}@{}", adapter.name, adapter.version),
+            trained_for: adapter.base_path,
+            serving: serving.display().to_string(),
+        }));
+    }
+    Ok(Ok(adapter))
+}
+
+/// The adapter to answer with: the one asked for (`none`: no adapter), else the knowledge
+/// base's own, if any.
+pub fn chosen_adapter(
+    store: &Store,
+    requested: Option<&str>,
+    kb: Option<&str>,
+) -> Result<std::result::Result<Option<zhiku_store::AdapterRef>, String>> {
+    match requested {
+        Some("none") => Ok(Ok(None)),
+        Some(named) => Ok(named.parse().map(Some)),
+        None => match kb {
+            Some(kb) => Ok(Ok(store.kb_adapter(kb)?)),
+            None => Ok(Ok(None)),
+        },
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +285,9 @@ pub fn dpo_dataset(store: &Store, kb: &str, caller: &Caller, validation_fraction
         let cited: Vec<u64> = exchange
             .citations
             .as_array()
-            .map(|c| c.iter().filter_map(|c| c.get("chunk_id").and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))).collect())
+            .map(|c| {
+                c.iter().filter_map(|c| c.get("chunk_id").and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))).collect()
+            })
             .unwrap_or_default();
         let readable = match caller {
             Caller::Admin => true,
@@ -263,7 +314,10 @@ pub fn dpo_dataset(store: &Store, kb: &str, caller: &Caller, validation_fraction
         } else if e.rating == Some(-1) {
             let preferred = helpful.get(&normalise(&e.question)).and_then(|h| h.iter().rev().find(|h| h.answer.trim() != e.answer.trim()));
             if let Some(better) = preferred {
-                records.push((e.completion_id.clone(), dataset::dpo_record(&e.question, &better.answer, &e.answer, &provenance(&better.completion_id))));
+                records.push((
+                    e.completion_id.clone(),
+                    dataset::dpo_record(&e.question, &better.answer, &e.answer, &provenance(&better.completion_id)),
+                ));
             }
         }
     }

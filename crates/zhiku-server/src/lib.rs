@@ -51,6 +51,17 @@ pub use session::{Security, TrustedProxy};
 pub struct NamedModel {
     pub id: String,
     pub model: Arc<dyn ChatModel>,
+    /// The GGUF file, for adapters trained on it (`None`: no adapter applies).
+    pub path: Option<PathBuf>,
+    /// The model with each adapter asked for so far, by adapter file: loaded on first use
+    /// (the weights are mapped from the same file, so each costs little memory).
+    pub adapted: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<dyn ChatModel>>>,
+}
+
+impl NamedModel {
+    pub fn new(id: String, model: Arc<dyn ChatModel>, path: Option<PathBuf>) -> Self {
+        Self { id, model, path, adapted: Default::default() }
+    }
 }
 
 /// What the handlers share.

@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zhiku_models::{ChatMessage, GenerationOptions};
+use zhiku_models::{ChatMessage, ChatModel, GenerationOptions};
 
 use crate::auth::Authenticated;
 use crate::error::ApiJson;
@@ -73,6 +73,9 @@ pub struct ChatRequest {
     /// `retrieval.mode` of the configuration).
     #[schema(value_type = Option<String>)]
     retrieval: Option<zhiku_rag::RetrievalMode>,
+    /// zhiku's extension: a registered LoRA adapter to answer with (`name` or `name@version`;
+    /// `none` for the plain model). Default: the knowledge base's adapter, if it has one.
+    adapter: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -219,22 +222,53 @@ impl History {
     }
 }
 
+/// The chat model with the adapter the request (or its knowledge base) asks for, loaded on
+/// first use.
+fn adapted_model(state: &AppState, requested: Option<&str>, kb: Option<&str>) -> Result<Arc<dyn ChatModel>, ApiError> {
+    use zhiku_rag::finetune::{chosen_adapter, resolve_adapter, AdapterProblem};
+    let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
+    let Some(which) = chosen_adapter(&state.store, requested, kb)?.map_err(|e| ApiError::invalid(e, Some("adapter")))? else {
+        return Ok(chat.model.clone());
+    };
+    let Some(base) = &chat.path else {
+        return Err(ApiError::invalid("adapters apply to a local model, and this server's model is not one", Some("adapter")));
+    };
+    let adapter = match resolve_adapter(&state.store, &which, base)? {
+        Ok(adapter) => adapter,
+        Err(problem @ AdapterProblem::Unknown(_)) => {
+            return Err(ApiError::not_found(problem.to_string(), "adapter_not_found", Some("adapter")))
+        }
+        Err(problem) => return Err(ApiError::invalid(problem.to_string(), Some("adapter"))),
+    };
+    let path = std::path::PathBuf::from(&adapter.path);
+    // Held while loading: two first requests for one adapter load it once.
+    let mut adapted = chat.adapted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(model) = adapted.get(&path) {
+        return Ok(model.clone());
+    }
+    let loaded = zhiku_models::LlamaGenerator::load(base).and_then(|m| m.with_lora(&path, 1.0)).map_err(ApiError::internal)?;
+    let model: Arc<dyn ChatModel> = Arc::new(loaded);
+    adapted.insert(path, model.clone());
+    Ok(model)
+}
+
 /// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes;
 /// `on_text` returning false (nobody listens any more) stops the generation.
 fn run(
     state: &AppState,
     target: Target,
+    model: &dyn ChatModel,
     options: &GenerationOptions,
     who: &Authenticated,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Reply, ApiError> {
     let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
-    let counter = chat.model.token_counter();
+    let counter = model.token_counter();
     let started = std::time::Instant::now();
     match target {
         Target::Kb { kb, question, mode } => {
             let mut streamed = String::new();
-            let answer = state.engine.ask_with(&kb, &question, &who.caller, chat.model.as_ref(), options, mode, &mut |piece| {
+            let answer = state.engine.ask_with(&kb, &question, &who.caller, model, options, mode, &mut |piece| {
                 streamed.push_str(piece);
                 on_text(piece)
             })?;
@@ -258,7 +292,7 @@ fn run(
             })
         }
         Target::Chat { messages } => {
-            let generation = chat.model.generate(&messages, options, &mut |piece| on_text(piece)).map_err(ApiError::internal)?;
+            let generation = model.generate(&messages, options, &mut |piece| on_text(piece)).map_err(ApiError::internal)?;
             let question = messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str()).unwrap_or("");
             let detail = json!({
                 "model": chat.id, "question_sha256": zhiku_rag::audit::sha256_hex(question),
@@ -312,6 +346,14 @@ pub async fn chat_completions(
             }
         })?;
     }
+    let chat_model = {
+        let (worker, requested) = (state.clone(), request.adapter.clone());
+        let kb = match &target {
+            Target::Kb { kb, .. } => Some(kb.clone()),
+            Target::Chat { .. } => None,
+        };
+        blocking(move || adapted_model(&worker, requested.as_deref(), kb.as_deref())).await?
+    };
     state.metrics.generation_queue.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let permit = state.generation_slots.clone().acquire_owned().await;
     state.metrics.generation_queue.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -336,7 +378,7 @@ pub async fn chat_completions(
         let worker = state.clone();
         let reply = blocking(move || {
             let _permit = permit;
-            let reply = run(&worker, target, &options, &who, &mut |_| true)?;
+            let reply = run(&worker, target, chat_model.as_ref(), &options, &who, &mut |_| true)?;
             if let Some(h) = &history {
                 h.record(&worker, &reply);
             }
@@ -369,7 +411,7 @@ pub async fn chat_completions(
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let result = run(&worker, target, &options, &who, &mut |piece| {
+        let result = run(&worker, target, chat_model.as_ref(), &options, &who, &mut |piece| {
             // A client that went away has dropped the stream: stop generating for it.
             tx.blocking_send(event(chunk(json!({ "content": piece }), None))).is_ok()
         });

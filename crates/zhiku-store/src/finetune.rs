@@ -219,7 +219,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let chunk = Chunk { ordinal: i as u32, heading_path: vec![], text: t.to_string(), char_start: 0, char_end: t.len(), page: None };
+                let chunk =
+                    Chunk { ordinal: i as u32, heading_path: vec![], text: t.to_string(), char_start: 0, char_end: t.len(), page: None };
                 (chunk, vec![1.0, 0.0])
             })
             .collect();
@@ -246,7 +247,11 @@ mod tests {
     fn pairs_follow_their_chunk_and_record_each_review() {
         let (store, chunk_ids) = store_with_document("hr", "leave.md", &["Leave carries over for five days."]);
         let chunk = chunk_ids[0];
-        let id = store.record_finetune_attempt(chunk, "smollm2", "kept", Some(("How much leave carries over?", "Five days."))).unwrap().unwrap().unwrap();
+        let id = store
+            .record_finetune_attempt(chunk, "smollm2", "kept", Some(("How much leave carries over?", "Five days.")))
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(store.record_finetune_attempt(chunk, "other", "ungrounded", None).unwrap(), Some(None));
         assert_eq!(store.finetune_attempted("hr", "smollm2").unwrap(), HashSet::from([chunk]));
         assert!(store.finetune_attempted("hr", "third").unwrap().is_empty());
@@ -256,7 +261,10 @@ mod tests {
         assert_eq!((pairs[0].source.as_str(), pairs[0].status), ("leave.md", PairStatus::Pending));
 
         assert!(store.review_finetune_pair("hr", id, PairStatus::Accepted, None, Some("Five working days."), "ann").unwrap());
-        assert!(!store.review_finetune_pair("other-kb", id, PairStatus::Rejected, None, None, "bob").unwrap(), "another knowledge base's pair");
+        assert!(
+            !store.review_finetune_pair("other-kb", id, PairStatus::Rejected, None, None, "bob").unwrap(),
+            "another knowledge base's pair"
+        );
         let pair = &store.finetune_pairs("hr").unwrap()[0];
         assert_eq!((pair.status, pair.edited, pair.answer.as_str()), (PairStatus::Accepted, true, "Five working days."));
         assert_eq!(pair.question, "How much leave carries over?");

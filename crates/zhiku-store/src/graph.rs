@@ -653,7 +653,7 @@ impl Store {
     pub fn graph_all_edges(&self, kb: &str) -> Result<Vec<Supported<EdgeRow>>> {
         let ids: Vec<i64> = self.graph_all_entities(kb)?.into_iter().map(|(e, _)| e.id).collect();
         let mut edges = self.graph_edges(&ids)?;
-        edges.sort_by(|a, b| (a.item.source_id, a.item.target_id, a.chunk_id).cmp(&(b.item.source_id, b.item.target_id, b.chunk_id)));
+        edges.sort_by_key(|e| (e.item.source_id, e.item.target_id, e.chunk_id));
         Ok(edges)
     }
 }

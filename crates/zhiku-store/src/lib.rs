@@ -48,7 +48,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
 pub use finetune::{PairStatus, StoredPair};
 pub use graph::{AttributeRow, EdgeRow, GraphCounts, GraphEntity, PendingDocument, Supported};
-pub use models::RegisteredModel;
+pub use models::{AdapterRef, NewAdapter, RegisteredAdapter, RegisteredModel};
 pub use sealed::StoreKey;
 pub use sessions::Session;
 
@@ -161,6 +161,7 @@ CREATE TABLE IF NOT EXISTS kb (
     log_questions INTEGER NOT NULL DEFAULT 1,
     mask_answers INTEGER NOT NULL DEFAULT 1,
     answer_cache INTEGER NOT NULL DEFAULT 0,
+    adapter TEXT NOT NULL DEFAULT '',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -247,6 +248,20 @@ CREATE TABLE IF NOT EXISTS model (
     size_bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     added_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adapter (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    base_path TEXT NOT NULL,
+    kb TEXT,
+    rank INTEGER NOT NULL,
+    alpha REAL NOT NULL,
+    eval_loss_before REAL,
+    eval_loss_after REAL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS store_meta (
     key TEXT PRIMARY KEY,
@@ -381,6 +396,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("kb", "log_questions", "INTEGER NOT NULL DEFAULT 1"),
     ("kb", "mask_answers", "INTEGER NOT NULL DEFAULT 1"),
     ("kb", "answer_cache", "INTEGER NOT NULL DEFAULT 0"),
+    ("kb", "adapter", "TEXT NOT NULL DEFAULT ''"),
     ("document", "language", "TEXT NOT NULL DEFAULT 'und'"),
     ("document", "minhash", "BLOB"),
     // Earlier versions copied the default ACL into each document: they count as their own.
@@ -600,6 +616,24 @@ impl Store {
 
     pub fn set_kb_caches_answers(&self, name: &str, cache: bool) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET answer_cache = ?2 WHERE name = ?1", if cache { "1" } else { "0" })
+    }
+
+    /// The LoRA adapter answers in the knowledge base use (`name` or `name@version`), if any.
+    pub fn kb_adapter(&self, name: &str) -> Result<Option<AdapterRef>> {
+        let value: Option<String> =
+            self.conn().query_row("SELECT adapter FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        let value = value.ok_or_else(|| Error::UnknownKb(name.to_string()))?;
+        Ok(if value.is_empty() { None } else { value.parse().ok() })
+    }
+
+    /// Sets (or with `None` clears) the knowledge base's adapter; it must be registered.
+    pub fn set_kb_adapter(&self, name: &str, adapter: Option<&AdapterRef>) -> Result<()> {
+        if let Some(a) = adapter {
+            if self.adapter(a)?.is_none() {
+                return Err(Error::Invalid { what: "adapter", value: a.to_string(), rule: "no such adapter (zhiku finetune adapters)" });
+            }
+        }
+        self.update_kb(name, "UPDATE kb SET adapter = ?2 WHERE name = ?1", &adapter.map(|a| a.to_string()).unwrap_or_default())
     }
 
     /// A consistent copy of the whole store written to `dest` (which must not exist), taken

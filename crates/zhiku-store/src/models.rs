@@ -109,9 +109,191 @@ impl Store {
     }
 }
 
+/// An adapter by name, at a version or the latest (`name` or `name@3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterRef {
+    pub name: String,
+    pub version: Option<u32>,
+}
+
+impl std::str::FromStr for AdapterRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, version) = match s.rsplit_once('@') {
+            Some((name, v)) => (name, Some(v.parse::<u32>().map_err(|_| format!("adapter '{s}': the version after @ must be a number"))?)),
+            None => (s, None),
+        };
+        if !zhiku_core::is_valid_name(name) || name.contains('@') {
+            return Err(format!("adapter name '{name}': use letters, digits and . _ -"));
+        }
+        Ok(Self { name: name.to_string(), version })
+    }
+}
+
+impl std::fmt::Display for AdapterRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// What registering an adapter records.
+pub struct NewAdapter<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    /// The GGUF file of the model it was trained on.
+    pub base_path: &'a str,
+    /// The knowledge base whose data trained it, if one did.
+    pub kb: Option<&'a str>,
+    pub rank: u32,
+    pub alpha: f64,
+    pub eval_loss_before: Option<f64>,
+    pub eval_loss_after: Option<f64>,
+    pub sha256: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegisteredAdapter {
+    pub name: String,
+    pub version: u32,
+    pub path: String,
+    pub base_path: String,
+    pub kb: Option<String>,
+    pub rank: u32,
+    pub alpha: f64,
+    pub eval_loss_before: Option<f64>,
+    pub eval_loss_after: Option<f64>,
+    pub sha256: String,
+    pub created_at: i64,
+}
+
+const ADAPTER_COLUMNS: &str = "name, version, path, base_path, kb, rank, alpha, eval_loss_before, eval_loss_after, sha256, created_at";
+
+fn adapter_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegisteredAdapter> {
+    Ok(RegisteredAdapter {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        path: r.get(2)?,
+        base_path: r.get(3)?,
+        kb: r.get(4)?,
+        rank: r.get(5)?,
+        alpha: r.get(6)?,
+        eval_loss_before: r.get(7)?,
+        eval_loss_after: r.get(8)?,
+        sha256: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+impl Store {
+    /// The version `add_adapter` will give the next adapter of this name.
+    pub fn next_adapter_version(&self, name: &str) -> Result<u32> {
+        let max: Option<u32> = self.conn().query_row("SELECT max(version) FROM adapter WHERE name = ?1", params![name], |r| r.get(0))?;
+        Ok(max.unwrap_or(0) + 1)
+    }
+
+    /// Registers an adapter as the next version of its name; returns that version.
+    pub fn add_adapter(&self, a: &NewAdapter<'_>, version: u32) -> Result<u32> {
+        let parsed: AdapterRef = a.name.parse().map_err(|_: String| Error::Invalid {
+            what: "adapter name",
+            value: a.name.to_string(),
+            rule: "use letters, digits and . _ - (a version comes from registering)",
+        })?;
+        if parsed.version.is_some() {
+            return Err(Error::Invalid {
+                what: "adapter name",
+                value: a.name.to_string(),
+                rule: "versions are given by registering; drop the @",
+            });
+        }
+        self.conn().execute(
+            "INSERT INTO adapter (name, version, path, base_path, kb, rank, alpha, eval_loss_before, eval_loss_after, sha256, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                parsed.name,
+                version,
+                a.path,
+                a.base_path,
+                a.kb,
+                a.rank,
+                a.alpha,
+                a.eval_loss_before,
+                a.eval_loss_after,
+                a.sha256,
+                now()
+            ],
+        )?;
+        Ok(version)
+    }
+
+    /// Every adapter version, by name then version.
+    pub fn adapters(&self) -> Result<Vec<RegisteredAdapter>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {ADAPTER_COLUMNS} FROM adapter ORDER BY name, version"))?;
+        let rows = stmt.query_map([], adapter_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The adapter at the version asked, or the latest version of the name.
+    pub fn adapter(&self, which: &AdapterRef) -> Result<Option<RegisteredAdapter>> {
+        let conn = self.conn();
+        Ok(match which.version {
+            Some(v) => conn
+                .query_row(
+                    &format!("SELECT {ADAPTER_COLUMNS} FROM adapter WHERE name = ?1 AND version = ?2"),
+                    params![which.name, v],
+                    adapter_row,
+                )
+                .optional()?,
+            None => conn
+                .query_row(
+                    &format!("SELECT {ADAPTER_COLUMNS} FROM adapter WHERE name = ?1 ORDER BY version DESC LIMIT 1"),
+                    params![which.name],
+                    adapter_row,
+                )
+                .optional()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adapters_are_versioned_by_name_and_chosen_per_knowledge_base() {
+        let store = Store::open_in_memory().unwrap();
+        let new = |path: &'static str| NewAdapter {
+            name: "hr-tone",
+            path,
+            base_path: "/m/smol.gguf",
+            kb: Some("hr"),
+            rank: 8,
+            alpha: 16.0,
+            eval_loss_before: Some(2.0),
+            eval_loss_after: Some(1.5),
+            sha256: "00",
+        };
+        assert_eq!(store.next_adapter_version("hr-tone").unwrap(), 1);
+        store.add_adapter(&new("/a/v1.gguf"), 1).unwrap();
+        store.add_adapter(&new("/a/v2.gguf"), store.next_adapter_version("hr-tone").unwrap()).unwrap();
+        let latest = store.adapter(&"hr-tone".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((latest.version, latest.path.as_str()), (2, "/a/v2.gguf"));
+        assert_eq!(store.adapter(&"hr-tone@1".parse().unwrap()).unwrap().unwrap().path, "/a/v1.gguf");
+        assert!(store.adapter(&"hr-tone@3".parse().unwrap()).unwrap().is_none());
+        assert!("bad name@x".parse::<AdapterRef>().is_err());
+
+        store.ensure_kb("hr", &[]).unwrap();
+        assert_eq!(store.kb_adapter("hr").unwrap(), None);
+        store.set_kb_adapter("hr", Some(&"hr-tone@1".parse().unwrap())).unwrap();
+        assert_eq!(store.kb_adapter("hr").unwrap().map(|a| a.to_string()), Some("hr-tone@1".to_string()));
+        assert!(store.set_kb_adapter("hr", Some(&"other".parse().unwrap())).is_err(), "only registered adapters");
+        store.set_kb_adapter("hr", None).unwrap();
+        assert_eq!(store.kb_adapter("hr").unwrap(), None);
+    }
 
     fn m(name: &str) -> RegisteredModel {
         RegisteredModel {

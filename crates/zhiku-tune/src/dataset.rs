@@ -285,7 +285,10 @@ mod tests {
             Err(Rejection::Ungrounded)
         );
         assert_eq!(check_pair(&pair("Port?", "7741"), PASSAGE, &limits), Err(Rejection::TooShort));
-        assert_eq!(check_pair(&pair("Which port does Bluefin-7 listen on?", &"port ".repeat(200)), PASSAGE, &limits), Err(Rejection::TooLong));
+        assert_eq!(
+            check_pair(&pair("Which port does Bluefin-7 listen on?", &"port ".repeat(200)), PASSAGE, &limits),
+            Err(Rejection::TooLong)
+        );
         assert_eq!(
             check_pair(&pair("Is Bluefin-7 backed up every six hours?", "backed up every six hours"), PASSAGE, &limits),
             Err(Rejection::AnswerInQuestion)

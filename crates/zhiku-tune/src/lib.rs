@@ -28,8 +28,8 @@
 //! ```
 
 mod adapter;
-pub mod dataset;
 pub mod data;
+pub mod dataset;
 mod llama;
 pub mod peft;
 mod train;

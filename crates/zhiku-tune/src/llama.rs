@@ -39,7 +39,8 @@ impl LlamaConfig {
     /// The shape of a llama-architecture GGUF model, read from its metadata alone.
     pub fn read(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| Error::BaseModel { path: path.to_path_buf(), reason: e.to_string() })?;
+        let content =
+            gguf_file::Content::read(&mut file).map_err(|e| Error::BaseModel { path: path.to_path_buf(), reason: e.to_string() })?;
         Self::from_gguf(&content, path)
     }
 
@@ -54,7 +55,11 @@ impl LlamaConfig {
         }
         let int = |key: &str| -> Result<usize> {
             let value = content.metadata.get(&format!("llama.{key}")).ok_or_else(|| format(format!("metadata llama.{key} is missing")))?;
-            value.to_u32().map(|v| v as usize).or_else(|_| value.to_u64().map(|v| v as usize)).map_err(|e| format(format!("llama.{key}: {e}")))
+            value
+                .to_u32()
+                .map(|v| v as usize)
+                .or_else(|_| value.to_u64().map(|v| v as usize))
+                .map_err(|e| format(format!("llama.{key}: {e}")))
         };
         let float = |key: &str, default: f32| -> f32 {
             content.metadata.get(&format!("llama.{key}")).and_then(|v| v.to_f32().ok()).unwrap_or(default)
@@ -159,7 +164,8 @@ impl LlamaModel {
     pub fn load_gguf(path: &Path) -> Result<Self> {
         let device = Device::Cpu;
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| Error::BaseModel { path: path.to_path_buf(), reason: e.to_string() })?;
+        let content =
+            gguf_file::Content::read(&mut file).map_err(|e| Error::BaseModel { path: path.to_path_buf(), reason: e.to_string() })?;
         let config = LlamaConfig::from_gguf(&content, path)?;
         let mut tensor = |name: &str| -> Result<Tensor> {
             let q = content
@@ -312,10 +318,13 @@ impl candle_core::CustomOp1 for FrozenMatmul {
         "frozen-matmul"
     }
 
-    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-matmul wants a contiguous input".into()))?;
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (start, end) =
+            layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen-matmul wants a contiguous input".into()))?;
         let x = Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], layout.shape(), &Device::Cpu)?;
         let y = x.matmul(&self.weight.t()?)?;
         let shape = y.shape().clone();

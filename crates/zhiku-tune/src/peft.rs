@@ -158,7 +158,8 @@ pub fn import_peft(dir: &Path, base: &LlamaConfig) -> Result<Adapter> {
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)?;
     let mut pairs: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
     for (name, tensor) in tensors {
-        let (stem, is_a) = gguf_stem(&name).ok_or_else(|| bad(format!("tensor {name} is not a LoRA matrix of a llama layer's projection")))?;
+        let (stem, is_a) =
+            gguf_stem(&name).ok_or_else(|| bad(format!("tensor {name} is not a LoRA matrix of a llama layer's projection")))?;
         let tensor = tensor.to_dtype(DType::F32)?;
         let slot = pairs.entry(stem).or_default();
         if is_a {
@@ -234,7 +235,17 @@ mod tests {
     use super::*;
 
     fn config() -> LlamaConfig {
-        LlamaConfig { vocab: 10, hidden: 8, intermediate: 12, layers: 2, heads: 2, kv_heads: 1, rope_theta: 10000.0, rms_eps: 1e-5, context: 64 }
+        LlamaConfig {
+            vocab: 10,
+            hidden: 8,
+            intermediate: 12,
+            layers: 2,
+            heads: 2,
+            kv_heads: 1,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            context: 64,
+        }
     }
 
     #[test]
@@ -250,7 +261,10 @@ mod tests {
     #[test]
     fn names_map_both_ways() {
         assert_eq!(gguf_stem("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"), Some(("blk.1.attn_q.weight".into(), true)));
-        assert_eq!(gguf_stem("base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight"), Some(("blk.0.ffn_down.weight".into(), false)));
+        assert_eq!(
+            gguf_stem("base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight"),
+            Some(("blk.0.ffn_down.weight".into(), false))
+        );
         assert_eq!(gguf_stem("base_model.model.lm_head.lora_A.weight"), None);
         assert_eq!(parse_stem("blk.12.ffn_up.weight"), Some((12, "ffn_up")));
         assert_eq!(parse_stem("token_embd.weight"), None);

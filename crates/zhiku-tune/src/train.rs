@@ -79,7 +79,10 @@ impl TrainConfig {
             return bad("targets", "name at least one projection");
         }
         if let Some(unknown) = self.targets.iter().find(|t| !TARGETS.contains(&t.as_str())) {
-            return Err(Error::Config { field: "targets".into(), reason: format!("unknown projection {unknown:?}; use some of {}", TARGETS.join(", ")) });
+            return Err(Error::Config {
+                field: "targets".into(),
+                reason: format!("unknown projection {unknown:?}; use some of {}", TARGETS.join(", ")),
+            });
         }
         Ok(())
     }
@@ -166,7 +169,8 @@ pub fn train(
     let started = Instant::now();
     let mut tokens_trained = 0usize;
     for step in start..config.steps {
-        let batch: Vec<&Example> = (0..config.batch).map(|i| &train[example_at(step * config.batch + i, train.len(), config.seed)]).collect();
+        let batch: Vec<&Example> =
+            (0..config.batch).map(|i| &train[example_at(step * config.batch + i, train.len(), config.seed)]).collect();
         let target_count: usize = batch.iter().map(|e| e.targets.len()).sum();
         // Sequences run side by side (one per core: the matrices of one short sequence are
         // too small for the kernels to spread), and are summed in batch order, so the result
@@ -203,10 +207,20 @@ pub fn train(
         optimizer.step(&params, grads, learning_rate, config)?;
         losses.push(loss);
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        on_step(&StepReport { step: step + 1, steps: config.steps, loss, learning_rate, tokens_per_second: tokens_trained as f64 / elapsed });
+        on_step(&StepReport {
+            step: step + 1,
+            steps: config.steps,
+            loss,
+            learning_rate,
+            tokens_per_second: tokens_trained as f64 / elapsed,
+        });
         let done = step + 1;
         if done % config.checkpoint_every.max(1) == 0 || done == config.steps {
-            checkpoints.save(&CheckpointState { fingerprint: fingerprint.clone(), step: done, losses: losses.clone(), eval_loss_before }, &params, &optimizer)?;
+            checkpoints.save(
+                &CheckpointState { fingerprint: fingerprint.clone(), step: done, losses: losses.clone(), eval_loss_before },
+                &params,
+                &optimizer,
+            )?;
         }
     }
     let tokens_per_second = tokens_trained as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -353,7 +367,8 @@ impl Checkpoints {
         let tensor_path = dir.join("tensors.safetensors");
         candle_core::safetensors::save(&tensors, &tensor_path)?;
         let state_path = dir.join("state.json");
-        let json = serde_json::to_vec_pretty(&(state, optimizer.step)).map_err(|e| Error::Checkpoint { path: state_path.clone(), reason: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(&(state, optimizer.step))
+            .map_err(|e| Error::Checkpoint { path: state_path.clone(), reason: e.to_string() })?;
         std::fs::write(&state_path, json).map_err(|e| Error::io(&state_path, e))?;
         let previous = self.latest()?;
         write_atomically(&self.root.join("latest"), |mut file| {
