@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{write, Zhiku};
+use common::{debian_reference, write, Zhiku};
 
 #[test]
 fn the_web_app_answers_with_citations_in_a_real_browser() {
@@ -42,4 +42,45 @@ fn the_web_app_answers_with_citations_in_a_real_browser() {
     for shot in ["0-upload.png", "1-answer.png", "2-passage.png", "3-search-zh.png", "4-widget.png", "5-graph.png"] {
         assert!(std::fs::metadata(shots.join(shot)).is_ok_and(|m| m.len() > 1000), "screenshot {shot} missing");
     }
+}
+
+#[test]
+fn generated_pairs_are_reviewed_in_a_real_browser() {
+    let node_modules = std::env::var("ZHIKU_TEST_NODE_MODULES")
+        .expect("ZHIKU_TEST_NODE_MODULES is not set: run the tests through scripts/test.sh, which installs playwright-core");
+    let z = Zhiku::new();
+    z.ingest("deb", &[&debian_reference().join("ch02.en.html")], &["group:staff"]);
+    for (user, role) in [("ed", "editor"), ("vic", "viewer")] {
+        assert!(z.run(&["group", "add-member", "staff", user]).status.success());
+        assert!(z.run(&["kb", "grant", "deb", &format!("user:{user}"), role]).status.success());
+    }
+    let out = z.data.path().join("pairs.jsonl");
+    let made = z.json(&["finetune", "dataset", "--kb", "deb", "--out", out.to_str().unwrap(), "--max-chunks", "12", "--json"]);
+    assert!(made["generated"]["kept"].as_u64().unwrap() >= 2, "{made}");
+    let key = |name: &str| z.json(&["key", "create", "--name", name, "--json"])["key"].as_str().unwrap().to_string();
+    let (editor, viewer) = (key("ed"), key("vic"));
+    let server = z.serve();
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let run = Command::new("node")
+        .arg(common::manifest_dir().join("tests/ui/review.mjs"))
+        .env("ZHIKU_NODE_MODULES", &node_modules)
+        .env("ZHIKU_URL", &server.url)
+        .env("ZHIKU_EDITOR_KEY", &editor)
+        .env("ZHIKU_VIEWER_KEY", &viewer)
+        .env("ZHIKU_SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    drop(server);
+    assert!(run.status.success(), "{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let decided: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // The decisions made in the browser are the store's, with who made them.
+    let pairs = z.json(&["finetune", "review", "list", "--kb", "deb", "--json"]);
+    let pair = |id: &serde_json::Value| pairs["pairs"].as_array().unwrap().iter().find(|p| &p["id"] == id).unwrap().clone();
+    let accepted = pair(&decided["accepted"]);
+    assert_eq!((accepted["status"].as_str(), accepted["edited"].as_bool()), (Some("accepted"), Some(true)));
+    assert_eq!(accepted["answer"], "See chapter 2 of the Debian Reference.");
+    assert!(accepted["reviewer"].as_str().unwrap().contains("ed"), "{accepted}");
+    assert_eq!(pair(&decided["rejected"])["status"], "rejected");
+    assert!(std::fs::metadata(shots.join("6-review.png")).is_ok_and(|m| m.len() > 1000));
 }

@@ -7,6 +7,11 @@
 const STRINGS = {
   en: {
     "tab.chat": "Chat", "tab.search": "Search", "tab.documents": "Documents", "tab.admin": "Admin", logout: "Sign out",
+    "tab.review": "Review", "review.show": "Show", "review.pending": "Pending", "review.accepted": "Accepted", "review.rejected": "Rejected",
+    "review.all": "All", "review.question": "Question", "review.answer": "Answer", "review.accept": "Accept", "review.reject": "Reject",
+    "review.count": "{n} pairs", "review.none": "No pairs here.", "review.editors": "Only editors of this knowledge base review its pairs.",
+    "review.saved": "Pair #{id}: {status}.", "review.edited": "edited",
+    "review.hint": "Question/answer pairs a model wrote from your documents (zhiku finetune dataset). Accept, correct or reject them before they train a model.",
     "tab.graph": "Graph", "graph.entity": "Entity", "graph.placeholder": "An entity: a system, a team, a person…", "graph.show": "Show",
     "graph.none": "No entity “{name}” in the documents you may read.", "graph.found": "{name} ({kind}): {n} relations",
     "graph.in": "{other} {relation} {name}", "graph.out": "{name} {relation} {other}", "graph.also": "Also called: {names}",
@@ -40,6 +45,11 @@ const STRINGS = {
   },
   zh: {
     "tab.chat": "问答", "tab.search": "搜索", "tab.documents": "文档", "tab.admin": "管理", logout: "退出",
+    "tab.review": "审核", "review.show": "显示", "review.pending": "待审核", "review.accepted": "已采纳", "review.rejected": "已拒绝",
+    "review.all": "全部", "review.question": "问题", "review.answer": "答案", "review.accept": "采纳", "review.reject": "拒绝",
+    "review.count": "{n} 条", "review.none": "这里没有问答对。", "review.editors": "只有该知识库的编辑者可以审核其问答对。",
+    "review.saved": "问答对 #{id}：{status}。", "review.edited": "已修改",
+    "review.hint": "模型根据您的文档写出的问答对（zhiku finetune dataset）。在用于训练模型之前，请采纳、修改或拒绝。",
     "tab.graph": "图谱", "graph.entity": "实体", "graph.placeholder": "一个实体：系统、团队、人员……", "graph.show": "查看",
     "graph.none": "在您可读的文档中没有实体“{name}”。", "graph.found": "{name}（{kind}）：{n} 条关系",
     "graph.in": "{other} {relation} {name}", "graph.out": "{name} {relation} {other}", "graph.also": "别名：{names}",
@@ -121,6 +131,7 @@ function show(view) {
   });
   if (view === "admin") loadAdmin();
   if (view === "documents") loadDocuments();
+  if (view === "review") loadPairs();
   const focus = { chat: "question", search: "query", graph: "entity", login: "user" }[view];
   if (focus) $(focus).focus();
 }
@@ -284,6 +295,45 @@ function element(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) { if (k === "class") el.className = v; else el.setAttribute(k, v); }
   el.append(...children);
   return el;
+}
+
+// The review queue: each pair with its question and answer editable; accepting sends the text
+// as shown (a correction when it was changed), rejecting drops it from every dataset.
+async function loadPairs() {
+  const kb = $("review-kb").value;
+  const list = $("pairs");
+  if (!kb) { list.replaceChildren(); return; }
+  if (!["editor", "admin"].includes(roleOn(kb))) { list.replaceChildren(); $("review-result").textContent = t("review.editors"); return; }
+  const status = $("review-status").value;
+  const response = await api(`/api/kbs/${encodeURIComponent(kb)}/finetune/pairs${status ? `?status=${status}` : ""}`);
+  if (!response.ok) { list.replaceChildren(); $("review-result").textContent = await errorText(response); return; }
+  const pairs = (await response.json()).pairs;
+  $("review-result").textContent = pairs.length ? t("review.count", { n: pairs.length }) : t("review.none");
+  list.replaceChildren(...pairs.map((pair) => {
+    const question = element("textarea", { rows: "2", "aria-label": `${t("review.question")} #${pair.id}` });
+    question.value = pair.question;
+    const answer = element("textarea", { rows: "3", "aria-label": `${t("review.answer")} #${pair.id}` });
+    answer.value = pair.answer;
+    const decide = async (decision) => {
+      const body = { status: decision };
+      if (question.value.trim() !== pair.question) body.question = question.value;
+      if (answer.value.trim() !== pair.answer) body.answer = answer.value;
+      const reply = await api(`/api/kbs/${encodeURIComponent(kb)}/finetune/pairs/${pair.id}`, { method: "POST", body: JSON.stringify(body) });
+      if (!reply.ok) { $("review-result").textContent = await errorText(reply); return; }
+      await loadPairs();
+      $("review-result").textContent = t("review.saved", { id: pair.id, status: t(`review.${decision}`) });
+    };
+    const accept = element("button", { type: "button", class: "accept" }, t("review.accept"));
+    accept.addEventListener("click", () => decide("accepted"));
+    const reject = element("button", { type: "button", class: "reject" }, t("review.reject"));
+    reject.addEventListener("click", () => decide("rejected"));
+    const where = `${pair.source.split("/").pop()} · ${t(`review.${pair.status}`)}${pair.edited ? ` · ${t("review.edited")}` : ""}`;
+    return element("li", { "data-pair": String(pair.id) },
+      element("p", { class: "where" }, where),
+      element("label", {}, t("review.question"), question),
+      element("label", {}, t("review.answer"), answer),
+      element("div", { class: "row" }, accept, reject));
+  }));
 }
 
 function citationButton(n, citation, kb) {
@@ -573,6 +623,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("history").addEventListener("change", () => { if ($("history").value) showConversation($("history").value); });
   $("docs-kb").addEventListener("change", loadDocuments);
+  $("review-kb").addEventListener("change", loadPairs);
+  $("review-status").addEventListener("change", loadPairs);
   $("files").addEventListener("change", () => { uploadFiles([...$("files").files]); $("files").value = ""; });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

@@ -22,6 +22,7 @@ mod cors;
 pub mod directory;
 mod docs;
 mod error;
+mod finetune;
 mod graph;
 mod guard;
 mod metrics;
@@ -121,6 +122,8 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/kbs/{kb}/graph/path", get(graph::path))
         .route("/api/kbs/{kb}/graph/communities", get(graph::communities))
         .route("/api/kbs/{kb}/graph/export", get(graph::export))
+        .route("/api/kbs/{kb}/finetune/pairs", get(finetune::list))
+        .route("/api/kbs/{kb}/finetune/pairs/{id}", post(finetune::review))
         .route("/api/users", get(admin::list_users).post(admin::create_user))
         .route("/api/users/{name}", axum::routing::delete(admin::delete_user).patch(admin::update_user))
         .route("/api/groups/{group}/members", post(admin::add_group_member))

@@ -19,6 +19,7 @@ use crate::{admin, docs, error, native, openai};
         admin::list_keys, admin::create_key, admin::revoke_key, admin::list_jobs,
         admin::list_users, admin::create_user, admin::update_user, admin::delete_user, admin::add_group_member, admin::remove_group_member, admin::audit_log,
         docs::set_document_acl, docs::list_roles, docs::set_role, crate::graph::entity, crate::graph::path, crate::graph::communities, crate::graph::export,
+        crate::finetune::list, crate::finetune::review,
         docs::create_kb, docs::get_kb, docs::update_kb, docs::delete_kb, docs::reingest, docs::list_documents, docs::upload, docs::job, docs::job_events, docs::delete_document, docs::original,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, docs::JobStatus)),
