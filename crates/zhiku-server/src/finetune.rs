@@ -71,7 +71,9 @@ pub async fn review(
     let tidy = |text: Option<String>, field: &'static str| -> Result<Option<String>, ApiError> {
         match text.map(|t| t.trim().to_string()) {
             Some(t) if t.is_empty() => Err(ApiError::invalid(format!("{field} is empty"), Some(field))),
-            Some(t) if t.chars().count() > MAX_TEXT => Err(ApiError::invalid(format!("{field} is longer than {MAX_TEXT} characters"), Some(field))),
+            Some(t) if t.chars().count() > MAX_TEXT => {
+                Err(ApiError::invalid(format!("{field} is longer than {MAX_TEXT} characters"), Some(field)))
+            }
             other => Ok(other),
         }
     };

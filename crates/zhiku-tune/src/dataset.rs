@@ -43,6 +43,8 @@ pub enum Rejection {
     Unparseable,
     TooShort,
     TooLong,
+    /// The "question" is a statement.
+    NotAQuestion,
     /// Too few of the answer's words are in the passage: the model made it up.
     Ungrounded,
     /// The question gives its own answer away.
@@ -59,6 +61,7 @@ impl Rejection {
             Self::Unparseable => "unparseable",
             Self::TooShort => "too_short",
             Self::TooLong => "too_long",
+            Self::NotAQuestion => "not_a_question",
             Self::Ungrounded => "ungrounded",
             Self::AnswerInQuestion => "answer_in_question",
             Self::NearDuplicate => "near_duplicate",
@@ -101,6 +104,9 @@ pub fn check_pair(pair: &QaPair, passage: &str, limits: &PairLimits) -> Result<(
     }
     if q > limits.max_question || a > limits.max_answer {
         return Err(Rejection::TooLong);
+    }
+    if !pair.question.contains(['?', '？']) {
+        return Err(Rejection::NotAQuestion);
     }
     if grounding(&pair.answer, passage) < limits.min_grounding {
         return Err(Rejection::Ungrounded);
@@ -285,6 +291,8 @@ mod tests {
             Err(Rejection::Ungrounded)
         );
         assert_eq!(check_pair(&pair("Port?", "7741"), PASSAGE, &limits), Err(Rejection::TooShort));
+        assert_eq!(check_pair(&pair("Bluefin-7 listens on a port.", "Port 7741."), PASSAGE, &limits), Err(Rejection::NotAQuestion));
+        assert_eq!(check_pair(&pair("Bluefin-7 用哪个端口？", "7741"), PASSAGE, &limits), Ok(()));
         assert_eq!(
             check_pair(&pair("Which port does Bluefin-7 listen on?", &"port ".repeat(200)), PASSAGE, &limits),
             Err(Rejection::TooLong)
