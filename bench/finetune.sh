@@ -10,7 +10,8 @@ CACHE="${ZHIKU_TEST_CACHE:-$HOME/.cache/zhiku}"
 DOCS="${ZHIKU_TEST_DEBIAN_REFERENCE:-$CACHE/debian-reference/usr/share/debian-reference}"
 MODELS="${ZHIKU_TEST_MODELS:-$CACHE/test-data/models}"
 CHUNKS="${CHUNKS:-150}"
-STEPS="${STEPS:-40}"
+EPOCHS="${EPOCHS:-2}"
+LR="${LR:-5e-4}"
 [ -f "$DOCS/ch02.en.html" ] || { echo "run scripts/test.sh first (it fetches the Debian Reference)"; exit 1; }
 cd "$ROOT"
 cargo build --release -q -p zhiku-cli
@@ -34,11 +35,13 @@ rejected = ", ".join(f"{k} {v}" for k, v in sorted(g["rejected"].items()))
 print(f"| {g['read']} | {took:.0f} | {g['read']/took:.2f} | {g['kept']} ({100*g['kept']/max(g['read'],1):.0f}%) | {d['train']} / {d['validation']} | {rejected} |")
 PY
 echo
-echo "## LoRA training (release, 2 cores, rank 8 on all 7 projections, batch 4, lr 1e-3, $STEPS steps)"
+train_count=$(wc -l < "$work/train.jsonl")
+STEPS=$(( (EPOCHS * train_count + 3) / 4 ))
+echo "## LoRA training (release, 2 cores, rank 8 on all 7 projections, batch 4, lr $LR, $EPOCHS epochs = $STEPS steps)"
 echo
 start=$(date +%s.%N)
 zk finetune train --data "$work/train.jsonl" --eval "$work/train.validation.jsonl" --steps "$STEPS" --batch 4 \
-  --learning-rate 1e-3 --out "$work/adapter.gguf" --json > "$work/train.json"
+  --learning-rate "$LR" --out "$work/adapter.gguf" --json > "$work/train.json"
 took=$(python3 -c "print($(date +%s.%N) - $start)")
 python3 - "$work/train.json" "$took" "$(stat -c %s "$work/adapter.gguf")" <<'PY'
 import json, sys

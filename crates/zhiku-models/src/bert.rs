@@ -46,7 +46,7 @@ fn default_act() -> String {
 }
 
 /// A dense layer, `y = x Wᵀ + b`, with `W` as PyTorch stores it (`out × in`, row-major).
-struct Dense {
+pub(crate) struct Dense {
     weight: Vec<f32>,
     bias: Vec<f32>,
     inputs: usize,
@@ -60,9 +60,13 @@ impl Dense {
         Ok(Self { weight, bias, inputs, outputs })
     }
 
+    pub(crate) fn new(weight: Vec<f32>, bias: Vec<f32>, inputs: usize, outputs: usize) -> Self {
+        Self { weight, bias, inputs, outputs }
+    }
+
     /// Several layers reading the same input as one (query, key and value: one matrix product
     /// instead of three).
-    fn stack(parts: Vec<Dense>) -> Self {
+    pub(crate) fn stack(parts: Vec<Dense>) -> Self {
         let inputs = parts[0].inputs;
         let outputs = parts.iter().map(|p| p.outputs).sum();
         let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
@@ -169,13 +173,17 @@ impl Dense {
     }
 }
 
-struct Norm {
+pub(crate) struct Norm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
     eps: f32,
 }
 
 impl Norm {
+    pub(crate) fn new(gamma: Vec<f32>, beta: Vec<f32>, eps: f64) -> Self {
+        Self { gamma, beta, eps: eps as f32 }
+    }
+
     fn load(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
         Ok(Self { gamma: vb.get(size, "weight")?.to_vec1::<f32>()?, beta: vb.get(size, "bias")?.to_vec1::<f32>()?, eps: eps as f32 })
     }
@@ -216,14 +224,35 @@ impl Norm {
     }
 }
 
-struct Layer {
+pub(crate) struct Layer {
     /// Query, key and value stacked: one row of output is `[q | k | v]`.
-    qkv: Dense,
-    attn_out: Dense,
-    attn_norm: Norm,
-    intermediate: Dense,
-    output: Dense,
-    out_norm: Norm,
+    pub(crate) qkv: Dense,
+    pub(crate) attn_out: Dense,
+    pub(crate) attn_norm: Norm,
+    pub(crate) intermediate: Dense,
+    pub(crate) output: Dense,
+    pub(crate) out_norm: Norm,
+}
+
+/// The token-embedding table: f32 rows, or 4-bit blocks (a 250,000-word multilingual vocabulary
+/// is 384 MB as f32, 54 MB as Q4_0) dequantized row by row as tokens are looked up.
+pub(crate) enum WordTable {
+    F32(Vec<f32>),
+    Q4_0(Vec<u8>),
+}
+
+impl WordTable {
+    /// Writes row `id` into `out` (one row long).
+    fn write_row(&self, id: usize, out: &mut [f32]) {
+        let h = out.len();
+        match self {
+            WordTable::F32(rows) => out.copy_from_slice(&rows[id * h..(id + 1) * h]),
+            WordTable::Q4_0(blocks) => {
+                let row_bytes = h / 32 * 18;
+                crate::e5::dequantize_q4_0(&blocks[id * row_bytes..(id + 1) * row_bytes], out);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -298,7 +327,7 @@ unsafe impl Sync for SharedMut {}
 /// dense layers see one tall matrix. Attention runs per sequence and head.
 pub struct BertModel {
     config: BertConfig,
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     token_type: Vec<f32>,
     embed_norm: Norm,
@@ -315,7 +344,7 @@ impl BertModel {
         let table = |name: &str, rows: usize| -> candle_core::Result<Vec<f32>> {
             e.pp(name).get((rows, h), "weight")?.flatten_all()?.to_vec1::<f32>()
         };
-        let word = table("word_embeddings", config.vocab_size)?;
+        let word = WordTable::F32(table("word_embeddings", config.vocab_size)?);
         let position = table("position_embeddings", config.max_position_embeddings)?;
         let token_type = table("token_type_embeddings", config.type_vocab_size)?;
         let embed_norm = Norm::load(&e.pp("LayerNorm"), h, config.layer_norm_eps)?;
@@ -345,6 +374,22 @@ impl BertModel {
         Ok(Self { config, word, position, token_type, embed_norm, layers, activation })
     }
 
+    /// A model from weights read elsewhere (another file format); `gelu` activation.
+    pub(crate) fn from_parts(
+        config: BertConfig,
+        word: WordTable,
+        position: Vec<f32>,
+        token_type: Vec<f32>,
+        embed_norm: Norm,
+        layers: Vec<Layer>,
+    ) -> Self {
+        Self { config, word, position, token_type, embed_norm, layers, activation: Activation::GeluErf }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
     /// Hidden states of the last layer for each sequence, packed: `Σ len × hidden`, the tokens of
     /// `sequences[0]` first. Each sequence is `(token ids, token type ids)`.
     pub fn forward(&self, sequences: &[(&[u32], &[u32])]) -> Vec<f32> {
@@ -353,14 +398,14 @@ impl BertModel {
         let mut x = Vec::with_capacity(rows * h);
         for (ids, types) in sequences {
             for (p, (&id, &ty)) in ids.iter().zip(types.iter()).enumerate() {
-                let (w, t, pos) = (id as usize * h, ty as usize * h, p * h);
-                x.extend(
-                    self.word[w..w + h]
-                        .iter()
-                        .zip(&self.token_type[t..t + h])
-                        .zip(&self.position[pos..pos + h])
-                        .map(|((a, b), c)| a + b + c),
-                );
+                let (t, pos) = (ty as usize * h, p * h);
+                let at = x.len();
+                x.resize(at + h, 0.0);
+                let row = &mut x[at..];
+                self.word.write_row(id as usize, row);
+                for ((v, b), c) in row.iter_mut().zip(&self.token_type[t..t + h]).zip(&self.position[pos..pos + h]) {
+                    *v = *v + b + c;
+                }
             }
         }
         self.embed_norm.normalise(&mut x);

@@ -20,6 +20,7 @@
 
 mod bert;
 pub mod describe;
+mod e5;
 mod llama;
 pub mod registry;
 mod wordpiece;
@@ -27,6 +28,7 @@ mod wordpiece;
 use std::path::{Path, PathBuf};
 
 pub use bert::{BertConfig, BertEmbedder, BertModel, WordPieceCounter};
+pub use e5::E5Embedder;
 pub use llama::{default_threads, LlamaGenerator};
 
 #[derive(Debug, thiserror::Error)]

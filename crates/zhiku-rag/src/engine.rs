@@ -16,6 +16,7 @@ use crate::cite::{
     attribute_uncited, cited_numbers, extractive_answer, is_abstention, mentions_to_markers, remove_invalid_markers, trim_runaway,
     RunawayGuard, NOT_FOUND,
 };
+use crate::embedding::{EmbedderLoader, EmbeddingModels};
 use crate::graph::{self, EntityView, GraphUpdate, GraphView, PathStep, RetrievalMode};
 use crate::indexes::{index_text, Access, KbIndexes};
 use crate::inputs::{collect_inputs, Input};
@@ -29,7 +30,7 @@ use crate::{Error, RagConfig, Result};
 pub struct Engine {
     data_dir: PathBuf,
     store: Arc<Store>,
-    embedder: Arc<dyn Embedder>,
+    embedders: EmbeddingModels,
     config: RagConfig,
     /// Per knowledge base, the indexes opened for searching with the store generation and
     /// vector index choice they reflect: a long-running server answers from memory and
@@ -206,6 +207,9 @@ pub struct IngestOptions {
     /// Make the knowledge base mirror the given directories: documents whose source lies under
     /// one of them but whose file no longer exists are removed.
     pub sync: bool,
+    /// The embedding model of a knowledge base this ingest creates (`None`: the configured
+    /// default). An existing knowledge base keeps its own.
+    pub embedding_model: Option<String>,
 }
 
 /// Progress of a batch ingest, for progress bars.
@@ -225,6 +229,8 @@ pub enum IngestEvent<'a> {
 /// The state of one ingest run.
 struct Batch<'a> {
     store: &'a Store,
+    /// The knowledge base's embedding model.
+    embedder: Arc<dyn Embedder>,
     kb: &'a str,
     /// The ACL given for the files (`own_acl`), or the knowledge base's inherited one.
     acl: Vec<Principal>,
@@ -292,7 +298,7 @@ impl Engine {
         Self {
             data_dir: data_dir.to_path_buf(),
             store,
-            embedder,
+            embedders: EmbeddingModels::new(config.embedding_model.clone(), embedder),
             config,
             read_cache: Mutex::new(HashMap::new()),
             answers: Default::default(),
@@ -306,6 +312,63 @@ impl Engine {
     pub fn with_graph_model(mut self, model: Arc<dyn ChatModel>, id: String) -> Self {
         self.graph_model = Some((model, id));
         self
+    }
+
+    /// Makes another embedding model available to knowledge bases, under `name`, loaded the
+    /// first time one uses it.
+    pub fn with_embedding_model(mut self, name: &str, load: EmbedderLoader) -> Self {
+        self.embedders.loaders.insert(name.to_string(), load);
+        self
+    }
+
+    /// The names of the embedding models knowledge bases may choose.
+    pub fn embedding_models(&self) -> Vec<String> {
+        self.embedders.names()
+    }
+
+    /// The embedding model a knowledge base's vectors are made with.
+    pub fn embedder_for(&self, kb: &str) -> Result<Arc<dyn Embedder>> {
+        self.embedders.get(&self.store.kb_embedding_model(kb)?)
+    }
+
+    /// Creates a knowledge base with `viewers` and an embedding model (`None`: the configured
+    /// default); false when it exists (nothing is changed then).
+    pub fn create_kb(&self, kb: &str, viewers: &[Principal], embedding_model: Option<&str>) -> Result<bool> {
+        let model = embedding_model.unwrap_or(&self.embedders.default);
+        self.embedders.get(model)?;
+        let created = self.store.ensure_kb(kb, viewers)?;
+        if created {
+            self.store.set_kb_embedding_model(kb, model)?;
+        }
+        Ok(created)
+    }
+
+    /// Moves a knowledge base to another embedding model: every chunk embedded again, then the
+    /// vectors and the model swapped in one transaction (a search sees all old or all new),
+    /// the indexes rebuilt from them. Returns the chunks re-embedded (0: already on that model).
+    pub fn set_embedding_model(&self, kb: &str, model: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<usize> {
+        self.require_kb(kb)?;
+        let embedder = self.embedders.get(model)?;
+        let lock = self.write_lock(kb);
+        let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.kb_embedding_model(kb)? == model {
+            return Ok(0);
+        }
+        let chunks = self.store.chunks(kb)?;
+        let mut vectors = Vec::with_capacity(chunks.len());
+        for (done, group) in chunks.chunks(64).enumerate() {
+            progress(done * 64, chunks.len());
+            let texts: Vec<String> = group.iter().map(|c| index_text(&c.chunk.heading_path, &c.chunk.text)).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let embedded = embedder.embed(&refs)?;
+            vectors.extend(group.iter().map(|c| c.id).zip(embedded));
+        }
+        progress(chunks.len(), chunks.len());
+        self.store.replace_embeddings(kb, model, &vectors)?;
+        let kind = self.vector_index_kind(kb)?;
+        let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, embedder.dimension(), Access::Write, kind)?;
+        indexes.commit(self.store.generation(kb)?)?;
+        Ok(vectors.len())
     }
 
     pub fn store(&self) -> &Store {
@@ -336,7 +399,7 @@ impl Engine {
         let _span = info_span!("ingest", kb, paths = paths.len()).entered();
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.store.ensure_kb(kb, &[])? {
+        if self.create_kb(kb, &[], options.embedding_model.as_deref())? {
             info!(kb, "created knowledge base (documents without --acl are visible to administrators only)");
         }
         let (acl, own_acl) = match &options.acl {
@@ -349,12 +412,13 @@ impl Engine {
         for r in &listing.files {
             progress(IngestEvent::FileDone { report: r });
         }
-        let indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
+        let embedder = self.embedder_for(kb)?;
+        let indexes = KbIndexes::open(&self.data_dir, &self.store, kb, embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
         let pii_policy = self.store.kb_pii_policy(kb)?;
         let duplicates = self.store.kb_duplicate_policy(kb)?;
         let mut batch = Batch {
             store: &self.store,
+            embedder: embedder.clone(),
             kb,
             acl,
             own_acl,
@@ -373,7 +437,7 @@ impl Engine {
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
         let acl = batch.acl.clone();
-        let counter: &dyn zhiku_core::TokenCounter = self.embedder.as_ref();
+        let counter: &dyn zhiku_core::TokenCounter = embedder.as_ref();
         let parser = Parser::new(&self.store, kb, (&acl, own_acl), &self.config.chunk, counter, self.config.section_bytes, tx);
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || parser.run(files));
@@ -386,7 +450,7 @@ impl Engine {
         batch.indexes.commit(self.store.generation(kb)?)?;
         if self.config.graph.enabled {
             let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))?);
+            batch.report.graph = Some(graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(embedder.as_ref()))?);
         }
         Ok(batch.report)
     }
@@ -402,8 +466,8 @@ impl Engine {
         }
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
+        let dimension = self.embedder_for(kb)?.dimension();
+        let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, dimension, Access::Write, self.vector_index_kind(kb)?)?;
         let mut removed = false;
         for s in std::iter::once(source.to_string()).chain(self.store.sources_under(kb, &format!("{source}!/"))?) {
             if let Some(doc_id) = self.store.delete_document(kb, &s)? {
@@ -467,8 +531,8 @@ impl Engine {
         }
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut indexes =
-            KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Write, self.vector_index_kind(kb)?)?;
+        let dimension = self.embedder_for(kb)?.dimension();
+        let mut indexes = KbIndexes::open(&self.data_dir, &self.store, kb, dimension, Access::Write, self.vector_index_kind(kb)?)?;
         let Some(change) = change()? else { return Ok(None) };
         if !change.documents.is_empty() {
             for (doc_id, acl) in &change.documents {
@@ -492,7 +556,8 @@ impl Engine {
                 return Ok(hit.indexes.clone());
             }
         }
-        let opened = Arc::new(KbIndexes::open(&self.data_dir, &self.store, kb, self.embedder.dimension(), Access::Read, kind)?);
+        let dimension = self.embedder_for(kb)?.dimension();
+        let opened = Arc::new(KbIndexes::open(&self.data_dir, &self.store, kb, dimension, Access::Read, kind)?);
         let entry = OpenedIndexes { generation, kind, indexes: opened.clone() };
         self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), entry);
         Ok(opened)
@@ -564,7 +629,7 @@ impl Engine {
                 let chunks = apply_pii_policy(chunks, batch.pii_policy, &mut open.report.pii);
                 let texts: Vec<String> = chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let embeddings = match self.embedder.embed(&refs) {
+                let embeddings = match batch.embedder.embed(&refs) {
                     Ok(e) => e,
                     Err(e) => {
                         let source = open.report.source.clone();
@@ -674,7 +739,7 @@ impl Engine {
         prepared.chunks = apply_pii_policy(prepared.chunks, batch.pii_policy, &mut report.pii);
         let texts: Vec<String> = prepared.chunks.iter().map(|c| index_text(&c.heading_path, &c.text)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let embeddings = self.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
+        let embeddings = batch.embedder.embed(&refs).map_err(|e| failed(e.to_string()))?;
         let chunks: Vec<_> = prepared.chunks.into_iter().zip(embeddings).collect();
         let minhash_bytes = prepared.minhash.as_ref().map(minhash::to_bytes);
         let minhash_keys: Vec<u64> = prepared.minhash.as_ref().map(|s| minhash::band_keys(s).to_vec()).unwrap_or_default();
@@ -722,7 +787,7 @@ impl Engine {
         if query.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
-        let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
+        let q = self.embedder_for(kb)?.embed_queries(&[query])?.pop().unwrap_or_default();
         self.search_embedded(kb, query, &q, caller, top_k, mode)
     }
 
@@ -811,7 +876,7 @@ impl Engine {
         let lock = self.write_lock(kb);
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder_for(kb)?.as_ref()))
     }
 
     /// Forgets the knowledge base's graph and reads every chunk again.
@@ -821,7 +886,7 @@ impl Engine {
         let _writing = lock.lock().unwrap_or_else(|p| p.into_inner());
         self.store.graph_reset(kb)?;
         let model = self.graph_model.as_ref().map(|(m, id)| graph::ChatTripleModel { model: m.as_ref(), id: id.clone() });
-        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder.as_ref()))
+        graph::update(&self.store, kb, &self.config.graph, model.as_ref(), Some(self.embedder_for(kb)?.as_ref()))
     }
 
     /// An entity of the knowledge base with its neighbours (at most `limit`), as the caller sees
@@ -889,7 +954,7 @@ impl Engine {
             Some(_) => crate::answer_cache::normalize(question),
             None => question.trim().to_string(),
         };
-        let q = self.embedder.embed(&[embedded.as_str()])?.pop().unwrap_or_default();
+        let q = self.embedder_for(kb)?.embed_queries(&[embedded.as_str()])?.pop().unwrap_or_default();
         if let Some(cached) = scope.as_ref().and_then(|s| self.answers.get(s, &q)) {
             span.record("cached", true);
             on_text(&cached.answer);

@@ -27,6 +27,7 @@
 mod answer_cache;
 pub mod audit;
 pub mod cite;
+pub mod embedding;
 mod engine;
 pub mod finetune;
 pub mod graph;
@@ -54,6 +55,8 @@ pub enum Error {
     Core(#[from] zhiku_core::Error),
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("embedding model '{name}': {reason}")]
+    EmbeddingModel { name: String, reason: String },
     /// One file of a batch failed; the batch reports it and continues.
     #[error("{0}")]
     FileFailed(String),
@@ -113,6 +116,9 @@ pub struct RagConfig {
     /// and stored this many bytes at a time, so that memory does not grow with the file.
     pub section_bytes: usize,
     pub graph: GraphConfig,
+    /// The embedding model new knowledge bases get ([`embedding::MINILM`] or
+    /// [`embedding::MULTILINGUAL_E5`]).
+    pub embedding_model: String,
 }
 
 impl Default for RagConfig {
@@ -125,6 +131,7 @@ impl Default for RagConfig {
             near_duplicate_threshold: 0.9,
             section_bytes: 8 << 20,
             graph: GraphConfig::default(),
+            embedding_model: embedding::MINILM.to_string(),
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct CreateKb {
     /// Who may read documents uploaded without their own ACL.
     #[serde(default)]
     acl: Vec<String>,
+    /// `minilm` or `multilingual-e5-small` (default: the server's `models.default_embedding`);
+    /// chosen when the knowledge base is created.
+    embedding_model: Option<String>,
 }
 
 fn principals(values: &[String], field: &str) -> Result<Vec<Principal>, ApiError> {
@@ -89,11 +92,12 @@ pub async fn create_kb(
     who.require_admin()?;
     let acl = principals(&request.acl, "acl")?;
     let (store, engine, actor) = (state.store.clone(), state.engine.clone(), who.clone());
-    let name = request.name.clone();
+    let (name, model) = (request.name.clone(), request.embedding_model.clone());
     let created = blocking(move || {
-        let created = store.ensure_kb(&name, &acl).map_err(|e| match e {
-            zhiku_store::Error::InvalidKbName(_) => ApiError::invalid(e.to_string(), Some("name")),
-            other => ApiError::internal(other),
+        let created = engine.create_kb(&name, &acl, model.as_deref()).map_err(|e| match e {
+            zhiku_rag::Error::Store(zhiku_store::Error::InvalidKbName(_)) => ApiError::invalid(e.to_string(), Some("name")),
+            zhiku_rag::Error::EmbeddingModel { .. } => ApiError::invalid(e.to_string(), Some("embedding_model")),
+            other => ApiError::from(other),
         })?;
         if !created && !acl.is_empty() {
             engine.set_kb_viewers(&name, &acl)?;

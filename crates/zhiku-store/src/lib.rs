@@ -162,6 +162,7 @@ CREATE TABLE IF NOT EXISTS kb (
     mask_answers INTEGER NOT NULL DEFAULT 1,
     answer_cache INTEGER NOT NULL DEFAULT 0,
     adapter TEXT NOT NULL DEFAULT '',
+    embedding_model TEXT NOT NULL DEFAULT 'minilm',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
@@ -397,6 +398,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("kb", "mask_answers", "INTEGER NOT NULL DEFAULT 1"),
     ("kb", "answer_cache", "INTEGER NOT NULL DEFAULT 0"),
     ("kb", "adapter", "TEXT NOT NULL DEFAULT ''"),
+    // Every knowledge base before the choice was embedded with MiniLM.
+    ("kb", "embedding_model", "TEXT NOT NULL DEFAULT 'minilm'"),
     ("document", "language", "TEXT NOT NULL DEFAULT 'und'"),
     ("document", "minhash", "BLOB"),
     // Earlier versions copied the default ACL into each document: they count as their own.
@@ -616,6 +619,51 @@ impl Store {
 
     pub fn set_kb_caches_answers(&self, name: &str, cache: bool) -> Result<()> {
         self.update_kb(name, "UPDATE kb SET answer_cache = ?2 WHERE name = ?1", if cache { "1" } else { "0" })
+    }
+
+    /// The embedding model the knowledge base's vectors are made with.
+    pub fn kb_embedding_model(&self, name: &str) -> Result<String> {
+        self.kb_text(name, "SELECT embedding_model FROM kb WHERE name = ?1")
+    }
+
+    /// Names the embedding model of a knowledge base that has no vectors yet.
+    pub fn set_kb_embedding_model(&self, name: &str, model: &str) -> Result<()> {
+        self.update_kb(name, "UPDATE kb SET embedding_model = ?2 WHERE name = ?1", model)
+    }
+
+    /// Replaces the vectors of the knowledge base's chunks with those of another model, and
+    /// names that model, in one transaction; refused unless every chunk gets a new vector (a
+    /// chunk added meanwhile would keep the old model's).
+    pub fn replace_embeddings(&self, kb: &str, model: &str, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let chunks: i64 =
+            tx.query_row("SELECT count(*) FROM chunk c JOIN document d ON d.id = c.doc_id WHERE d.kb = ?1", params![kb], |r| r.get(0))?;
+        if chunks as usize != vectors.len() {
+            return Err(Error::Invalid {
+                what: "embeddings",
+                value: kb.to_string(),
+                rule: "the knowledge base changed while re-embedding; run it again",
+            });
+        }
+        {
+            let mut update =
+                tx.prepare("UPDATE chunk SET embedding = ?2 WHERE id = ?1 AND doc_id IN (SELECT id FROM document WHERE kb = ?3)")?;
+            for (id, vector) in vectors {
+                if update.execute(params![*id as i64, embedding_to_blob(vector), kb])? != 1 {
+                    return Err(Error::Invalid {
+                        what: "embeddings",
+                        value: kb.to_string(),
+                        rule: "the knowledge base changed while re-embedding; run it again",
+                    });
+                }
+            }
+        }
+        if tx.execute("UPDATE kb SET embedding_model = ?2, generation = generation + 1 WHERE name = ?1", params![kb, model])? == 0 {
+            return Err(Error::UnknownKb(kb.to_string()));
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The LoRA adapter answers in the knowledge base use (`name` or `name@version`), if any.

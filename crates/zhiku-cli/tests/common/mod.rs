@@ -61,6 +61,7 @@ impl Zhiku {
             .arg(data_dir)
             .env("ZHIKU_MODELS_EMBEDDING", models.join("all-MiniLM-L6-v2"))
             .env("ZHIKU_MODELS_LLM", models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .env("ZHIKU_MODELS_MULTILINGUAL_EMBEDDING", models.join("multilingual-e5-small-q4.bin"))
             .env_remove("ZHIKU_CONFIG")
             .env_remove("ZHIKU_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
