@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure retrieval quality on questions with known answers.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Fine-tuning: LoRA adapters trained on the CPU, applied with `generate --lora`.
     #[command(subcommand)]
     Finetune(FinetuneCommand),
@@ -234,11 +237,11 @@ pub struct AskArgs {
     /// `hybrid`, `graph` or `global` [default: retrieval.mode of the configuration].
     #[arg(long)]
     pub retrieval: Option<zhiku_rag::RetrievalMode>,
-    #[arg(long)]
     /// A registered LoRA adapter to answer with (name or name@version) [default: the
     /// knowledge base's, if it has one]; `none` for the plain model.
     #[arg(long)]
     pub adapter: Option<String>,
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -378,6 +381,23 @@ pub struct GenerateArgs {
     pub lora_scale: f32,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// recall@1/5/10, MRR@10 and nDCG@10 of vector search alone, BM25 alone and the two fused,
+    /// over a JSONL file of `{"query": "...", "relevant": ["<source path or suffix>", ...]}`.
+    Retrieval {
+        #[arg(long)]
+        kb: String,
+        #[arg(long, value_name = "FILE.jsonl")]
+        qa: PathBuf,
+        /// Search as this user (their ACLs apply). Default: the local administrator.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

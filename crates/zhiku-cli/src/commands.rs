@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup { out, json } => crate::ops::backup(&ctx, &out, json),
         Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
         Command::Finetune(cmd) => crate::finetune::finetune(&ctx, cmd),
+        Command::Eval(cmd) => crate::ops::eval(&ctx, cmd),
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
         Command::Key(cmd) => governance::key(&ctx, cmd),

@@ -316,3 +316,43 @@ mod tests {
         }
     }
 }
+
+/// `zhiku eval retrieval`: each retriever's mean scores over a question file.
+pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
+    let crate::cli::EvalCommand::Retrieval { kb, qa, as_user, json } = command;
+    let text = std::fs::read_to_string(&qa).with_context(|| format!("cannot read {}", qa.display()))?;
+    let mut judged = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let question: zhiku_rag::eval::Judged = serde_json::from_str(line).with_context(|| {
+            format!("{}, line {}: expected {{\"query\": \"...\", \"relevant\": [\"source\", ...]}}", qa.display(), i + 1)
+        })?;
+        if question.relevant.is_empty() {
+            anyhow::bail!("{}, line {}: \"relevant\" names no document", qa.display(), i + 1);
+        }
+        judged.push(question);
+    }
+    if judged.is_empty() {
+        anyhow::bail!("{} holds no questions", qa.display());
+    }
+    let engine = crate::commands::engine(ctx)?;
+    let caller = match as_user.as_deref() {
+        None => zhiku_core::Caller::Admin,
+        Some(user) => engine.caller_for(user)?,
+    };
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(judged.len() as u64) };
+    let report = engine.evaluate_retrieval(&kb, &judged, &caller, &mut |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} questions\n\n| retriever | recall@1 | recall@5 | recall@10 | MRR@10 | nDCG@10 |\n|---|---|---|---|---|---|",
+            report.queries
+        );
+        for (retriever, s) in &report.retrievers {
+            let name = serde_json::to_value(retriever)?.as_str().unwrap_or_default().to_string();
+            println!("| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", s.recall_1, s.recall_5, s.recall_10, s.mrr_10, s.ndcg_10);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -848,6 +848,48 @@ impl Engine {
         Ok(hits)
     }
 
+    /// Measures each retriever on questions with known answers (see [`crate::eval`]): vectors
+    /// alone, BM25 alone, and the two fused as searches run.
+    pub fn evaluate_retrieval(
+        &self,
+        kb: &str,
+        judged: &[crate::eval::Judged],
+        caller: &Caller,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<crate::eval::Report> {
+        use crate::eval::{mean, score, Report, Retriever};
+        self.require_kb(kb)?;
+        let embedder = self.embedder_for(kb)?;
+        let indexes = self.read_indexes(kb)?;
+        let mut scores: BTreeMap<Retriever, Vec<crate::eval::Scores>> = BTreeMap::new();
+        for (done, question) in judged.iter().enumerate() {
+            progress(done);
+            let q = embedder.embed_queries(&[question.query.as_str()])?.pop().unwrap_or_default();
+            for retriever in Retriever::ALL {
+                let ranked: Vec<String> = match retriever {
+                    Retriever::Hybrid => self
+                        .search_embedded(kb, &question.query, &q, caller, 10, RetrievalMode::Hybrid)?
+                        .into_iter()
+                        .map(|h| h.source)
+                        .collect(),
+                    single => {
+                        let hits = match single {
+                            Retriever::Vector => indexes.vectors.search(&q, caller, 10),
+                            _ => indexes.bm25.search(&question.query, caller, 10)?,
+                        };
+                        let ids: Vec<u64> = hits.iter().map(|h| h.0).collect();
+                        let sources: HashMap<u64, String> =
+                            self.store.chunks_by_id(kb, &ids)?.into_iter().map(|c| (c.id, c.source)).collect();
+                        ids.iter().filter_map(|id| sources.get(id).cloned()).collect()
+                    }
+                };
+                scores.entry(retriever).or_default().push(score(&ranked, &question.relevant));
+            }
+        }
+        progress(judged.len());
+        Ok(Report { queries: judged.len(), retrievers: scores.iter().map(|(r, s)| (*r, mean(s))).collect() })
+    }
+
     /// One chunk, as a citation's passage: `None` when it does not exist or the caller may not
     /// read it (the two are indistinguishable, so ids cannot be probed).
     pub fn passage(&self, kb: &str, chunk_id: u64, caller: &Caller) -> Result<Option<SearchHit>> {

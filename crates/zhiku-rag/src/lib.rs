@@ -29,6 +29,7 @@ pub mod audit;
 pub mod cite;
 pub mod embedding;
 mod engine;
+pub mod eval;
 pub mod finetune;
 pub mod graph;
 mod indexes;

@@ -1,0 +1,57 @@
+//! `zhiku eval retrieval` on the Debian Reference: each retriever scored on questions whose
+//! answering chapter is known, the caller's ACLs applied.
+
+mod common;
+
+use common::{debian_reference, write, Zhiku};
+use serde_json::Value;
+
+const QUESTIONS: [(&str, &str); 6] = [
+    ("How do I change the password of a user account?", "ch04.en.html"),
+    ("What does PAM do during authentication?", "ch04.en.html"),
+    ("How is the network interface configured with ifupdown?", "ch05.en.html"),
+    ("How does systemd start services at boot time?", "ch03.en.html"),
+    ("How do I set the locale and character encoding?", "ch08.en.html"),
+    ("Which program runs first when the system boots?", "ch03.en.html"),
+];
+
+#[test]
+fn each_retriever_is_scored_on_questions_with_known_answers() {
+    let z = Zhiku::new();
+    let docs = debian_reference();
+    let files = ["ch03.en.html", "ch04.en.html", "ch05.en.html", "ch08.en.html"].map(|f| docs.join(f));
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    z.ingest("ref", &paths, &["group:staff"]);
+    assert!(z.run(&["group", "add-member", "staff", "ann"]).status.success());
+    let lines: Vec<String> =
+        QUESTIONS.iter().map(|(q, chapter)| serde_json::json!({"query": q, "relevant": [chapter]}).to_string()).collect();
+    let qa = write(z.data.path(), "qa.jsonl", lines.join("\n"));
+    let eval = |file: &std::path::Path, as_user: Option<&str>| -> Value {
+        let mut args = vec!["eval", "retrieval", "--kb", "ref", "--qa", file.to_str().unwrap(), "--json"];
+        if let Some(user) = as_user {
+            args.extend(["--as", user]);
+        }
+        z.json(&args)
+    };
+    let report = eval(&qa, Some("ann"));
+    assert_eq!(report["queries"], 6);
+    for retriever in ["vector", "bm25", "hybrid"] {
+        let s = &report["retrievers"][retriever];
+        let metric = |m: &str| s[m].as_f64().unwrap_or_else(|| panic!("{retriever} {m} missing: {report}"));
+        for m in ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"] {
+            assert!((0.0..=1.0).contains(&metric(m)), "{retriever} {m}: {report}");
+        }
+        assert!(metric("recall@1") <= metric("recall@5") && metric("recall@5") <= metric("recall@10"), "{report}");
+        assert!(metric("mrr@10") >= metric("recall@1"), "{report}");
+    }
+    let hybrid = &report["retrievers"]["hybrid"];
+    assert!(hybrid["recall@5"].as_f64().unwrap() >= 0.8, "the chapters should be found: {report}");
+
+    // Documents nobody can find score nothing; nor does a user who may read none of them.
+    let missing = write(z.data.path(), "missing.jsonl", r#"{"query": "How do I change a password?", "relevant": ["ch99.en.html"]}"#);
+    assert_eq!(eval(&missing, None)["retrievers"]["hybrid"]["recall@10"], 0.0);
+    assert_eq!(eval(&qa, Some("eve"))["retrievers"]["hybrid"]["recall@10"], 0.0);
+    let broken = write(z.data.path(), "broken.jsonl", r#"{"question": "no query field"}"#);
+    let out = z.run(&["eval", "retrieval", "--kb", "ref", "--qa", broken.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
