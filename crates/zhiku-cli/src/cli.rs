@@ -87,6 +87,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encode a GGUF model's weights with llama.cpp's quantizer (q8_0, q5_k_m, q4_k_m, q4_0,
+    /// ... from an f16/f32 GGUF; f16/f32 to go the other way).
+    Quantize {
+        #[arg(long, value_name = "GGUF")]
+        input: PathBuf,
+        #[arg(long, value_name = "GGUF")]
+        out: PathBuf,
+        /// f32, f16, q8_0, q6_k, q5_k_m, q5_k_s, q5_0, q4_k_m, q4_k_s, q4_0, q3_k_m or q2_k.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: String,
+        /// Allow re-quantizing weights that are quantized already (quality suffers).
+        #[arg(long)]
+        allow_requantize: bool,
+        /// Threads [default: one per core].
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure retrieval quality on questions with known answers.
     #[command(subcommand)]
     Eval(EvalCommand),

