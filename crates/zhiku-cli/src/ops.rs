@@ -302,21 +302,6 @@ pub fn restore(ctx: &Ctx, from: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_known_entries_inside_the_data_dir_are_restored() {
-        let dir = Path::new("/data");
-        assert_eq!(destination(dir, "zhiku.db"), Some(dir.join("zhiku.db")));
-        assert_eq!(destination(dir, "uploads/hr/leave.md"), Some(dir.join("uploads/hr/leave.md")));
-        for bad in ["../etc/passwd", "/etc/passwd", "uploads/../../x", "models/evil.gguf", "kb/hr/vectors.flat", "./zhiku.db"] {
-            assert_eq!(destination(dir, bad), None, "{bad}");
-        }
-    }
-}
-
 /// `zhiku eval retrieval`: each retriever's mean scores over a question file.
 pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
     let crate::cli::EvalCommand::Retrieval { kb, qa, as_user, json } = command;
@@ -379,4 +364,19 @@ pub fn quantize(input: &Path, out: &Path, kind: &str, allow_requantize: bool, th
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_entries_inside_the_data_dir_are_restored() {
+        let dir = Path::new("/data");
+        assert_eq!(destination(dir, "zhiku.db"), Some(dir.join("zhiku.db")));
+        assert_eq!(destination(dir, "uploads/hr/leave.md"), Some(dir.join("uploads/hr/leave.md")));
+        for bad in ["../etc/passwd", "/etc/passwd", "uploads/../../x", "models/evil.gguf", "kb/hr/vectors.flat", "./zhiku.db"] {
+            assert_eq!(destination(dir, bad), None, "{bad}");
+        }
+    }
 }
