@@ -449,6 +449,9 @@ impl BertModel {
             sequences.iter().flat_map(|&(start, len)| (0..heads).map(move |head| (start, len, head))).collect();
         let rows: usize = sequences.iter().map(|s| s.1).sum();
         let attend = |&(start, len, head): &(usize, usize, usize)| {
+            // Captures the whole `SharedMut` (which is Sync), not its raw-pointer field (which
+            // is not): closures capture the fields they use.
+            #[allow(clippy::redundant_locals)]
             let out = out;
             with_reused(&SCORES, |scores| {
                 scores.clear();

@@ -102,6 +102,15 @@ impl zhiku_graph::llm::ExtractionCache for StoreCache<'_> {
     }
 }
 
+/// A relation's total weight, the chunks stating it and their sources.
+type Support = (f32, Vec<u64>, BTreeSet<String>);
+/// A walk step with the chunks and sources behind it.
+type SupportedStep = (Step, Vec<u64>, Vec<String>);
+/// A walk step as the walk sees it: (from, to, relation, incoming).
+type StepKey = (i64, i64, String, bool);
+/// An edge inside a community: (source, target, relation, weight, chunks, sources).
+type CommunityEdge = (i64, i64, String, f32, Vec<u64>, BTreeSet<String>);
+
 /// How retrieval finds passages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -356,14 +365,14 @@ impl<'a> GraphView<'a> {
     }
 
     /// The caller's view of an entity's edges, as walk steps, with the chunks behind each.
-    fn steps(&self, id: i64) -> Result<Vec<(Step, Vec<u64>, Vec<String>)>> {
+    fn steps(&self, id: i64) -> Result<Vec<SupportedStep>> {
         self.steps_for(id, &HashSet::new())
     }
 
     /// [`GraphView::steps`], with relations the question names (`owns` for "who owns …")
     /// weighing double.
-    fn steps_for(&self, id: i64, asked: &HashSet<String>) -> Result<Vec<(Step, Vec<u64>, Vec<String>)>> {
-        let mut merged: BTreeMap<(i64, String, bool), (f32, Vec<u64>, BTreeSet<String>)> = BTreeMap::new();
+    fn steps_for(&self, id: i64, asked: &HashSet<String>) -> Result<Vec<SupportedStep>> {
+        let mut merged: BTreeMap<(i64, String, bool), Support> = BTreeMap::new();
         for e in self.visible(self.store.graph_edges(&[id])?) {
             let (to, incoming) = if e.item.source_id == id { (e.item.target_id, false) } else { (e.item.source_id, true) };
             if to == id {
@@ -399,7 +408,7 @@ impl<'a> GraphView<'a> {
         const START: i64 = i64::MIN;
         const GOAL: i64 = i64::MIN + 1;
         let ends: HashSet<i64> = ends.into_iter().collect();
-        let mut taken: HashMap<(i64, i64, String, bool), (i64, i64, Vec<String>)> = HashMap::new();
+        let mut taken: HashMap<StepKey, (i64, i64, Vec<String>)> = HashMap::new();
         let mut failure = None;
         let found = walk::shortest_path(START, GOAL, max_hops, |at| {
             let origins: Vec<i64> = if at == START { starts.clone() } else { vec![at] };
@@ -527,7 +536,7 @@ impl<'a> GraphView<'a> {
         let names: HashMap<i64, zhiku_store::GraphEntity> =
             self.store.graph_entities(self.kb, &visible.iter().copied().collect::<Vec<_>>())?.into_iter().map(|e| (e.id, e)).collect();
         // Edges inside one community, as the caller sees them, merged across chunks.
-        let mut inside: BTreeMap<(i64, i64, i64, String), (f32, Vec<u64>, BTreeSet<String>)> = BTreeMap::new();
+        let mut inside: BTreeMap<(i64, i64, i64, String), Support> = BTreeMap::new();
         for e in self.visible(self.store.graph_all_edges(self.kb)?) {
             let (Some(&a), Some(&b)) = (community_of.get(&e.item.source_id), community_of.get(&e.item.target_id)) else { continue };
             if a != b {
@@ -539,7 +548,7 @@ impl<'a> GraphView<'a> {
             slot.2.insert(e.source);
         }
         let mut degree: HashMap<i64, f32> = HashMap::new();
-        let mut by_community: BTreeMap<i64, Vec<(i64, i64, String, f32, Vec<u64>, BTreeSet<String>)>> = BTreeMap::new();
+        let mut by_community: BTreeMap<i64, Vec<CommunityEdge>> = BTreeMap::new();
         for ((c, s, t, r), (w, chunks, sources)) in inside {
             let w = if r == RELATED_TO { w * 0.25 } else { w };
             *degree.entry(s).or_default() += w;
