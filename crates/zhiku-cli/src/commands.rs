@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use zhiku_core::{Caller, Principal};
-use zhiku_models::{registry, BertEmbedder, ChatMessage, GenerationOptions, LlamaGenerator, WordPieceCounter};
+use zhiku_models::{registry, BertEmbedder, ChatMessage, ChatModel, GenerationOptions, LlamaGenerator, WordPieceCounter};
 use zhiku_rag::{Engine, FileOutcome, IngestEvent, IngestOptions};
 use zhiku_store::Store;
 
@@ -99,6 +99,17 @@ pub(crate) fn engine(ctx: &Ctx) -> Result<Engine> {
 /// Makes the models other than MiniLM available to knowledge bases that choose them.
 pub(crate) fn with_embedding_models(ctx: &Ctx, engine: Engine) -> Engine {
     let e5 = ctx.config.multilingual_embedding_path(&ctx.data_dir);
+    let engine = match ctx.config.remote_embedding() {
+        Some(endpoint) => engine.with_embedding_model(
+            zhiku_rag::embedding::REMOTE,
+            Box::new(move || {
+                zhiku_models::RemoteEmbedder::connect(endpoint.clone())
+                    .map(|m| Arc::new(m) as Arc<dyn zhiku_core::Embedder>)
+                    .map_err(|e| e.to_string())
+            }),
+        ),
+        None => engine,
+    };
     engine.with_embedding_model(
         zhiku_rag::embedding::MULTILINGUAL_E5,
         Box::new(move || {
@@ -375,16 +386,25 @@ pub(crate) fn question_actor(as_user: Option<&str>) -> String {
 fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
-    let llm_path = llm_path(ctx)?;
-    let mut llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
     let adapter =
         zhiku_rag::finetune::chosen_adapter(engine.store(), args.adapter.as_deref(), Some(&args.kb))?.map_err(anyhow::Error::msg)?;
-    if let Some(adapter) = adapter {
-        llm = llm.with_lora(&crate::finetune::registered_adapter(ctx, &adapter.to_string(), &llm_path)?, 1.0)?;
-    }
+    let llm: Box<dyn ChatModel> = match ctx.config.remote_llm() {
+        Some(_) if adapter.is_some() => bail!("adapters apply to the local model; this configuration generates remotely (models.llm_url)"),
+        Some(endpoint) => Box::new(zhiku_models::RemoteChat::new(endpoint)),
+        None => {
+            let llm_path = llm_path(ctx)?;
+            let mut llm =
+                LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
+            if let Some(adapter) = adapter {
+                llm = llm.with_lora(&crate::finetune::registered_adapter(ctx, &adapter.to_string(), &llm_path)?, 1.0)?;
+            }
+            Box::new(llm)
+        }
+    };
+    let llm = llm.as_ref();
     let stream = !args.json;
     let mode = args.retrieval.unwrap_or(ctx.config.retrieval.mode);
-    let answer = engine.ask_with(&args.kb, &args.question, &caller, &llm, &ctx.config.rag().generation, mode, &mut |piece| {
+    let answer = engine.ask_with(&args.kb, &args.question, &caller, llm, &ctx.config.rag().generation, mode, &mut |piece| {
         if stream {
             print!("{piece}");
             let _ = std::io::stdout().flush();
@@ -626,7 +646,10 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
     let mut engine = with_embedding_models(ctx, Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
     let llm_path = llm_path(ctx)?;
-    let chat = if llm_path.is_file() {
+    let chat = if let Some(endpoint) = ctx.config.remote_llm() {
+        let id = if endpoint.model.is_empty() { "remote".to_string() } else { endpoint.model.clone() };
+        Some(zhiku_server::NamedModel::new(id, Arc::new(zhiku_models::RemoteChat::new(endpoint)), None))
+    } else if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
         let id = llm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "local".into());
         Some(zhiku_server::NamedModel::new(id, Arc::new(llm), Some(llm_path.clone())))

@@ -99,6 +99,22 @@ pub struct ModelsConfig {
     /// The embedding model new knowledge bases get: `minilm` (the model at `embedding`) or
     /// `multilingual-e5-small` (Chinese and other languages). Empty: `minilm`.
     pub default_embedding: String,
+    /// An OpenAI-compatible server (up to `/v1`) to generate with instead of the local GGUF.
+    pub llm_url: String,
+    /// The model name that server knows.
+    pub llm_remote_model: String,
+    /// Its API key (better given as ZHIKU_MODELS_LLM_API_KEY than written here).
+    pub llm_api_key: String,
+    /// An OpenAI-compatible server whose embeddings knowledge bases may choose, as the
+    /// embedding model `remote`.
+    pub embedding_url: String,
+    pub embedding_remote_model: String,
+    pub embedding_api_key: String,
+    /// Seconds a remote request may take in all (a whole streamed answer). 0: 300.
+    pub remote_timeout_seconds: u64,
+    /// Retries of a remote request that failed to connect or got 429/5xx, with exponential
+    /// backoff (chat: only before its first token).
+    pub remote_retries: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +242,30 @@ impl Config {
 
     pub fn embedding_dir(&self, data_dir: &Path) -> PathBuf {
         non_empty(&self.models.embedding).unwrap_or_else(|| zhiku_models::registry::EMBEDDING_MINILM.destination(&data_dir.join("models")))
+    }
+
+    /// The remote chat model, when `models.llm_url` is set.
+    pub fn remote_llm(&self) -> Option<zhiku_models::RemoteEndpoint> {
+        self.remote(&self.models.llm_url, &self.models.llm_remote_model, &self.models.llm_api_key)
+    }
+
+    /// The remote embedding model, when `models.embedding_url` is set.
+    pub fn remote_embedding(&self) -> Option<zhiku_models::RemoteEndpoint> {
+        self.remote(&self.models.embedding_url, &self.models.embedding_remote_model, &self.models.embedding_api_key)
+    }
+
+    fn remote(&self, url: &str, model: &str, key: &str) -> Option<zhiku_models::RemoteEndpoint> {
+        (!url.trim().is_empty()).then(|| zhiku_models::RemoteEndpoint {
+            base_url: url.trim().to_string(),
+            api_key: (!key.is_empty()).then(|| key.to_string()),
+            model: model.to_string(),
+            timeout: std::time::Duration::from_secs(if self.models.remote_timeout_seconds == 0 {
+                300
+            } else {
+                self.models.remote_timeout_seconds
+            }),
+            retries: self.models.remote_retries,
+        })
     }
 
     pub fn multilingual_embedding_path(&self, data_dir: &Path) -> PathBuf {

