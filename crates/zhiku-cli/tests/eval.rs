@@ -55,3 +55,37 @@ fn each_retriever_is_scored_on_questions_with_known_answers() {
     let out = z.run(&["eval", "retrieval", "--kb", "ref", "--qa", broken.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
+
+#[test]
+fn weighted_fusion_reranking_and_question_rewrites_are_configurable() {
+    let docs = debian_reference();
+    let files = ["ch04.en.html", "ch05.en.html"].map(|f| docs.join(f));
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let question = "Which command changes a user's password?";
+
+    // Weighted fusion: normalised scores, each at most 1 (the two weights sum to 1); re-ranking
+    // by similarity orders the hits by it.
+    let z = Zhiku::new().with_env("ZHIKU_RETRIEVAL_FUSION", "weighted").with_env("ZHIKU_RETRIEVAL_RERANK", "similarity");
+    z.ingest("ref", &paths, &[]);
+    let hits = z.search("ref", question, None, 5);
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| (0.0..=1.0 + 1e-6).contains(&h["score"].as_f64().unwrap())), "{hits:?}");
+    let similarities: Vec<f64> = hits.iter().map(|h| h["similarity"].as_f64().unwrap()).collect();
+    assert!(similarities.windows(2).all(|w| w[0] >= w[1]), "{similarities:?}");
+    assert!(hits[0]["source"].as_str().unwrap().ends_with("ch04.en.html"));
+    let plain = Zhiku::new();
+    plain.ingest("ref", &paths, &[]);
+    let rrf: Vec<f64> = plain.search("ref", question, None, 5).iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(rrf.iter().all(|s| *s < 0.05), "RRF scores are 1/(60 + rank) sums: {rrf:?}");
+
+    // RAG-Fusion: the model's rewordings are searched too, and reported.
+    let fused = Zhiku::new().with_env("ZHIKU_RETRIEVAL_REWRITES", "2");
+    fused.ingest("ref", &paths, &[]);
+    let answer = fused.json(&["ask", question, "--kb", "ref", "--json"]);
+    let rewrites = answer["rewrites"].as_array().unwrap_or_else(|| panic!("no rewrites: {answer}"));
+    assert!(!rewrites.is_empty() && rewrites.len() <= 2, "{answer}");
+    assert!(rewrites.iter().all(|r| !r.as_str().unwrap().trim().is_empty() && r.as_str().unwrap() != question), "{answer}");
+    assert_eq!(answer["abstained"], false, "{answer}");
+    assert!(answer["citations"].as_array().unwrap().iter().any(|c| c["source"].as_str().unwrap().ends_with("ch04.en.html")), "{answer}");
+    assert!(plain.json(&["ask", question, "--kb", "ref", "--json"]).get("rewrites").is_none(), "off by default");
+}

@@ -9,7 +9,7 @@
 //!   [`MappedRows`] reads full vectors from disk for re-scoring quantized results.
 //! - [`Bm25Index`]: full-text search on tantivy with a Chinese-aware analyzer ([`analyze`]:
 //!   jieba segmentation, lowercasing, English stemming and stop words).
-//! - [`reciprocal_rank_fusion`]: merges ranked lists into one.
+//! - [`reciprocal_rank_fusion`], [`weighted_fusion`]: merge ranked lists into one.
 //!
 //! Both indexes are derived from the store and stamped with the store generation they reflect,
 //! so a stale index (a crash between the store commit and the index save) is detected on open
@@ -48,7 +48,7 @@ pub use distance::{dot, l2_squared, normalize, Metric};
 pub use exact::ExactIndex;
 pub use filter::IdFilter;
 pub use flat::FlatIndex;
-pub use fusion::reciprocal_rank_fusion;
+pub use fusion::{reciprocal_rank_fusion, weighted_fusion};
 pub use hnsw::{Hnsw, HnswConfig, Quant};
 pub use hnsw_index::HnswIndex;
 pub use ivfpq::{IvfPq, IvfPqConfig};

@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn answer(text: &str) -> Answer {
-        Answer { answer: text.into(), citations: Vec::new(), abstained: false, generated: true, cached: false }
+        Answer { answer: text.into(), citations: Vec::new(), abstained: false, generated: true, cached: false, rewrites: Vec::new() }
     }
 
     fn unit(v: &[f32]) -> Vec<f32> {

@@ -198,6 +198,9 @@ pub struct Answer {
     /// Served from the knowledge base's answer cache (an earlier, nearly identical question by a
     /// caller with the same principals, the knowledge base unchanged since).
     pub cached: bool,
+    /// The rewordings searched besides the question (`retrieval.rewrites`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -819,8 +822,21 @@ impl Engine {
             from_graph = graph_hits.iter().map(|h| h.0).collect();
             lists.push(graph_hits);
         }
-        let fused = zhiku_index::reciprocal_rank_fusion(&lists, self.config.retrieval.rrf_k);
-        let ids: Vec<u64> = fused.iter().take(top_k).map(|h| h.0).collect();
+        let retrieval = &self.config.retrieval;
+        let fused = match retrieval.fusion {
+            crate::Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, retrieval.rrf_k),
+            crate::Fusion::Weighted => {
+                let weight = retrieval.vector_weight.clamp(0.0, 1.0);
+                // The first list is the vectors'; BM25's and the graph's share the rest.
+                let weighted: Vec<_> =
+                    lists.into_iter().enumerate().map(|(i, list)| (list, if i == 0 { weight } else { 1.0 - weight })).collect();
+                zhiku_index::weighted_fusion(&weighted)
+            }
+        };
+        // Re-ranking looks deeper than the answer: what fusion placed just below may be the
+        // most similar passage.
+        let depth = if retrieval.rerank == crate::Rerank::None { top_k } else { (top_k * 3).min(fused.len()) };
+        let ids: Vec<u64> = fused.iter().take(depth).map(|h| h.0).collect();
         let mut chunks = self.store.chunks_by_id(kb, &ids)?;
         // Defence in depth: the indexes filtered already; nothing unreadable passes this line
         // even if an index were stale or wrong.
@@ -845,7 +861,49 @@ impl Engine {
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        if retrieval.rerank == crate::Rerank::Similarity {
+            // A stable sort: equal similarities keep the fused order.
+            hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        }
+        hits.truncate(top_k);
         Ok(hits)
+    }
+
+    /// RAG-Fusion: the question and its rewordings searched one by one, the hit lists fused by
+    /// rank, each hit then scored by its similarity to the question itself (what the answer
+    /// stage's relevance cut reads).
+    fn search_rewritten(
+        &self,
+        kb: &str,
+        question: &str,
+        q: &[f32],
+        rewrites: &[String],
+        caller: &Caller,
+        mode: RetrievalMode,
+    ) -> Result<Vec<SearchHit>> {
+        let depth = self.config.retrieval.answer_sources * 2;
+        let embedder = self.embedder_for(kb)?;
+        let mut lists = vec![self.search_embedded(kb, question, q, caller, depth, mode)?];
+        for rewrite in rewrites {
+            let rq = embedder.embed_queries(&[rewrite.as_str()])?.pop().unwrap_or_default();
+            lists.push(self.search_embedded(kb, rewrite, &rq, caller, depth, mode)?);
+        }
+        let ranked: Vec<Vec<zhiku_index::Scored>> =
+            lists.iter().map(|l| l.iter().filter_map(|h| h.chunk_id.parse::<u64>().ok().map(|id| (id, h.score))).collect()).collect();
+        let fused = zhiku_index::reciprocal_rank_fusion(&ranked, self.config.retrieval.rrf_k);
+        let mut by_id: HashMap<String, SearchHit> = lists.into_iter().flatten().map(|h| (h.chunk_id.clone(), h)).collect();
+        let ids: Vec<u64> = fused.iter().take(self.config.retrieval.answer_sources).map(|h| h.0).collect();
+        let embeddings: HashMap<u64, Vec<f32>> = self.store.chunks_by_id(kb, &ids)?.into_iter().map(|c| (c.id, c.embedding)).collect();
+        Ok(fused
+            .iter()
+            .take(self.config.retrieval.answer_sources)
+            .filter_map(|(id, score)| {
+                let mut hit = by_id.remove(&id.to_string())?;
+                hit.score = *score;
+                hit.similarity = embeddings.get(id).map(|e| dot(q, e)).unwrap_or(hit.similarity);
+                Some(hit)
+            })
+            .collect())
     }
 
     /// Measures each retriever on questions with known answers (see [`crate::eval`]): vectors
@@ -1028,8 +1086,12 @@ impl Engine {
         mode: RetrievalMode,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer> {
+        let mut rewrites = Vec::new();
         let hits = if question.trim().is_empty() {
             Vec::new()
+        } else if self.config.retrieval.rewrites > 0 {
+            rewrites = rewrite_question(question.trim(), self.config.retrieval.rewrites, model);
+            self.search_rewritten(kb, question.trim(), q, &rewrites, caller, mode)?
         } else {
             self.search_embedded(kb, question.trim(), q, caller, self.config.retrieval.answer_sources, mode)?
         };
@@ -1043,7 +1105,14 @@ impl Engine {
         relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: false, cached: false });
+            return Ok(Answer {
+                answer: NOT_FOUND.into(),
+                citations: Vec::new(),
+                abstained: true,
+                generated: false,
+                cached: false,
+                rewrites,
+            });
         }
         let sources: Vec<Source> = relevant
             .iter()
@@ -1077,7 +1146,14 @@ impl Engine {
         }
         let raw = trim_runaway(generation.text.trim());
         if is_abstention(&raw) {
-            return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true, cached: false });
+            return Ok(Answer {
+                answer: NOT_FOUND.into(),
+                citations: Vec::new(),
+                abstained: true,
+                generated: true,
+                cached: false,
+                rewrites,
+            });
         }
         let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
         let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
@@ -1093,7 +1169,14 @@ impl Engine {
                     generated = false;
                 }
                 None => {
-                    return Ok(Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated: true, cached: false })
+                    return Ok(Answer {
+                        answer: NOT_FOUND.into(),
+                        citations: Vec::new(),
+                        abstained: true,
+                        generated: true,
+                        cached: false,
+                        rewrites,
+                    })
                 }
             }
         }
@@ -1104,7 +1187,7 @@ impl Engine {
         if self.store.kb_masks_answers(kb)? {
             answer = pii::mask(&answer, &pii::detect(&answer));
         }
-        Ok(Answer { answer, citations, abstained: false, generated, cached: false })
+        Ok(Answer { answer, citations, abstained: false, generated, cached: false, rewrites })
     }
 }
 
@@ -1146,6 +1229,46 @@ fn apply_pii_policy(chunks: Vec<zhiku_core::Chunk>, policy: PiiPolicy, counts: &
             }
         })
         .collect()
+}
+
+/// Up to `count` rewordings of a question for search, written by the model under a JSON
+/// grammar; none (the question alone is searched) when the model fails or writes nothing usable.
+fn rewrite_question(question: &str, count: usize, model: &dyn ChatModel) -> Vec<String> {
+    let grammar = format!(
+        r#"root ::= "{{" ws "\"queries\":" ws "[" ws query ( ws "," ws query ){{0,{}}} ws "]" ws "}}"
+query ::= "\"" char{{3,150}} "\""
+char ::= [^"\\\x00-\x1f]
+ws ::= [ \t\n]{{0,2}}"#,
+        count.saturating_sub(1)
+    );
+    let options = zhiku_models::GenerationOptions {
+        max_tokens: 60 * count,
+        temperature: 0.0,
+        repeat_penalty: 1.1,
+        context_tokens: 1024,
+        grammar: Some(grammar),
+        ..Default::default()
+    };
+    let messages = [
+        ChatMessage::new(
+            "system",
+            format!("You rewrite a question into {count} different search queries that use other words for the same need. Reply with JSON: {{\"queries\": [\"...\"]}}."),
+        ),
+        ChatMessage::new("user", question.to_string()),
+    ];
+    let reply = match model.generate(&messages, &options, &mut |_| true) {
+        Ok(g) => g.text,
+        Err(e) => {
+            debug!(error = %e, "query rewriting failed; searching the question alone");
+            return Vec::new();
+        }
+    };
+    let start = reply.find('{').unwrap_or(0);
+    let parsed: Option<Vec<String>> = serde_json::from_str::<serde_json::Value>(&reply[start..])
+        .ok()
+        .and_then(|v| v["queries"].as_array().map(|a| a.iter().filter_map(|q| q.as_str().map(|s| s.trim().to_string())).collect()));
+    let mut seen: HashSet<String> = HashSet::from([question.trim().to_lowercase()]);
+    parsed.unwrap_or_default().into_iter().filter(|q| !q.is_empty() && seen.insert(q.to_lowercase())).take(count).collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -86,6 +86,32 @@ pub struct RetrievalConfig {
     /// `hybrid` (vector + BM25) or `graph` (hybrid fused with knowledge-graph expansion); a
     /// request may choose its own.
     pub mode: RetrievalMode,
+    /// How the retrievers' lists merge: `rrf` (by rank) or `weighted` (by normalised score).
+    pub fusion: Fusion,
+    /// The vector list's weight in `weighted` fusion (BM25's is 1 minus it).
+    pub vector_weight: f32,
+    /// After fusion: `none`, or `similarity` (the fused candidates re-ordered by their cosine
+    /// similarity to the question, the fused rank breaking ties).
+    pub rerank: Rerank,
+    /// Questions asked (`ask`, chat) are also searched in this many rewordings the language
+    /// model writes (RAG-Fusion), all lists fused; 0: off. Costs one short generation.
+    pub rewrites: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    #[default]
+    Rrf,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rerank {
+    #[default]
+    None,
+    Similarity,
 }
 
 impl Default for RetrievalConfig {
@@ -98,6 +124,10 @@ impl Default for RetrievalConfig {
             source_margin: 0.15,
             vector_index: zhiku_index::VectorIndexKind::Auto,
             mode: RetrievalMode::Hybrid,
+            fusion: Fusion::Rrf,
+            vector_weight: 0.5,
+            rerank: Rerank::None,
+            rewrites: 0,
         }
     }
 }
