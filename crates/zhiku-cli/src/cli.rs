@@ -417,6 +417,19 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Generated answers: abstentions where an answer was due (and the reverse), citation
+    /// validity, expected terms found, relevant documents cited; over a JSONL file of
+    /// `{"query", "expected"?: [terms], "relevant"?: [sources], "answerable"?: true|false}`.
+    Answers {
+        #[arg(long)]
+        kb: String,
+        #[arg(long, value_name = "FILE.jsonl")]
+        qa: PathBuf,
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

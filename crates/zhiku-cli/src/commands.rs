@@ -383,6 +383,15 @@ pub(crate) fn question_actor(as_user: Option<&str>) -> String {
     }
 }
 
+/// The configured chat model: the remote one when `models.llm_url` is set, else the local GGUF.
+pub(crate) fn configured_chat(ctx: &Ctx) -> Result<Box<dyn ChatModel>> {
+    if let Some(endpoint) = ctx.config.remote_llm() {
+        return Ok(Box::new(zhiku_models::RemoteChat::new(endpoint)));
+    }
+    let path = llm_path(ctx)?;
+    Ok(Box::new(LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?))
+}
+
 fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;

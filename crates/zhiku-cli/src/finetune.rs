@@ -116,10 +116,19 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
         tuning::dpo_dataset(&store, &args.kb, &caller, args.validation_fraction)?
     } else {
         if !args.no_generate {
-            let model_path = resolve_model(ctx, args.model.as_deref())?;
-            let model = LlamaGenerator::load(&model_path).with_context(|| format!("cannot load the model {}", model_path.display()))?;
-            let id = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-            let writer = PairWriter { model: &model, id };
+            // A bigger remote model (models.llm_url) writes better pairs than a small local one.
+            let (model, id): (Box<dyn zhiku_models::ChatModel>, String) = match (&args.model, ctx.config.remote_llm()) {
+                (None, Some(endpoint)) => {
+                    let id = format!("remote:{}", endpoint.model);
+                    (Box::new(zhiku_models::RemoteChat::new(endpoint)), id)
+                }
+                _ => {
+                    let path = resolve_model(ctx, args.model.as_deref())?;
+                    let model = LlamaGenerator::load(&path).with_context(|| format!("cannot load the model {}", path.display()))?;
+                    (Box::new(model), path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()))
+                }
+            };
+            let writer = PairWriter { model: model.as_ref(), id };
             let options =
                 GenerateOptions { max_chunks: args.max_chunks, min_chunk_chars: args.min_chunk_chars, ..GenerateOptions::default() };
             let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };

@@ -302,28 +302,38 @@ pub fn restore(ctx: &Ctx, from: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `zhiku eval retrieval`: each retriever's mean scores over a question file.
-pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
-    let crate::cli::EvalCommand::Retrieval { kb, qa, as_user, json } = command;
-    let text = std::fs::read_to_string(&qa).with_context(|| format!("cannot read {}", qa.display()))?;
-    let mut judged = Vec::new();
+/// Reads a JSONL question file, naming the line of any record that does not parse.
+fn read_questions<T: serde::de::DeserializeOwned>(qa: &Path, shape: &str) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(qa).with_context(|| format!("cannot read {}", qa.display()))?;
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let question: zhiku_rag::eval::Judged = serde_json::from_str(line).with_context(|| {
-            format!("{}, line {}: expected {{\"query\": \"...\", \"relevant\": [\"source\", ...]}}", qa.display(), i + 1)
-        })?;
-        if question.relevant.is_empty() {
-            anyhow::bail!("{}, line {}: \"relevant\" names no document", qa.display(), i + 1);
+        out.push(serde_json::from_str(line).with_context(|| format!("{}, line {}: expected {shape}", qa.display(), i + 1))?);
+    }
+    if out.is_empty() {
+        bail!("{} holds no questions", qa.display());
+    }
+    Ok(out)
+}
+
+/// `zhiku eval retrieval` and `zhiku eval answers`.
+pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
+    let (kb, qa, as_user, json) = match &command {
+        crate::cli::EvalCommand::Retrieval { kb, qa, as_user, json } | crate::cli::EvalCommand::Answers { kb, qa, as_user, json } => {
+            (kb.clone(), qa.clone(), as_user.clone(), *json)
         }
-        judged.push(question);
-    }
-    if judged.is_empty() {
-        anyhow::bail!("{} holds no questions", qa.display());
-    }
+    };
     let engine = crate::commands::engine(ctx)?;
     let caller = match as_user.as_deref() {
         None => zhiku_core::Caller::Admin,
         Some(user) => engine.caller_for(user)?,
     };
+    if let crate::cli::EvalCommand::Answers { .. } = command {
+        return eval_answers(ctx, &engine, &kb, &qa, &caller, json);
+    }
+    let judged: Vec<zhiku_rag::eval::Judged> = read_questions(&qa, r#"{"query": "...", "relevant": ["source", ...]}"#)?;
+    if let Some(i) = judged.iter().position(|q| q.relevant.is_empty()) {
+        bail!("{}, question {}: \"relevant\" names no document", qa.display(), i + 1);
+    }
     let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(judged.len() as u64) };
     let report = engine.evaluate_retrieval(&kb, &judged, &caller, &mut |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
@@ -338,6 +348,34 @@ pub fn eval(ctx: &Ctx, command: crate::cli::EvalCommand) -> Result<ExitCode> {
             let name = serde_json::to_value(retriever)?.as_str().unwrap_or_default().to_string();
             println!("| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |", s.recall_1, s.recall_5, s.recall_10, s.mrr_10, s.ndcg_10);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_answers(ctx: &Ctx, engine: &zhiku_rag::Engine, kb: &str, qa: &Path, caller: &zhiku_core::Caller, json: bool) -> Result<ExitCode> {
+    use zhiku_rag::eval::{answer_report, score_answer, JudgedAnswer};
+    let questions: Vec<JudgedAnswer> =
+        read_questions(qa, r#"{"query": "...", "expected"?: [...], "relevant"?: [...], "answerable"?: bool}"#)?;
+    let model = crate::commands::configured_chat(ctx)?;
+    let options = ctx.config.rag().generation;
+    let mode = ctx.config.retrieval.mode;
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(questions.len() as u64) };
+    let mut scored = Vec::with_capacity(questions.len());
+    for question in &questions {
+        let answer = engine.ask_with(kb, &question.query, caller, model.as_ref(), &options, mode, &mut |_| true)?;
+        let cited: Vec<(usize, String)> = answer.citations.iter().map(|c| (c.n, c.source.clone())).collect();
+        scored.push(score_answer(question, &answer.answer, answer.abstained, &cited));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = answer_report(&questions, &scored);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} questions: wrongly abstained {:.2}, wrongly answered {:.2}, citations valid {:.2}, expected terms {:.2}, cites a relevant document {:.2}",
+            report.queries, report.wrongly_abstained, report.wrongly_answered, report.citations_valid, report.expected_terms, report.cites_relevant
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

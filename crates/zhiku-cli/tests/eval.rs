@@ -89,3 +89,26 @@ fn weighted_fusion_reranking_and_question_rewrites_are_configurable() {
     assert!(answer["citations"].as_array().unwrap().iter().any(|c| c["source"].as_str().unwrap().ends_with("ch04.en.html")), "{answer}");
     assert!(plain.json(&["ask", question, "--kb", "ref", "--json"]).get("rewrites").is_none(), "off by default");
 }
+
+#[test]
+fn generated_answers_are_scored_for_abstention_citations_and_terms() {
+    let z = Zhiku::new();
+    let docs = debian_reference();
+    let files = ["ch04.en.html", "ch05.en.html"].map(|f| docs.join(f));
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    z.ingest("ref", &paths, &[]);
+    let lines = [
+        serde_json::json!({"query": "Which command changes a user's password?", "expected": ["passwd"], "relevant": ["ch04.en.html"]}),
+        serde_json::json!({"query": "What is the boiling point of liquid nitrogen on Jupiter's moons?", "answerable": false}),
+    ];
+    let qa = write(z.data.path(), "answers.jsonl", lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"));
+    let report = z.json(&["eval", "answers", "--kb", "ref", "--qa", qa.to_str().unwrap(), "--json"]);
+    assert_eq!(report["queries"], 2, "{report}");
+    assert_eq!(report["citations_valid"], 1.0, "{report}");
+    assert_eq!(report["wrongly_answered"], 0.0, "the unanswerable question is not answered: {report}");
+    assert_eq!(report["wrongly_abstained"], 0.0, "{report}");
+    assert_eq!(report["cites_relevant"], 1.0, "{report}");
+    for share in ["wrongly_abstained", "wrongly_answered", "citations_valid", "expected_terms", "cites_relevant"] {
+        assert!((0.0..=1.0).contains(&report[share].as_f64().unwrap()), "{share}: {report}");
+    }
+}

@@ -24,6 +24,12 @@ fn message(record: &Value, role: &str) -> String {
     record["messages"].as_array().unwrap().iter().find(|m| m["role"] == role).unwrap()["content"].as_str().unwrap().to_string()
 }
 
+/// A chat completion from a running server, as `key`'s user.
+fn chat(url: &str, key: &str, body: &Value) -> common::Reply {
+    let auth = format!("Bearer {key}");
+    http(url, "POST", "/v1/chat/completions", &[("Authorization", &auth), ("Content-Type", "application/json")], &body.to_string())
+}
+
 fn train_args<'a>(data: &'a str, eval: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "finetune",
@@ -189,14 +195,7 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
         if let Some(adapter) = adapter {
             body["adapter"] = adapter.into();
         }
-        let auth = format!("Bearer {admin}");
-        let reply = http(
-            &server.url,
-            "POST",
-            "/v1/chat/completions",
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
-            &body.to_string(),
-        );
+        let reply = chat(&server.url, &admin, &body);
         let text = serde_json::from_str::<Value>(&reply.body)
             .ok()
             .and_then(|v| v["choices"][0]["message"]["content"].as_str().map(str::to_string));
@@ -264,14 +263,7 @@ fn rated_answers_become_preference_pairs_for_those_who_may_read_their_sources() 
     let server = z.serve();
     let ask = |key: &str| -> Value {
         let body = serde_json::json!({"model": "kb/hr", "store": true, "messages": [{"role": "user", "content": "How many days of leave carry over?"}]});
-        let auth = format!("Bearer {key}");
-        let reply = http(
-            &server.url,
-            "POST",
-            "/v1/chat/completions",
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
-            &body.to_string(),
-        );
+        let reply = chat(&server.url, key, &body);
         assert_eq!(reply.status, 200, "{}", reply.body);
         serde_json::from_str(&reply.body).unwrap()
     };

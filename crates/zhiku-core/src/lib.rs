@@ -25,6 +25,7 @@ pub mod calendar;
 mod document;
 mod error;
 mod policy;
+pub mod random;
 
 pub use access::{is_valid_name, Caller, Principal, Role};
 pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};

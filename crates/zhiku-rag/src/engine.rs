@@ -31,6 +31,7 @@ pub struct Engine {
     data_dir: PathBuf,
     store: Arc<Store>,
     embedders: EmbeddingModels,
+    reranker: Option<Arc<dyn crate::rerank::Reranker>>,
     config: RagConfig,
     /// Per knowledge base, the indexes opened for searching with the store generation and
     /// vector index choice they reflect: a long-running server answers from memory and
@@ -203,6 +204,13 @@ pub struct Answer {
     pub rewrites: Vec<String>,
 }
 
+impl Answer {
+    /// "Not found in the knowledge base", after the model was asked (`generated`) or not.
+    fn not_found(generated: bool, rewrites: Vec<String>) -> Self {
+        Answer { answer: NOT_FOUND.into(), citations: Vec::new(), abstained: true, generated, cached: false, rewrites }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestOptions {
     /// Who may read the documents; `None` or empty: the knowledge base's default ACL.
@@ -302,6 +310,10 @@ impl Engine {
             data_dir: data_dir.to_path_buf(),
             store,
             embedders: EmbeddingModels::new(config.embedding_model.clone(), embedder),
+            reranker: match config.retrieval.rerank {
+                crate::Rerank::None => None,
+                crate::Rerank::Similarity => Some(Arc::new(crate::rerank::SimilarityReranker)),
+            },
             config,
             read_cache: Mutex::new(HashMap::new()),
             answers: Default::default(),
@@ -314,6 +326,12 @@ impl Engine {
     /// the extraction cache.
     pub fn with_graph_model(mut self, model: Arc<dyn ChatModel>, id: String) -> Self {
         self.graph_model = Some((model, id));
+        self
+    }
+
+    /// Re-ranks fused candidates with `reranker` (a cross-encoder, say) instead of the configured one.
+    pub fn with_reranker(mut self, reranker: Arc<dyn crate::rerank::Reranker>) -> Self {
+        self.reranker = Some(reranker);
         self
     }
 
@@ -835,7 +853,7 @@ impl Engine {
         };
         // Re-ranking looks deeper than the answer: what fusion placed just below may be the
         // most similar passage.
-        let depth = if retrieval.rerank == crate::Rerank::None { top_k } else { (top_k * 3).min(fused.len()) };
+        let depth = if self.reranker.is_none() { top_k } else { (top_k * 3).min(fused.len()) };
         let ids: Vec<u64> = fused.iter().take(depth).map(|h| h.0).collect();
         let mut chunks = self.store.chunks_by_id(kb, &ids)?;
         // Defence in depth: the indexes filtered already; nothing unreadable passes this line
@@ -861,9 +879,8 @@ impl Engine {
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
-        if retrieval.rerank == crate::Rerank::Similarity {
-            // A stable sort: equal similarities keep the fused order.
-            hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        if let Some(reranker) = &self.reranker {
+            reranker.rerank(query, q, &mut hits);
         }
         hits.truncate(top_k);
         Ok(hits)
@@ -1105,14 +1122,7 @@ impl Engine {
         relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         if relevant.is_empty() {
             on_text(NOT_FOUND);
-            return Ok(Answer {
-                answer: NOT_FOUND.into(),
-                citations: Vec::new(),
-                abstained: true,
-                generated: false,
-                cached: false,
-                rewrites,
-            });
+            return Ok(Answer::not_found(false, rewrites));
         }
         let sources: Vec<Source> = relevant
             .iter()
@@ -1146,14 +1156,7 @@ impl Engine {
         }
         let raw = trim_runaway(generation.text.trim());
         if is_abstention(&raw) {
-            return Ok(Answer {
-                answer: NOT_FOUND.into(),
-                citations: Vec::new(),
-                abstained: true,
-                generated: true,
-                cached: false,
-                rewrites,
-            });
+            return Ok(Answer::not_found(true, rewrites));
         }
         let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
         let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
@@ -1168,16 +1171,7 @@ impl Engine {
                     answer = quoted;
                     generated = false;
                 }
-                None => {
-                    return Ok(Answer {
-                        answer: NOT_FOUND.into(),
-                        citations: Vec::new(),
-                        abstained: true,
-                        generated: true,
-                        cached: false,
-                        rewrites,
-                    })
-                }
+                None => return Ok(Answer::not_found(true, rewrites)),
             }
         }
         let citations = cited_numbers(&answer, included)

@@ -101,9 +101,102 @@ pub struct Report {
     pub retrievers: BTreeMap<Retriever, Scores>,
 }
 
+/// One line of an answer-evaluation file: `{"query", "expected"?: [terms], "relevant"?:
+/// [sources], "answerable"?: bool}` (unanswerable questions should get an abstention).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct JudgedAnswer {
+    pub query: String,
+    #[serde(default)]
+    pub expected: Vec<String>,
+    #[serde(default)]
+    pub relevant: Vec<String>,
+    #[serde(default = "yes")]
+    pub answerable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Shares over the questions of an answer evaluation (each in [0, 1]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AnswerReport {
+    pub queries: usize,
+    /// Answerable questions that got "not found".
+    pub wrongly_abstained: f64,
+    /// Unanswerable questions that got an answer anyway.
+    pub wrongly_answered: f64,
+    /// Answers whose every `[n]` names a source that was given.
+    pub citations_valid: f64,
+    /// Expected terms found in the answers (case-insensitive), over answers that expect some.
+    pub expected_terms: f64,
+    /// Answers citing at least one of their relevant documents, over those that name some.
+    pub cites_relevant: f64,
+}
+
+/// What one answer scored: (abstained, citations valid, share of expected terms, cites a
+/// relevant document). `citations` are the answer's `(n, source)`: every `[n]` in the text
+/// must be one of them.
+pub fn score_answer(
+    question: &JudgedAnswer,
+    answer: &str,
+    abstained: bool,
+    citations: &[(usize, String)],
+) -> (bool, bool, Option<f64>, Option<bool>) {
+    let valid = crate::cite::cited_numbers(answer, usize::MAX).iter().all(|n| citations.iter().any(|c| c.0 == *n));
+    let cited_sources: Vec<&String> = citations.iter().map(|c| &c.1).collect();
+    let lower = answer.to_lowercase();
+    let terms = (!question.expected.is_empty() && !abstained)
+        .then(|| question.expected.iter().filter(|t| lower.contains(&t.to_lowercase())).count() as f64 / question.expected.len() as f64);
+    let relevant = (!question.relevant.is_empty() && !abstained)
+        .then(|| cited_sources.iter().any(|s| question.relevant.iter().any(|r| matches(s, r))));
+    (abstained, valid, terms, relevant)
+}
+
+/// The shares over scored answers.
+pub fn answer_report(questions: &[JudgedAnswer], scored: &[(bool, bool, Option<f64>, Option<bool>)]) -> AnswerReport {
+    let share = |hits: usize, of: usize| if of == 0 { 0.0 } else { hits as f64 / of as f64 };
+    let answerable = questions.iter().filter(|q| q.answerable).count();
+    let terms: Vec<f64> = scored.iter().filter_map(|s| s.2).collect();
+    let relevant: Vec<bool> = scored.iter().filter_map(|s| s.3).collect();
+    AnswerReport {
+        queries: questions.len(),
+        wrongly_abstained: share(questions.iter().zip(scored).filter(|(q, s)| q.answerable && s.0).count(), answerable),
+        wrongly_answered: share(questions.iter().zip(scored).filter(|(q, s)| !q.answerable && !s.0).count(), questions.len() - answerable),
+        citations_valid: share(scored.iter().filter(|s| s.1).count(), scored.len()),
+        expected_terms: if terms.is_empty() { 0.0 } else { terms.iter().sum::<f64>() / terms.len() as f64 },
+        cites_relevant: share(relevant.iter().filter(|r| **r).count(), relevant.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_scored_on_abstention_citations_terms_and_sources() {
+        let q = |answerable: bool| JudgedAnswer {
+            query: "How many days carry over?".into(),
+            expected: vec!["five".into(), "days".into()],
+            relevant: vec!["leave.md".into()],
+            answerable,
+        };
+        let cited = vec![(1, "/hr/leave.md".to_string())];
+        assert_eq!(score_answer(&q(true), "Five days [1].", false, &cited), (false, true, Some(1.0), Some(true)));
+        assert_eq!(score_answer(&q(true), "Five weeks [1][3].", false, &cited), (false, false, Some(0.5), Some(true)));
+        // Numbering follows the sources given to the model, not the position in the list.
+        assert_eq!(score_answer(&q(true), "Five days [2].", false, &[(2, "/hr/leave.md".into())]).1, true);
+        assert_eq!(score_answer(&q(true), "Not found in the knowledge base.", true, &[]), (true, true, None, None));
+        let questions = [q(true), q(true), q(false)];
+        let scored = [
+            score_answer(&questions[0], "Five days [1].", false, &cited),
+            score_answer(&questions[1], "Not found.", true, &[]),
+            score_answer(&questions[2], "Ten [1].", false, &cited),
+        ];
+        let report = answer_report(&questions, &scored);
+        assert_eq!((report.wrongly_abstained, report.wrongly_answered), (0.5, 1.0));
+        assert_eq!((report.expected_terms, report.cites_relevant), (0.5, 1.0));
+    }
 
     fn ranked(sources: &[&str]) -> Vec<String> {
         sources.iter().map(|s| s.to_string()).collect()

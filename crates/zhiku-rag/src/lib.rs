@@ -37,6 +37,7 @@ mod inputs;
 pub mod ocr;
 mod pipeline;
 pub mod prompt;
+pub mod rerank;
 
 use serde::{Deserialize, Serialize};
 

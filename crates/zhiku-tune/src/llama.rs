@@ -13,6 +13,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor, Var, D};
 
+use zhiku_core::random::SplitMix64;
+
 use crate::{Error, Result};
 
 /// The projections LoRA may adapt, by their GGUF names.
@@ -198,7 +200,7 @@ impl LlamaModel {
     /// Attaches adapters of `rank` to the `targets` projections of every block. A starts
     /// Kaiming-uniform from `seed` (as PEFT does), B at zero, so the model starts unchanged.
     pub fn attach_lora(&mut self, rank: usize, alpha: f64, targets: &[String], seed: u64) -> Result<()> {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         for block in &mut self.blocks {
             for (name, projection) in block.projections_mut() {
                 if !targets.iter().any(|t| t == name) {
@@ -206,7 +208,7 @@ impl LlamaModel {
                 }
                 let (out_dim, in_dim) = projection.weight.dims2()?;
                 let bound = 1.0 / (in_dim as f64).sqrt();
-                let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.next_unit() * 2.0 - 1.0) * bound) as f32).collect();
+                let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32).collect();
                 let a = Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &self.device)?)?;
                 let b = Var::from_tensor(&Tensor::zeros((out_dim, rank), DType::F32, &self.device)?)?;
                 projection.lora = Some(LoraPair { a, b, scale: alpha / rank as f64 });
@@ -358,23 +360,4 @@ fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
     let mask: Vec<f32> = (0..seq).flat_map(|i| (0..seq).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Ok(Tensor::from_vec(mask, (seq, seq), device)?)
-}
-
-/// A small, fully reproducible generator: the same seed gives the same adapter initialisation
-/// and data order on every machine.
-pub(crate) struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

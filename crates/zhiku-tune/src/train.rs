@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::adapter::{write_atomically, Adapter};
 use crate::data::Example;
-use crate::llama::{LlamaModel, SplitMix64, TARGETS};
+use crate::llama::{LlamaModel, TARGETS};
 use crate::{Error, Result};
+use zhiku_core::random::SplitMix64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -261,7 +262,7 @@ pub fn mean_loss(model: &LlamaModel, examples: &[Example]) -> Result<f64> {
 fn example_at(position: usize, count: usize, seed: u64) -> usize {
     let epoch = position / count;
     let mut order: Vec<usize> = (0..count).collect();
-    let mut rng = SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut rng = SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     for i in (1..count).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);

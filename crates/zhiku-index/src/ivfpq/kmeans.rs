@@ -5,30 +5,8 @@ use rayon::prelude::*;
 
 use crate::distance::l2_squared;
 
-/// A small deterministic generator (splitmix64) so that training is reproducible.
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The generator training draws from: seeded, so that training is reproducible.
+pub(super) type Rng = zhiku_core::random::SplitMix64;
 
 /// The index of the nearest of `centroids` (row-major, `dim` each) to `x`, and its distance.
 #[inline]
