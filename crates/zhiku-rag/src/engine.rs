@@ -1117,9 +1117,9 @@ impl Engine {
         let min = floor.max(best - self.config.retrieval.source_margin);
         // A passage the graph reached states a relation of what the question names: it is on
         // topic even when it shares few words with the question (the second hop of a chain).
-        let mut relevant: Vec<SearchHit> =
-            hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
-        relevant.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        let relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
+        // Overlapping or neighbouring passages of a document are read once, as one.
+        let relevant = crate::context::merge_passages(relevant);
         if relevant.is_empty() {
             on_text(NOT_FOUND);
             return Ok(Answer::not_found(false, rewrites));

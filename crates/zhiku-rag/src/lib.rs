@@ -27,6 +27,7 @@
 mod answer_cache;
 pub mod audit;
 pub mod cite;
+pub mod context;
 pub mod embedding;
 mod engine;
 pub mod eval;
