@@ -178,11 +178,12 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
         ModelsCommand::List { json } => {
             let llm = crate::commands::llm_path(ctx)?;
             let embedding = ctx.config.embedding_dir(&ctx.data_dir);
-            let mut paths = vec![llm.clone(), embedding.clone()];
+            let multilingual = ctx.config.multilingual_embedding_path(&ctx.data_dir);
+            let mut paths = vec![llm.clone(), embedding.clone(), multilingual.clone()];
             if let Ok(entries) = std::fs::read_dir(ctx.data_dir.join("models")) {
                 let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 found.sort();
-                paths.extend(found.into_iter().filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "gguf")));
+                paths.extend(found.into_iter().filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "gguf" || e == "bin")));
             }
             let registered = if ctx.data_dir.join(STORE).is_file() { open_store(ctx)?.models()? } else { Vec::new() };
             paths.extend(registered.iter().map(|m| PathBuf::from(&m.path)));
@@ -196,6 +197,8 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                     "language model"
                 } else if *path == embedding {
                     "embedding model"
+                } else if *path == multilingual {
+                    "multilingual embedding model"
                 } else {
                     "installed"
                 };

