@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{debian_reference, Zhiku};
+use common::{debian_reference, http, Zhiku};
 use serde_json::Value;
 
 /// English questions whose words occur nowhere in the four Chinese chapters, with the chapter
@@ -75,4 +75,22 @@ fn an_english_question_finds_chinese_documents_through_multilingual_embeddings()
     assert!(again.status.success() && !String::from_utf8_lossy(&again.stderr).contains("re-embedded"));
     let unknown = z.run(&["kb", "create", "moved", "--embedding-model", "word2vec"]);
     assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("word2vec"));
+
+    // Over HTTP, an administrator moves it back: the same re-embedding, the model reported.
+    let admin = z.json(&["key", "create", "--name", "root", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let server = z.serve();
+    let auth = format!("Bearer {admin}");
+    let patch =
+        |body: &str| http(&server.url, "PATCH", "/api/kbs/moved", &[("Authorization", &auth), ("Content-Type", "application/json")], body);
+    let refused = patch(r#"{"embedding_model": "word2vec"}"#);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let moved_back = patch(r#"{"embedding_model": "minilm"}"#);
+    assert_eq!(moved_back.status, 200, "{}", moved_back.body);
+    let settings: Value = serde_json::from_str(&moved_back.body).unwrap();
+    assert_eq!((settings["embedding_model"].as_str(), settings["reembedded"].as_u64()), (Some("minilm"), minilm_made["chunks"].as_u64()));
+    drop(server);
+    let again = top_hits(&z, "moved");
+    for (i, (question, _)) in QUESTIONS.iter().enumerate() {
+        assert!((again[i].1 - before[i].1).abs() < 1e-4, "{question}: {} back under MiniLM, {} before", again[i].1, before[i].1);
+    }
 }

@@ -289,12 +289,13 @@ fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Res
         "log_questions": store.kb_logs_questions(kb)?,
         "mask_answers": store.kb_masks_answers(kb)?,
         "answer_cache": store.kb_caches_answers(kb)?,
+        "embedding_model": store.kb_embedding_model(kb)?,
         "documents": readable,
     }))
 }
 
 #[utoipa::path(get, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
-    responses((status = 200, description = "{name, role, acl and roles (knowledge-base admins only), pii, duplicates, vector_index, log_questions, mask_answers, answer_cache, documents (those the caller may read)}", body = serde_json::Value),
+    responses((status = 200, description = "{name, role, acl and roles (knowledge-base admins only), pii, duplicates, vector_index, log_questions, mask_answers, answer_cache, embedding_model, documents (those the caller may read)}", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
 pub async fn get_kb(
     State(state): State<Arc<AppState>>,
@@ -327,6 +328,9 @@ pub struct KbSettings {
     mask_answers: Option<bool>,
     /// Reuse answers for nearly identical questions by callers with the same principals.
     answer_cache: Option<bool>,
+    /// minilm, multilingual-e5-small (or remote): every chunk is embedded again with it, then
+    /// the vectors are swapped at once (the request lasts as long as that takes).
+    embedding_model: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
@@ -354,8 +358,16 @@ pub async fn update_kb(
     };
     let (store, engine) = (state.store.clone(), state.engine.clone());
     let (log_questions, mask_answers, answer_cache) = (request.log_questions, request.mask_answers, request.answer_cache);
+    let embedding_model = request.embedding_model;
     blocking(move || {
         who.require_role(&store, &kb, Role::Admin)?;
+        let reembedded = match &embedding_model {
+            Some(model) => Some(engine.set_embedding_model(&kb, model, &mut |_, _| {}).map_err(|e| match e {
+                zhiku_rag::Error::EmbeddingModel { .. } => ApiError::invalid(e.to_string(), Some("embedding_model")),
+                other => ApiError::from(other),
+            })?),
+            None => None,
+        };
         if let Some(acl) = &acl {
             engine.set_kb_viewers(&kb, acl)?;
         }
@@ -380,10 +392,14 @@ pub async fn update_kb(
         let detail = json!({
             "viewers": acl, "pii": pii.map(|p| p.as_str()), "duplicates": duplicates.map(|d| d.as_str()),
             "vector_index": vector_index, "log_questions": log_questions, "mask_answers": mask_answers,
-            "answer_cache": answer_cache,
+            "answer_cache": answer_cache, "embedding_model": embedding_model, "reembedded": reembedded,
         });
         who.audit(&store, "kb.update", Some(&kb), detail)?;
-        kb_settings(&store, &who, &kb)
+        let mut settings = kb_settings(&store, &who, &kb)?;
+        if let Some(n) = reembedded {
+            settings["reembedded"] = json!(n);
+        }
+        Ok::<_, ApiError>(settings)
     })
     .await
     .map(Json)
