@@ -24,6 +24,17 @@ fn message(record: &Value, role: &str) -> String {
     record["messages"].as_array().unwrap().iter().find(|m| m["role"] == role).unwrap()["content"].as_str().unwrap().to_string()
 }
 
+/// `finetune dataset --no-generate` into `out`: the review queue written as it is. Returns the
+/// summary and the records of both files (training first).
+fn export(z: &Zhiku, out: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
+    let mut args = vec!["finetune", "dataset", "--kb", "deb", "--out", out.to_str().unwrap(), "--no-generate", "--json"];
+    args.extend_from_slice(extra);
+    let summary = z.json(&args);
+    let stem = out.file_stem().unwrap().to_str().unwrap();
+    let records = read_jsonl(out).into_iter().chain(read_jsonl(&out.with_file_name(format!("{stem}.validation.jsonl")))).collect();
+    (summary, records)
+}
+
 /// A chat completion from a running server, as `key`'s user.
 fn chat(url: &str, key: &str, body: &Value) -> common::Reply {
     let auth = format!("Bearer {key}");
@@ -91,12 +102,7 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     // A second run reads only new chunks; a dataset is made of what its user may read.
     let again = z.json(&["finetune", "dataset", "--kb", "deb", "--out", train_s, "--max-chunks", "0", "--json"]);
     assert_eq!(again["generated"]["read"], 0);
-    let count = |as_user: &str| {
-        let out = dir.join(format!("{as_user}.jsonl"));
-        let made =
-            z.json(&["finetune", "dataset", "--kb", "deb", "--out", out.to_str().unwrap(), "--no-generate", "--as", as_user, "--json"]);
-        made["train"].as_u64().unwrap() + made["validation"].as_u64().unwrap()
-    };
+    let count = |as_user: &str| export(&z, &dir.join(format!("{as_user}.jsonl")), &["--as", as_user]).1.len() as u64;
     assert_eq!(count("ann"), kept);
     assert_eq!(count("eve"), 0, "eve may not read the chapter");
 
@@ -110,37 +116,14 @@ fn a_knowledge_base_becomes_a_reviewed_dataset_and_an_adapter_that_llama_cpp_app
     assert!(z.run(&["finetune", "review", "reject", "--kb", "deb", &ids[0]]).status.success());
     let corrected = "It is documented in the Debian Reference, chapter 2.";
     assert!(z.run(&["finetune", "review", "edit", "--kb", "deb", &ids[1], "--answer", corrected]).status.success());
-    let accepted_out = dir.join("accepted.jsonl");
-    let accepted = z.json(&[
-        "finetune",
-        "dataset",
-        "--kb",
-        "deb",
-        "--out",
-        accepted_out.to_str().unwrap(),
-        "--no-generate",
-        "--accepted-only",
-        "--json",
-    ]);
-    let accepted_records: Vec<Value> =
-        read_jsonl(&accepted_out).into_iter().chain(read_jsonl(&dir.join("accepted.validation.jsonl"))).collect();
+    let (accepted, accepted_records) = export(&z, &dir.join("accepted.jsonl"), &["--accepted-only"]);
     assert_eq!(accepted["train"].as_u64().unwrap() + accepted["validation"].as_u64().unwrap(), 1);
+    assert_eq!(accepted_records.len(), 1);
     assert_eq!(message(&accepted_records[0], "assistant"), corrected);
-    let alpaca_out = dir.join("alpaca.jsonl");
-    let all = z.json(&[
-        "finetune",
-        "dataset",
-        "--kb",
-        "deb",
-        "--out",
-        alpaca_out.to_str().unwrap(),
-        "--no-generate",
-        "--format",
-        "alpaca",
-        "--json",
-    ]);
+    let (all, alpaca) = export(&z, &dir.join("alpaca.jsonl"), &["--format", "alpaca"]);
     assert_eq!(all["train"].as_u64().unwrap() + all["validation"].as_u64().unwrap(), kept - 1, "the rejected pair is gone");
-    assert!(read_jsonl(&alpaca_out).iter().all(|r| r["instruction"].is_string() && r["output"].is_string()));
+    assert_eq!(alpaca.len() as u64, kept - 1);
+    assert!(alpaca.iter().all(|r| r["instruction"].is_string() && r["output"].is_string()));
     let audit = z.run(&["audit", "export"]);
     let entries: Vec<Value> = String::from_utf8_lossy(&audit.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(entries.iter().filter(|e| e["action"] == "finetune.review").count(), 2, "{entries:?}");
