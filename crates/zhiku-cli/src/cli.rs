@@ -21,6 +21,11 @@ pub struct Cli {
     /// each span's duration when it closes) for log collectors.
     #[arg(long, global = true, env = "ZHIKU_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Keep everything in this PostgreSQL database (with pgvector) instead of the data
+    /// directory's embedded store, shared by any number of `zhiku worker` and `zhiku serve`
+    /// processes: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, global = true, env = "ZHIKU_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,6 +122,11 @@ pub enum Command {
     Vectors(VectorsCommand),
     /// Serve the OpenAI-compatible API and zhiku's own API over HTTP.
     Serve(ServeArgs),
+    /// Claim queued ingest jobs from the --database-url database and do them, until stopped
+    /// (SIGTERM/SIGINT finish the current job first) or, with --until-idle, until none is left.
+    Worker(WorkerArgs),
+    /// The job queue of the --database-url database, most recent first.
+    Jobs(JobsArgs),
     /// API keys for the HTTP server.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -212,7 +222,44 @@ pub struct IngestArgs {
     /// keeps its own (change it with `kb create NAME --embedding-model`).
     #[arg(long, value_name = "MODEL")]
     pub embedding_model: Option<String>,
+    /// Queue one job per file for `zhiku worker` processes instead of ingesting here (needs
+    /// --database-url); prints the job ids.
+    #[arg(long, conflicts_with = "sync")]
+    pub queue: bool,
+    /// With --queue: how many times a job is claimed before it is given up (a worker that dies
+    /// in the middle of a job costs one attempt).
+    #[arg(long, default_value_t = 3, requires = "queue")]
+    pub max_attempts: i32,
     /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Seconds a claimed job stays this worker's without a heartbeat; a job of a worker that
+    /// died is claimed again after this long.
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Milliseconds between looks at an empty queue.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+    /// Exit once no job is pending or running anywhere.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Print one JSON object per finished job ({"job", "status"}) and a summary at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs in this state.
+    #[arg(long, value_parser = ["pending", "running", "done", "failed"])]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print {"jobs": [{"id", "status", ...}]}.
     #[arg(long)]
     pub json: bool,
 }

@@ -16,11 +16,25 @@ use crate::config::Config;
 use crate::governance::{self, audit};
 
 /// Exit code of an ingest where some files failed and the rest went in.
-const EXIT_PARTIAL: u8 = 3;
+pub(crate) const EXIT_PARTIAL: u8 = 3;
 
 pub(crate) struct Ctx {
     pub data_dir: PathBuf,
     pub config: Config,
+}
+
+/// Commands that read no stored state work the same with either backend.
+fn stateless(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Setup
+            | Command::Parse(_)
+            | Command::Embed(_)
+            | Command::Generate(_)
+            | Command::Models(_)
+            | Command::Quantize { .. }
+            | Command::Vectors(_)
+    )
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -32,7 +46,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     };
     let config = Config::load(cli.config.as_deref(), &data_dir)?;
     let ctx = Ctx { data_dir, config };
-    match cli.command {
+    if let Some(url) = cli.database_url.as_deref().filter(|u| !u.is_empty()) {
+        return match cli.command {
+            Command::Ingest(args) => crate::cluster::ingest(&ctx, url, args),
+            Command::Search(args) => crate::cluster::search(&ctx, url, args),
+            Command::Ask(args) => crate::cluster::ask(&ctx, url, args),
+            Command::Worker(args) => crate::cluster::worker(&ctx, url, args),
+            Command::Jobs(args) => crate::cluster::jobs(&ctx, url, args),
+            Command::Group(cmd) => crate::cluster::group(&ctx, url, cmd),
+            Command::Kb(cmd) => crate::cluster::kb(&ctx, url, cmd),
+            command if stateless(&command) => dispatch(&ctx, command),
+            _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),
+        };
+    }
+    dispatch(&ctx, cli.command)
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
+    let ctx = ctx;
+    match command {
         Command::Setup => setup(&ctx),
         Command::Ingest(args) => ingest(&ctx, args),
         Command::Parse(args) => parse(&ctx, args),
@@ -57,6 +89,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(&ctx, args),
         Command::Key(cmd) => governance::key(&ctx, cmd),
+        Command::Worker(_) | Command::Jobs(_) => {
+            bail!("the job queue lives in a shared database: pass --database-url or set ZHIKU_DATABASE_URL")
+        }
     }
 }
 
@@ -260,7 +295,7 @@ fn caller(engine: &Engine, as_user: Option<&str>) -> Result<Caller> {
     }
 }
 
-fn parse_acl(values: &[String]) -> Result<Vec<Principal>> {
+pub(crate) fn parse_acl(values: &[String]) -> Result<Vec<Principal>> {
     values.iter().map(|v| Principal::parse(v).with_context(|| "in --acl".to_string())).collect()
 }
 
@@ -290,6 +325,9 @@ pub(crate) fn graph_model(ctx: &Ctx) -> Result<(Arc<dyn zhiku_models::ChatModel>
 }
 
 fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
+    if args.queue {
+        bail!("--queue hands files to `zhiku worker` processes through a shared database: pass --database-url or set ZHIKU_DATABASE_URL");
+    }
     let acl = parse_acl(&args.acl)?;
     let mut engine = engine(ctx)?;
     if ctx.config.graph.enabled && ctx.config.graph.extractor == zhiku_rag::graph::ExtractorKind::Llm {
@@ -314,11 +352,16 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     audit(engine.store(), "ingest", Some(&args.kb), zhiku_rag::audit::ingest_detail(&report))?;
-    if args.json {
+    print_ingest_report(&args.kb, &report, args.json)
+}
+
+/// The `ingest` summary (text on stderr, or the JSON report on stdout) and its exit code.
+pub(crate) fn print_ingest_report(kb: &str, report: &zhiku_rag::IngestReport, json: bool) -> Result<ExitCode> {
+    if json {
         println!(
             "{}",
             serde_json::to_string(&json!({
-                "kb": args.kb,
+                "kb": kb,
                 "ingested": report.ingested(),
                 "unchanged": report.unchanged(),
                 "duplicates": report.duplicates(),
@@ -333,7 +376,7 @@ fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     } else {
         eprintln!(
             "{}: {} ingested ({} chunks), {} unchanged, {} duplicates, {} removed, {} failed",
-            args.kb,
+            kb,
             report.ingested(),
             report.chunks(),
             report.unchanged(),
@@ -355,7 +398,11 @@ fn search(ctx: &Ctx, args: SearchArgs) -> Result<ExitCode> {
     let hits = engine.search_in(&args.kb, &args.query, &caller, args.top_k, mode)?;
     let actor = question_actor(args.as_user.as_deref());
     zhiku_rag::audit::record_question(engine.store(), &actor, "search", &args.kb, &args.query, &zhiku_rag::audit::hit_refs(&hits), None)?;
-    if args.json {
+    print_hits(&hits, args.json)
+}
+
+pub(crate) fn print_hits(hits: &[zhiku_rag::SearchHit], json: bool) -> Result<ExitCode> {
+    if json {
         println!("{}", serde_json::to_string(&json!({ "hits": hits }))?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -423,8 +470,12 @@ fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
     let actor = question_actor(args.as_user.as_deref());
     zhiku_rag::audit::record_question(engine.store(), &actor, "ask", &args.kb, &args.question, &cited, Some(&answer.answer))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&answer)?);
+    print_answer(&answer, args.json)
+}
+
+pub(crate) fn print_answer(answer: &zhiku_rag::Answer, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(answer)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!();

@@ -94,7 +94,7 @@ pub fn user(ctx: &Ctx, cmd: UserCommand) -> Result<ExitCode> {
 }
 
 /// A group member as given: `alice`, `user:alice` or `group:backend`.
-fn member(value: &str) -> Result<Principal> {
+pub(crate) fn member(value: &str) -> Result<Principal> {
     let principal = if value.contains(':') { Principal::parse(value) } else { Principal::user(value) };
     principal.with_context(|| format!("invalid member '{value}': use a user name, user:<name> or group:<name>"))
 }

@@ -2,6 +2,7 @@
 //! the shared `zhiku-rag` functions and turns the outcome into an exit code.
 
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod finetune;

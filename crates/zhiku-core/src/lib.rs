@@ -32,6 +32,12 @@ pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};
 pub use error::{Error, Result};
 pub use policy::{DuplicatePolicy, PiiPolicy};
 
+/// A knowledge base's name is a path component and a URL segment: letters, digits, `_` and `-`,
+/// at most 64.
+pub fn is_valid_kb_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Turns the bytes of one file into structured text. One implementation per format; a new
 /// format touches one file in `zhiku-ingest`.
 pub trait Parser: Send + Sync {

@@ -55,6 +55,16 @@ pub use ivfpq::{IvfPq, IvfPqConfig};
 pub use kb_vectors::{VectorIndex, VectorIndexKind, GRAPH_ABOVE};
 pub use rows::MappedRows;
 
+/// Index text: the heading path gives a chunk its context ("Leave > Carry over") both for the
+/// embedding and for BM25.
+pub fn index_text(heading_path: &[String], text: &str) -> String {
+    if heading_path.is_empty() {
+        text.to_string()
+    } else {
+        format!("{}\n{}", heading_path.join(" > "), text)
+    }
+}
+
 use zhiku_core::{Caller, Principal};
 
 #[derive(Debug, thiserror::Error)]

@@ -18,12 +18,13 @@ use crate::cite::{
 };
 use crate::embedding::{EmbedderLoader, EmbeddingModels};
 use crate::graph::{self, EntityView, GraphUpdate, GraphView, PathStep, RetrievalMode};
-use crate::indexes::{index_text, Access, KbIndexes};
+use crate::indexes::{Access, KbIndexes};
 use crate::inputs::{collect_inputs, Input};
 pub use crate::pipeline::MAX_NESTING;
 use crate::pipeline::{Parser, Work, IN_FLIGHT};
 use crate::prompt::{build_user_prompt, Source, SYSTEM_PROMPT};
 use crate::{Error, RagConfig, Result};
+use zhiku_index::index_text;
 
 /// The pipeline over one data directory: ingestion, hybrid search and answering, every one of
 /// them acting as a [`Caller`].
@@ -1112,83 +1113,100 @@ impl Engine {
         } else {
             self.search_embedded(kb, question.trim(), q, caller, self.config.retrieval.answer_sources, mode)?
         };
-        let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
-        let floor = self.config.retrieval.min_similarity;
-        let min = floor.max(best - self.config.retrieval.source_margin);
-        // A passage the graph reached states a relation of what the question names: it is on
-        // topic even when it shares few words with the question (the second hop of a chain).
-        let relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
-        // Overlapping or neighbouring passages of a document are read once, as one.
-        let relevant = crate::context::merge_passages(relevant);
-        if relevant.is_empty() {
-            on_text(NOT_FOUND);
-            return Ok(Answer::not_found(false, rewrites));
-        }
-        let sources: Vec<Source> = relevant
-            .iter()
-            .map(|h| Source { source: h.source.clone(), heading_path: h.heading_path.clone(), text: h.text.clone() })
-            .collect();
-        let (user, included) = build_user_prompt(question, &sources, self.config.prompt_budget_tokens, model.token_counter());
-        let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
-        let mut guard = RunawayGuard::default();
-        // Personal data in the answer is masked as it streams, by the knowledge base's policy.
-        let mut masker = self.store.kb_masks_answers(kb)?.then(pii::StreamMasker::default);
-        let release = |text: &str, masker: &mut Option<pii::StreamMasker>| -> String {
-            match masker {
-                Some(m) => m.push(text),
-                None => text.to_string(),
-            }
-        };
-        let generating = info_span!("generate", kb, sources = included).entered();
-        let generation = model.generate(&messages, options, &mut |piece| {
-            let (shown, stop) = guard.push(piece);
-            let shown = release(&shown, &mut masker);
-            let listening = shown.is_empty() || on_text(&shown);
-            !stop && listening
-        })?;
-        drop(generating);
-        let mut rest = release(&guard.finish(), &mut masker);
-        if let Some(m) = masker.as_mut() {
-            rest.push_str(&m.finish());
-        }
-        if !rest.is_empty() {
-            on_text(&rest);
-        }
-        let raw = trim_runaway(generation.text.trim());
-        if is_abstention(&raw) {
-            return Ok(Answer::not_found(true, rewrites));
-        }
-        let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
-        let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
-        let mut answer = attribute_uncited(&cleaned, &source_texts);
-        let mut generated = true;
-        if cited_numbers(&answer, included).is_empty() {
-            // Nothing the model wrote is supported by a source: rather than pass on an
-            // unsupported answer, quote the passages that answer the question.
-            match extractive_answer(question, &source_texts, 2) {
-                Some(quoted) => {
-                    debug!("generated answer unsupported by the sources; answering extractively");
-                    answer = quoted;
-                    generated = false;
-                }
-                None => return Ok(Answer::not_found(true, rewrites)),
-            }
-        }
-        let citations = cited_numbers(&answer, included)
-            .into_iter()
-            .map(|n| Citation { n, source: relevant[n - 1].source.clone(), chunk_id: relevant[n - 1].chunk_id.clone() })
-            .collect();
-        if self.store.kb_masks_answers(kb)? {
-            answer = pii::mask(&answer, &pii::detect(&answer));
-        }
-        Ok(Answer { answer, citations, abstained: false, generated, cached: false, rewrites })
+        let masks_answers = self.store.kb_masks_answers(kb)?;
+        answer_from_hits(question, hits, rewrites, &self.config, masks_answers, model, options, on_text)
     }
+}
+
+/// The generation stage, shared by both backends: keeps the retrieved passages relevant enough
+/// to answer from, prompts the model with them as numbered sources, and returns its answer with
+/// the citations it supports — or abstains. `masks_answers`: the knowledge base masks personal
+/// data in answers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn answer_from_hits(
+    question: &str,
+    hits: Vec<SearchHit>,
+    rewrites: Vec<String>,
+    config: &RagConfig,
+    masks_answers: bool,
+    model: &dyn ChatModel,
+    options: &zhiku_models::GenerationOptions,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Answer> {
+    let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
+    let floor = config.retrieval.min_similarity;
+    let min = floor.max(best - config.retrieval.source_margin);
+    // A passage the graph reached states a relation of what the question names: it is on
+    // topic even when it shares few words with the question (the second hop of a chain).
+    let relevant: Vec<SearchHit> = hits.into_iter().filter(|h| h.similarity >= min || (h.via_graph && h.similarity >= floor)).collect();
+    // Overlapping or neighbouring passages of a document are read once, as one.
+    let relevant = crate::context::merge_passages(relevant);
+    if relevant.is_empty() {
+        on_text(NOT_FOUND);
+        return Ok(Answer::not_found(false, rewrites));
+    }
+    let sources: Vec<Source> =
+        relevant.iter().map(|h| Source { source: h.source.clone(), heading_path: h.heading_path.clone(), text: h.text.clone() }).collect();
+    let (user, included) = build_user_prompt(question, &sources, config.prompt_budget_tokens, model.token_counter());
+    let messages = [ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)];
+    let mut guard = RunawayGuard::default();
+    // Personal data in the answer is masked as it streams, by the knowledge base's policy.
+    let mut masker = masks_answers.then(pii::StreamMasker::default);
+    let release = |text: &str, masker: &mut Option<pii::StreamMasker>| -> String {
+        match masker {
+            Some(m) => m.push(text),
+            None => text.to_string(),
+        }
+    };
+    let generating = info_span!("generate", sources = included).entered();
+    let generation = model.generate(&messages, options, &mut |piece| {
+        let (shown, stop) = guard.push(piece);
+        let shown = release(&shown, &mut masker);
+        let listening = shown.is_empty() || on_text(&shown);
+        !stop && listening
+    })?;
+    drop(generating);
+    let mut rest = release(&guard.finish(), &mut masker);
+    if let Some(m) = masker.as_mut() {
+        rest.push_str(&m.finish());
+    }
+    if !rest.is_empty() {
+        on_text(&rest);
+    }
+    let raw = trim_runaway(generation.text.trim());
+    if is_abstention(&raw) {
+        return Ok(Answer::not_found(true, rewrites));
+    }
+    let source_texts: Vec<&str> = relevant[..included].iter().map(|h| h.text.as_str()).collect();
+    let cleaned = mentions_to_markers(&remove_invalid_markers(&raw, included), included);
+    let mut answer = attribute_uncited(&cleaned, &source_texts);
+    let mut generated = true;
+    if cited_numbers(&answer, included).is_empty() {
+        // Nothing the model wrote is supported by a source: rather than pass on an
+        // unsupported answer, quote the passages that answer the question.
+        match extractive_answer(question, &source_texts, 2) {
+            Some(quoted) => {
+                debug!("generated answer unsupported by the sources; answering extractively");
+                answer = quoted;
+                generated = false;
+            }
+            None => return Ok(Answer::not_found(true, rewrites)),
+        }
+    }
+    let citations = cited_numbers(&answer, included)
+        .into_iter()
+        .map(|n| Citation { n, source: relevant[n - 1].source.clone(), chunk_id: relevant[n - 1].chunk_id.clone() })
+        .collect();
+    if masks_answers {
+        answer = pii::mask(&answer, &pii::detect(&answer));
+    }
+    Ok(Answer { answer, citations, abstained: false, generated, cached: false, rewrites })
 }
 
 /// Counts the findings of every chunk and applies the knowledge base's policy to them.
 /// Counts prompt-injection findings and neutralises control tokens (look-alikes of the same
 /// length in characters, so the chunks' offsets still hold).
-fn neutralize_injections(chunks: Vec<zhiku_core::Chunk>, counts: &mut BTreeMap<InjectionKind, usize>) -> Vec<zhiku_core::Chunk> {
+pub(crate) fn neutralize_injections(chunks: Vec<zhiku_core::Chunk>, counts: &mut BTreeMap<InjectionKind, usize>) -> Vec<zhiku_core::Chunk> {
     chunks
         .into_iter()
         .map(|mut chunk| {
@@ -1204,7 +1222,11 @@ fn neutralize_injections(chunks: Vec<zhiku_core::Chunk>, counts: &mut BTreeMap<I
         .collect()
 }
 
-fn apply_pii_policy(chunks: Vec<zhiku_core::Chunk>, policy: PiiPolicy, counts: &mut BTreeMap<PiiKind, usize>) -> Vec<zhiku_core::Chunk> {
+pub(crate) fn apply_pii_policy(
+    chunks: Vec<zhiku_core::Chunk>,
+    policy: PiiPolicy,
+    counts: &mut BTreeMap<PiiKind, usize>,
+) -> Vec<zhiku_core::Chunk> {
     chunks
         .into_iter()
         .filter_map(|mut chunk| {

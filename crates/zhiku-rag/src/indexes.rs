@@ -4,20 +4,10 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 use zhiku_core::Principal;
-use zhiku_index::{Bm25Index, VectorIndex, VectorIndexKind, VectorIndexRead, VectorIndexWrite};
+use zhiku_index::{index_text, Bm25Index, VectorIndex, VectorIndexKind, VectorIndexRead, VectorIndexWrite};
 use zhiku_store::{Store, StoredChunk};
 
 use crate::Result;
-
-/// Index text: the heading path gives a chunk its context ("Leave > Carry over") both for the
-/// embedding and for BM25.
-pub fn index_text(heading_path: &[String], text: &str) -> String {
-    if heading_path.is_empty() {
-        text.to_string()
-    } else {
-        format!("{}\n{}", heading_path.join(" > "), text)
-    }
-}
 
 pub struct KbIndexes {
     pub vectors: VectorIndex,

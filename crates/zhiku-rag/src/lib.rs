@@ -27,6 +27,7 @@
 mod answer_cache;
 pub mod audit;
 pub mod cite;
+pub mod cluster;
 pub mod context;
 pub mod embedding;
 mod engine;
@@ -44,12 +45,14 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{Answer, Citation, Engine, FileOutcome, FileReport, IngestEvent, IngestOptions, IngestReport, SearchHit, MAX_NESTING};
 pub use graph::{GraphConfig, RetrievalMode};
-pub use indexes::index_text;
+pub use zhiku_index::index_text;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] zhiku_store::Error),
+    #[error(transparent)]
+    Pg(#[from] zhiku_pg::Error),
     #[error(transparent)]
     Index(#[from] zhiku_index::Error),
     #[error(transparent)]

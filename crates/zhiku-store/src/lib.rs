@@ -310,8 +310,7 @@ fn now() -> i64 {
 }
 
 pub fn validate_kb_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
+    if zhiku_core::is_valid_kb_name(name) {
         Ok(())
     } else {
         Err(Error::InvalidKbName(name.to_string()))

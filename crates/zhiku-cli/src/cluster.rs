@@ -1,0 +1,213 @@
+//! The commands that run against a shared PostgreSQL database (`--database-url`): ingestion
+//! (here or queued), workers, the job list, search and answers, group memberships.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use zhiku_core::{Caller, Embedder, Principal};
+use zhiku_rag::cluster::ClusterEngine;
+use zhiku_rag::IngestReport;
+
+use crate::cli::{AskArgs, GroupCommand, IngestArgs, JobsArgs, KbCommand, SearchArgs, WorkerArgs};
+use crate::commands::{configured_chat, parse_acl, print_ingest_report, Ctx};
+
+pub(crate) fn connect(ctx: &Ctx, url: &str) -> Result<ClusterEngine> {
+    let embedder = default_embedder(ctx)?;
+    ClusterEngine::connect(url, embedder, ctx.config.rag()).context("with --database-url / ZHIKU_DATABASE_URL")
+}
+
+/// Every knowledge base of a shared database uses the configured default embedding model
+/// (`models.default_embedding`): workers on different machines must embed alike.
+fn default_embedder(ctx: &Ctx) -> Result<Arc<dyn Embedder>> {
+    let name = ctx.config.rag().embedding_model;
+    Ok(match name.as_str() {
+        zhiku_rag::embedding::MULTILINGUAL_E5 => {
+            let path = ctx.config.multilingual_embedding_path(&ctx.data_dir);
+            Arc::new(
+                zhiku_models::E5Embedder::load(&path)
+                    .with_context(|| format!("cannot load {} (`zhiku setup` installs it)", path.display()))?,
+            )
+        }
+        zhiku_rag::embedding::REMOTE => {
+            let endpoint = ctx.config.remote_embedding().context("models.default_embedding = \"remote\" needs models.embedding_url")?;
+            Arc::new(zhiku_models::RemoteEmbedder::connect(endpoint)?)
+        }
+        _ => {
+            let dir = ctx.config.embedding_dir(&ctx.data_dir);
+            Arc::new(
+                zhiku_models::BertEmbedder::load(&dir)
+                    .with_context(|| format!("cannot load the embedding model from {}", dir.display()))?,
+            )
+        }
+    })
+}
+
+fn caller(engine: &ClusterEngine, as_user: Option<&str>) -> Result<Caller> {
+    match as_user {
+        None => Ok(Caller::Admin),
+        Some(name) => engine.caller_for(name).with_context(|| format!("invalid --as user '{name}'")),
+    }
+}
+
+pub(crate) fn ingest(ctx: &Ctx, url: &str, args: IngestArgs) -> Result<ExitCode> {
+    if args.sync {
+        bail!("--sync is not available with --database-url yet: remove deleted files with `kb` commands on the embedded store");
+    }
+    if args.embedding_model.is_some() {
+        bail!("--embedding-model: knowledge bases in a shared database all use models.default_embedding");
+    }
+    let acl = parse_acl(&args.acl)?;
+    let engine = connect(ctx, url)?;
+    let given = (!acl.is_empty()).then_some(acl.as_slice());
+    if args.queue {
+        let (ids, report) = engine.enqueue(&args.kb, &args.paths, given, args.max_attempts)?;
+        for f in &report.files {
+            if let zhiku_rag::FileOutcome::Failed { reason } = &f.outcome {
+                eprintln!("failed: {}: {reason}", f.source);
+            }
+        }
+        if args.json {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            println!(
+                "{}",
+                serde_json::to_string(
+                    &json!({ "kb": args.kb, "queued": ids.len(), "jobs": ids, "failed": report.failed(), "files": report.files })
+                )?
+            );
+        } else {
+            eprintln!("{}: {} jobs queued, {} files failed", args.kb, ids.len(), report.failed());
+        }
+        return Ok(if report.failed() > 0 { ExitCode::from(crate::commands::EXIT_PARTIAL) } else { ExitCode::SUCCESS });
+    }
+    let report: IngestReport = engine.ingest(&args.kb, &args.paths, given)?;
+    print_ingest_report(&args.kb, &report, args.json)
+}
+
+/// Set by SIGTERM/SIGINT: the worker finishes its job and exits.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn worker(ctx: &Ctx, url: &str, args: WorkerArgs) -> Result<ExitCode> {
+    if !(args.lease_seconds.is_finite() && args.lease_seconds >= 1.0) {
+        bail!("--lease-seconds must be at least 1");
+    }
+    let engine = connect(ctx, url)?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
+    }
+    let worker = engine.worker(Duration::from_secs_f64(args.lease_seconds));
+    eprintln!("worker {} started", worker.name());
+    let json = args.json;
+    let summary = worker.run(args.until_idle, Duration::from_millis(args.poll_ms.max(10)), &STOP, &mut |job, status| {
+        if json {
+            println!("{}", json!({ "job": job.id.to_string(), "status": status, "attempt": job.attempt }));
+            let _ = std::io::stdout().flush();
+        } else {
+            eprintln!("job {} ({}): {status}", job.id, job.kb);
+        }
+    })?;
+    if json {
+        println!("{}", json!({ "worker": worker.name(), "summary": summary }));
+    } else {
+        eprintln!("worker {}: {} done, {} failed, {} back in the queue", worker.name(), summary.done, summary.failed, summary.retried);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn jobs(ctx: &Ctx, url: &str, args: JobsArgs) -> Result<ExitCode> {
+    let engine = connect(ctx, url)?;
+    let status = args.status.as_deref().and_then(zhiku_pg::JobStatus::parse);
+    let jobs = engine.jobs(status, args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&json!({ "jobs": jobs }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for j in &jobs {
+        let source = j.payload.get("source").and_then(|s| s.as_str()).unwrap_or("");
+        let status = j.status.as_str();
+        let note = j.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+        println!("{}\t{status}\t{}\t{source}\tattempts {}/{}{note}", j.id, j.kb, j.attempts, j.max_attempts);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn search(ctx: &Ctx, url: &str, args: SearchArgs) -> Result<ExitCode> {
+    if args.retrieval.is_some_and(|m| m != zhiku_rag::RetrievalMode::Hybrid) {
+        bail!("--retrieval: a shared database searches in hybrid mode only (the knowledge graph is embedded-only so far)");
+    }
+    let engine = connect(ctx, url)?;
+    let caller = caller(&engine, args.as_user.as_deref())?;
+    let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
+    crate::commands::print_hits(&hits, args.json)
+}
+
+pub(crate) fn ask(ctx: &Ctx, url: &str, args: AskArgs) -> Result<ExitCode> {
+    if args.adapter.as_deref().is_some_and(|a| a != "none") {
+        bail!("--adapter is not available with --database-url yet");
+    }
+    let engine = connect(ctx, url)?;
+    let caller = caller(&engine, args.as_user.as_deref())?;
+    let llm = configured_chat(ctx)?;
+    let stream = !args.json;
+    let answer = engine.ask(&args.kb, &args.question, &caller, llm.as_ref(), &mut |piece| {
+        if stream {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    crate::commands::print_answer(&answer, args.json)
+}
+
+pub(crate) fn group(ctx: &Ctx, url: &str, cmd: GroupCommand) -> Result<ExitCode> {
+    let engine = connect(ctx, url)?;
+    match cmd {
+        GroupCommand::AddMember { group, members } => {
+            Principal::group(&group).context("invalid group name")?;
+            for m in &members {
+                engine.add_member(&group, &crate::governance::member(m)?)?;
+            }
+        }
+        GroupCommand::RemoveMember { group, members } => {
+            for m in &members {
+                if !engine.remove_member(&group, &crate::governance::member(m)?)? {
+                    eprintln!("note: {m} was not in {group}");
+                }
+            }
+        }
+        GroupCommand::List => {
+            for (group, member) in engine.memberships()? {
+                println!("group:{group}\t{member}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
+    let engine = connect(ctx, url)?;
+    match cmd {
+        KbCommand::List => {
+            for name in engine.kb_names()? {
+                println!("{name}");
+            }
+        }
+        KbCommand::Docs { name } => {
+            for d in engine.documents(&name)? {
+                let acl: Vec<&str> = d.acl.iter().map(|p| p.as_str()).collect();
+                println!("{}\t{} chunks\t{}\t{}", d.source, d.chunks, d.language, acl.join(","));
+            }
+        }
+        _ => bail!("this `kb` command is not available with --database-url yet (kb list and kb docs are)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

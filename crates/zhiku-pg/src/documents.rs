@@ -1,0 +1,400 @@
+//! Knowledge bases, documents and chunks; vector and keyword search with the caller's ACL in
+//! the SQL of each query.
+
+use std::collections::BTreeMap;
+
+use zhiku_core::{Caller, Chunk, Principal};
+
+use crate::vector::Vector;
+use crate::{Error, PgStore, Result};
+
+/// A knowledge base's row id with its name (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbId {
+    pub id: i64,
+    pub name: String,
+}
+
+/// What a worker writes for one file.
+pub struct NewDocument<'a> {
+    pub source: &'a str,
+    pub content_hash: &'a str,
+    pub title: Option<&'a str>,
+    pub format: &'a str,
+    pub language: &'a str,
+    pub acl: &'a [Principal],
+    pub chunks: &'a [(Chunk, Vec<f32>)],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted {
+        doc_id: i64,
+        chunks: usize,
+    },
+    Replaced {
+        doc_id: i64,
+        chunks: usize,
+    },
+    /// Same content and ACL as stored: nothing was written.
+    Unchanged,
+}
+
+/// A chunk as retrieval reads it, with its document's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRow {
+    pub id: u64,
+    pub doc_id: i64,
+    pub source: String,
+    pub acl: Vec<Principal>,
+    pub chunk: Chunk,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentRow {
+    pub id: i64,
+    pub source: String,
+    pub content_hash: String,
+    pub language: String,
+    pub acl: Vec<Principal>,
+    pub chunks: i64,
+}
+
+impl PgStore {
+    /// Creates the knowledge base if missing (with `default_acl` for documents that bring no ACL
+    /// of their own); safe when several processes create it at once.
+    pub fn ensure_kb(&mut self, name: &str, default_acl: &[Principal]) -> Result<KbId> {
+        if !zhiku_core::is_valid_kb_name(name) {
+            return Err(Error::InvalidKbName(name.to_string()));
+        }
+        let acl = principal_strings(default_acl);
+        self.client.execute("INSERT INTO kb (name, default_acl) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", &[&name, &acl])?;
+        self.kb(name)
+    }
+
+    pub fn kb(&mut self, name: &str) -> Result<KbId> {
+        let row = self.client.query_opt("SELECT id FROM kb WHERE name = $1", &[&name])?;
+        row.map(|r| KbId { id: r.get(0), name: name.to_string() }).ok_or_else(|| Error::UnknownKb(name.to_string()))
+    }
+
+    pub fn kb_names(&mut self) -> Result<Vec<String>> {
+        Ok(self.client.query("SELECT name FROM kb ORDER BY name", &[])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub fn kb_default_acl(&mut self, kb: &KbId) -> Result<Vec<Principal>> {
+        let acl: Vec<String> = self.client.query_one("SELECT default_acl FROM kb WHERE id = $1", &[&kb.id])?.get(0);
+        parse_principals(&acl)
+    }
+
+    /// Bumped by every write to the knowledge base.
+    pub fn generation(&mut self, kb: &KbId) -> Result<i64> {
+        Ok(self.client.query_one("SELECT generation FROM kb WHERE id = $1", &[&kb.id])?.get(0))
+    }
+
+    /// The stored document at `source` has this content and ACL: a worker may skip parsing it.
+    pub fn is_unchanged(&mut self, kb: &KbId, source: &str, content_hash: &str, acl: &[Principal]) -> Result<bool> {
+        let acl = principal_strings(acl);
+        let row = self.client.query_opt(
+            "SELECT 1 FROM document WHERE kb_id = $1 AND source = $2 AND content_hash = $3 AND acl = $4",
+            &[&kb.id, &source, &content_hash, &acl],
+        )?;
+        Ok(row.is_some())
+    }
+
+    /// Writes a document and its chunks in one transaction, replacing what was stored under
+    /// the same source. Idempotent: writing the same content again (a job delivered twice, a
+    /// worker that died after its commit) changes nothing, and concurrent writers of one source
+    /// are serialised, so a document is never stored twice.
+    pub fn upsert_document(&mut self, kb: &KbId, doc: &NewDocument<'_>) -> Result<Upsert> {
+        let dimension = match doc.chunks.first() {
+            Some((_, e)) => e.len(),
+            None => return Err(Error::Corrupt(format!("{}: a document without chunks", doc.source))),
+        };
+        if let Some((_, e)) = doc.chunks.iter().find(|(_, e)| e.len() != dimension) {
+            return Err(Error::Dimension { kb: kb.name.clone(), stored: dimension, given: e.len() });
+        }
+        self.ensure_dimension(kb, dimension)?;
+        let acl = principal_strings(doc.acl);
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&(kb.id as i32), &doc.source])?;
+        let existing =
+            tx.query_opt("SELECT id, content_hash, acl FROM document WHERE kb_id = $1 AND source = $2", &[&kb.id, &doc.source])?;
+        let replaced = match existing {
+            Some(row) => {
+                let (hash, stored_acl): (String, Vec<String>) = (row.get(1), row.get(2));
+                if hash == doc.content_hash && stored_acl == acl {
+                    return Ok(Upsert::Unchanged);
+                }
+                tx.execute("DELETE FROM document WHERE id = $1", &[&row.get::<_, i64>(0)])?;
+                true
+            }
+            None => false,
+        };
+        let doc_id: i64 = tx
+            .query_one(
+                "INSERT INTO document (kb_id, source, content_hash, title, format, language, acl) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[&kb.id, &doc.source, &doc.content_hash, &doc.title, &doc.format, &doc.language, &acl],
+            )?
+            .get(0);
+        let insert = tx.prepare(
+            "INSERT INTO chunk (kb_id, doc_id, ordinal, heading_path, text, char_start, char_end, page, acl, embedding, terms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::tsvector)",
+        )?;
+        for (chunk, embedding) in doc.chunks {
+            let terms = tsvector_literal(&zhiku_index::index_text(&chunk.heading_path, &chunk.text));
+            let page = chunk.page.map(|p| p as i32);
+            tx.execute(
+                &insert,
+                &[
+                    &kb.id,
+                    &doc_id,
+                    &(chunk.ordinal as i32),
+                    &chunk.heading_path,
+                    &chunk.text,
+                    &(chunk.char_start as i32),
+                    &(chunk.char_end as i32),
+                    &page,
+                    &acl,
+                    &Vector(embedding.clone()),
+                    &terms,
+                ],
+            )?;
+        }
+        tx.execute("UPDATE kb SET generation = generation + 1 WHERE id = $1", &[&kb.id])?;
+        tx.commit()?;
+        let chunks = doc.chunks.len();
+        Ok(if replaced { Upsert::Replaced { doc_id, chunks } } else { Upsert::Inserted { doc_id, chunks } })
+    }
+
+    /// Fixes the knowledge base's dimension at its first document and builds its HNSW index.
+    fn ensure_dimension(&mut self, kb: &KbId, dimension: usize) -> Result<()> {
+        let stored: Option<i32> = self.client.query_one("SELECT dimension FROM kb WHERE id = $1", &[&kb.id])?.get(0);
+        match stored {
+            Some(d) if d as usize == dimension => return Ok(()),
+            Some(d) => return Err(Error::Dimension { kb: kb.name.clone(), stored: d as usize, given: dimension }),
+            None => {}
+        }
+        let mut tx = self.client.transaction()?;
+        let set = tx.execute("UPDATE kb SET dimension = $2 WHERE id = $1 AND dimension IS NULL", &[&kb.id, &(dimension as i32)])?;
+        if set == 1 {
+            // DDL takes no parameters; both numbers are ours (a row id and a model's dimension).
+            // One partial index per knowledge base: pgvector indexes need a fixed dimension, and
+            // each knowledge base may use another embedding model.
+            tx.batch_execute(&format!(
+                "CREATE INDEX chunk_hnsw_{id} ON chunk USING hnsw ((embedding::vector({dimension})) vector_cosine_ops) WHERE kb_id = {id}",
+                id = kb.id
+            ))?;
+        }
+        tx.commit()?;
+        // Another process may have fixed a different dimension in between.
+        let stored: Option<i32> = self.client.query_one("SELECT dimension FROM kb WHERE id = $1", &[&kb.id])?.get(0);
+        match stored {
+            Some(d) if d as usize != dimension => Err(Error::Dimension { kb: kb.name.clone(), stored: d as usize, given: dimension }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The knowledge base's vector dimension, once a document fixed it.
+    pub fn dimension(&mut self, kb: &KbId) -> Result<Option<usize>> {
+        let d: Option<i32> = self.client.query_one("SELECT dimension FROM kb WHERE id = $1", &[&kb.id])?.get(0);
+        Ok(d.map(|d| d as usize))
+    }
+
+    /// Removes a document; false when there was none.
+    pub fn delete_document(&mut self, kb: &KbId, source: &str) -> Result<bool> {
+        let mut tx = self.client.transaction()?;
+        let n = tx.execute("DELETE FROM document WHERE kb_id = $1 AND source = $2", &[&kb.id, &source])?;
+        if n > 0 {
+            tx.execute("UPDATE kb SET generation = generation + 1 WHERE id = $1", &[&kb.id])?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    pub fn documents(&mut self, kb: &KbId) -> Result<Vec<DocumentRow>> {
+        let rows = self.client.query(
+            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id)
+             FROM document d WHERE d.kb_id = $1 ORDER BY d.source",
+            &[&kb.id],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(DocumentRow {
+                    id: r.get(0),
+                    source: r.get(1),
+                    content_hash: r.get(2),
+                    language: r.get(3),
+                    acl: parse_principals(&r.get::<_, Vec<String>>(4))?,
+                    chunks: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    /// The `k` chunks nearest to `query` by cosine similarity that `caller` may read, best
+    /// first. The ACL is part of the index scan (pgvector's iterative scan keeps walking the
+    /// graph until `k` readable chunks are found), not a filter after it.
+    pub fn vector_search(&mut self, kb: &KbId, query: &[f32], caller: &Caller, k: usize) -> Result<Vec<(u64, f32)>> {
+        let Some(dimension) = self.dimension(kb)? else { return Ok(Vec::new()) };
+        if query.len() != dimension {
+            return Err(Error::Dimension { kb: kb.name.clone(), stored: dimension, given: query.len() });
+        }
+        let principals = caller.principals().map(|set| set.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>());
+        let mut tx = self.client.transaction()?;
+        // The candidate list must at least hold the hits asked for.
+        let ef_search = (k * 2).clamp(40, 1000);
+        tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef_search}; SET LOCAL hnsw.iterative_scan = relaxed_order"))?;
+        // The cast's type modifier cannot be a parameter; the dimension is the knowledge base's own.
+        let distance = format!("(c.embedding::vector({dimension}) <=> $2)");
+        let query = Vector(query.to_vec());
+        let limit = k as i64;
+        let rows = match &principals {
+            None => tx.query(
+                &format!("SELECT c.id, 1 - {distance} FROM chunk c WHERE c.kb_id = $1 ORDER BY {distance} LIMIT $3"),
+                &[&kb.id, &query, &limit],
+            )?,
+            Some(held) => tx.query(
+                &format!("SELECT c.id, 1 - {distance} FROM chunk c WHERE c.kb_id = $1 AND c.acl && $4 ORDER BY {distance} LIMIT $3"),
+                &[&kb.id, &query, &limit, held],
+            )?,
+        };
+        tx.commit()?;
+        let mut hits: Vec<(u64, f32)> = rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, f64>(1) as f32)).collect();
+        // A relaxed-order scan may return neighbours slightly out of order.
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(hits)
+    }
+
+    /// Full-text search over the same lexemes the embedded BM25 indexes, ranked by PostgreSQL's
+    /// `ts_rank` (normalised by document length), readable chunks only.
+    pub fn keyword_search(&mut self, kb: &KbId, query: &str, caller: &Caller, k: usize) -> Result<Vec<(u64, f32)>> {
+        let Some(tsquery) = tsquery_literal(query) else { return Ok(Vec::new()) };
+        let principals = caller.principals().map(|set| set.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>());
+        let limit = k as i64;
+        let select = "SELECT c.id, ts_rank(c.terms, $2::text::tsquery, 1)::real AS rank FROM chunk c WHERE c.kb_id = $1 AND c.terms @@ $2::text::tsquery";
+        let rows = match &principals {
+            None => self.client.query(&format!("{select} ORDER BY rank DESC, c.id LIMIT $3"), &[&kb.id, &tsquery, &limit])?,
+            Some(held) => self
+                .client
+                .query(&format!("{select} AND c.acl && $4 ORDER BY rank DESC, c.id LIMIT $3"), &[&kb.id, &tsquery, &limit, held])?,
+        };
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, f32>(1))).collect())
+    }
+
+    /// The chunks with these ids in the knowledge base, in no particular order.
+    pub fn chunks_by_id(&mut self, kb: &KbId, ids: &[u64]) -> Result<Vec<ChunkRow>> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let rows = self.client.query(
+            "SELECT c.id, c.doc_id, d.source, c.acl, c.ordinal, c.heading_path, c.text, c.char_start, c.char_end, c.page, c.embedding
+             FROM chunk c JOIN document d ON d.id = c.doc_id WHERE c.kb_id = $1 AND c.id = ANY($2)",
+            &[&kb.id, &ids],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChunkRow {
+                    id: r.get::<_, i64>(0) as u64,
+                    doc_id: r.get(1),
+                    source: r.get(2),
+                    acl: parse_principals(&r.get::<_, Vec<String>>(3))?,
+                    chunk: Chunk {
+                        ordinal: r.get::<_, i32>(4) as u32,
+                        heading_path: r.get(5),
+                        text: r.get(6),
+                        char_start: r.get::<_, i32>(7) as usize,
+                        char_end: r.get::<_, i32>(8) as usize,
+                        page: r.get::<_, Option<i32>>(9).map(|p| p as u32),
+                    },
+                    embedding: r.get::<_, Vector>(10).0,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts for verification: documents and chunks in the knowledge base.
+    pub fn counts(&mut self, kb: &KbId) -> Result<(i64, i64)> {
+        let row = self.client.query_one(
+            "SELECT (SELECT count(*) FROM document WHERE kb_id = $1), (SELECT count(*) FROM chunk WHERE kb_id = $1)",
+            &[&kb.id],
+        )?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// The analyzer's tokens as a `tsvector` literal with positions, so PostgreSQL does not
+/// re-segment them (its parser knows no Chinese words).
+fn tsvector_literal(text: &str) -> String {
+    // tsvector's own limits: positions up to 16383, at most 256 per lexeme.
+    const MAX_POSITION: usize = 16_383;
+    const MAX_POSITIONS: usize = 256;
+    let mut positions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, token) in zhiku_index::analyze(text).into_iter().enumerate() {
+        let at = positions.entry(token).or_default();
+        if at.len() < MAX_POSITIONS {
+            at.push((i + 1).min(MAX_POSITION));
+        }
+    }
+    let mut out = String::new();
+    for (lexeme, at) in positions {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&quote_lexeme(&lexeme));
+        out.push(':');
+        let list: Vec<String> = at.iter().map(usize::to_string).collect();
+        out.push_str(&list.join(","));
+    }
+    out
+}
+
+/// Any of the query's tokens, as a `tsquery` literal; `None` when it has none.
+fn tsquery_literal(query: &str) -> Option<String> {
+    let mut tokens = zhiku_index::analyze(query);
+    tokens.sort();
+    tokens.dedup();
+    if tokens.is_empty() {
+        return None;
+    }
+    Some(tokens.iter().map(|t| quote_lexeme(t)).collect::<Vec<_>>().join(" | "))
+}
+
+/// A lexeme quoted for tsvector/tsquery input: inside single quotes, `'` doubled and `\` escaped.
+fn quote_lexeme(lexeme: &str) -> String {
+    format!("'{}'", lexeme.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+fn principal_strings(acl: &[Principal]) -> Vec<String> {
+    let mut v: Vec<String> = acl.iter().map(|p| p.as_str().to_string()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn parse_principals(values: &[String]) -> Result<Vec<Principal>> {
+    values.iter().map(|v| Principal::parse(v).map_err(|e| Error::Corrupt(format!("principal '{v}': {e}")))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexemes_keep_positions_and_quotes() {
+        let v = tsvector_literal("it's a cat, a cat");
+        assert!(v.contains("'cat':"), "{v}");
+        let cat = v.split(' ').find(|t| t.starts_with("'cat'")).unwrap();
+        assert_eq!(cat.matches(',').count(), 1, "two positions: {v}");
+        assert_eq!(quote_lexeme("it's"), "'it''s'");
+        assert_eq!(quote_lexeme("a\\b"), "'a\\\\b'");
+    }
+
+    #[test]
+    fn chinese_is_segmented_like_the_embedded_index() {
+        let q = tsquery_literal("数据库备份").unwrap();
+        assert_eq!(
+            q.matches('|').count() + 1,
+            zhiku_index::analyze("数据库备份").into_iter().collect::<std::collections::BTreeSet<_>>().len()
+        );
+        assert_eq!(tsquery_literal("  ,. "), None);
+    }
+}

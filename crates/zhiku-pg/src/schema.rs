@@ -1,0 +1,114 @@
+//! Versioned schema migrations: each entry is applied once, in order, in its own transaction,
+//! and recorded in `zhiku_schema`. Released entries are never edited; a change is a new entry.
+
+use postgres::Client;
+use tracing::info;
+
+use crate::{Error, Result};
+
+/// Any fixed number: every zhiku process takes this advisory lock while migrating, so replicas
+/// and workers that start together migrate once.
+const MIGRATION_LOCK: i64 = 0x7a68_696b_7500;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: knowledge bases, documents, chunks (vectors and lexemes), the ingest job queue, groups.
+    r#"
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE kb (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        -- Set by the first document: the embedding model's dimension.
+        dimension integer,
+        -- What documents ingested without an ACL of their own are readable by.
+        default_acl text[] NOT NULL DEFAULT '{}',
+        -- Bumped by every write, so derived caches know when they are stale.
+        generation bigint NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE document (
+        id bigserial PRIMARY KEY,
+        kb_id bigint NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
+        source text NOT NULL,
+        content_hash text NOT NULL,
+        title text,
+        format text NOT NULL,
+        language text NOT NULL,
+        acl text[] NOT NULL,
+        ingested_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (kb_id, source)
+    );
+    CREATE TABLE chunk (
+        id bigserial PRIMARY KEY,
+        kb_id bigint NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
+        doc_id bigint NOT NULL REFERENCES document(id) ON DELETE CASCADE,
+        ordinal integer NOT NULL,
+        heading_path text[] NOT NULL,
+        text text NOT NULL,
+        char_start integer NOT NULL,
+        char_end integer NOT NULL,
+        page integer,
+        -- The document's ACL, copied so that the filter runs inside the index scans.
+        acl text[] NOT NULL,
+        embedding vector NOT NULL,
+        terms tsvector NOT NULL
+    );
+    CREATE INDEX chunk_doc ON chunk (doc_id);
+    CREATE INDEX chunk_terms ON chunk USING gin (terms);
+    CREATE INDEX chunk_acl ON chunk USING gin (acl);
+    CREATE TABLE job (
+        id bigserial PRIMARY KEY,
+        kind text NOT NULL,
+        kb text NOT NULL,
+        payload jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+        attempts integer NOT NULL DEFAULT 0,
+        max_attempts integer NOT NULL,
+        worker text,
+        lease_until timestamptz,
+        error text,
+        result jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        finished_at timestamptz
+    );
+    CREATE INDEX job_open ON job (id) WHERE status IN ('pending', 'running');
+    -- Group memberships: a member is a principal, user:<name> or group:<name> (nested groups).
+    CREATE TABLE member (
+        group_name text NOT NULL,
+        member text NOT NULL,
+        PRIMARY KEY (group_name, member)
+    );
+    CREATE INDEX member_of ON member (member);
+    "#,
+];
+
+pub(crate) fn migrate(client: &mut Client) -> Result<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let outcome = apply_pending(client);
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
+    outcome
+}
+
+fn apply_pending(client: &mut Client) -> Result<()> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS zhiku_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let current = current_version(client)?;
+    let supported = MIGRATIONS.len() as i32;
+    if current > supported {
+        return Err(Error::TooNew { found: current, supported });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        let mut tx = client.transaction()?;
+        tx.batch_execute(sql)?;
+        tx.execute("INSERT INTO zhiku_schema (version) VALUES ($1)", &[&version])?;
+        tx.commit()?;
+        info!(version, "applied database migration");
+    }
+    Ok(())
+}
+
+pub(crate) fn current_version(client: &mut Client) -> Result<i32> {
+    Ok(client.query_one("SELECT coalesce(max(version), 0) FROM zhiku_schema", &[])?.get(0))
+}

@@ -1,0 +1,510 @@
+//! The scale-out backend: the same ingestion, retrieval and answering as [`crate::Engine`],
+//! with every piece of state in a shared PostgreSQL database ([`zhiku_pg`]), so that any number
+//! of processes on any number of machines can work on one set of knowledge bases.
+//!
+//! [`ClusterEngine::enqueue`] turns files into queued jobs; [`Worker::run`] (one per `zhiku
+//! worker` process) claims them, parses, embeds and writes each document in one transaction,
+//! renewing its lease by heartbeat from a thread of its own. A worker killed in the middle of a
+//! job leaves nothing half-written (its transaction dies with its connection); once the lease
+//! runs out another worker does the job again, and a document written twice is written once.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+use zhiku_core::{Caller, Embedder, PiiPolicy, Principal};
+use zhiku_ingest::container::{self, ArchiveLimits, Unpacked};
+use zhiku_models::ChatModel;
+use zhiku_pg::{Claimed, KbId, NewDocument, NewJob, PgStore, Upsert};
+
+use crate::engine::{answer_from_hits, apply_pii_policy, neutralize_injections};
+use crate::inputs::{collect_inputs, Input, Origin};
+use crate::{Answer, Error, FileOutcome, FileReport, IngestReport, RagConfig, Result, SearchHit, MAX_NESTING};
+
+/// The job kind a queued file is.
+pub const INGEST_JOB: &str = "ingest";
+
+/// One process's view of the shared database.
+pub struct ClusterEngine {
+    url: String,
+    db: Mutex<PgStore>,
+    embedder: Arc<dyn Embedder>,
+    config: RagConfig,
+}
+
+/// What an ingest job carries: where to read the file and what to store it as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IngestPayload {
+    /// The name the document is stored and cited under (the path as given to `ingest`).
+    source: String,
+    /// Where workers read it: an absolute path, so that workers in other directories (or on
+    /// other machines sharing the file system) find the same file.
+    path: PathBuf,
+    /// The entry's index when the file is inside a ZIP archive at `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zip_index: Option<usize>,
+    /// Given with `--acl`; none: the knowledge base's default ACL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    acl: Option<Vec<String>>,
+}
+
+impl ClusterEngine {
+    /// Connects (migrating the schema if needed) with the embedding model every knowledge base
+    /// of this deployment uses.
+    pub fn connect(url: &str, embedder: Arc<dyn Embedder>, config: RagConfig) -> Result<Self> {
+        let db = PgStore::connect(url)?;
+        Ok(Self { url: url.to_string(), db: Mutex::new(db), embedder, config })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, PgStore> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &RagConfig {
+        &self.config
+    }
+
+    /// A user with the groups the shared database holds for them.
+    pub fn caller_for(&self, user: &str) -> Result<Caller> {
+        let groups = self.db().groups_of(user)?;
+        Ok(Caller::user(user, groups)?)
+    }
+
+    pub fn add_member(&self, group: &str, member: &Principal) -> Result<bool> {
+        Ok(self.db().add_member(group, member)?)
+    }
+
+    pub fn remove_member(&self, group: &str, member: &Principal) -> Result<bool> {
+        Ok(self.db().remove_member(group, member)?)
+    }
+
+    pub fn memberships(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.db().memberships()?)
+    }
+
+    pub fn kb_names(&self) -> Result<Vec<String>> {
+        Ok(self.db().kb_names()?)
+    }
+
+    pub fn documents(&self, kb: &str) -> Result<Vec<zhiku_pg::DocumentRow>> {
+        let mut db = self.db();
+        let id = db.kb(kb)?;
+        Ok(db.documents(&id)?)
+    }
+
+    pub fn jobs(&self, status: Option<zhiku_pg::JobStatus>, limit: usize) -> Result<Vec<zhiku_pg::Job>> {
+        Ok(self.db().jobs(status, limit)?)
+    }
+
+    /// Queues one ingest job per file (directories expanded, ZIP archives listed entry by entry),
+    /// all in one transaction. The report lists what could not be listed or read.
+    pub fn enqueue(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>, max_attempts: i32) -> Result<(Vec<i64>, IngestReport)> {
+        let mut report = IngestReport::default();
+        let inputs = collect_inputs(paths, &mut report);
+        self.db().ensure_kb(kb, &[])?;
+        let acl: Option<Vec<String>> = acl.filter(|a| !a.is_empty()).map(|a| a.iter().map(|p| p.as_str().to_string()).collect());
+        let mut jobs = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let (path, zip_index) = match &input.origin {
+                Origin::File(p) => (p.clone(), None),
+                Origin::ZipEntry { archive, index } => (archive.clone(), Some(*index)),
+            };
+            let path = match std::fs::canonicalize(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    report.files.push(FileReport::new(input.source, FileOutcome::Failed { reason: format!("cannot resolve: {e}") }));
+                    continue;
+                }
+            };
+            let payload = IngestPayload { source: input.source, path, zip_index, acl: acl.clone() };
+            let payload = serde_json::to_value(&payload).map_err(|e| Error::FileFailed(e.to_string()))?;
+            jobs.push(NewJob { kind: INGEST_JOB, kb, payload, max_attempts });
+        }
+        let ids = self.db().enqueue(&jobs)?;
+        Ok((ids, report))
+    }
+
+    /// Ingests files here and now (no queue): each file in its own transaction.
+    pub fn ingest(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>) -> Result<IngestReport> {
+        let mut report = IngestReport::default();
+        let inputs = collect_inputs(paths, &mut report);
+        let kb_id = self.db().ensure_kb(kb, &[])?;
+        let acl = self.effective_acl(&kb_id, acl)?;
+        for input in inputs {
+            self.ingest_input(&kb_id, &input, &acl, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    fn effective_acl(&self, kb: &KbId, acl: Option<&[Principal]>) -> Result<Vec<Principal>> {
+        match acl {
+            Some(a) if !a.is_empty() => Ok(a.to_vec()),
+            _ => Ok(self.db().kb_default_acl(kb)?),
+        }
+    }
+
+    /// One input (a file, or an entry of a ZIP archive): containers are opened and their files
+    /// stored as `container!/name`. Bad input becomes a failed file in the report; only
+    /// database and model errors (worth retrying elsewhere) are returned.
+    fn ingest_input(&self, kb: &KbId, input: &Input, acl: &[Principal], report: &mut IngestReport) -> Result<()> {
+        match input.read() {
+            Ok(bytes) => {
+                let depth = usize::from(input.zip_index().is_some());
+                self.ingest_bytes(kb, &input.source, input.file_name(), bytes, depth, acl, report)
+            }
+            Err(reason) => {
+                report.files.push(FileReport::new(input.source.clone(), FileOutcome::Failed { reason }));
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_bytes(
+        &self,
+        kb: &KbId,
+        source: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        depth: usize,
+        acl: &[Principal],
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let failed = |reason: String| FileReport::new(source.to_string(), FileOutcome::Failed { reason });
+        let unpacked = catch_unwind(AssertUnwindSafe(|| container::unpack(name, &bytes, &ArchiveLimits::default())))
+            .unwrap_or_else(|_| Unpacked::Failed("the archive reader crashed on this file; please report it".into()));
+        match unpacked {
+            Unpacked::Failed(reason) => report.files.push(failed(reason)),
+            Unpacked::Entries(entries) => {
+                if depth >= MAX_NESTING {
+                    report.files.push(failed(format!("containers nested deeper than {MAX_NESTING} levels: extract this one first")));
+                    return Ok(());
+                }
+                for entry in entries {
+                    let child = format!("{source}!/{}", entry.name);
+                    match entry.content {
+                        Ok(b) => {
+                            let file_name = entry.name.rsplit('/').next().unwrap_or(&entry.name).to_string();
+                            self.ingest_bytes(kb, &child, &file_name, b, depth + 1, acl, report)?;
+                        }
+                        Err(reason) => report.files.push(FileReport::new(child, FileOutcome::Failed { reason })),
+                    }
+                }
+            }
+            Unpacked::Document => self.ingest_document(kb, source, name, &bytes, depth, acl, report)?,
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_document(
+        &self,
+        kb: &KbId,
+        source: &str,
+        name: &str,
+        bytes: &[u8],
+        depth: usize,
+        acl: &[Principal],
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let hash = zhiku_ingest::content_hash(bytes);
+        if self.db().is_unchanged(kb, source, &hash, acl)? {
+            report.files.push(FileReport::new(source.to_string(), FileOutcome::Unchanged));
+            return Ok(());
+        }
+        let counter: &dyn zhiku_core::TokenCounter = self.embedder.as_ref();
+        let prepared = catch_unwind(AssertUnwindSafe(|| crate::ocr::prepare_file(name, bytes, &self.config.chunk, counter)));
+        let mut prepared = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(reason)) => {
+                report.files.push(FileReport::new(source.to_string(), FileOutcome::Failed { reason }));
+                return Ok(());
+            }
+            Err(_) => {
+                let reason = "the parser crashed on this file; please report it".to_string();
+                report.files.push(FileReport::new(source.to_string(), FileOutcome::Failed { reason }));
+                return Ok(());
+            }
+        };
+        for attachment in std::mem::take(&mut prepared.embedded) {
+            let child = format!("{source}!/{}", attachment.name);
+            self.ingest_bytes(kb, &child, &attachment.name.clone(), attachment.bytes, depth + 1, acl, report)?;
+        }
+        let mut file = FileReport::new(source.to_string(), FileOutcome::Unchanged);
+        let chunks = neutralize_injections(prepared.chunks, &mut file.injection);
+        let chunks = apply_pii_policy(chunks, PiiPolicy::default(), &mut file.pii);
+        if chunks.is_empty() {
+            file.outcome = FileOutcome::Failed { reason: "no text found".into() };
+            report.files.push(file);
+            return Ok(());
+        }
+        let texts: Vec<String> = chunks.iter().map(|c| zhiku_index::index_text(&c.heading_path, &c.text)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let embeddings = self.embedder.embed(&refs)?;
+        let chunks: Vec<_> = chunks.into_iter().zip(embeddings).collect();
+        let doc = NewDocument {
+            source,
+            content_hash: &hash,
+            title: prepared.title.as_deref(),
+            format: prepared.format,
+            language: prepared.language,
+            acl,
+            chunks: &chunks,
+        };
+        file.outcome = match self.db().upsert_document(kb, &doc)? {
+            Upsert::Inserted { chunks, .. } => FileOutcome::Ingested { chunks },
+            Upsert::Replaced { chunks, .. } => FileOutcome::Replaced { chunks },
+            Upsert::Unchanged => FileOutcome::Unchanged,
+        };
+        debug!(source, "stored");
+        report.files.push(file);
+        Ok(())
+    }
+
+    /// Does one claimed job. `Err` only for what may pass on another try (the database or the
+    /// embedding model away); bad input is reported in the `IngestReport`.
+    pub fn run_job(&self, job: &Claimed) -> Result<IngestReport> {
+        if job.kind != INGEST_JOB {
+            return Err(Error::FileFailed(format!("unknown job kind '{}': a newer zhiku queued it", job.kind)));
+        }
+        let payload: IngestPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| Error::FileFailed(format!("job {}: unreadable payload: {e}", job.id)))?;
+        let kb = self.db().ensure_kb(&job.kb, &[])?;
+        let given: Option<Vec<Principal>> = match &payload.acl {
+            Some(list) => Some(list.iter().map(|p| Principal::parse(p)).collect::<zhiku_core::Result<_>>()?),
+            None => None,
+        };
+        let acl = self.effective_acl(&kb, given.as_deref())?;
+        let origin = match payload.zip_index {
+            Some(index) => Origin::ZipEntry { archive: payload.path.clone(), index },
+            None => Origin::File(payload.path.clone()),
+        };
+        let mut report = IngestReport::default();
+        self.ingest_input(&kb, &Input { source: payload.source, origin }, &acl, &mut report)?;
+        Ok(report)
+    }
+
+    /// Vector and keyword candidates, each filtered by the caller's principals in its SQL,
+    /// fused as the embedded engine fuses them.
+    pub fn search(&self, kb: &str, query: &str, caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        let query = query.trim();
+        let kb_id = self.db().kb(kb)?;
+        if query.is_empty() || top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let q = self.embedder.embed_queries(&[query])?.pop().unwrap_or_default();
+        self.search_embedded(&kb_id, query, &q, caller, top_k)
+    }
+
+    fn search_embedded(&self, kb: &KbId, query: &str, q: &[f32], caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
+        let retrieval = &self.config.retrieval;
+        let candidates = retrieval.candidates.max(top_k);
+        let mut db = self.db();
+        let lists = vec![db.vector_search(kb, q, caller, candidates)?, db.keyword_search(kb, query, caller, candidates)?];
+        let fused = match retrieval.fusion {
+            crate::Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, retrieval.rrf_k),
+            crate::Fusion::Weighted => {
+                let weight = retrieval.vector_weight.clamp(0.0, 1.0);
+                let weighted: Vec<_> =
+                    lists.into_iter().enumerate().map(|(i, l)| (l, if i == 0 { weight } else { 1.0 - weight })).collect();
+                zhiku_index::weighted_fusion(&weighted)
+            }
+        };
+        let scores: BTreeMap<u64, f32> = fused.iter().take(top_k).copied().collect();
+        let ids: Vec<u64> = scores.keys().copied().collect();
+        let mut chunks = db.chunks_by_id(kb, &ids)?;
+        drop(db);
+        // Defence in depth: the SQL filtered already.
+        chunks.retain(|c| caller.can_read(&c.acl));
+        let mut hits: Vec<SearchHit> = chunks
+            .into_iter()
+            .map(|c| SearchHit {
+                score: scores.get(&c.id).copied().unwrap_or(0.0),
+                similarity: zhiku_index::dot(q, &c.embedding),
+                source: c.source,
+                chunk_id: c.id.to_string(),
+                text: c.chunk.text,
+                heading_path: c.chunk.heading_path,
+                char_start: c.chunk.char_start,
+                char_end: c.chunk.char_end,
+                page: c.chunk.page,
+                via_graph: false,
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        Ok(hits)
+    }
+
+    /// Retrieves and answers with citations, or abstains, as [`crate::Engine::ask`] does.
+    pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let kb_id = self.db().kb(kb)?;
+        let question = question.trim();
+        let hits = if question.is_empty() {
+            Vec::new()
+        } else {
+            let q = self.embedder.embed_queries(&[question])?.pop().unwrap_or_default();
+            self.search_embedded(&kb_id, question, &q, caller, self.config.retrieval.answer_sources)?
+        };
+        answer_from_hits(question, hits, Vec::new(), &self.config, false, model, &self.config.generation, &mut |t| {
+            on_text(t);
+            true
+        })
+    }
+
+    /// A worker over this engine's database, named uniquely among all workers.
+    pub fn worker(&self, lease: Duration) -> Worker<'_> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+        // Told apart from an earlier process that had the same pid.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default();
+        let nonce = zhiku_core::random::SplitMix64::new(nanos).next_u64() & 0xffff_ffff;
+        Worker { engine: self, name: format!("{host}-{}-{nonce:08x}", std::process::id()), lease }
+    }
+}
+
+impl Input {
+    fn zip_index(&self) -> Option<usize> {
+        match self.origin {
+            Origin::ZipEntry { index, .. } => Some(index),
+            Origin::File(_) => None,
+        }
+    }
+}
+
+/// What a worker did while it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerSummary {
+    pub done: usize,
+    pub failed: usize,
+    pub retried: usize,
+}
+
+pub struct Worker<'a> {
+    engine: &'a ClusterEngine,
+    name: String,
+    lease: Duration,
+}
+
+impl Worker<'_> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Claims and does jobs until `stop` is set, or — with `until_idle` — until no job is
+    /// pending or running anywhere. Between jobs it polls every `poll`.
+    pub fn run(
+        &self,
+        until_idle: bool,
+        poll: Duration,
+        stop: &AtomicBool,
+        on_job: &mut dyn FnMut(&Claimed, &str),
+    ) -> Result<WorkerSummary> {
+        let heartbeat = Heartbeat::start(&self.engine.url, &self.name, self.lease)?;
+        let mut summary = WorkerSummary::default();
+        info!(worker = %self.name, "worker started");
+        while !stop.load(Ordering::Relaxed) {
+            let lease = self.lease.as_secs_f64();
+            let claimed = self.engine.db().claim(&self.name, lease)?;
+            let Some(job) = claimed else {
+                if until_idle && self.engine.db().open_jobs()? == 0 {
+                    break;
+                }
+                std::thread::sleep(poll);
+                continue;
+            };
+            heartbeat.watch(Some(job.id));
+            let outcome = self.engine.run_job(&job);
+            heartbeat.watch(None);
+            let mut db = self.engine.db();
+            let status = match outcome {
+                Ok(report) => {
+                    let failed: Vec<&FileReport> =
+                        report.files.iter().filter(|f| matches!(f.outcome, FileOutcome::Failed { .. })).collect();
+                    if !report.files.is_empty() && failed.len() == report.files.len() {
+                        let reason = failed
+                            .iter()
+                            .map(|f| match &f.outcome {
+                                FileOutcome::Failed { reason } => format!("{}: {reason}", f.source),
+                                _ => String::new(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        db.fail(job.id, &self.name, &reason, false)?;
+                        summary.failed += 1;
+                        "failed"
+                    } else {
+                        let result = serde_json::to_value(&report).unwrap_or_default();
+                        db.complete(job.id, &self.name, &result)?;
+                        summary.done += 1;
+                        "done"
+                    }
+                }
+                Err(e @ (Error::FileFailed(_) | Error::Core(_))) => {
+                    db.fail(job.id, &self.name, &e.to_string(), false)?;
+                    summary.failed += 1;
+                    "failed"
+                }
+                Err(e) => {
+                    warn!(job = job.id, error = %e, "job failed; it goes back to the queue while it has attempts left");
+                    db.fail(job.id, &self.name, &e.to_string(), true)?;
+                    summary.retried += 1;
+                    "retried"
+                }
+            };
+            drop(db);
+            on_job(&job, status);
+        }
+        Ok(summary)
+    }
+}
+
+/// Renews the lease of the job being worked on, from a thread with its own connection, so
+/// that a long parse or embedding never lets the lease run out while the worker is alive.
+struct Heartbeat {
+    current: Arc<Mutex<Option<i64>>>,
+    stopped: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(url: &str, worker: &str, lease: Duration) -> Result<Self> {
+        let mut db = PgStore::connect(url)?;
+        let current = Arc::new(Mutex::new(None::<i64>));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (watched, stop, worker) = (current.clone(), stopped.clone(), worker.to_string());
+        // Three beats per lease: one lost beat does not lose the job.
+        let beat = lease / 3;
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(beat);
+                let job = *watched.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(job) = job {
+                    match db.heartbeat(job, &worker, lease.as_secs_f64()) {
+                        Ok(true) => {}
+                        Ok(false) => warn!(job, "lost the lease of this job: another worker took it over"),
+                        Err(e) => warn!(job, error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+        });
+        Ok(Self { current, stopped, thread: Some(thread) })
+    }
+
+    fn watch(&self, job: Option<i64>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = job;
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
