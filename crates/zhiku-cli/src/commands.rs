@@ -63,32 +63,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
-    let ctx = ctx;
     match command {
-        Command::Setup => setup(&ctx),
-        Command::Ingest(args) => ingest(&ctx, args),
-        Command::Parse(args) => parse(&ctx, args),
-        Command::Search(args) => search(&ctx, args),
-        Command::Ask(args) => ask(&ctx, args),
-        Command::Embed(args) => embed(&ctx, args),
-        Command::Generate(args) => generate(&ctx, args),
-        Command::Kb(cmd) => kb(&ctx, cmd),
-        Command::User(cmd) => governance::user(&ctx, cmd),
-        Command::Group(cmd) => governance::group(&ctx, cmd),
-        Command::Audit(cmd) => governance::audit_command(&ctx, cmd),
-        Command::Ldap(cmd) => governance::ldap(&ctx, cmd),
-        Command::Models(cmd) => crate::ops::models(&ctx, cmd),
-        Command::Graph(cmd) => crate::graph::graph(&ctx, cmd),
-        Command::Backup { out, json } => crate::ops::backup(&ctx, &out, json),
-        Command::Restore { from, json } => crate::ops::restore(&ctx, &from, json),
-        Command::Finetune(cmd) => crate::finetune::finetune(&ctx, cmd),
-        Command::Eval(cmd) => crate::ops::eval(&ctx, cmd),
+        Command::Setup => setup(ctx),
+        Command::Ingest(args) => ingest(ctx, args),
+        Command::Parse(args) => parse(ctx, args),
+        Command::Search(args) => search(ctx, args),
+        Command::Ask(args) => ask(ctx, args),
+        Command::Embed(args) => embed(ctx, args),
+        Command::Generate(args) => generate(ctx, args),
+        Command::Kb(cmd) => kb(ctx, cmd),
+        Command::User(cmd) => governance::user(ctx, cmd),
+        Command::Group(cmd) => governance::group(ctx, cmd),
+        Command::Audit(cmd) => governance::audit_command(ctx, cmd),
+        Command::Ldap(cmd) => governance::ldap(ctx, cmd),
+        Command::Models(cmd) => crate::ops::models(ctx, cmd),
+        Command::Graph(cmd) => crate::graph::graph(ctx, cmd),
+        Command::Backup { out, json } => crate::ops::backup(ctx, &out, json),
+        Command::Restore { from, json } => crate::ops::restore(ctx, &from, json),
+        Command::Finetune(cmd) => crate::finetune::finetune(ctx, cmd),
+        Command::Eval(cmd) => crate::ops::eval(ctx, cmd),
         Command::Quantize { input, out, kind, allow_requantize, threads, json } => {
             crate::ops::quantize(&input, &out, &kind, allow_requantize, threads, json)
         }
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
-        Command::Serve(args) => serve(&ctx, args),
-        Command::Key(cmd) => governance::key(&ctx, cmd),
+        Command::Serve(args) => serve(ctx, args),
+        Command::Key(cmd) => governance::key(ctx, cmd),
         Command::Worker(_) | Command::Jobs(_) => {
             bail!("the job queue lives in a shared database: pass --database-url or set ZHIKU_DATABASE_URL")
         }

@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use zhiku_graph::{ChunkText, DocumentText, Extractor, LocalExtractor};
 
+/// (language, format, chunks as (heading path, text)) of one parsed file.
+type ParsedFile = (String, String, Vec<(Vec<String>, String)>);
+
 fn main() {
     let mut rounds = 3usize;
     let mut inputs = Vec::new();
@@ -19,8 +22,7 @@ fn main() {
             inputs.push(a);
         }
     }
-    // (language, format, chunks) per parsed file.
-    let mut docs: Vec<(String, String, Vec<(Vec<String>, String)>)> = Vec::new();
+    let mut docs: Vec<ParsedFile> = Vec::new();
     for path in &inputs {
         let parsed: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("readable input")).expect("zhiku parse --json output");

@@ -657,20 +657,6 @@ impl BertEmbedder {
     }
 }
 
-#[cfg(test)]
-mod kernel_tests {
-    use super::erf;
-
-    #[test]
-    fn erf_is_exact_to_f32_precision() {
-        for (x, want) in
-            [(0.0f32, 0.0f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (-1.0, -0.842_700_8), (4.0, 0.999_999_98)]
-        {
-            assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {}, not {want}", erf(x));
-        }
-    }
-}
-
 impl TokenCounter for BertEmbedder {
     fn count_tokens(&self, text: &str) -> usize {
         self.counter.count_tokens(text)
@@ -695,5 +681,19 @@ impl Embedder for BertEmbedder {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::erf;
+
+    #[test]
+    fn erf_is_exact_to_f32_precision() {
+        for (x, want) in
+            [(0.0f32, 0.0f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (-1.0, -0.842_700_8), (4.0, 0.999_999_98)]
+        {
+            assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {}, not {want}", erf(x));
+        }
     }
 }

@@ -126,7 +126,7 @@ impl PgStore {
                 if hash == doc.content_hash && stored_acl == acl {
                     return Ok(Upsert::Unchanged);
                 }
-                tx.execute("DELETE FROM document WHERE id = $1", &[&row.get::<_, i64>(0)])?;
+                remove_document(&mut tx, kb, row.get(0))?;
                 true
             }
             None => false,
@@ -138,11 +138,13 @@ impl PgStore {
             )?
             .get(0);
         let insert = tx.prepare(
-            "INSERT INTO chunk (kb_id, doc_id, ordinal, heading_path, text, char_start, char_end, page, acl, embedding, terms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::tsvector)",
+            "INSERT INTO chunk (kb_id, doc_id, ordinal, heading_path, text, char_start, char_end, page, acl, embedding, terms, term_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::tsvector, $12)",
         )?;
+        let mut term_total = 0i64;
         for (chunk, embedding) in doc.chunks {
-            let terms = tsvector_literal(&zhiku_index::index_text(&chunk.heading_path, &chunk.text));
+            let (terms, term_count) = tsvector_literal(&zhiku_index::index_text(&chunk.heading_path, &chunk.text));
+            term_total += term_count as i64;
             let page = chunk.page.map(|p| p as i32);
             tx.execute(
                 &insert,
@@ -158,10 +160,14 @@ impl PgStore {
                     &acl,
                     &Vector(embedding.clone()),
                     &terms,
+                    &(term_count as i32),
                 ],
             )?;
         }
-        tx.execute("UPDATE kb SET generation = generation + 1 WHERE id = $1", &[&kb.id])?;
+        tx.execute(
+            "UPDATE kb SET generation = generation + 1, chunk_count = chunk_count + $2, term_total = term_total + $3 WHERE id = $1",
+            &[&kb.id, &(doc.chunks.len() as i64), &term_total],
+        )?;
         tx.commit()?;
         let chunks = doc.chunks.len();
         Ok(if replaced { Upsert::Replaced { doc_id, chunks } } else { Upsert::Inserted { doc_id, chunks } })
@@ -204,12 +210,14 @@ impl PgStore {
     /// Removes a document; false when there was none.
     pub fn delete_document(&mut self, kb: &KbId, source: &str) -> Result<bool> {
         let mut tx = self.client.transaction()?;
-        let n = tx.execute("DELETE FROM document WHERE kb_id = $1 AND source = $2", &[&kb.id, &source])?;
-        if n > 0 {
+        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&(kb.id as i32), &source])?;
+        let found = tx.query_opt("SELECT id FROM document WHERE kb_id = $1 AND source = $2", &[&kb.id, &source])?;
+        if let Some(row) = &found {
+            remove_document(&mut tx, kb, row.get(0))?;
             tx.execute("UPDATE kb SET generation = generation + 1 WHERE id = $1", &[&kb.id])?;
         }
         tx.commit()?;
-        Ok(n > 0)
+        Ok(found.is_some())
     }
 
     pub fn documents(&mut self, kb: &KbId) -> Result<Vec<DocumentRow>> {
@@ -266,18 +274,41 @@ impl PgStore {
         Ok(hits)
     }
 
-    /// Full-text search over the same lexemes the embedded BM25 indexes, ranked by PostgreSQL's
-    /// `ts_rank` (normalised by document length), readable chunks only.
+    /// BM25 (k1 = 1.2, b = 0.75, as the embedded index scores) over the same lexemes the
+    /// embedded index holds, computed in SQL from the stored term frequencies and the knowledge
+    /// base's collection statistics; readable chunks only. Document frequencies count every
+    /// chunk, readable or not, as the embedded index's do, so a caller's ranking does not
+    /// reveal what others' documents contain any more than there.
     pub fn keyword_search(&mut self, kb: &KbId, query: &str, caller: &Caller, k: usize) -> Result<Vec<(u64, f32)>> {
-        let Some(tsquery) = tsquery_literal(query) else { return Ok(Vec::new()) };
+        let mut lexemes = zhiku_index::analyze(query);
+        lexemes.sort();
+        lexemes.dedup();
+        let Some(tsquery) = tsquery_literal(&lexemes) else { return Ok(Vec::new()) };
+        let stats = self.client.query_one("SELECT chunk_count, term_total FROM kb WHERE id = $1", &[&kb.id])?;
+        let (chunks, terms): (i64, i64) = (stats.get(0), stats.get(1));
+        if chunks == 0 {
+            return Ok(Vec::new());
+        }
+        let average_length = terms as f64 / chunks as f64;
         let principals = caller.principals().map(|set| set.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>());
+        let acl_filter = if principals.is_some() { "AND hit.acl && $7" } else { "" };
+        let sql = format!(
+            "WITH hit AS (
+                 SELECT c.id, c.acl, c.term_count, u.lexeme, array_length(u.positions, 1) AS tf
+                 FROM chunk c CROSS JOIN LATERAL unnest(c.terms) AS u
+                 WHERE c.kb_id = $1 AND c.terms @@ $2::text::tsquery AND u.lexeme = ANY($3)),
+             idf AS (
+                 SELECT lexeme, ln(1 + ($4::float8 - count(*) + 0.5) / (count(*) + 0.5)) AS w FROM hit GROUP BY lexeme)
+             SELECT hit.id, sum(idf.w * hit.tf * 2.2 / (hit.tf + 1.2 * (0.25 + 0.75 * hit.term_count / $5::float8)))::real AS score
+             FROM hit JOIN idf USING (lexeme)
+             WHERE true {acl_filter}
+             GROUP BY hit.id ORDER BY score DESC, hit.id LIMIT $6"
+        );
         let limit = k as i64;
-        let select = "SELECT c.id, ts_rank(c.terms, $2::text::tsquery, 1)::real AS rank FROM chunk c WHERE c.kb_id = $1 AND c.terms @@ $2::text::tsquery";
+        let chunk_total = chunks as f64;
         let rows = match &principals {
-            None => self.client.query(&format!("{select} ORDER BY rank DESC, c.id LIMIT $3"), &[&kb.id, &tsquery, &limit])?,
-            Some(held) => self
-                .client
-                .query(&format!("{select} AND c.acl && $4 ORDER BY rank DESC, c.id LIMIT $3"), &[&kb.id, &tsquery, &limit, held])?,
+            None => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &chunk_total, &average_length, &limit])?,
+            Some(held) => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &chunk_total, &average_length, &limit, held])?,
         };
         Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, f32>(1))).collect())
     }
@@ -322,13 +353,15 @@ impl PgStore {
 }
 
 /// The analyzer's tokens as a `tsvector` literal with positions, so PostgreSQL does not
-/// re-segment them (its parser knows no Chinese words).
-fn tsvector_literal(text: &str) -> String {
+/// re-segment them (its parser knows no Chinese words), and how many tokens there were.
+fn tsvector_literal(text: &str) -> (String, usize) {
     // tsvector's own limits: positions up to 16383, at most 256 per lexeme.
     const MAX_POSITION: usize = 16_383;
     const MAX_POSITIONS: usize = 256;
     let mut positions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, token) in zhiku_index::analyze(text).into_iter().enumerate() {
+    let tokens = zhiku_index::analyze(text);
+    let count = tokens.len();
+    for (i, token) in tokens.into_iter().enumerate() {
         let at = positions.entry(token).or_default();
         if at.len() < MAX_POSITIONS {
             at.push((i + 1).min(MAX_POSITION));
@@ -344,18 +377,25 @@ fn tsvector_literal(text: &str) -> String {
         let list: Vec<String> = at.iter().map(usize::to_string).collect();
         out.push_str(&list.join(","));
     }
-    out
+    (out, count)
 }
 
-/// Any of the query's tokens, as a `tsquery` literal; `None` when it has none.
-fn tsquery_literal(query: &str) -> Option<String> {
-    let mut tokens = zhiku_index::analyze(query);
-    tokens.sort();
-    tokens.dedup();
-    if tokens.is_empty() {
+/// Any of these lexemes, as a `tsquery` literal; `None` when there are none.
+fn tsquery_literal(lexemes: &[String]) -> Option<String> {
+    if lexemes.is_empty() {
         return None;
     }
-    Some(tokens.iter().map(|t| quote_lexeme(t)).collect::<Vec<_>>().join(" | "))
+    Some(lexemes.iter().map(|t| quote_lexeme(t)).collect::<Vec<_>>().join(" | "))
+}
+
+/// Deletes a document with its chunks inside `tx`, taking its chunks out of the collection
+/// statistics.
+fn remove_document(tx: &mut postgres::Transaction<'_>, kb: &KbId, doc_id: i64) -> Result<()> {
+    let row = tx.query_one("SELECT count(*), coalesce(sum(term_count), 0)::bigint FROM chunk WHERE doc_id = $1", &[&doc_id])?;
+    let (chunks, terms): (i64, i64) = (row.get(0), row.get(1));
+    tx.execute("DELETE FROM document WHERE id = $1", &[&doc_id])?;
+    tx.execute("UPDATE kb SET chunk_count = chunk_count - $2, term_total = term_total - $3 WHERE id = $1", &[&kb.id, &chunks, &terms])?;
+    Ok(())
 }
 
 /// A lexeme quoted for tsvector/tsquery input: inside single quotes, `'` doubled and `\` escaped.
@@ -380,7 +420,8 @@ mod tests {
 
     #[test]
     fn lexemes_keep_positions_and_quotes() {
-        let v = tsvector_literal("it's a cat, a cat");
+        let (v, count) = tsvector_literal("it's a cat, a cat");
+        assert_eq!(count, zhiku_index::analyze("it's a cat, a cat").len());
         assert!(v.contains("'cat':"), "{v}");
         let cat = v.split(' ').find(|t| t.starts_with("'cat'")).unwrap();
         assert_eq!(cat.matches(',').count(), 1, "two positions: {v}");
@@ -390,11 +431,11 @@ mod tests {
 
     #[test]
     fn chinese_is_segmented_like_the_embedded_index() {
-        let q = tsquery_literal("数据库备份").unwrap();
-        assert_eq!(
-            q.matches('|').count() + 1,
-            zhiku_index::analyze("数据库备份").into_iter().collect::<std::collections::BTreeSet<_>>().len()
-        );
-        assert_eq!(tsquery_literal("  ,. "), None);
+        let tokens = zhiku_index::analyze("数据库备份");
+        assert!(tokens.len() >= 2, "jieba splits the compound: {tokens:?}");
+        let (v, count) = tsvector_literal("数据库备份");
+        assert_eq!(count, tokens.len());
+        assert!(tokens.iter().all(|t| v.contains(&format!("'{t}':"))), "{v}");
+        assert_eq!(tsquery_literal(&[]), None);
     }
 }

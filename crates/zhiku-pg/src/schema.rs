@@ -23,6 +23,9 @@ const MIGRATIONS: &[&str] = &[
         default_acl text[] NOT NULL DEFAULT '{}',
         -- Bumped by every write, so derived caches know when they are stale.
         generation bigint NOT NULL DEFAULT 0,
+        -- BM25's collection statistics: chunks, and index terms over all of them.
+        chunk_count bigint NOT NULL DEFAULT 0,
+        term_total bigint NOT NULL DEFAULT 0,
         created_at timestamptz NOT NULL DEFAULT now()
     );
     CREATE TABLE document (
@@ -50,7 +53,9 @@ const MIGRATIONS: &[&str] = &[
         -- The document's ACL, copied so that the filter runs inside the index scans.
         acl text[] NOT NULL,
         embedding vector NOT NULL,
-        terms tsvector NOT NULL
+        terms tsvector NOT NULL,
+        -- Tokens in the indexed text (BM25's document length).
+        term_count integer NOT NULL
     );
     CREATE INDEX chunk_doc ON chunk (doc_id);
     CREATE INDEX chunk_terms ON chunk USING gin (terms);

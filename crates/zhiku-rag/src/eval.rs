@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(score_answer(&q(true), "Five days [1].", false, &cited), (false, true, Some(1.0), Some(true)));
         assert_eq!(score_answer(&q(true), "Five weeks [1][3].", false, &cited), (false, false, Some(0.5), Some(true)));
         // Numbering follows the sources given to the model, not the position in the list.
-        assert_eq!(score_answer(&q(true), "Five days [2].", false, &[(2, "/hr/leave.md".into())]).1, true);
+        assert!(score_answer(&q(true), "Five days [2].", false, &[(2, "/hr/leave.md".into())]).1);
         assert_eq!(score_answer(&q(true), "Not found in the knowledge base.", true, &[]), (true, true, None, None));
         let questions = [q(true), q(true), q(false)];
         let scored = [

@@ -64,6 +64,7 @@ impl Zhiku {
             .env("ZHIKU_MODELS_MULTILINGUAL_EMBEDDING", models.join("multilingual-e5-small-q4.bin"))
             .env_remove("ZHIKU_CONFIG")
             .env_remove("ZHIKU_LOG")
+            .env_remove("ZHIKU_DATABASE_URL")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }

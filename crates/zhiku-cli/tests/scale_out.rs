@@ -1,0 +1,261 @@
+//! The scale-out backend against a real PostgreSQL with pgvector: queued ingestion by several
+//! `zhiku worker` processes (one killed with SIGKILL in the middle of a job), the `jobs --json`
+//! contract, and the same visible results and ACL behaviour as the embedded store.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{debian_reference, Zhiku};
+use postgres::Postgres;
+use serde_json::Value;
+
+/// Copies Debian Reference chapters into `dir` under the given names.
+fn corpus(dir: &Path, files: &[(&str, &str)]) {
+    let reference = debian_reference();
+    for (name, chapter) in files {
+        std::fs::copy(reference.join(chapter), dir.join(name)).unwrap();
+    }
+}
+
+fn jobs(cluster: &Zhiku) -> Vec<Value> {
+    cluster.json(&["jobs", "--json", "--limit", "1000"])["jobs"].as_array().unwrap().clone()
+}
+
+/// A `zhiku worker` whose first stderr line names it; the rest of its output is drained so it
+/// never blocks on a full pipe.
+struct Worker {
+    child: Child,
+    name: String,
+}
+
+impl Worker {
+    fn start(cluster: &Zhiku) -> Self {
+        let mut child = cluster
+            .command()
+            .args(["worker", "--lease-seconds", "3", "--poll-ms", "100", "--until-idle", "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let name = line
+            .trim()
+            .strip_prefix("worker ")
+            .and_then(|l| l.strip_suffix(" started"))
+            .unwrap_or_else(|| panic!("worker printed {line:?} instead of its name"))
+            .to_string();
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Worker { child, name }
+    }
+
+    fn wait(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "worker {} exited with {status}", self.name);
+                return;
+            }
+            assert!(Instant::now() < deadline, "worker {} still running after {within:?}", self.name);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Chunks per source as an ingest report lists them.
+fn chunks_by_source(report: &Value) -> BTreeMap<String, u64> {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["source"].as_str().unwrap().to_string(), f["chunks"].as_u64().unwrap_or(0)))
+        .collect()
+}
+
+#[test]
+fn three_workers_ingest_every_file_exactly_once_though_one_is_killed_mid_job() {
+    let pg = Postgres::start();
+    let url = pg.database("queue");
+    let cluster = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let docs = tempfile::tempdir().unwrap();
+    // The first job is the biggest chapter: whoever claims it is still at it when killed.
+    corpus(
+        docs.path(),
+        &[
+            ("a-ch09.html", "ch09.en.html"),
+            ("b-ch03.html", "ch03.en.html"),
+            ("c-ch04.html", "ch04.en.html"),
+            ("d-ch05.html", "ch05.en.html"),
+            ("e-ch08.html", "ch08.en.html"),
+            ("f-apa.html", "apa.en.html"),
+            ("g-pr01.html", "pr01.en.html"),
+        ],
+    );
+    let dir = docs.path().to_str().unwrap();
+    let queued = cluster.json(&["ingest", dir, "--kb", "handbook", "--acl", "group:staff", "--queue", "--json"]);
+    assert_eq!(queued["queued"], 7, "{queued}");
+    let first = queued["jobs"][0].as_str().unwrap().to_string();
+    assert!(jobs(&cluster).iter().all(|j| j["status"] == "pending"));
+
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&cluster)).collect();
+    // Wait for the first job to be claimed, then kill its worker outright.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holder = loop {
+        let listed = jobs(&cluster);
+        let job = listed.iter().find(|j| j["id"] == first.as_str()).unwrap();
+        assert_ne!(job["status"], "done", "the first job finished before a worker could be killed in it: {job}");
+        if job["status"] == "running" {
+            break job["worker"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "nobody claimed job {first}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut killed, survivors): (Vec<Worker>, Vec<Worker>) = workers.into_iter().partition(|w| w.name == holder);
+    assert_eq!(killed.len(), 1, "job {first} held by {holder}, not one of our workers");
+    killed[0].child.kill().unwrap(); // SIGKILL: no chance to clean up
+    killed[0].child.wait().unwrap();
+    for w in survivors {
+        w.wait(Duration::from_secs(300));
+    }
+
+    let listed = jobs(&cluster);
+    assert_eq!(listed.len(), 7);
+    assert!(listed.iter().all(|j| j["status"] == "done"), "{listed:#?}");
+    let redone = listed.iter().find(|j| j["id"] == first.as_str()).unwrap();
+    assert!(redone["attempts"].as_i64().unwrap() >= 2, "the killed worker's job was not claimed again: {redone}");
+    assert_ne!(redone["worker"], holder.as_str(), "{redone}");
+
+    // Exactly once, and complete: each document holds the chunks the embedded store makes of it.
+    let shared = cluster.run(&["kb", "docs", "handbook"]);
+    assert!(shared.status.success(), "{}", String::from_utf8_lossy(&shared.stderr));
+    let stored: BTreeMap<String, u64> = String::from_utf8_lossy(&shared.stdout)
+        .lines()
+        .map(|l| {
+            let mut cols = l.split('\t');
+            let source = cols.next().unwrap().to_string();
+            let chunks = cols.next().unwrap().trim_end_matches(" chunks").parse().unwrap();
+            (source, chunks)
+        })
+        .collect();
+    let embedded = Zhiku::new();
+    let expected = chunks_by_source(&embedded.ingest("handbook", &[docs.path()], &["group:staff"]));
+    assert_eq!(stored, expected);
+
+    // Everything is searchable through the shared database, by the group and no one else.
+    assert!(cluster.run(&["group", "add-member", "staff", "alice"]).status.success());
+    let hits = cluster.search("handbook", "How do I set up the network interface?", Some("alice"), 5);
+    assert!(!hits.is_empty());
+    assert!(cluster.search("handbook", "How do I set up the network interface?", Some("bob"), 5).is_empty());
+}
+
+#[test]
+fn the_shared_database_shows_each_caller_what_the_embedded_store_shows() {
+    let pg = Postgres::start();
+    let url = pg.database("conformance");
+    let embedded = Zhiku::new();
+    // Two processes with data directories of their own, as two replicas on two machines.
+    let replica_a = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let replica_b = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("packages.html", "ch02.en.html"), ("network.html", "ch05.en.html"), ("i18n.html", "ch08.en.html")]);
+    let file = |name: &str| docs.path().join(name);
+    for (name, acl) in [("packages.html", vec!["group:staff"]), ("network.html", vec!["user:carol"]), ("i18n.html", vec![])] {
+        let local = embedded.ingest("kb", &[&file(name)], &acl);
+        let shared = replica_a.ingest("kb", &[&file(name)], &acl);
+        assert_eq!(chunks_by_source(&shared), chunks_by_source(&local), "{name} chunked differently");
+    }
+    for z in [&embedded, &replica_b] {
+        let out = z.run(&["group", "add-member", "staff", "alice"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let source = |name: &str| file(name).to_string_lossy().into_owned();
+    let readable: [(Option<&str>, BTreeSet<String>); 4] = [
+        (None, [source("packages.html"), source("network.html"), source("i18n.html")].into()),
+        (Some("alice"), [source("packages.html")].into()),
+        (Some("carol"), [source("network.html")].into()),
+        (Some("bob"), BTreeSet::new()),
+    ];
+    let questions = [
+        "How do I install a package with apt-get?",
+        "How to configure a static IP address for the network interface",
+        "keyboard input method and locale settings",
+        "dpkg",
+    ];
+    let (mut same_top, mut shared_hits, mut all_hits) = (0, 0, 0);
+    for question in questions {
+        for (caller, allowed) in &readable {
+            let local = embedded.search("kb", question, *caller, 5);
+            let a = replica_a.search("kb", question, *caller, 5);
+            let b = replica_b.search("kb", question, *caller, 5);
+            assert_eq!(a, b, "the replicas answered {question:?} for {caller:?} differently");
+            for (backend, hits) in [("embedded", &local), ("postgres", &a)] {
+                let seen: BTreeSet<String> = Zhiku::sources(hits).into_iter().collect();
+                assert!(seen.is_subset(allowed), "{backend}: {caller:?} saw {seen:?}, may read {allowed:?}");
+                assert_eq!(hits.is_empty(), allowed.is_empty(), "{backend}: {caller:?} asking {question:?} got {hits:#?}");
+            }
+            if let (Some(l), Some(s)) = (local.first(), a.first()) {
+                same_top += usize::from(l["text"] == s["text"]);
+            }
+            let texts = |hits: &[Value]| hits.iter().map(|h| h["text"].as_str().unwrap().to_string()).collect::<BTreeSet<_>>();
+            shared_hits += texts(&local).intersection(&texts(&a)).count();
+            all_hits += local.len();
+        }
+    }
+    // Same chunks, same vectors, same lexemes and BM25 on both sides: the same passages come up
+    // (HNSW graphs and tie-breaks may differ at the margin).
+    assert_eq!(same_top, 12, "the best hit agreed for {same_top} of 12 searches");
+    assert!(shared_hits * 10 >= all_hits * 9, "{shared_hits} of {all_hits} hits found by both backends");
+}
+
+#[test]
+fn the_queue_needs_a_database_and_reports_each_bad_file() {
+    let local = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("ok.html", "apa.en.html")]);
+    std::fs::write(docs.path().join("broken.pdf"), b"%PDF-1.7 this is not a PDF").unwrap();
+    let dir = docs.path().to_str().unwrap();
+    for args in [vec!["ingest", dir, "--kb", "k", "--queue"], vec!["worker"], vec!["jobs", "--json"]] {
+        let out = local.run(&args);
+        assert!(!out.status.success(), "{args:?} ran without a database");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ZHIKU_DATABASE_URL"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let pg = Postgres::start();
+    let cluster = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &pg.database("contract"));
+    let queued = cluster.json(&["ingest", dir, "--kb", "k", "--queue", "--json"]);
+    assert_eq!(queued["queued"], 2);
+    Worker::start(&cluster).wait(Duration::from_secs(120));
+    let listed = jobs(&cluster);
+    let by_status: BTreeMap<&str, Vec<&Value>> = listed.iter().fold(BTreeMap::new(), |mut m, j| {
+        m.entry(j["status"].as_str().unwrap()).or_default().push(j);
+        m
+    });
+    let failed = &by_status["failed"];
+    assert_eq!((failed.len(), by_status["done"].len()), (1, 1), "{listed:#?}");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("broken.pdf") && error.to_lowercase().contains("pdf"), "{error}");
+    assert_eq!(failed[0]["attempts"], 1, "bad input is not retried");
+    for job in &listed {
+        assert!(job["id"].is_string() && job["kb"] == "k" && job["created_at"].is_string(), "{job}");
+    }
+    let only_failed = cluster.json(&["jobs", "--json", "--status", "failed"]);
+    assert_eq!(only_failed["jobs"].as_array().unwrap().len(), 1);
+    // The shared database refuses what it does not support yet rather than doing something else.
+    let out = cluster.run(&["kb", "create", "other"]);
+    assert!(!out.status.success());
+}
