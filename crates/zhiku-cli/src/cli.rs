@@ -127,6 +127,16 @@ pub enum Command {
     Worker(WorkerArgs),
     /// The job queue of the --database-url database, most recent first.
     Jobs(JobsArgs),
+    /// Copy this data directory's knowledge bases (vectors included: nothing is embedded again)
+    /// and group memberships into a PostgreSQL database, and verify them there. Safe to re-run.
+    Migrate {
+        /// The PostgreSQL database (with pgvector) to copy into: postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// API keys for the HTTP server.
     #[command(subcommand)]
     Key(KeyCommand),

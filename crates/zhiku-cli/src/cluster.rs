@@ -211,3 +211,36 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
+    let store = crate::commands::open_store(ctx)?;
+    let engine = connect(ctx, to)?;
+    let bar = indicatif::ProgressBar::new(0);
+    let report = engine.migrate_from(&store, &mut |kb, done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(kb.to_string());
+    })?;
+    bar.finish_and_clear();
+    crate::governance::audit(&store, "migrate", None, json!({ "to": zhiku_pg::redact(to), "kbs": report.kbs.len() }))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for kb in &report.kbs {
+            eprintln!(
+                "{}: {} documents verified ({} copied, {} already there, {} chunks), {} skipped",
+                kb.name,
+                kb.documents,
+                kb.copied,
+                kb.unchanged,
+                kb.chunks,
+                kb.skipped.len()
+            );
+        }
+        for refused in &report.refused {
+            eprintln!("{}: not copied: {}", refused.name, refused.reason);
+        }
+        eprintln!("{} group memberships copied", report.memberships);
+    }
+    Ok(if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(crate::commands::EXIT_PARTIAL) })
+}

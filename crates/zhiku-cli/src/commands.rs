@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Jobs(args) => crate::cluster::jobs(&ctx, url, args),
             Command::Group(cmd) => crate::cluster::group(&ctx, url, cmd),
             Command::Kb(cmd) => crate::cluster::kb(&ctx, url, cmd),
+            command @ Command::Migrate { .. } => dispatch(&ctx, command),
             command if stateless(&command) => dispatch(&ctx, command),
             _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),
         };
@@ -88,6 +89,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
         Command::Serve(args) => serve(ctx, args),
         Command::Key(cmd) => governance::key(ctx, cmd),
+        Command::Migrate { to, json } => crate::cluster::migrate(ctx, &to, json),
         Command::Worker(_) | Command::Jobs(_) => {
             bail!("the job queue lives in a shared database: pass --database-url or set ZHIKU_DATABASE_URL")
         }

@@ -259,3 +259,48 @@ fn the_queue_needs_a_database_and_reports_each_bad_file() {
     let out = cluster.run(&["kb", "create", "other"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
+    let embedded = Zhiku::new();
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("packages.html", "ch02.en.html"), ("network.html", "ch05.en.html"), ("tips.html", "ch09.en.html")]);
+    let file = |name: &str| docs.path().join(name);
+    embedded.ingest("handbook", &[&file("packages.html")], &["group:staff"]);
+    embedded.ingest("handbook", &[&file("network.html")], &["user:carol"]);
+    assert!(embedded.run(&["kb", "create", "multilingual", "--embedding-model", "multilingual-e5-small"]).status.success());
+    embedded.ingest("multilingual", &[&file("tips.html")], &[]);
+    assert!(embedded.run(&["group", "add-member", "staff", "alice"]).status.success());
+
+    let pg = Postgres::start();
+    let url = pg.database("migrated");
+    let out = embedded.run(&["migrate", "--to", &url, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "a refused knowledge base is a partial migration: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kbs"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!((report["kbs"][0]["documents"].as_u64(), report["kbs"][0]["copied"].as_u64()), (Some(2), Some(2)), "{report}");
+    assert_eq!(report["refused"][0]["name"], "multilingual", "{report}");
+    assert!(report["refused"][0]["reason"].as_str().unwrap().contains("multilingual-e5-small"), "{report}");
+    assert_eq!(report["memberships"], 1);
+
+    // Again: nothing new to copy, everything verified.
+    let again: Value = serde_json::from_slice(&embedded.run(&["migrate", "--to", &url, "--json"]).stdout).unwrap();
+    assert_eq!((again["kbs"][0]["documents"].as_u64(), again["kbs"][0]["unchanged"].as_u64()), (Some(2), Some(2)), "{again}");
+
+    let shared = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    for (user, readable) in [(Some("alice"), Some(file("packages.html"))), (Some("carol"), Some(file("network.html"))), (Some("bob"), None)]
+    {
+        let question = "How do I install a package with apt-get?";
+        let there = shared.search("handbook", question, user, 3);
+        let here = embedded.search("handbook", question, user, 3);
+        assert_eq!(there.first().map(|h| &h["text"]), here.first().map(|h| &h["text"]), "{user:?}");
+        let expected: Vec<String> = readable.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        for hit in &there {
+            assert!(expected.contains(&hit["source"].as_str().unwrap().to_string()), "{user:?} saw {hit}");
+        }
+        // The copied vectors are the embedded store's own: the same passage is exactly as similar.
+        if let (Some(a), Some(b)) = (there.first(), here.first()) {
+            assert!((a["similarity"].as_f64().unwrap() - b["similarity"].as_f64().unwrap()).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}

@@ -82,6 +82,11 @@ impl PgStore {
         Ok(self.client.query("SELECT name FROM kb ORDER BY name", &[])?.iter().map(|r| r.get(0)).collect())
     }
 
+    pub fn set_kb_default_acl(&mut self, kb: &KbId, acl: &[Principal]) -> Result<()> {
+        self.client.execute("UPDATE kb SET default_acl = $2 WHERE id = $1", &[&kb.id, &principal_strings(acl)])?;
+        Ok(())
+    }
+
     pub fn kb_default_acl(&mut self, kb: &KbId) -> Result<Vec<Principal>> {
         let acl: Vec<String> = self.client.query_one("SELECT default_acl FROM kb WHERE id = $1", &[&kb.id])?.get(0);
         parse_principals(&acl)

@@ -356,6 +356,83 @@ impl ClusterEngine {
         })
     }
 
+    /// Copies the embedded store's knowledge bases (documents, chunks and their vectors: nothing
+    /// is embedded again) and group memberships into the shared database, then checks that every
+    /// copied document is there with its content hash and chunk count. Safe to run again:
+    /// documents already copied are left as they are. Documents whose ingestion was cut short
+    /// are skipped (ingest them again), and knowledge bases embedded with another model than
+    /// this deployment's are refused.
+    pub fn migrate_from(&self, store: &zhiku_store::Store, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<MigrationReport> {
+        let mut report = MigrationReport::default();
+        for (group, user) in store.group_members()? {
+            self.db().add_member(&group, &Principal::user(&user)?)?;
+            report.memberships += 1;
+        }
+        for (parent, child) in store.subgroups()? {
+            self.db().add_member(&parent, &Principal::group(&child)?)?;
+            report.memberships += 1;
+        }
+        for name in store.list_kbs()? {
+            let model = store.kb_embedding_model(&name)?;
+            if model != self.config.embedding_model {
+                let reason = format!(
+                    "embedded with '{model}', this deployment embeds with '{}': move it to that model first (kb create {name} --embedding-model {})",
+                    self.config.embedding_model, self.config.embedding_model
+                );
+                report.refused.push(RefusedKb { name, reason });
+                continue;
+            }
+            let kb = self.db().ensure_kb(&name, &[])?;
+            self.db().set_kb_default_acl(&kb, &store.kb_default_acl(&name)?)?;
+            let documents = store.documents(&name)?;
+            let mut migrated = MigratedKb { name: name.clone(), ..Default::default() };
+            for (i, doc) in documents.iter().enumerate() {
+                progress(&name, i, documents.len());
+                if doc.partial {
+                    migrated.skipped.push(doc.source.clone());
+                    continue;
+                }
+                let chunks: Vec<(zhiku_core::Chunk, Vec<f32>)> =
+                    store.document_chunks(doc.id)?.into_iter().map(|c| (c.chunk, c.embedding)).collect();
+                if chunks.is_empty() {
+                    migrated.skipped.push(doc.source.clone());
+                    continue;
+                }
+                let new = NewDocument {
+                    source: &doc.source,
+                    content_hash: &doc.content_hash,
+                    title: doc.title.as_deref(),
+                    format: &doc.format,
+                    language: &doc.language,
+                    acl: &doc.acl,
+                    chunks: &chunks,
+                };
+                match self.db().upsert_document(&kb, &new)? {
+                    Upsert::Unchanged => migrated.unchanged += 1,
+                    Upsert::Inserted { .. } | Upsert::Replaced { .. } => migrated.copied += 1,
+                }
+                migrated.chunks += chunks.len();
+            }
+            progress(&name, documents.len(), documents.len());
+            // Verify what is there now, not what the writes said.
+            let stored: BTreeMap<String, (String, i64)> =
+                self.db().documents(&kb)?.into_iter().map(|d| (d.source, (d.content_hash, d.chunks))).collect();
+            for doc in documents.iter().filter(|d| !migrated.skipped.contains(&d.source)) {
+                match stored.get(&doc.source) {
+                    Some((hash, chunks)) if *hash == doc.content_hash && *chunks as usize == doc.chunks => migrated.documents += 1,
+                    found => {
+                        return Err(Error::FileFailed(format!(
+                            "verification failed for {name}/{}: the shared database holds {found:?}, the embedded store {} chunks of {}",
+                            doc.source, doc.chunks, doc.content_hash
+                        )))
+                    }
+                }
+            }
+            report.kbs.push(migrated);
+        }
+        Ok(report)
+    }
+
     /// A worker over this engine's database, named uniquely among all workers.
     pub fn worker(&self, lease: Duration) -> Worker<'_> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
@@ -373,6 +450,33 @@ impl Input {
             Origin::File(_) => None,
         }
     }
+}
+
+/// What [`ClusterEngine::migrate_from`] copied and verified.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MigrationReport {
+    pub kbs: Vec<MigratedKb>,
+    pub refused: Vec<RefusedKb>,
+    /// Group memberships (users in groups, groups in groups) copied.
+    pub memberships: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MigratedKb {
+    pub name: String,
+    /// Documents verified in the shared database (copied now or before).
+    pub documents: usize,
+    pub copied: usize,
+    pub unchanged: usize,
+    pub chunks: usize,
+    /// Documents left behind: their ingestion was cut short.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefusedKb {
+    pub name: String,
+    pub reason: String,
 }
 
 /// What a worker did while it ran.

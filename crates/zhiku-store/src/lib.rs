@@ -142,6 +142,9 @@ pub struct DocumentInfo {
     pub chunks: usize,
     /// Stored a section at a time and not finished yet (an ingest was cut short in between).
     pub partial: bool,
+    pub title: Option<String>,
+    /// The parser's format name (`html`, `pdf`, ...).
+    pub format: String,
 }
 
 /// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
@@ -886,7 +889,8 @@ impl Store {
     fn documents_where(&self, kb: &str, filter: &'static str, arg: Option<i64>) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id), d.acl_inherited
+            "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id), d.acl_inherited,
+                    d.title, d.format
              FROM document d WHERE d.kb = ?1 {filter} ORDER BY d.source"
         ))?;
         let row = |r: &rusqlite::Row<'_>| {
@@ -898,6 +902,7 @@ impl Store {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, bool>(6)?,
+                (r.get::<_, Option<String>>(7)?, r.get::<_, String>(8)?),
             ))
         };
         let rows = match arg {
@@ -905,7 +910,7 @@ impl Store {
             None => stmt.query_map(params![kb], row)?.collect::<rusqlite::Result<Vec<_>>>()?,
         };
         rows.into_iter()
-            .map(|(id, source, content_hash, language, acl, chunks, acl_inherited)| {
+            .map(|(id, source, content_hash, language, acl, chunks, acl_inherited, (title, format))| {
                 let (content_hash, partial) = match content_hash.strip_prefix("partial:") {
                     Some(hash) => (hash.to_string(), true),
                     None => (content_hash, false),
@@ -919,6 +924,8 @@ impl Store {
                     acl_inherited,
                     chunks: chunks as usize,
                     partial,
+                    title,
+                    format,
                 })
             })
             .collect()
