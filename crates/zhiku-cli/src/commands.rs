@@ -708,7 +708,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     let mut engine = with_embedding_models(ctx, Engine::new(&ctx.data_dir, store.clone(), embedder.clone(), ctx.config.rag()));
     let llm_path = llm_path(ctx)?;
     let chat = if let Some(endpoint) = ctx.config.remote_llm() {
-        let id = if endpoint.model.is_empty() { "remote".to_string() } else { endpoint.model.clone() };
+        let id = if endpoint.model().is_empty() { "remote".to_string() } else { endpoint.model().to_string() };
         Some(zhiku_server::NamedModel::new(id, Arc::new(zhiku_models::RemoteChat::new(endpoint)), None))
     } else if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;

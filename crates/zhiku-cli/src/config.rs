@@ -99,14 +99,15 @@ pub struct ModelsConfig {
     /// The embedding model new knowledge bases get: `minilm` (the model at `embedding`) or
     /// `multilingual-e5-small` (Chinese and other languages). Empty: `minilm`.
     pub default_embedding: String,
-    /// An OpenAI-compatible server (up to `/v1`) to generate with instead of the local GGUF.
+    /// An OpenAI-compatible server (up to `/v1`) to generate with instead of the local GGUF;
+    /// several, separated by commas, are one pool: balanced by load, failed over.
     pub llm_url: String,
     /// The model name that server knows.
     pub llm_remote_model: String,
     /// Its API key (better given as ZHIKU_MODELS_LLM_API_KEY than written here).
     pub llm_api_key: String,
     /// An OpenAI-compatible server whose embeddings knowledge bases may choose, as the
-    /// embedding model `remote`.
+    /// embedding model `remote` (several, separated by commas: a pool, as `llm_url`).
     pub embedding_url: String,
     pub embedding_remote_model: String,
     pub embedding_api_key: String,
@@ -245,27 +246,34 @@ impl Config {
     }
 
     /// The remote chat model, when `models.llm_url` is set.
-    pub fn remote_llm(&self) -> Option<zhiku_models::RemoteEndpoint> {
+    pub fn remote_llm(&self) -> Option<zhiku_models::RemotePool> {
         self.remote(&self.models.llm_url, &self.models.llm_remote_model, &self.models.llm_api_key)
     }
 
     /// The remote embedding model, when `models.embedding_url` is set.
-    pub fn remote_embedding(&self) -> Option<zhiku_models::RemoteEndpoint> {
+    pub fn remote_embedding(&self) -> Option<zhiku_models::RemotePool> {
         self.remote(&self.models.embedding_url, &self.models.embedding_remote_model, &self.models.embedding_api_key)
     }
 
-    fn remote(&self, url: &str, model: &str, key: &str) -> Option<zhiku_models::RemoteEndpoint> {
-        (!url.trim().is_empty()).then(|| zhiku_models::RemoteEndpoint {
-            base_url: url.trim().to_string(),
-            api_key: (!key.is_empty()).then(|| key.to_string()),
-            model: model.to_string(),
-            timeout: std::time::Duration::from_secs(if self.models.remote_timeout_seconds == 0 {
-                300
-            } else {
-                self.models.remote_timeout_seconds
-            }),
-            retries: self.models.remote_retries,
-        })
+    fn remote(&self, urls: &str, model: &str, key: &str) -> Option<zhiku_models::RemotePool> {
+        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        // With several servers a failure moves on to the next one rather than retrying the same.
+        let retries = if urls.len() > 1 { 0 } else { self.models.remote_retries };
+        let endpoints: Vec<zhiku_models::RemoteEndpoint> = urls
+            .into_iter()
+            .map(|url| zhiku_models::RemoteEndpoint {
+                base_url: url.to_string(),
+                api_key: (!key.is_empty()).then(|| key.to_string()),
+                model: model.to_string(),
+                timeout: std::time::Duration::from_secs(if self.models.remote_timeout_seconds == 0 {
+                    300
+                } else {
+                    self.models.remote_timeout_seconds
+                }),
+                retries,
+            })
+            .collect();
+        (!endpoints.is_empty()).then(|| zhiku_models::RemotePool::new(endpoints))
     }
 
     pub fn multilingual_embedding_path(&self, data_dir: &Path) -> PathBuf {

@@ -119,7 +119,7 @@ fn dataset(ctx: &Ctx, args: FinetuneDatasetArgs) -> Result<ExitCode> {
             // A bigger remote model (models.llm_url) writes better pairs than a small local one.
             let (model, id): (Box<dyn zhiku_models::ChatModel>, String) = match (&args.model, ctx.config.remote_llm()) {
                 (None, Some(endpoint)) => {
-                    let id = format!("remote:{}", endpoint.model);
+                    let id = format!("remote:{}", endpoint.model());
                     (Box::new(zhiku_models::RemoteChat::new(endpoint)), id)
                 }
                 _ => {

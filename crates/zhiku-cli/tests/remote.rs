@@ -64,3 +64,73 @@ fn answers_and_embeddings_come_from_an_openai_compatible_server() {
         String::from_utf8_lossy(&failed.stderr)
     );
 }
+
+/// Chat completions a provider answered successfully, from its public metrics.
+fn chats_served(provider: &str) -> u64 {
+    let metrics = common::http(provider, "GET", "/metrics", &[], "");
+    metrics
+        .body
+        .lines()
+        .find(|l| l.starts_with("zhiku_http_requests_total{method=\"POST\",route=\"/v1/chat/completions\",status=\"200\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_pool_of_servers_is_balanced_and_fails_over() {
+    let provider = Zhiku::new().with_env("ZHIKU_SERVER_METRICS_PUBLIC", "true");
+    let key = provider.json(&["key", "create", "--name", "gateway", "--json"])["key"].as_str().unwrap().to_string();
+    // Two servers of one model sharing a data directory (and so the key), as two GPU boxes
+    // would; and one address where nothing listens.
+    let (a, b) = (provider.serve(), provider.serve());
+    let pool = format!("http://127.0.0.1:9/v1, {}/v1,{}/v1", a.url, b.url);
+    let client = Zhiku::new()
+        .with_env("ZHIKU_MODELS_LLM_URL", &pool)
+        .with_env("ZHIKU_MODELS_LLM_REMOTE_MODEL", "SmolLM2-135M-Instruct.Q4_1")
+        .with_env("ZHIKU_MODELS_LLM_API_KEY", &key);
+    let app_key = client.json(&["key", "create", "--name", "app", "--json"])["key"].as_str().unwrap().to_string();
+    let front = client.serve();
+    let ask = || {
+        let body = serde_json::json!({"model": "SmolLM2-135M-Instruct.Q4_1", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8});
+        let auth = format!("Bearer {app_key}");
+        let reply = common::http(
+            &front.url,
+            "POST",
+            "/v1/chat/completions",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &body.to_string(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer: Value = serde_json::from_str(&reply.body).unwrap();
+        assert!(!answer["choices"][0]["message"]["content"].as_str().unwrap().is_empty(), "{answer}");
+    };
+    // The dead address costs the first request a failover, then rests out of rotation; the two
+    // live servers share the rest.
+    for _ in 0..6 {
+        ask();
+    }
+    let (served_a, served_b) = (chats_served(&a.url), chats_served(&b.url));
+    assert_eq!(served_a + served_b, 6);
+    assert!(served_a >= 2 && served_b >= 2, "unbalanced: {served_a} and {served_b}");
+
+    // One of them goes away: everything goes to the other.
+    drop(a);
+    for _ in 0..3 {
+        ask();
+    }
+    assert_eq!(chats_served(&b.url), served_b + 3);
+
+    // None left: the error names the servers tried.
+    drop(b);
+    let body = serde_json::json!({"model": "SmolLM2-135M-Instruct.Q4_1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4});
+    let auth = format!("Bearer {app_key}");
+    let reply = common::http(
+        &front.url,
+        "POST",
+        "/v1/chat/completions",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &body.to_string(),
+    );
+    assert!(reply.status >= 500, "{} {}", reply.status, reply.body);
+}

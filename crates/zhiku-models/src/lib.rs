@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub use bert::{BertConfig, BertEmbedder, BertModel, WordPieceCounter};
 pub use e5::E5Embedder;
 pub use llama::{default_threads, quantize, LlamaGenerator, QuantType};
-pub use remote::{RemoteChat, RemoteEmbedder, RemoteEndpoint};
+pub use remote::{MemberStatus, RemoteChat, RemoteEmbedder, RemoteEndpoint, RemotePool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

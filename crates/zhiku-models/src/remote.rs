@@ -5,8 +5,16 @@
 //! sends; embeddings go in batches. Connection failures, 429 and 5xx are retried with
 //! exponential backoff — for chat only before the first token arrives, since text already
 //! shown cannot be taken back. The API key is sent as a bearer token and never logged.
+//!
+//! A [`RemotePool`] spreads requests over several servers of one model (vLLM replicas behind
+//! no load balancer of their own): each request goes to the healthy server with the fewest
+//! requests in flight; a server that fails is taken out for a cool-down that doubles while it
+//! keeps failing, the request fails over to the next one, and a server coming back must first
+//! answer a health check (`GET /models`).
 
 use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -43,6 +51,25 @@ impl RemoteEndpoint {
 
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url.trim_end_matches('/'))
+    }
+
+    /// `GET /models` answers 200: the server is up and serving.
+    fn health_check(&self) -> Result<()> {
+        let url = self.url("models");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout.min(Duration::from_secs(5))))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent.get(&url);
+        if let Some(key) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        match request.call() {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(Error::Remote { url, reason: format!("health check: HTTP {}", r.status()) }),
+            Err(e) => Err(Error::Remote { url, reason: format!("health check: {e}") }),
+        }
     }
 
     /// POSTs `body`, retrying what may pass on a second try; the response of the last attempt.
@@ -82,19 +109,167 @@ impl RemoteEndpoint {
     }
 }
 
+/// Servers of one model, balanced and failed over (see the module documentation).
+pub struct RemotePool {
+    members: Vec<Member>,
+    /// Breaks ties between equally loaded servers in turn.
+    turn: AtomicUsize,
+}
+
+struct Member {
+    endpoint: RemoteEndpoint,
+    in_flight: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Consecutive failures; 0 when healthy.
+    failures: u32,
+    /// Out of rotation until then.
+    resting_until: Option<Instant>,
+}
+
+/// The first cool-down of a failed server; each further failure doubles it, up to a minute.
+const FIRST_REST: Duration = Duration::from_secs(2);
+const LONGEST_REST: Duration = Duration::from_secs(60);
+
+/// What one server in a pool currently looks like (for status pages and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub base_url: String,
+    pub healthy: bool,
+    pub in_flight: usize,
+    pub failures: u32,
+}
+
+/// The same servers with a fresh record of their health (for another component's own pool).
+impl Clone for RemotePool {
+    fn clone(&self) -> Self {
+        Self::new(self.members.iter().map(|m| m.endpoint.clone()).collect())
+    }
+}
+
+impl RemotePool {
+    /// A pool of at least one server.
+    pub fn new(endpoints: Vec<RemoteEndpoint>) -> Self {
+        assert!(!endpoints.is_empty(), "a remote pool needs a server");
+        let members = endpoints
+            .into_iter()
+            .map(|endpoint| Member { endpoint, in_flight: AtomicUsize::new(0), health: Mutex::new(Health::default()) })
+            .collect();
+        // Processes that start together (workers, short CLI runs) begin at different servers.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        Self { members, turn: AtomicUsize::new(nanos as usize) }
+    }
+
+    /// The model name the servers know (the first one's).
+    pub fn model(&self) -> &str {
+        &self.members[0].endpoint.model
+    }
+
+    pub fn status(&self) -> Vec<MemberStatus> {
+        let now = Instant::now();
+        self.members
+            .iter()
+            .map(|m| {
+                let health = m.health.lock().unwrap_or_else(|p| p.into_inner());
+                MemberStatus {
+                    base_url: m.endpoint.base_url.clone(),
+                    healthy: health.resting_until.is_none_or(|t| t <= now),
+                    in_flight: m.in_flight.load(Ordering::Relaxed),
+                    failures: health.failures,
+                }
+            })
+            .collect()
+    }
+
+    /// Servers in the order to try them: the rested healthy ones by load (ties in turn), then
+    /// the resting ones, soonest back first — a request fails only when every server did.
+    fn order(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let n = self.members.len();
+        let mut ready: Vec<(usize, usize)> = Vec::new();
+        let mut resting: Vec<(Instant, usize)> = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let member = &self.members[i];
+            match member.health.lock().unwrap_or_else(|p| p.into_inner()).resting_until {
+                Some(until) if until > now => resting.push((until, i)),
+                _ => ready.push((member.in_flight.load(Ordering::Relaxed), i)),
+            }
+        }
+        // Stable: equal loads keep the rotation's order.
+        ready.sort_by_key(|r| r.0);
+        resting.sort_by_key(|r| r.0);
+        ready.into_iter().map(|r| r.1).chain(resting.into_iter().map(|r| r.1)).collect()
+    }
+
+    /// Runs `request` on one server after another until one succeeds; the last error otherwise.
+    /// A server that failed before must pass a health check before it is trusted again.
+    fn run<T>(&self, mut request: impl FnMut(&RemoteEndpoint) -> Result<T>) -> Result<T> {
+        let mut last = None;
+        for i in self.order() {
+            let member = &self.members[i];
+            let was_failing = member.health.lock().unwrap_or_else(|p| p.into_inner()).failures > 0;
+            if was_failing && self.members.len() > 1 {
+                if let Err(e) = member.endpoint.health_check() {
+                    self.failed(member, &e);
+                    last = Some(e);
+                    continue;
+                }
+            }
+            member.in_flight.fetch_add(1, Ordering::Relaxed);
+            let outcome = request(&member.endpoint);
+            member.in_flight.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
+                Ok(value) => {
+                    *member.health.lock().unwrap_or_else(|p| p.into_inner()) = Health::default();
+                    return Ok(value);
+                }
+                // A refusal of this request (400, 401, 404...) would be the same everywhere.
+                Err(e @ Error::Remote { .. }) if self.members.len() > 1 && is_server_fault(&e) => {
+                    self.failed(member, &e);
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Remote { url: String::new(), reason: "no server in the pool".into() }))
+    }
+
+    fn failed(&self, member: &Member, error: &Error) {
+        let mut health = member.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.failures += 1;
+        let rest = FIRST_REST.saturating_mul(1 << (health.failures - 1).min(5)).min(LONGEST_REST);
+        health.resting_until = Some(Instant::now() + rest);
+        tracing::warn!(url = %member.endpoint.base_url, failures = health.failures, ?rest, %error, "remote server taken out of rotation");
+    }
+}
+
+/// Whether a failed request says the server is unwell (unreachable, overloaded, erroring) rather
+/// than that the request itself was wrong.
+fn is_server_fault(error: &Error) -> bool {
+    match error {
+        Error::Remote { reason, .. } => !reason.starts_with("HTTP 4") || reason.starts_with("HTTP 429") || reason.starts_with("HTTP 408"),
+        _ => false,
+    }
+}
+
 /// A chat model served elsewhere.
 pub struct RemoteChat {
-    endpoint: RemoteEndpoint,
+    pool: RemotePool,
     counter: ApproxTokenCounter,
 }
 
 impl RemoteChat {
-    pub fn new(endpoint: RemoteEndpoint) -> Self {
-        Self { endpoint, counter: ApproxTokenCounter }
+    pub fn new(pool: RemotePool) -> Self {
+        Self { pool, counter: ApproxTokenCounter }
     }
 
-    pub fn endpoint(&self) -> &RemoteEndpoint {
-        &self.endpoint
+    pub fn pool(&self) -> &RemotePool {
+        &self.pool
     }
 }
 
@@ -102,7 +277,7 @@ impl ChatModel for RemoteChat {
     fn generate(&self, messages: &[ChatMessage], options: &GenerationOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
         let started = Instant::now();
         let mut body = json!({
-            "model": self.endpoint.model,
+            "model": self.pool.model(),
             "messages": messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
             "stream": true,
             "max_tokens": options.max_tokens,
@@ -113,9 +288,14 @@ impl ChatModel for RemoteChat {
             // OpenAI's nearest knob; servers that know llama.cpp's take it as is.
             body["repeat_penalty"] = json!(options.repeat_penalty);
         }
-        let agent = self.endpoint.agent();
-        let response = self.endpoint.post(&agent, "chat/completions", &body)?;
-        let url = self.endpoint.url("chat/completions");
+        // Failing over is possible until the response starts; a stream that breaks later is an
+        // error, since its text has been shown.
+        let (response, url) = self.pool.run(|endpoint| {
+            let mut body = body.clone();
+            body["model"] = json!(endpoint.model);
+            let response = endpoint.post(&endpoint.agent(), "chat/completions", &body)?;
+            Ok((response, endpoint.url("chat/completions")))
+        })?;
         let mut text = String::new();
         let mut first_token: Option<Instant> = None;
         let mut usage: Option<(usize, usize)> = None;
@@ -165,7 +345,7 @@ impl ChatModel for RemoteChat {
 
 /// An embedding model served elsewhere (`POST /embeddings`).
 pub struct RemoteEmbedder {
-    endpoint: RemoteEndpoint,
+    pool: RemotePool,
     dimension: usize,
     counter: ApproxTokenCounter,
 }
@@ -175,20 +355,25 @@ const EMBED_BATCH: usize = 64;
 
 impl RemoteEmbedder {
     /// Connects and learns the model's dimension from one embedding.
-    pub fn connect(endpoint: RemoteEndpoint) -> Result<Self> {
-        let mut this = Self { endpoint, dimension: 0, counter: ApproxTokenCounter };
+    pub fn connect(pool: RemotePool) -> Result<Self> {
+        let mut this = Self { pool, dimension: 0, counter: ApproxTokenCounter };
         let probe = this.embed_batch(&["dimension probe"])?;
         this.dimension = probe.first().map(Vec::len).unwrap_or(0);
         if this.dimension == 0 {
-            return Err(Error::Remote { url: this.endpoint.url("embeddings"), reason: "the server returned an empty embedding".into() });
+            let url = this.pool.members[0].endpoint.url("embeddings");
+            return Err(Error::Remote { url, reason: "the server returned an empty embedding".into() });
         }
         Ok(this)
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let url = self.endpoint.url("embeddings");
-        let body = json!({"model": self.endpoint.model, "input": texts});
-        let mut response = self.endpoint.post(&self.endpoint.agent(), "embeddings", &body)?;
+        self.pool.run(|endpoint| Self::embed_at(endpoint, texts))
+    }
+
+    fn embed_at(endpoint: &RemoteEndpoint, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let url = endpoint.url("embeddings");
+        let body = json!({"model": endpoint.model, "input": texts});
+        let mut response = endpoint.post(&endpoint.agent(), "embeddings", &body)?;
         let value: Value = response
             .body_mut()
             .read_json()
