@@ -304,3 +304,25 @@ fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
         }
     }
 }
+
+#[test]
+fn a_worker_rides_out_a_database_restart() {
+    let pg = Postgres::start();
+    let cluster = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &pg.database("restart"));
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("a.html", "ch03.en.html"), ("b.html", "ch04.en.html"), ("c.html", "ch05.en.html"), ("d.html", "ch08.en.html")]);
+    cluster.json(&["ingest", docs.path().to_str().unwrap(), "--kb", "k", "--queue", "--json"]);
+    let worker = Worker::start(&cluster);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !jobs(&cluster).iter().any(|j| j["status"] == "done") {
+        assert!(Instant::now() < deadline, "no job done");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every connection the worker holds ends here; it must reconnect and carry on.
+    pg.restart();
+    worker.wait(Duration::from_secs(300));
+    let listed = jobs(&cluster);
+    assert!(listed.iter().all(|j| j["status"] == "done"), "{listed:#?}");
+    let out = cluster.run(&["kb", "docs", "k"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+}

@@ -79,6 +79,11 @@ impl PgStore {
         Ok(Self { client })
     }
 
+    /// The server ended the connection (restart, failover, network cut): connect again.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// The schema version this database is at.
     pub fn schema_version(&mut self) -> Result<i32> {
         schema::current_version(&mut self.client)

@@ -61,8 +61,15 @@ impl ClusterEngine {
         Ok(Self { url: url.to_string(), db: Mutex::new(db), embedder, config })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, PgStore> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection, made again first if the database dropped it (a restart, a failover, a
+    /// network cut): a long-running worker or server outlives its connections.
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, PgStore>> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if db.is_closed() {
+            info!("reconnecting to the database");
+            *db = PgStore::connect(&self.url)?;
+        }
+        Ok(db)
     }
 
     pub fn config(&self) -> &RagConfig {
@@ -71,34 +78,34 @@ impl ClusterEngine {
 
     /// A user with the groups the shared database holds for them.
     pub fn caller_for(&self, user: &str) -> Result<Caller> {
-        let groups = self.db().groups_of(user)?;
+        let groups = self.db()?.groups_of(user)?;
         Ok(Caller::user(user, groups)?)
     }
 
     pub fn add_member(&self, group: &str, member: &Principal) -> Result<bool> {
-        Ok(self.db().add_member(group, member)?)
+        Ok(self.db()?.add_member(group, member)?)
     }
 
     pub fn remove_member(&self, group: &str, member: &Principal) -> Result<bool> {
-        Ok(self.db().remove_member(group, member)?)
+        Ok(self.db()?.remove_member(group, member)?)
     }
 
     pub fn memberships(&self) -> Result<Vec<(String, String)>> {
-        Ok(self.db().memberships()?)
+        Ok(self.db()?.memberships()?)
     }
 
     pub fn kb_names(&self) -> Result<Vec<String>> {
-        Ok(self.db().kb_names()?)
+        Ok(self.db()?.kb_names()?)
     }
 
     pub fn documents(&self, kb: &str) -> Result<Vec<zhiku_pg::DocumentRow>> {
-        let mut db = self.db();
+        let mut db = self.db()?;
         let id = db.kb(kb)?;
         Ok(db.documents(&id)?)
     }
 
     pub fn jobs(&self, status: Option<zhiku_pg::JobStatus>, limit: usize) -> Result<Vec<zhiku_pg::Job>> {
-        Ok(self.db().jobs(status, limit)?)
+        Ok(self.db()?.jobs(status, limit)?)
     }
 
     /// Queues one ingest job per file (directories expanded, ZIP archives listed entry by entry),
@@ -106,7 +113,7 @@ impl ClusterEngine {
     pub fn enqueue(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>, max_attempts: i32) -> Result<(Vec<i64>, IngestReport)> {
         let mut report = IngestReport::default();
         let inputs = collect_inputs(paths, &mut report);
-        self.db().ensure_kb(kb, &[])?;
+        self.db()?.ensure_kb(kb, &[])?;
         let acl: Option<Vec<String>> = acl.filter(|a| !a.is_empty()).map(|a| a.iter().map(|p| p.as_str().to_string()).collect());
         let mut jobs = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -125,7 +132,7 @@ impl ClusterEngine {
             let payload = serde_json::to_value(&payload).map_err(|e| Error::FileFailed(e.to_string()))?;
             jobs.push(NewJob { kind: INGEST_JOB, kb, payload, max_attempts });
         }
-        let ids = self.db().enqueue(&jobs)?;
+        let ids = self.db()?.enqueue(&jobs)?;
         Ok((ids, report))
     }
 
@@ -133,7 +140,7 @@ impl ClusterEngine {
     pub fn ingest(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>) -> Result<IngestReport> {
         let mut report = IngestReport::default();
         let inputs = collect_inputs(paths, &mut report);
-        let kb_id = self.db().ensure_kb(kb, &[])?;
+        let kb_id = self.db()?.ensure_kb(kb, &[])?;
         let acl = self.effective_acl(&kb_id, acl)?;
         for input in inputs {
             self.ingest_input(&kb_id, &input, &acl, &mut report)?;
@@ -144,7 +151,7 @@ impl ClusterEngine {
     fn effective_acl(&self, kb: &KbId, acl: Option<&[Principal]>) -> Result<Vec<Principal>> {
         match acl {
             Some(a) if !a.is_empty() => Ok(a.to_vec()),
-            _ => Ok(self.db().kb_default_acl(kb)?),
+            _ => Ok(self.db()?.kb_default_acl(kb)?),
         }
     }
 
@@ -213,7 +220,7 @@ impl ClusterEngine {
         report: &mut IngestReport,
     ) -> Result<()> {
         let hash = zhiku_ingest::content_hash(bytes);
-        if self.db().is_unchanged(kb, source, &hash, acl)? {
+        if self.db()?.is_unchanged(kb, source, &hash, acl)? {
             report.files.push(FileReport::new(source.to_string(), FileOutcome::Unchanged));
             return Ok(());
         }
@@ -256,7 +263,7 @@ impl ClusterEngine {
             acl,
             chunks: &chunks,
         };
-        file.outcome = match self.db().upsert_document(kb, &doc)? {
+        file.outcome = match self.db()?.upsert_document(kb, &doc)? {
             Upsert::Inserted { chunks, .. } => FileOutcome::Ingested { chunks },
             Upsert::Replaced { chunks, .. } => FileOutcome::Replaced { chunks },
             Upsert::Unchanged => FileOutcome::Unchanged,
@@ -274,7 +281,7 @@ impl ClusterEngine {
         }
         let payload: IngestPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| Error::FileFailed(format!("job {}: unreadable payload: {e}", job.id)))?;
-        let kb = self.db().ensure_kb(&job.kb, &[])?;
+        let kb = self.db()?.ensure_kb(&job.kb, &[])?;
         let given: Option<Vec<Principal>> = match &payload.acl {
             Some(list) => Some(list.iter().map(|p| Principal::parse(p)).collect::<zhiku_core::Result<_>>()?),
             None => None,
@@ -293,7 +300,7 @@ impl ClusterEngine {
     /// fused as the embedded engine fuses them.
     pub fn search(&self, kb: &str, query: &str, caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
         let query = query.trim();
-        let kb_id = self.db().kb(kb)?;
+        let kb_id = self.db()?.kb(kb)?;
         if query.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
@@ -304,7 +311,7 @@ impl ClusterEngine {
     fn search_embedded(&self, kb: &KbId, query: &str, q: &[f32], caller: &Caller, top_k: usize) -> Result<Vec<SearchHit>> {
         let retrieval = &self.config.retrieval;
         let candidates = retrieval.candidates.max(top_k);
-        let mut db = self.db();
+        let mut db = self.db()?;
         let lists = vec![db.vector_search(kb, q, caller, candidates)?, db.keyword_search(kb, query, caller, candidates)?];
         let fused = match retrieval.fusion {
             crate::Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, retrieval.rrf_k),
@@ -342,7 +349,7 @@ impl ClusterEngine {
 
     /// Retrieves and answers with citations, or abstains, as [`crate::Engine::ask`] does.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
-        let kb_id = self.db().kb(kb)?;
+        let kb_id = self.db()?.kb(kb)?;
         let question = question.trim();
         let hits = if question.is_empty() {
             Vec::new()
@@ -365,11 +372,11 @@ impl ClusterEngine {
     pub fn migrate_from(&self, store: &zhiku_store::Store, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<MigrationReport> {
         let mut report = MigrationReport::default();
         for (group, user) in store.group_members()? {
-            self.db().add_member(&group, &Principal::user(&user)?)?;
+            self.db()?.add_member(&group, &Principal::user(&user)?)?;
             report.memberships += 1;
         }
         for (parent, child) in store.subgroups()? {
-            self.db().add_member(&parent, &Principal::group(&child)?)?;
+            self.db()?.add_member(&parent, &Principal::group(&child)?)?;
             report.memberships += 1;
         }
         for name in store.list_kbs()? {
@@ -382,8 +389,8 @@ impl ClusterEngine {
                 report.refused.push(RefusedKb { name, reason });
                 continue;
             }
-            let kb = self.db().ensure_kb(&name, &[])?;
-            self.db().set_kb_default_acl(&kb, &store.kb_default_acl(&name)?)?;
+            let kb = self.db()?.ensure_kb(&name, &[])?;
+            self.db()?.set_kb_default_acl(&kb, &store.kb_default_acl(&name)?)?;
             let documents = store.documents(&name)?;
             let mut migrated = MigratedKb { name: name.clone(), ..Default::default() };
             for (i, doc) in documents.iter().enumerate() {
@@ -407,7 +414,7 @@ impl ClusterEngine {
                     acl: &doc.acl,
                     chunks: &chunks,
                 };
-                match self.db().upsert_document(&kb, &new)? {
+                match self.db()?.upsert_document(&kb, &new)? {
                     Upsert::Unchanged => migrated.unchanged += 1,
                     Upsert::Inserted { .. } | Upsert::Replaced { .. } => migrated.copied += 1,
                 }
@@ -416,7 +423,7 @@ impl ClusterEngine {
             progress(&name, documents.len(), documents.len());
             // Verify what is there now, not what the writes said.
             let stored: BTreeMap<String, (String, i64)> =
-                self.db().documents(&kb)?.into_iter().map(|d| (d.source, (d.content_hash, d.chunks))).collect();
+                self.db()?.documents(&kb)?.into_iter().map(|d| (d.source, (d.content_hash, d.chunks))).collect();
             for doc in documents.iter().filter(|d| !migrated.skipped.contains(&d.source)) {
                 match stored.get(&doc.source) {
                     Some((hash, chunks)) if *hash == doc.content_hash && *chunks as usize == doc.chunks => migrated.documents += 1,
@@ -510,61 +517,90 @@ impl Worker<'_> {
         let heartbeat = Heartbeat::start(&self.engine.url, &self.name, self.lease)?;
         let mut summary = WorkerSummary::default();
         info!(worker = %self.name, "worker started");
+        let mut backoff = FIRST_BACKOFF;
         while !stop.load(Ordering::Relaxed) {
-            let lease = self.lease.as_secs_f64();
-            let claimed = self.engine.db().claim(&self.name, lease)?;
-            let Some(job) = claimed else {
-                if until_idle && self.engine.db().open_jobs()? == 0 {
-                    break;
-                }
-                std::thread::sleep(poll);
-                continue;
-            };
-            heartbeat.watch(Some(job.id));
-            let outcome = self.engine.run_job(&job);
-            heartbeat.watch(None);
-            let mut db = self.engine.db();
-            let status = match outcome {
-                Ok(report) => {
-                    let failed: Vec<&FileReport> =
-                        report.files.iter().filter(|f| matches!(f.outcome, FileOutcome::Failed { .. })).collect();
-                    if !report.files.is_empty() && failed.len() == report.files.len() {
-                        let reason = failed
-                            .iter()
-                            .map(|f| match &f.outcome {
-                                FileOutcome::Failed { reason } => format!("{}: {reason}", f.source),
-                                _ => String::new(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        db.fail(job.id, &self.name, &reason, false)?;
-                        summary.failed += 1;
-                        "failed"
-                    } else {
-                        let result = serde_json::to_value(&report).unwrap_or_default();
-                        db.complete(job.id, &self.name, &result)?;
-                        summary.done += 1;
-                        "done"
-                    }
-                }
-                Err(e @ (Error::FileFailed(_) | Error::Core(_))) => {
-                    db.fail(job.id, &self.name, &e.to_string(), false)?;
-                    summary.failed += 1;
-                    "failed"
-                }
+            match self.turn(until_idle, &heartbeat, &mut summary, on_job) {
+                Ok(Turn::Worked) => backoff = FIRST_BACKOFF,
+                Ok(Turn::Idle) => std::thread::sleep(poll),
+                Ok(Turn::Drained) => break,
+                // The database is away (restarting, failing over): the job in hand, if any,
+                // stays leased and is done again once its lease runs out.
                 Err(e) => {
-                    warn!(job = job.id, error = %e, "job failed; it goes back to the queue while it has attempts left");
-                    db.fail(job.id, &self.name, &e.to_string(), true)?;
-                    summary.retried += 1;
-                    "retried"
+                    warn!(worker = %self.name, error = %e, "the database is unavailable; trying again in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(LONGEST_BACKOFF);
                 }
-            };
-            drop(db);
-            on_job(&job, status);
+            }
         }
         Ok(summary)
     }
+
+    /// Claims one job and does it; `Idle` when there was none.
+    fn turn(
+        &self,
+        until_idle: bool,
+        heartbeat: &Heartbeat,
+        summary: &mut WorkerSummary,
+        on_job: &mut dyn FnMut(&Claimed, &str),
+    ) -> Result<Turn> {
+        let claimed = self.engine.db()?.claim(&self.name, self.lease.as_secs_f64())?;
+        let Some(job) = claimed else {
+            return Ok(if until_idle && self.engine.db()?.open_jobs()? == 0 { Turn::Drained } else { Turn::Idle });
+        };
+        heartbeat.watch(Some(job.id));
+        let outcome = self.engine.run_job(&job);
+        heartbeat.watch(None);
+        let mut db = self.engine.db()?;
+        let status = match outcome {
+            Ok(report) => {
+                let failed: Vec<&FileReport> = report.files.iter().filter(|f| matches!(f.outcome, FileOutcome::Failed { .. })).collect();
+                if !report.files.is_empty() && failed.len() == report.files.len() {
+                    let reason = failed
+                        .iter()
+                        .map(|f| match &f.outcome {
+                            FileOutcome::Failed { reason } => format!("{}: {reason}", f.source),
+                            _ => String::new(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    db.fail(job.id, &self.name, &reason, false)?;
+                    summary.failed += 1;
+                    "failed"
+                } else {
+                    let result = serde_json::to_value(&report).unwrap_or_default();
+                    db.complete(job.id, &self.name, &result)?;
+                    summary.done += 1;
+                    "done"
+                }
+            }
+            Err(e @ (Error::FileFailed(_) | Error::Core(_))) => {
+                db.fail(job.id, &self.name, &e.to_string(), false)?;
+                summary.failed += 1;
+                "failed"
+            }
+            Err(e) => {
+                warn!(job = job.id, error = %e, "job failed; it goes back to the queue while it has attempts left");
+                db.fail(job.id, &self.name, &e.to_string(), true)?;
+                summary.retried += 1;
+                "retried"
+            }
+        };
+        drop(db);
+        on_job(&job, status);
+        Ok(Turn::Worked)
+    }
 }
+
+enum Turn {
+    Worked,
+    Idle,
+    /// Nothing pending or running anywhere.
+    Drained,
+}
+
+/// Waits between attempts to reach an unavailable database.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Renews the lease of the job being worked on, from a thread with its own connection, so
 /// that a long parse or embedding never lets the lease run out while the worker is alive.
@@ -577,6 +613,7 @@ struct Heartbeat {
 impl Heartbeat {
     fn start(url: &str, worker: &str, lease: Duration) -> Result<Self> {
         let mut db = PgStore::connect(url)?;
+        let url = url.to_string();
         let current = Arc::new(Mutex::new(None::<i64>));
         let stopped = Arc::new(AtomicBool::new(false));
         let (watched, stop, worker) = (current.clone(), stopped.clone(), worker.to_string());
@@ -587,6 +624,15 @@ impl Heartbeat {
                 std::thread::park_timeout(beat);
                 let job = *watched.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(job) = job {
+                    if db.is_closed() {
+                        match PgStore::connect(&url) {
+                            Ok(fresh) => db = fresh,
+                            Err(e) => {
+                                warn!(job, error = %e, "heartbeat: the database is unavailable");
+                                continue;
+                            }
+                        }
+                    }
                     match db.heartbeat(job, &worker, lease.as_secs_f64()) {
                         Ok(true) => {}
                         Ok(false) => warn!(job, "lost the lease of this job: another worker took it over"),

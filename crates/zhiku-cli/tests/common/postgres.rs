@@ -67,6 +67,18 @@ impl Postgres {
         Self { dir, bin, port }
     }
 
+    /// Stops the server (ending every connection) and starts it again on the same port.
+    pub fn restart(&self) {
+        let mut restart = as_owner(&self.bin.join("pg_ctl"));
+        restart
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-m", "fast", "-w", "restart"]);
+        run(restart, "pg_ctl restart");
+    }
+
     /// A new, empty database on this server: its URL.
     pub fn database(&self, name: &str) -> String {
         let mut create = Command::new(self.bin.join("psql"));
