@@ -37,21 +37,8 @@ for i in range(0, min(len(words), 2000 * 120), 120):
 PY
 emb=$("${Z[@]}" embed --input "$WORK/lines.txt" --out "$WORK/vecs.npy" --json)
 
-cat > "$WORK/queries.txt" <<'Q'
-How do I change a user's password?
-What does the init system do at boot?
-How do I configure a static IP address?
-Which tool converts character encodings?
-How can I back up my data?
-How are locales configured?
-What is the difference between apt and apt-get?
-How do I set up sudo?
-如何修改用户密码
-如何设置网络
-什么是软件包管理
-如何备份数据
-Q
-for i in 1 2 3 4 5; do cat "$WORK/queries.txt"; done > "$WORK/queries5.txt"
+# Search questions about the Debian Reference, English and Chinese.
+for i in 1 2 3 4 5; do cat "$ROOT/bench/debian-reference-questions.txt"; done > "$WORK/queries5.txt"
 lat=$("$CARGO_TARGET_DIR/debug/examples/query_latency" "$DATA" bench "$WORK/queries5.txt")
 
 python3 - "$files" "$chunks" "$ingest_s" "$emb" "$lat" <<'PY'

@@ -58,21 +58,7 @@ two_s=$(queued two 2)
 chunks_in() { "$Z" --database-url "$(url "$1")" --data-dir "$work/data" kb docs deb | awk -F'\t' '{split($2, a, " "); n += a[1]} END {print n}'; }
 
 "$Z" --data-dir "$work/data" migrate --to "$(url migrated)" --json > "$work/migrate.json"
-cat > "$work/queries.txt" <<'Q'
-How do I change a user's password?
-What does the init system do at boot?
-How do I configure a static IP address?
-Which tool converts character encodings?
-How can I back up my data?
-How are locales configured?
-What is the difference between apt and apt-get?
-How do I set up sudo?
-如何修改用户密码
-如何设置网络
-什么是软件包管理
-如何备份数据
-Q
-for _ in 1 2 3 4 5; do cat "$work/queries.txt"; done > "$work/queries5.txt"
+for _ in 1 2 3 4 5; do cat "$ROOT/bench/debian-reference-questions.txt"; done > "$work/queries5.txt"
 search=$("$TARGET/examples/backends" "$work/data" deb "$(url migrated)" "$work/queries5.txt")
 
 python3 - "$work/embedded.json" "$embedded_s" "$one_s" "$two_s" "$(chunks_in one)" "$(chunks_in two)" "$search" <<'PY'

@@ -13,7 +13,7 @@ use zhiku_core::{Caller, Embedder, Principal};
 use zhiku_rag::cluster::ClusterEngine;
 use zhiku_rag::IngestReport;
 
-use crate::cli::{AskArgs, GroupCommand, IngestArgs, JobsArgs, KbCommand, SearchArgs, WorkerArgs};
+use crate::cli::{AskArgs, GroupCommand, IngestArgs, JobsArgs, KbCommand, KeyCommand, SearchArgs, ServeArgs, WorkerArgs};
 use crate::commands::{configured_chat, parse_acl, print_ingest_report, Ctx};
 
 pub(crate) fn connect(ctx: &Ctx, url: &str) -> Result<ClusterEngine> {
@@ -243,4 +243,50 @@ pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
         eprintln!("{} group memberships copied", report.memberships);
     }
     Ok(if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(crate::commands::EXIT_PARTIAL) })
+}
+
+/// A stateless server replica: any number of them over one database answer alike.
+pub(crate) fn serve(ctx: &Ctx, url: &str, args: ServeArgs) -> Result<ExitCode> {
+    let cluster = Arc::new(connect(ctx, url)?);
+    crate::commands::serve(ctx, args, Some(cluster))
+}
+
+/// API keys in the shared database, valid on every replica.
+pub(crate) fn key(ctx: &Ctx, url: &str, cmd: KeyCommand) -> Result<ExitCode> {
+    let engine = connect(ctx, url)?;
+    match cmd {
+        KeyCommand::Create { name, user, admin, scopes, expires_in, json } => {
+            let user = user.unwrap_or_else(|| name.clone());
+            let mut scopes: Vec<String> = scopes;
+            for s in &scopes {
+                if !["read", "write", "admin"].contains(&s.as_str()) {
+                    bail!("--scope {s}: use read, write or admin");
+                }
+            }
+            if admin {
+                scopes.push("admin".into());
+            }
+            if scopes.is_empty() {
+                scopes = vec!["read".into(), "write".into()];
+            }
+            let expires = expires_in.as_deref().map(crate::governance::parse_duration).transpose()?;
+            let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let (id, key) = engine.create_api_key(&name, &user, &refs, expires)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "id": id, "name": name, "user": user, "admin": refs.contains(&"admin"), "scopes": scopes, "key": key })
+                );
+            } else {
+                println!("{key}");
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            if !engine.revoke_api_key(&id)? {
+                bail!("no live key with id '{id}'");
+            }
+        }
+        KeyCommand::List { .. } => bail!("key list is not available with --database-url yet"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

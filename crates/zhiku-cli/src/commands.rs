@@ -55,6 +55,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Jobs(args) => crate::cluster::jobs(&ctx, url, args),
             Command::Group(cmd) => crate::cluster::group(&ctx, url, cmd),
             Command::Kb(cmd) => crate::cluster::kb(&ctx, url, cmd),
+            Command::Serve(args) => crate::cluster::serve(&ctx, url, args),
+            Command::Key(cmd) => crate::cluster::key(&ctx, url, cmd),
             command @ Command::Migrate { .. } => dispatch(&ctx, command),
             command if stateless(&command) => dispatch(&ctx, command),
             _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),
@@ -87,7 +89,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             crate::ops::quantize(&input, &out, &kind, allow_requantize, threads, json)
         }
         Command::Vectors(VectorsCommand::Bench(args)) => crate::vectors::bench(*args),
-        Command::Serve(args) => serve(ctx, args),
+        Command::Serve(args) => serve(ctx, args, None),
         Command::Key(cmd) => governance::key(ctx, cmd),
         Command::Migrate { to, json } => crate::cluster::migrate(ctx, &to, json),
         Command::Worker(_) | Command::Jobs(_) => {
@@ -700,7 +702,8 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
+/// `zhiku serve`; with `cluster`, a replica over a shared database.
+pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::cluster::ClusterEngine>>) -> Result<ExitCode> {
     let store = open_store(ctx)?;
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder: Arc<dyn zhiku_core::Embedder> =
@@ -754,6 +757,7 @@ fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
             ..zhiku_server::Security::new(server.session_hours, server.secure_cookies || tls.is_some(), server.rate_limit_per_minute)
         },
         metrics: Default::default(),
+        cluster,
     });
     let bind = match args.bind {
         Some(addr) => addr,

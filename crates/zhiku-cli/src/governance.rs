@@ -195,7 +195,7 @@ pub fn ldap(ctx: &Ctx, cmd: LdapCommand) -> Result<ExitCode> {
 }
 
 /// `90d`, `12h`, `30m` as seconds.
-fn parse_duration(text: &str) -> Result<i64> {
+pub(crate) fn parse_duration(text: &str) -> Result<i64> {
     let invalid = || anyhow::anyhow!("invalid duration '{text}': use a number with d, h or m, e.g. 90d");
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let n: i64 = number.parse().map_err(|_| invalid())?;

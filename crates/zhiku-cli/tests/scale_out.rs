@@ -326,3 +326,75 @@ fn a_worker_rides_out_a_database_restart() {
     let out = cluster.run(&["kb", "docs", "k"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
 }
+
+fn post(url: &str, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let reply = common::http(url, "POST", path, &[("Authorization", &auth), ("Content-Type", "application/json")], &body.to_string());
+    let status = reply.status;
+    (status, serde_json::from_str(&reply.body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart() {
+    let pg = Postgres::start();
+    let url = pg.database("replicas");
+    let cli = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("packages.html", "ch02.en.html"), ("network.html", "ch05.en.html"), ("i18n.html", "ch08.en.html")]);
+    let file = |name: &str| docs.path().join(name).to_string_lossy().into_owned();
+    for (name, acl) in [("packages.html", "group:staff"), ("network.html", "user:carol"), ("i18n.html", "group:translators")] {
+        cli.json(&["ingest", &file(name), "--kb", "handbook", "--acl", acl, "--queue", "--json"]);
+    }
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&cli)).collect();
+    for w in workers {
+        w.wait(Duration::from_secs(300));
+    }
+    assert!(cli.run(&["group", "add-member", "staff", "alice"]).status.success());
+    let key = |user: &str| cli.json(&["key", "create", "--name", user, "--json"])["key"].as_str().unwrap().to_string();
+    let (alice, carol, bob) = (key("alice"), key("carol"), key("bob"));
+
+    // Two replicas, each with a data directory of its own: nothing local is shared.
+    let replica_a = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let replica_b = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let (a, b) = (replica_a.serve(), replica_b.serve());
+    let readable = [(&alice, vec![file("packages.html")]), (&carol, vec![file("network.html")]), (&bob, vec![])];
+    for question in ["How do I install a package with apt-get?", "How to configure a static IP address", "locale settings"] {
+        for (key, allowed) in &readable {
+            let body = serde_json::json!({"kb": "handbook", "query": question, "top_k": 5});
+            let (status_a, hits_a) = post(&a.url, "/api/search", key, &body);
+            let (status_b, hits_b) = post(&b.url, "/api/search", key, &body);
+            assert_eq!((status_a, status_b), (200, 200), "{hits_a} {hits_b}");
+            assert_eq!(hits_a, hits_b, "the replicas answered {question:?} differently");
+            let hits = hits_a["hits"].as_array().unwrap();
+            assert_eq!(hits.is_empty(), allowed.is_empty(), "{hits:#?}");
+            for hit in hits {
+                assert!(allowed.contains(&hit["source"].as_str().unwrap().to_string()), "{question:?} showed {hit}");
+            }
+        }
+    }
+
+    // Answers through either replica are the same, cited from what the caller may read.
+    let ask = serde_json::json!({"model": "kb/handbook", "messages": [{"role": "user", "content": "How do I install a package with apt-get?"}], "max_tokens": 60});
+    let (status_a, answer_a) = post(&a.url, "/v1/chat/completions", &alice, &ask);
+    let (status_b, answer_b) = post(&b.url, "/v1/chat/completions", &alice, &ask);
+    assert_eq!((status_a, status_b), (200, 200), "{answer_a} {answer_b}");
+    assert_eq!(answer_a["choices"][0]["message"]["content"], answer_b["choices"][0]["message"]["content"]);
+    assert_eq!(answer_a["citations"], answer_b["citations"]);
+    for citation in answer_a["citations"].as_array().unwrap() {
+        assert_eq!(citation["source"].as_str().unwrap(), file("packages.html"), "{citation}");
+    }
+    let (_, bobs) = post(&b.url, "/v1/chat/completions", &bob, &ask);
+    assert!(bobs["citations"].as_array().is_none_or(|c| c.is_empty()), "{bobs}");
+
+    // Keys are the database's: unknown ones fail on both; a revoked one stops on both.
+    assert_eq!(post(&a.url, "/api/search", "zk_0000_nope", &serde_json::json!({"kb": "handbook", "query": "apt"})).0, 401);
+    let id = alice.trim_start_matches("zk_").split('_').next().unwrap();
+    assert!(cli.run(&["key", "revoke", id]).status.success());
+    for replica in [&a, &b] {
+        assert_eq!(post(&replica.url, "/api/search", &alice, &serde_json::json!({"kb": "handbook", "query": "apt"})).0, 401);
+    }
+    // What a replica does not serve yet is not found, rather than answered from local state.
+    let (status, _) = post(&a.url, "/api/kbs", &carol, &serde_json::json!({"name": "x"}));
+    assert_eq!(status, 404);
+    assert_eq!(post(&a.url, "/api/search", &carol, &serde_json::json!({"kb": "nope", "query": "apt"})).0, 404);
+}

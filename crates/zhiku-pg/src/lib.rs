@@ -5,7 +5,8 @@
 //! versioned schema migrations ([`PgStore::connect`] applies them under an advisory lock, so
 //! many processes may start at once), knowledge bases, documents and chunks with their vectors
 //! (pgvector, one HNSW index per knowledge base) and full-text terms, the ACL filter inside each
-//! query's SQL, and the ingest job queue that workers claim with `FOR UPDATE SKIP LOCKED`.
+//! query's SQL, group memberships and API keys (shared by server replicas), and the ingest job
+//! queue that workers claim with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Main types: [`PgStore`] (a connection), [`NewDocument`] (what a worker writes),
 //! [`ChunkRow`] (what retrieval reads), [`Job`] / [`Claimed`] (the queue).
@@ -31,11 +32,13 @@
 mod documents;
 mod groups;
 mod jobs;
+mod keys;
 mod schema;
 mod vector;
 
 pub use documents::{ChunkRow, DocumentRow, KbId, NewDocument, Upsert};
 pub use jobs::{Claimed, Job, JobStatus, NewJob};
+pub use keys::KeyHolder;
 pub use vector::Vector;
 
 use postgres::{Client, NoTls};

@@ -85,6 +85,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX member_of ON member (member);
     "#,
+    // 2: API keys, shared by every server replica. Only the secret's SHA-256 is stored.
+    r#"
+    CREATE TABLE api_key (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        user_name text NOT NULL,
+        scopes text[] NOT NULL,
+        secret_hash bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz,
+        revoked_at timestamptz
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -22,7 +22,11 @@ pub fn record_question(
     retrieved: &[(&str, &str)],
     answer: Option<&str>,
 ) -> Result<()> {
-    let keep_text = store.kb_logs_questions(kb)?;
+    // A shared database's knowledge base has no such setting here: only hashes are kept.
+    let keep_text = match store.kb_logs_questions(kb) {
+        Err(zhiku_store::Error::UnknownKb(_)) => false,
+        other => other?,
+    };
     let retrieved: Vec<_> = retrieved.iter().map(|(source, chunk)| json!({ "source": source, "chunk_id": chunk })).collect();
     let detail = json!({
         "question": if keep_text { Some(question) } else { None },

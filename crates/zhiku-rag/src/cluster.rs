@@ -349,6 +349,23 @@ impl ClusterEngine {
 
     /// Retrieves and answers with citations, or abstains, as [`crate::Engine::ask`] does.
     pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        self.ask_with(kb, question, caller, model, &self.config.generation, &mut |t| {
+            on_text(t);
+            true
+        })
+    }
+
+    /// [`ClusterEngine::ask`] with the caller's generation settings; `on_text` returning false
+    /// stops the generation.
+    pub fn ask_with(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &Caller,
+        model: &dyn ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Answer> {
         let kb_id = self.db()?.kb(kb)?;
         let question = question.trim();
         let hits = if question.is_empty() {
@@ -357,10 +374,36 @@ impl ClusterEngine {
             let q = self.embedder.embed_queries(&[question])?.pop().unwrap_or_default();
             self.search_embedded(&kb_id, question, &q, caller, self.config.retrieval.answer_sources)?
         };
-        answer_from_hits(question, hits, Vec::new(), &self.config, false, model, &self.config.generation, &mut |t| {
-            on_text(t);
-            true
-        })
+        answer_from_hits(question, hits, Vec::new(), &self.config, false, model, options, on_text)
+    }
+
+    pub fn kb_exists(&self, kb: &str) -> Result<bool> {
+        match self.db()?.kb(kb) {
+            Ok(_) => Ok(true),
+            Err(zhiku_pg::Error::UnknownKb(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates an API key in the shared database (every replica accepts it); returns its id and
+    /// the key, shown this once.
+    pub fn create_api_key(&self, name: &str, user: &str, scopes: &[&str], expires_in_seconds: Option<i64>) -> Result<(String, String)> {
+        Principal::user(user)?;
+        Ok(self.db()?.create_api_key(name, user, scopes, expires_in_seconds)?)
+    }
+
+    pub fn verify_api_key(&self, presented: &str) -> Result<Option<zhiku_pg::KeyHolder>> {
+        Ok(self.db()?.verify_api_key(presented)?)
+    }
+
+    pub fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        Ok(self.db()?.revoke_api_key(id)?)
+    }
+
+    /// The database answers.
+    pub fn ping(&self) -> Result<()> {
+        self.db()?.schema_version()?;
+        Ok(())
     }
 
     /// Copies the embedded store's knowledge bases (documents, chunks and their vectors: nothing

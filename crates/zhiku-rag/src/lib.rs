@@ -63,12 +63,90 @@ pub enum Error {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("embedding model '{name}': {reason}")]
     EmbeddingModel { name: String, reason: String },
+    /// Not available with this backend (yet).
+    #[error("{0}")]
+    Unsupported(String),
     /// One file of a batch failed; the batch reports it and continues.
     #[error("{0}")]
     FileFailed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the HTTP server's search and answer routes ask of a backend: the embedded [`Engine`]
+/// or a shared database's [`cluster::ClusterEngine`], so that the same handlers serve both.
+pub trait Answering: Send + Sync {
+    fn kb_exists(&self, kb: &str) -> Result<bool>;
+    fn search_in(&self, kb: &str, query: &str, caller: &zhiku_core::Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>>;
+    /// `on_text` returning false stops the generation.
+    #[allow(clippy::too_many_arguments)]
+    fn ask_with(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &zhiku_core::Caller,
+        model: &dyn zhiku_models::ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        mode: RetrievalMode,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Answer>;
+}
+
+impl Answering for Engine {
+    fn kb_exists(&self, kb: &str) -> Result<bool> {
+        Ok(self.store().kb_exists(kb)?)
+    }
+
+    fn search_in(&self, kb: &str, query: &str, caller: &zhiku_core::Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
+        Engine::search_in(self, kb, query, caller, top_k, mode)
+    }
+
+    fn ask_with(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &zhiku_core::Caller,
+        model: &dyn zhiku_models::ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        mode: RetrievalMode,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Answer> {
+        Engine::ask_with(self, kb, question, caller, model, options, mode, on_text)
+    }
+}
+
+impl Answering for cluster::ClusterEngine {
+    fn kb_exists(&self, kb: &str) -> Result<bool> {
+        cluster::ClusterEngine::kb_exists(self, kb)
+    }
+
+    fn search_in(&self, kb: &str, query: &str, caller: &zhiku_core::Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
+        hybrid_only(mode)?;
+        self.search(kb, query, caller, top_k)
+    }
+
+    fn ask_with(
+        &self,
+        kb: &str,
+        question: &str,
+        caller: &zhiku_core::Caller,
+        model: &dyn zhiku_models::ChatModel,
+        options: &zhiku_models::GenerationOptions,
+        mode: RetrievalMode,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Answer> {
+        hybrid_only(mode)?;
+        cluster::ClusterEngine::ask_with(self, kb, question, caller, model, options, on_text)
+    }
+}
+
+/// The knowledge graph lives in the embedded store only so far.
+fn hybrid_only(mode: RetrievalMode) -> Result<()> {
+    match mode {
+        RetrievalMode::Hybrid => Ok(()),
+        other => Err(Error::Unsupported(format!("retrieval mode {other:?} with a shared database (hybrid works)"))),
+    }
+}
 
 /// Retrieval settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -80,8 +80,23 @@ pub fn kb_not_found(kb: &str) -> ApiError {
     ApiError::not_found(format!("knowledge base '{kb}' does not exist (or you have no role on it)"), "kb_not_found", None)
 }
 
-/// Runs [`Authenticated::require_role`] off the async threads.
+/// Runs [`Authenticated::require_role`] off the async threads. A shared database holds no
+/// roles yet: there every key may read every knowledge base, and the documents' ACLs decide
+/// what it sees.
 pub async fn check_role(state: &AppState, who: &Authenticated, kb: &str, needed: Role) -> Result<(), ApiError> {
+    if let Some(cluster) = &state.cluster {
+        if needed > Role::Viewer {
+            return Err(ApiError::forbidden("changes are not served by a replica over a shared database yet; use the zhiku CLI"));
+        }
+        if !who.scopes.contains(&Scope::Read) && !who.admin {
+            return Err(ApiError::forbidden("this key lacks the 'read' scope this needs"));
+        }
+        let (cluster, name) = (cluster.clone(), kb.to_string());
+        return match blocking(move || cluster.kb_exists(&name)).await? {
+            true => Ok(()),
+            false => Err(kb_not_found(kb)),
+        };
+    }
     let (store, who, kb) = (state.store.clone(), who.clone(), kb.to_string());
     blocking(move || who.require_role(&store, &kb, needed)).await
 }
@@ -153,8 +168,39 @@ fn proxy_user(state: &AppState, request: &Request) -> Option<Result<(String, Vec
     Some(Ok((user, extra)))
 }
 
+/// A bearer key checked against the shared database: every replica knows every key.
+async fn shared_key_caller(
+    state: &AppState,
+    cluster: &Arc<zhiku_rag::cluster::ClusterEngine>,
+    key: String,
+) -> Result<Authenticated, ApiError> {
+    let (cluster, store) = (cluster.clone(), state.store.clone());
+    let found = blocking(move || -> Result<Option<Authenticated>, ApiError> {
+        let Some(holder) = cluster.verify_api_key(&key)? else {
+            let detail = json!({ "key_id": key_id_of(&key), "reason": "invalid, expired or revoked key" });
+            store.audit(&AuditEvent { actor: "anonymous", action: "auth.failed", kb: None, detail })?;
+            return Ok(None);
+        };
+        let admin = holder.admin();
+        let caller = if admin { Caller::Admin } else { cluster.caller_for(&holder.user)? };
+        let scopes = holder.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+        Ok(Some(Authenticated { caller, user: holder.user, key_id: holder.id, scopes, admin }))
+    })
+    .await?;
+    found.ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))
+}
+
 pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(cluster) = &state.cluster {
+        let Some(key) = header.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty()) else {
+            return Err(ApiError::unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' (zhiku key create with --database-url)",
+            ));
+        };
+        let who = shared_key_caller(&state, cluster, key.to_string()).await?;
+        return admit(&state, who, request, next).await;
+    }
     if header.is_empty() {
         if let Some(found) = proxy_user(&state, &request) {
             let (user, extra) = found?;

@@ -115,6 +115,10 @@ impl From<zhiku_rag::Error> for ApiError {
     fn from(e: zhiku_rag::Error) -> Self {
         match e {
             zhiku_rag::Error::Store(e) => e.into(),
+            zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(kb)) => {
+                Self::not_found(format!("knowledge base '{kb}' does not exist"), "model_not_found", Some("model"))
+            }
+            e @ zhiku_rag::Error::Unsupported(_) => Self::invalid(e.to_string(), None),
             other => Self::internal(other),
         }
     }

@@ -88,6 +88,19 @@ pub struct AppState {
     /// Sessions, rate limits, login throttling.
     pub security: Security,
     pub metrics: metrics::Metrics,
+    /// A replica over a shared PostgreSQL database (`--database-url`): knowledge bases, groups
+    /// and API keys come from there, and only the routes that work on it are served.
+    pub cluster: Option<Arc<zhiku_rag::cluster::ClusterEngine>>,
+}
+
+impl AppState {
+    /// Where searches and answers come from: the shared database, else the embedded engine.
+    pub fn answering(&self) -> Arc<dyn zhiku_rag::Answering> {
+        match &self.cluster {
+            Some(cluster) => cluster.clone(),
+            None => self.engine.clone(),
+        }
+    }
 }
 
 /// Server settings (`[server]` in the configuration).
@@ -102,7 +115,14 @@ pub struct ServerOptions {
 
 /// The whole application: routes, authentication and limits.
 pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
-    let authenticated = Router::new()
+    let routes = if state.cluster.is_some() { replica_routes() } else { embedded_routes() };
+    let authenticated = routes.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+    public_routes(state, options, authenticated)
+}
+
+/// Everything, on the embedded store.
+fn embedded_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
@@ -137,7 +157,20 @@ pub fn router(state: Arc<AppState>, options: &ServerOptions) -> Router {
         .route("/api/jobs/{id}/events", get(docs::job_events))
         .route("/api/search", post(native::search))
         .route("/api/kbs/{kb}/chunks/{id}", get(native::passage))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+}
+
+/// What a replica over a shared database serves so far: the OpenAI-compatible API and search.
+/// The rest answers 404 rather than act on a replica's local state.
+fn replica_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/api/search", post(native::search))
+}
+
+/// Public routes, the same for both backends.
+fn public_routes(state: Arc<AppState>, options: &ServerOptions, authenticated: Router<Arc<AppState>>) -> Router {
     Router::new()
         .merge(authenticated)
         .route("/healthz", get(native::health))

@@ -184,8 +184,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::He
     responses((status = 200, description = "{ready: true, chat_model}", body = serde_json::Value),
         (status = 503, description = "{ready: false, reason}: the store does not answer", body = serde_json::Value)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.store.clone();
-    match blocking(move || store.counts()).await {
+    let (store, cluster) = (state.store.clone(), state.cluster.clone());
+    let answers = blocking(move || -> Result<(), crate::ApiError> {
+        store.counts()?;
+        if let Some(cluster) = cluster {
+            cluster.ping()?;
+        }
+        Ok(())
+    });
+    match answers.await {
         Ok(_) => axum::Json(json!({ "ready": true, "chat_model": state.chat.is_some() })).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "ready": false, "reason": e.message }))).into_response(),
     }

@@ -77,14 +77,14 @@ pub async fn search(
         return Err(ApiError::invalid(format!("top_k {} is outside 1..={MAX_TOP_K}", request.top_k), Some("top_k")));
     }
     check_role(&state, &who, &request.kb, Role::Viewer).await?;
-    let (engine, server) = (state.engine.clone(), state.clone());
+    let (answering, server) = (state.answering(), state.clone());
     let hits = computing(&state, move || {
         let started = std::time::Instant::now();
-        let mode = request.retrieval.unwrap_or(engine.config().retrieval.mode);
-        let hits = engine.search_in(&request.kb, &request.query, &who.caller, request.top_k, mode)?;
+        let mode = request.retrieval.unwrap_or(server.engine.config().retrieval.mode);
+        let hits = answering.search_in(&request.kb, &request.query, &who.caller, request.top_k, mode)?;
         server.metrics.retrieval_took(started.elapsed());
         let refs = zhiku_rag::audit::hit_refs(&hits);
-        zhiku_rag::audit::record_question(engine.store(), &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
+        zhiku_rag::audit::record_question(&server.store, &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
         Ok::<_, zhiku_rag::Error>(hits)
     })
     .await?;

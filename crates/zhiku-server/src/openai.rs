@@ -43,9 +43,17 @@ fn model_entry(id: &str) -> Value {
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the chat model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let kbs = blocking(move || crate::native::visible_kbs(&store, &who)).await?;
-    let mut data: Vec<Value> = kbs.iter().map(|(kb, _)| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
+    let kbs: Vec<String> = match &state.cluster {
+        Some(cluster) => {
+            let cluster = cluster.clone();
+            blocking(move || cluster.kb_names()).await?
+        }
+        None => {
+            let store = state.store.clone();
+            blocking(move || crate::native::visible_kbs(&store, &who)).await?.into_iter().map(|(kb, _)| kb).collect()
+        }
+    };
+    let mut data: Vec<Value> = kbs.iter().map(|kb| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
     if let Some(chat) = &state.chat {
         data.push(model_entry(&chat.id));
     }
@@ -204,7 +212,11 @@ struct History {
 
 impl History {
     /// Records the exchange; a failure is logged, not returned, as the answer has been given.
+    /// A replica keeps no history of its own (it would be one replica's only).
     fn record(&self, state: &AppState, reply: &Reply) {
+        if state.cluster.is_some() {
+            return;
+        }
         let citations = serde_json::to_string(&reply.citations).unwrap_or_else(|_| "[]".into());
         let exchange = zhiku_store::NewExchange {
             completion_id: &self.completion_id,
@@ -268,7 +280,7 @@ fn run(
     match target {
         Target::Kb { kb, question, mode } => {
             let mut streamed = String::new();
-            let answer = state.engine.ask_with(&kb, &question, &who.caller, model, options, mode, &mut |piece| {
+            let answer = state.answering().ask_with(&kb, &question, &who.caller, model, options, mode, &mut |piece| {
                 streamed.push_str(piece);
                 on_text(piece)
             })?;
@@ -348,9 +360,10 @@ pub async fn chat_completions(
     }
     let chat_model = {
         let (worker, requested) = (state.clone(), request.adapter.clone());
+        // Knowledge bases of a shared database name no adapter.
         let kb = match &target {
-            Target::Kb { kb, .. } => Some(kb.clone()),
-            Target::Chat { .. } => None,
+            Target::Kb { kb, .. } if state.cluster.is_none() => Some(kb.clone()),
+            _ => None,
         };
         blocking(move || adapted_model(&worker, requested.as_deref(), kb.as_deref())).await?
     };

@@ -218,6 +218,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         cors_origins: Vec::new(),
         security: Default::default(),
         metrics: Default::default(),
+        cluster: None,
     });
     let app = zhiku_server::router(state, &ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), max_body_bytes: 1 << 20, tls: None });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
