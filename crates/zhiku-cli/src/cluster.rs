@@ -159,11 +159,12 @@ pub(crate) fn ask(ctx: &Ctx, url: &str, args: AskArgs) -> Result<ExitCode> {
     let caller = caller(&engine, args.as_user.as_deref())?;
     let llm = configured_chat(ctx)?;
     let stream = !args.json;
-    let answer = engine.ask(&args.kb, &args.question, &caller, llm.as_ref(), &mut |piece| {
+    let answer = engine.ask_with(&args.kb, &args.question, &caller, llm.as_ref(), &engine.config().generation, &mut |piece| {
         if stream {
             print!("{piece}");
             let _ = std::io::stdout().flush();
         }
+        true
     })?;
     crate::commands::print_answer(&answer, args.json)
 }

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::Principal;
+
 /// What a parser makes of a file: its title, if it has one, its text as a sequence of
 /// headings and text blocks in reading order, and the files it carries (an e-mail's
 /// attachments), which are documents of their own.
@@ -127,4 +129,15 @@ pub struct Chunk {
     /// The page the chunk starts on, for paged formats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+}
+
+/// A chunk as retrieval reads it from either store, with its document's source and ACL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    pub id: u64,
+    pub doc_id: i64,
+    pub source: String,
+    pub acl: Vec<Principal>,
+    pub chunk: Chunk,
+    pub embedding: Vec<f32>,
 }

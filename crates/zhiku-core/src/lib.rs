@@ -28,7 +28,7 @@ mod policy;
 pub mod random;
 
 pub use access::{is_valid_name, Caller, Principal, Role};
-pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument};
+pub use document::{Block, BlockKind, Chunk, EmbeddedFile, ParsedDocument, StoredChunk};
 pub use error::{Error, Result};
 pub use policy::{DuplicatePolicy, PiiPolicy};
 

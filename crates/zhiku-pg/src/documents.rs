@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use zhiku_core::{Caller, Chunk, Principal};
+use zhiku_core::{Caller, Chunk, Principal, StoredChunk};
 
 use crate::vector::Vector;
 use crate::{Error, PgStore, Result};
@@ -38,17 +38,6 @@ pub enum Upsert {
     },
     /// Same content and ACL as stored: nothing was written.
     Unchanged,
-}
-
-/// A chunk as retrieval reads it, with its document's source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChunkRow {
-    pub id: u64,
-    pub doc_id: i64,
-    pub source: String,
-    pub acl: Vec<Principal>,
-    pub chunk: Chunk,
-    pub embedding: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -319,7 +308,7 @@ impl PgStore {
     }
 
     /// The chunks with these ids in the knowledge base, in no particular order.
-    pub fn chunks_by_id(&mut self, kb: &KbId, ids: &[u64]) -> Result<Vec<ChunkRow>> {
+    pub fn chunks_by_id(&mut self, kb: &KbId, ids: &[u64]) -> Result<Vec<StoredChunk>> {
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let rows = self.client.query(
             "SELECT c.id, c.doc_id, d.source, c.acl, c.ordinal, c.heading_path, c.text, c.char_start, c.char_end, c.page, c.embedding
@@ -328,7 +317,7 @@ impl PgStore {
         )?;
         rows.iter()
             .map(|r| {
-                Ok(ChunkRow {
+                Ok(StoredChunk {
                     id: r.get::<_, i64>(0) as u64,
                     doc_id: r.get(1),
                     source: r.get(2),

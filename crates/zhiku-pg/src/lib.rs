@@ -9,7 +9,7 @@
 //! queue that workers claim with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Main types: [`PgStore`] (a connection), [`NewDocument`] (what a worker writes),
-//! [`ChunkRow`] (what retrieval reads), [`Job`] / [`Claimed`] (the queue).
+//! [`zhiku_core::StoredChunk`] (what retrieval reads), [`Job`] / [`Claimed`] (the queue).
 //!
 //! Text is segmented with the embedded BM25's own analyzer ([`zhiku_index::analyze`], jieba for
 //! Chinese) and stored as ready-made lexemes, so keyword search matches the same words on both
@@ -36,7 +36,7 @@ mod keys;
 mod schema;
 mod vector;
 
-pub use documents::{ChunkRow, DocumentRow, KbId, NewDocument, Upsert};
+pub use documents::{DocumentRow, KbId, NewDocument, Upsert};
 pub use jobs::{Claimed, Job, JobStatus, NewJob};
 pub use keys::KeyHolder;
 pub use vector::Vector;

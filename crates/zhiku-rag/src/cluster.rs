@@ -313,15 +313,7 @@ impl ClusterEngine {
         let candidates = retrieval.candidates.max(top_k);
         let mut db = self.db()?;
         let lists = vec![db.vector_search(kb, q, caller, candidates)?, db.keyword_search(kb, query, caller, candidates)?];
-        let fused = match retrieval.fusion {
-            crate::Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, retrieval.rrf_k),
-            crate::Fusion::Weighted => {
-                let weight = retrieval.vector_weight.clamp(0.0, 1.0);
-                let weighted: Vec<_> =
-                    lists.into_iter().enumerate().map(|(i, l)| (l, if i == 0 { weight } else { 1.0 - weight })).collect();
-                zhiku_index::weighted_fusion(&weighted)
-            }
-        };
+        let fused = retrieval.fuse(lists);
         let scores: BTreeMap<u64, f32> = fused.iter().take(top_k).copied().collect();
         let ids: Vec<u64> = scores.keys().copied().collect();
         let mut chunks = db.chunks_by_id(kb, &ids)?;
@@ -347,16 +339,8 @@ impl ClusterEngine {
         Ok(hits)
     }
 
-    /// Retrieves and answers with citations, or abstains, as [`crate::Engine::ask`] does.
-    pub fn ask(&self, kb: &str, question: &str, caller: &Caller, model: &dyn ChatModel, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
-        self.ask_with(kb, question, caller, model, &self.config.generation, &mut |t| {
-            on_text(t);
-            true
-        })
-    }
-
-    /// [`ClusterEngine::ask`] with the caller's generation settings; `on_text` returning false
-    /// stops the generation.
+    /// Retrieves and answers with citations, or abstains, as [`crate::Engine::ask_with`] does;
+    /// `on_text` returning false stops the generation.
     pub fn ask_with(
         &self,
         kb: &str,

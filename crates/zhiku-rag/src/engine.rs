@@ -841,17 +841,7 @@ impl Engine {
             from_graph = graph_hits.iter().map(|h| h.0).collect();
             lists.push(graph_hits);
         }
-        let retrieval = &self.config.retrieval;
-        let fused = match retrieval.fusion {
-            crate::Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, retrieval.rrf_k),
-            crate::Fusion::Weighted => {
-                let weight = retrieval.vector_weight.clamp(0.0, 1.0);
-                // The first list is the vectors'; BM25's and the graph's share the rest.
-                let weighted: Vec<_> =
-                    lists.into_iter().enumerate().map(|(i, list)| (list, if i == 0 { weight } else { 1.0 - weight })).collect();
-                zhiku_index::weighted_fusion(&weighted)
-            }
-        };
+        let fused = self.config.retrieval.fuse(lists);
         // Re-ranking looks deeper than the answer: what fusion placed just below may be the
         // most similar passage.
         let depth = if self.reranker.is_none() { top_k } else { (top_k * 3).min(fused.len()) };

@@ -197,6 +197,22 @@ pub enum Rerank {
     Similarity,
 }
 
+impl RetrievalConfig {
+    /// Fuses ranked lists by the configured method. The first list is the vector retriever's;
+    /// with weighted fusion the others (BM25, the graph) share the rest of the weight.
+    pub(crate) fn fuse(&self, lists: Vec<Vec<zhiku_index::Scored>>) -> Vec<zhiku_index::Scored> {
+        match self.fusion {
+            Fusion::Rrf => zhiku_index::reciprocal_rank_fusion(&lists, self.rrf_k),
+            Fusion::Weighted => {
+                let weight = self.vector_weight.clamp(0.0, 1.0);
+                let weighted: Vec<_> =
+                    lists.into_iter().enumerate().map(|(i, list)| (list, if i == 0 { weight } else { 1.0 - weight })).collect();
+                zhiku_index::weighted_fusion(&weighted)
+            }
+        }
+    }
+}
+
 impl Default for RetrievalConfig {
     fn default() -> Self {
         Self {

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+pub use zhiku_core::StoredChunk;
 use zhiku_core::{Chunk, DuplicatePolicy, PiiPolicy, Principal};
 
 mod access;
@@ -117,17 +118,6 @@ pub enum Upsert {
     },
     /// Same content and ACL as stored: nothing was written.
     Unchanged,
-}
-
-/// A chunk as retrieval sees it, with its document's source and ACL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredChunk {
-    pub id: u64,
-    pub doc_id: i64,
-    pub source: String,
-    pub acl: Vec<Principal>,
-    pub chunk: Chunk,
-    pub embedding: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
