@@ -208,7 +208,36 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
                 println!("{}\t{} chunks\t{}\t{}", d.source, d.chunks, d.language, acl.join(","));
             }
         }
-        _ => bail!("this `kb` command is not available with --database-url yet (kb list and kb docs are)"),
+        KbCommand::Create {
+            name,
+            acl,
+            log_questions,
+            mask_answers,
+            answer_cache,
+            pii,
+            duplicates,
+            vector_index,
+            embedding_model,
+            adapter,
+        } => {
+            let others = [log_questions.is_some(), mask_answers.is_some(), answer_cache.is_some(), pii.is_some(), duplicates.is_some()]
+                .into_iter()
+                .chain([vector_index.is_some(), embedding_model.is_some(), adapter.is_some()]);
+            if others.into_iter().any(|given| given) {
+                bail!("with --database-url, `kb create` sets the viewers (--acl) only so far");
+            }
+            let viewers = parse_acl(&acl)?;
+            let changed = engine.create_kb(&name, (!acl.is_empty()).then_some(viewers.as_slice()))?;
+            eprintln!("{name}: ready ({changed} documents now readable by the new viewers)");
+        }
+        KbCommand::Acl { name, source, acl, inherit } => {
+            let acl = parse_acl(&acl)?;
+            let given = (!inherit).then_some(acl.as_slice());
+            if !engine.set_document_acl(&name, &source, given)? {
+                bail!("no document '{source}' in knowledge base '{name}' (see `kb docs {name}`)");
+            }
+        }
+        _ => bail!("this `kb` command is not available with --database-url yet (list, docs, create --acl and acl are)"),
     }
     Ok(ExitCode::SUCCESS)
 }

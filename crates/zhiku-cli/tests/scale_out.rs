@@ -256,8 +256,9 @@ fn the_queue_needs_a_database_and_reports_each_bad_file() {
     let only_failed = cluster.json(&["jobs", "--json", "--status", "failed"]);
     assert_eq!(only_failed["jobs"].as_array().unwrap().len(), 1);
     // The shared database refuses what it does not support yet rather than doing something else.
-    let out = cluster.run(&["kb", "create", "other"]);
+    let out = cluster.run(&["kb", "roles", "k"]);
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available with --database-url"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -397,4 +398,46 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
     let (status, _) = post(&a.url, "/api/kbs", &carol, &serde_json::json!({"name": "x"}));
     assert_eq!(status, 404);
     assert_eq!(post(&a.url, "/api/search", &carol, &serde_json::json!({"kb": "nope", "query": "apt"})).0, 404);
+}
+
+#[test]
+fn acls_change_in_the_shared_database_without_ingesting_again() {
+    let pg = Postgres::start();
+    let cli = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &pg.database("acls"));
+    let docs = tempfile::tempdir().unwrap();
+    corpus(docs.path(), &[("packages.html", "ch02.en.html"), ("network.html", "ch05.en.html")]);
+    let file = |name: &str| docs.path().join(name).to_string_lossy().into_owned();
+    let ok = |args: &[&str]| {
+        let out = cli.run(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(&["kb", "create", "handbook", "--acl", "group:staff"]);
+    cli.ingest("handbook", &[Path::new(&file("packages.html"))], &[]);
+    cli.ingest("handbook", &[Path::new(&file("network.html"))], &["user:carol"]);
+    ok(&["group", "add-member", "staff", "alice"]);
+    ok(&["group", "add-member", "ops", "dave"]);
+    let sees = |user: &str| -> BTreeSet<String> {
+        Zhiku::sources(&cli.search("handbook", "apt-get install packages network interface", Some(user), 10)).into_iter().collect()
+    };
+    assert_eq!(sees("alice"), [file("packages.html")].into());
+    assert_eq!(sees("carol"), [file("network.html")].into());
+
+    // New viewers: the document that follows them moves; the one with its own ACL stays.
+    ok(&["kb", "create", "handbook", "--acl", "group:ops"]);
+    assert!(sees("alice").is_empty());
+    assert_eq!(sees("dave"), [file("packages.html")].into());
+    assert_eq!(sees("carol"), [file("network.html")].into());
+    // Ingesting the same file again without an ACL keeps both as they are.
+    let again = cli.ingest("handbook", &[Path::new(&file("network.html"))], &[]);
+    assert_eq!(again["unchanged"], 1, "{again}");
+    assert_eq!(sees("carol"), [file("network.html")].into());
+
+    // One document's own ACL, then back to the viewers.
+    ok(&["kb", "acl", "handbook", &file("packages.html"), "--acl", "user:bob"]);
+    assert_eq!(sees("bob"), [file("packages.html")].into());
+    assert!(sees("dave").is_empty());
+    ok(&["kb", "acl", "handbook", &file("network.html"), "--inherit"]);
+    assert_eq!(sees("dave"), [file("network.html")].into());
+    assert!(sees("carol").is_empty());
+    assert!(!cli.run(&["kb", "acl", "handbook", "missing.html", "--inherit"]).status.success());
 }

@@ -23,6 +23,9 @@ pub struct NewDocument<'a> {
     pub format: &'a str,
     pub language: &'a str,
     pub acl: &'a [Principal],
+    /// `acl` was given for this file. Otherwise it is the knowledge base's viewers: the document
+    /// follows them when they change, and a stored document with an ACL of its own keeps that.
+    pub own_acl: bool,
     pub chunks: &'a [(Chunk, Vec<f32>)],
 }
 
@@ -71,9 +74,45 @@ impl PgStore {
         Ok(self.client.query("SELECT name FROM kb ORDER BY name", &[])?.iter().map(|r| r.get(0)).collect())
     }
 
-    pub fn set_kb_default_acl(&mut self, kb: &KbId, acl: &[Principal]) -> Result<()> {
-        self.client.execute("UPDATE kb SET default_acl = $2 WHERE id = $1", &[&kb.id, &principal_strings(acl)])?;
-        Ok(())
+    /// Sets who reads the documents ingested without an ACL of their own, and moves those
+    /// documents (and their chunks, which the searches filter on) to it in the same transaction.
+    /// Returns how many documents changed.
+    pub fn set_kb_default_acl(&mut self, kb: &KbId, acl: &[Principal]) -> Result<u64> {
+        let acl = principal_strings(acl);
+        let mut tx = self.client.transaction()?;
+        tx.execute("UPDATE kb SET default_acl = $2, generation = generation + 1 WHERE id = $1", &[&kb.id, &acl])?;
+        let changed = tx.execute("UPDATE document SET acl = $2 WHERE kb_id = $1 AND acl_inherited AND acl <> $2", &[&kb.id, &acl])?;
+        tx.execute(
+            "UPDATE chunk c SET acl = d.acl FROM document d WHERE d.id = c.doc_id AND d.kb_id = $1 AND d.acl_inherited AND c.acl <> d.acl",
+            &[&kb.id],
+        )?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Gives one document an ACL of its own (`Some`), or makes it follow the knowledge base's
+    /// viewers again (`None`); false when there is no such document.
+    pub fn set_document_acl(&mut self, kb: &KbId, source: &str, acl: Option<&[Principal]>) -> Result<bool> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&(kb.id as i32), &source])?;
+        let found = match acl {
+            Some(acl) => tx.query_opt(
+                "UPDATE document SET acl = $3, acl_inherited = false WHERE kb_id = $1 AND source = $2 RETURNING id",
+                &[&kb.id, &source, &principal_strings(acl)],
+            )?,
+            None => tx.query_opt(
+                "UPDATE document d SET acl = k.default_acl, acl_inherited = true FROM kb k
+                 WHERE k.id = d.kb_id AND d.kb_id = $1 AND d.source = $2 RETURNING d.id",
+                &[&kb.id, &source],
+            )?,
+        };
+        if let Some(row) = &found {
+            let doc_id: i64 = row.get(0);
+            tx.execute("UPDATE chunk c SET acl = d.acl FROM document d WHERE d.id = $1 AND c.doc_id = d.id", &[&doc_id])?;
+            tx.execute("UPDATE kb SET generation = generation + 1 WHERE id = $1", &[&kb.id])?;
+        }
+        tx.commit()?;
+        Ok(found.is_some())
     }
 
     pub fn kb_default_acl(&mut self, kb: &KbId) -> Result<Vec<Principal>> {
@@ -86,12 +125,14 @@ impl PgStore {
         Ok(self.client.query_one("SELECT generation FROM kb WHERE id = $1", &[&kb.id])?.get(0))
     }
 
-    /// The stored document at `source` has this content and ACL: a worker may skip parsing it.
-    pub fn is_unchanged(&mut self, kb: &KbId, source: &str, content_hash: &str, acl: &[Principal]) -> Result<bool> {
+    /// The stored document at `source` has this content and would keep its ACL: a worker may
+    /// skip parsing it (`own_acl` as in [`NewDocument`]).
+    pub fn is_unchanged(&mut self, kb: &KbId, source: &str, content_hash: &str, acl: &[Principal], own_acl: bool) -> Result<bool> {
         let acl = principal_strings(acl);
         let row = self.client.query_opt(
-            "SELECT 1 FROM document WHERE kb_id = $1 AND source = $2 AND content_hash = $3 AND acl = $4",
-            &[&kb.id, &source, &content_hash, &acl],
+            "SELECT 1 FROM document WHERE kb_id = $1 AND source = $2 AND content_hash = $3
+                 AND ((acl = $4 AND acl_inherited = NOT $5) OR (NOT $5 AND NOT acl_inherited))",
+            &[&kb.id, &source, &content_hash, &acl, &own_acl],
         )?;
         Ok(row.is_some())
     }
@@ -109,15 +150,23 @@ impl PgStore {
             return Err(Error::Dimension { kb: kb.name.clone(), stored: dimension, given: e.len() });
         }
         self.ensure_dimension(kb, dimension)?;
-        let acl = principal_strings(doc.acl);
+        let mut acl = principal_strings(doc.acl);
+        let mut inherited = !doc.own_acl;
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&(kb.id as i32), &doc.source])?;
-        let existing =
-            tx.query_opt("SELECT id, content_hash, acl FROM document WHERE kb_id = $1 AND source = $2", &[&kb.id, &doc.source])?;
+        let existing = tx.query_opt(
+            "SELECT id, content_hash, acl, acl_inherited FROM document WHERE kb_id = $1 AND source = $2",
+            &[&kb.id, &doc.source],
+        )?;
         let replaced = match existing {
             Some(row) => {
-                let (hash, stored_acl): (String, Vec<String>) = (row.get(1), row.get(2));
-                if hash == doc.content_hash && stored_acl == acl {
+                let (hash, stored_acl, stored_inherited): (String, Vec<String>, bool) = (row.get(1), row.get(2), row.get(3));
+                if !doc.own_acl && !stored_inherited {
+                    // Set for this document earlier: an ingest without an ACL keeps it.
+                    acl = stored_acl.clone();
+                    inherited = false;
+                }
+                if hash == doc.content_hash && stored_acl == acl && stored_inherited == inherited {
                     return Ok(Upsert::Unchanged);
                 }
                 remove_document(&mut tx, kb, row.get(0))?;
@@ -127,8 +176,9 @@ impl PgStore {
         };
         let doc_id: i64 = tx
             .query_one(
-                "INSERT INTO document (kb_id, source, content_hash, title, format, language, acl) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                &[&kb.id, &doc.source, &doc.content_hash, &doc.title, &doc.format, &doc.language, &acl],
+                "INSERT INTO document (kb_id, source, content_hash, title, format, language, acl, acl_inherited)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                &[&kb.id, &doc.source, &doc.content_hash, &doc.title, &doc.format, &doc.language, &acl, &inherited],
             )?
             .get(0);
         let insert = tx.prepare(

@@ -23,7 +23,10 @@
 //! let kb = pg.ensure_kb("docs", &[]).unwrap();
 //! let chunk = Chunk { ordinal: 0, heading_path: vec![], text: "hello world".into(), char_start: 0, char_end: 11, page: None };
 //! let acl = [Principal::parse("group:staff").unwrap()];
-//! let doc = NewDocument { source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en", acl: &acl, chunks: &[(chunk, vec![1.0, 0.0])] };
+//! let doc = NewDocument {
+//!     source: "a.txt", content_hash: "h1", title: None, format: "text", language: "en", acl: &acl, own_acl: true,
+//!     chunks: &[(chunk, vec![1.0, 0.0])],
+//! };
 //! pg.upsert_document(&kb, &doc).unwrap();
 //! let hits = pg.vector_search(&kb, &[1.0, 0.0], &Caller::Admin, 10).unwrap();
 //! assert_eq!(hits.len(), 1);

@@ -98,6 +98,11 @@ const MIGRATIONS: &[&str] = &[
         revoked_at timestamptz
     );
     "#,
+    // 3: a document's ACL may follow its knowledge base's viewers (ingested without an ACL of
+    // its own), and then changes with them.
+    r#"
+    ALTER TABLE document ADD COLUMN acl_inherited boolean NOT NULL DEFAULT false;
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -148,17 +148,18 @@ impl ClusterEngine {
         Ok(report)
     }
 
-    fn effective_acl(&self, kb: &KbId, acl: Option<&[Principal]>) -> Result<Vec<Principal>> {
+    /// The ACL given for the files, else the knowledge base's viewers (followed from then on).
+    fn effective_acl(&self, kb: &KbId, acl: Option<&[Principal]>) -> Result<Access> {
         match acl {
-            Some(a) if !a.is_empty() => Ok(a.to_vec()),
-            _ => Ok(self.db()?.kb_default_acl(kb)?),
+            Some(a) if !a.is_empty() => Ok(Access { acl: a.to_vec(), own: true }),
+            _ => Ok(Access { acl: self.db()?.kb_default_acl(kb)?, own: false }),
         }
     }
 
     /// One input (a file, or an entry of a ZIP archive): containers are opened and their files
     /// stored as `container!/name`. Bad input becomes a failed file in the report; only
     /// database and model errors (worth retrying elsewhere) are returned.
-    fn ingest_input(&self, kb: &KbId, input: &Input, acl: &[Principal], report: &mut IngestReport) -> Result<()> {
+    fn ingest_input(&self, kb: &KbId, input: &Input, acl: &Access, report: &mut IngestReport) -> Result<()> {
         match input.read() {
             Ok(bytes) => {
                 let depth = usize::from(input.zip_index().is_some());
@@ -179,7 +180,7 @@ impl ClusterEngine {
         name: &str,
         bytes: Vec<u8>,
         depth: usize,
-        acl: &[Principal],
+        acl: &Access,
         report: &mut IngestReport,
     ) -> Result<()> {
         let failed = |reason: String| FileReport::new(source.to_string(), FileOutcome::Failed { reason });
@@ -216,11 +217,11 @@ impl ClusterEngine {
         name: &str,
         bytes: &[u8],
         depth: usize,
-        acl: &[Principal],
+        acl: &Access,
         report: &mut IngestReport,
     ) -> Result<()> {
         let hash = zhiku_ingest::content_hash(bytes);
-        if self.db()?.is_unchanged(kb, source, &hash, acl)? {
+        if self.db()?.is_unchanged(kb, source, &hash, &acl.acl, acl.own)? {
             report.files.push(FileReport::new(source.to_string(), FileOutcome::Unchanged));
             return Ok(());
         }
@@ -260,7 +261,8 @@ impl ClusterEngine {
             title: prepared.title.as_deref(),
             format: prepared.format,
             language: prepared.language,
-            acl,
+            acl: &acl.acl,
+            own_acl: acl.own,
             chunks: &chunks,
         };
         file.outcome = match self.db()?.upsert_document(kb, &doc)? {
@@ -361,6 +363,26 @@ impl ClusterEngine {
         answer_from_hits(question, hits, Vec::new(), &self.config, false, model, options, on_text)
     }
 
+    /// Creates the knowledge base if needed and, with `viewers`, sets who reads the documents
+    /// ingested without an ACL of their own (those documents follow at once). Returns how many
+    /// documents changed.
+    pub fn create_kb(&self, kb: &str, viewers: Option<&[Principal]>) -> Result<u64> {
+        let mut db = self.db()?;
+        let id = db.ensure_kb(kb, viewers.unwrap_or(&[]))?;
+        match viewers {
+            Some(viewers) => Ok(db.set_kb_default_acl(&id, viewers)?),
+            None => Ok(0),
+        }
+    }
+
+    /// Gives a document an ACL of its own, or (`None`) makes it follow the knowledge base's
+    /// viewers again; false when the knowledge base has no such document.
+    pub fn set_document_acl(&self, kb: &str, source: &str, acl: Option<&[Principal]>) -> Result<bool> {
+        let mut db = self.db()?;
+        let id = db.kb(kb)?;
+        Ok(db.set_document_acl(&id, source, acl)?)
+    }
+
     pub fn kb_exists(&self, kb: &str) -> Result<bool> {
         match self.db()?.kb(kb) {
             Ok(_) => Ok(true),
@@ -439,6 +461,7 @@ impl ClusterEngine {
                     format: &doc.format,
                     language: &doc.language,
                     acl: &doc.acl,
+                    own_acl: !doc.acl_inherited,
                     chunks: &chunks,
                 };
                 match self.db()?.upsert_document(&kb, &new)? {
@@ -475,6 +498,13 @@ impl ClusterEngine {
         let nonce = zhiku_core::random::SplitMix64::new(nanos).next_u64() & 0xffff_ffff;
         Worker { engine: self, name: format!("{host}-{}-{nonce:08x}", std::process::id()), lease }
     }
+}
+
+/// Who may read what is being ingested.
+struct Access {
+    acl: Vec<Principal>,
+    /// Given for these files rather than the knowledge base's viewers.
+    own: bool,
 }
 
 impl Input {

@@ -299,15 +299,21 @@ function element(tag, attrs = {}, ...children) {
 
 // The review queue: each pair with its question and answer editable; accepting sends the text
 // as shown (a correction when it was changed), rejecting drops it from every dataset.
+// Only the latest load renders: opening the tab and choosing a knowledge base both load, and an
+// earlier, slower answer must not replace the list (and what the reviewer typed into it).
+let pairsLoads = 0;
 async function loadPairs() {
+  const load = ++pairsLoads;
   const kb = $("review-kb").value;
   const list = $("pairs");
   if (!kb) { list.replaceChildren(); return; }
   if (!["editor", "admin"].includes(roleOn(kb))) { list.replaceChildren(); $("review-result").textContent = t("review.editors"); return; }
   const status = $("review-status").value;
   const response = await api(`/api/kbs/${encodeURIComponent(kb)}/finetune/pairs${status ? `?status=${status}` : ""}`);
+  if (load !== pairsLoads) return;
   if (!response.ok) { list.replaceChildren(); $("review-result").textContent = await errorText(response); return; }
   const pairs = (await response.json()).pairs;
+  if (load !== pairsLoads) return;
   $("review-result").textContent = pairs.length ? t("review.count", { n: pairs.length }) : t("review.none");
   list.replaceChildren(...pairs.map((pair) => {
     const question = element("textarea", { rows: "2", "aria-label": `${t("review.question")} #${pair.id}` });
