@@ -88,6 +88,30 @@ impl Postgres {
         self.url(name)
     }
 
+    /// One value from a query run with psql (for checks the product's commands do not show).
+    pub fn query(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "zhiku",
+                "-d",
+                database,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://zhiku@127.0.0.1:{}/{database}", self.port)
     }
