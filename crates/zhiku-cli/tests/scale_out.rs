@@ -470,3 +470,23 @@ fn keyword_statistics_follow_replaced_documents() {
     let hits = cli.search("k", "systemd journal", None, 3);
     assert!(!hits.is_empty());
 }
+
+#[test]
+fn replicas_count_a_users_requests_together() {
+    let pg = Postgres::start();
+    let url = pg.database("limits");
+    let replica = || Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).with_env("ZHIKU_SERVER_RATE_LIMIT_PER_MINUTE", "3");
+    let (first, second) = (replica(), replica());
+    let key = |user: &str| first.json(&["key", "create", "--name", user, "--json"])["key"].as_str().unwrap().to_string();
+    let (alice, bob) = (key("alice"), key("bob"));
+    let (a, b) = (first.serve(), second.serve());
+    let models = |server: &common::Server, key: &str| {
+        let auth = format!("Bearer {key}");
+        common::http(&server.url, "GET", "/v1/models", &[("Authorization", &auth)], "").status
+    };
+    let statuses: Vec<u16> = [&a, &b, &a, &b].iter().map(|s| models(s, &alice)).collect();
+    // A minute's worth is three, wherever they land: the fourth waits, on either replica.
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(models(&a, &alice), 429);
+    assert_eq!(models(&b, &bob), 200, "another user has a bucket of their own");
+}

@@ -36,6 +36,7 @@ mod documents;
 mod groups;
 mod jobs;
 mod keys;
+mod limits;
 mod schema;
 mod vector;
 
@@ -50,7 +51,7 @@ use postgres::{Client, NoTls};
 pub enum Error {
     #[error("cannot connect to PostgreSQL ({url}): {source}")]
     Connect { url: String, source: postgres::Error },
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Db(#[from] postgres::Error),
     #[error("knowledge base '{0}' does not exist; ingest into it first")]
     UnknownKb(String),
@@ -93,6 +94,14 @@ impl PgStore {
     /// The schema version this database is at.
     pub fn schema_version(&mut self) -> Result<i32> {
         schema::current_version(&mut self.client)
+    }
+}
+
+/// The server's own words for a database error (the client's Display says only "db error").
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 

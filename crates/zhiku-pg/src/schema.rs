@@ -115,6 +115,15 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO lexeme_df (kb_id, lexeme, df)
         SELECT c.kb_id, l, count(*) FROM chunk c CROSS JOIN LATERAL unnest(tsvector_to_array(c.terms)) AS l GROUP BY c.kb_id, l;
     "#,
+    // 5: each user's request allowance (a token bucket), shared by every server replica.
+    r#"
+    CREATE UNLOGGED TABLE rate_bucket (
+        user_name text PRIMARY KEY,
+        tokens double precision NOT NULL,
+        at timestamptz NOT NULL,
+        allowed boolean NOT NULL DEFAULT true
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

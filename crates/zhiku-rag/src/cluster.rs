@@ -406,6 +406,12 @@ impl ClusterEngine {
         Ok(self.db()?.revoke_api_key(id)?)
     }
 
+    /// Takes one of `user`'s requests per minute, counted across every replica; `Err(seconds)`
+    /// to wait.
+    pub fn take_request(&self, user: &str, per_minute: u32) -> Result<std::result::Result<(), u64>> {
+        Ok(self.db()?.take_request(user, per_minute)?)
+    }
+
     /// The database answers.
     pub fn ping(&self) -> Result<()> {
         self.db()?.schema_version()?;

@@ -259,7 +259,15 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
 /// Lets an authenticated request through, within its user's rate limit. A refusal for want of
 /// a role, scope or administrator's key is audited: probing for more access leaves a trace.
 async fn admit(state: &AppState, who: Authenticated, mut request: Request, next: Next) -> Result<Response, ApiError> {
-    if let Err(wait) = state.security.limiter.take(&who.user) {
+    // Replicas count a user's requests together; one server counts them itself.
+    let taken = match &state.cluster {
+        Some(cluster) => {
+            let (cluster, user, per_minute) = (cluster.clone(), who.user.clone(), state.security.limiter.per_minute());
+            blocking(move || cluster.take_request(&user, per_minute)).await?
+        }
+        None => state.security.limiter.take(&who.user),
+    };
+    if let Err(wait) = taken {
         return Err(ApiError::too_many(format!("more than server.rate_limit_per_minute requests from '{}'; slow down", who.user), wait));
     }
     let (method, path) = (request.method().to_string(), request.uri().path().to_string());

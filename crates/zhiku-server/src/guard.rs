@@ -23,6 +23,10 @@ impl RateLimiter {
         Self { per_minute, buckets: Mutex::default() }
     }
 
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
     /// Takes one request from `who`'s bucket; `Err(seconds)` until the next one is allowed.
     pub fn take(&self, who: &str) -> Result<(), u64> {
         if self.per_minute == 0 {
