@@ -186,13 +186,9 @@ impl PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::tsvector, $12)",
         )?;
         let mut term_total = 0i64;
-        let mut df: BTreeMap<String, i32> = BTreeMap::new();
         for (chunk, embedding) in doc.chunks {
-            let Terms { literal: terms, count: term_count, lexemes } = terms_of(&zhiku_index::index_text(&chunk.heading_path, &chunk.text));
+            let (terms, term_count) = tsvector_literal(&zhiku_index::index_text(&chunk.heading_path, &chunk.text));
             term_total += term_count as i64;
-            for lexeme in lexemes {
-                *df.entry(lexeme).or_default() += 1;
-            }
             let page = chunk.page.map(|p| p as i32);
             tx.execute(
                 &insert,
@@ -212,14 +208,6 @@ impl PgStore {
                 ],
             )?;
         }
-        let (lexemes, counts): (Vec<String>, Vec<i32>) = df.into_iter().unzip();
-        // In lexeme order, as every writer does: concurrent writers lock the shared rows of
-        // common words in one order and never deadlock.
-        tx.execute(
-            "INSERT INTO lexeme_df (kb_id, lexeme, df) SELECT $1, l, n FROM unnest($2::text[], $3::int[]) AS t(l, n) ORDER BY l
-             ON CONFLICT (kb_id, lexeme) DO UPDATE SET df = lexeme_df.df + excluded.df",
-            &[&kb.id, &lexemes, &counts],
-        )?;
         tx.execute(
             "UPDATE kb SET generation = generation + 1, chunk_count = chunk_count + $2, term_total = term_total + $3 WHERE id = $1",
             &[&kb.id, &(doc.chunks.len() as i64), &term_total],
@@ -339,77 +327,32 @@ impl PgStore {
         let mut lexemes = zhiku_index::analyze(query);
         lexemes.sort();
         lexemes.dedup();
-        if lexemes.is_empty() || k == 0 {
-            return Ok(Vec::new());
-        }
+        let Some(tsquery) = tsquery_literal(&lexemes) else { return Ok(Vec::new()) };
         let stats = self.client.query_one("SELECT chunk_count, term_total FROM kb WHERE id = $1", &[&kb.id])?;
         let (chunks, terms): (i64, i64) = (stats.get(0), stats.get(1));
         if chunks == 0 {
             return Ok(Vec::new());
         }
-        let n = chunks as f64;
-        let rows =
-            self.client.query("SELECT lexeme, df FROM lexeme_df WHERE kb_id = $1 AND lexeme = ANY($2) AND df > 0", &[&kb.id, &lexemes])?;
-        // (lexeme, idf, document frequency), words no chunk has left out.
-        let mut weighted: Vec<(String, f64, i32)> = rows
-            .iter()
-            .map(|r| {
-                let df: i32 = r.get(1);
-                (r.get(0), (1.0 + (n - df as f64 + 0.5) / (df as f64 + 0.5)).ln(), df)
-            })
-            .collect();
-        if weighted.is_empty() {
-            return Ok(Vec::new());
-        }
-        weighted.sort_by(|a, b| a.0.cmp(&b.0));
-        // MaxScore: a chunk scores at most idf × (k1 + 1) per word. Candidates are first the
-        // chunks holding a rarer word, scored on every word; when the k-th of them already beats
-        // anything the common words alone could add up to, no chunk holding only common words
-        // can enter the top k, and they are never read. Otherwise every match is scored.
-        let common: Vec<&(String, f64, i32)> = weighted.iter().filter(|w| w.2 as f64 > n * COMMON_FRACTION).collect();
-        let common_ceiling: f64 = common.iter().map(|w| w.1 * (K1 + 1.0)).sum();
-        let rare: Vec<String> = weighted.iter().filter(|w| w.2 as f64 <= n * COMMON_FRACTION).map(|w| w.0.clone()).collect();
-        let average_length = terms as f64 / n;
-        if !common.is_empty() && !rare.is_empty() {
-            let hits = self.bm25(kb, &rare, &weighted, average_length, caller, k)?;
-            if hits.len() == k && hits.last().is_some_and(|h| h.1 as f64 > common_ceiling) {
-                return Ok(hits);
-            }
-        }
-        let all: Vec<String> = weighted.iter().map(|w| w.0.clone()).collect();
-        self.bm25(kb, &all, &weighted, average_length, caller, k)
-    }
-
-    /// BM25 over the chunks holding any of `candidates`, scored on every word of `weighted`.
-    fn bm25(
-        &mut self,
-        kb: &KbId,
-        candidates: &[String],
-        weighted: &[(String, f64, i32)],
-        average_length: f64,
-        caller: &Caller,
-        k: usize,
-    ) -> Result<Vec<(u64, f32)>> {
-        let Some(tsquery) = tsquery_literal(candidates) else { return Ok(Vec::new()) };
-        let (lexemes, idf): (Vec<String>, Vec<f64>) = weighted.iter().map(|w| (w.0.clone(), w.1)).unzip();
+        let average_length = terms as f64 / chunks as f64;
         let principals = caller.principals().map(|set| set.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>());
-        let acl_filter = if principals.is_some() { "AND c.acl && $7" } else { "" };
+        let acl_filter = if principals.is_some() { "AND hit.acl && $7" } else { "" };
         let sql = format!(
-            "WITH q(lexeme, w) AS (SELECT * FROM unnest($3::text[], $4::float8[])),
-             hit AS (
-                 SELECT c.id, c.term_count, u.lexeme, array_length(u.positions, 1) AS tf
+            "WITH hit AS (
+                 SELECT c.id, c.acl, c.term_count, u.lexeme, array_length(u.positions, 1) AS tf
                  FROM chunk c CROSS JOIN LATERAL unnest(c.terms) AS u
-                 WHERE c.kb_id = $1 AND c.terms @@ $2::text::tsquery {acl_filter} AND u.lexeme = ANY($3))
-             SELECT hit.id, sum(q.w * hit.tf * {k1_plus_1} / (hit.tf + {K1} * ({one_minus_b} + {B} * hit.term_count / $5::float8)))::real AS score
-             FROM hit JOIN q USING (lexeme)
-             GROUP BY hit.id ORDER BY score DESC, hit.id LIMIT $6",
-            k1_plus_1 = K1 + 1.0,
-            one_minus_b = 1.0 - B,
+                 WHERE c.kb_id = $1 AND c.terms @@ $2::text::tsquery AND u.lexeme = ANY($3)),
+             idf AS (
+                 SELECT lexeme, ln(1 + ($4::float8 - count(*) + 0.5) / (count(*) + 0.5)) AS w FROM hit GROUP BY lexeme)
+             SELECT hit.id, sum(idf.w * hit.tf * 2.2 / (hit.tf + 1.2 * (0.25 + 0.75 * hit.term_count / $5::float8)))::real AS score
+             FROM hit JOIN idf USING (lexeme)
+             WHERE true {acl_filter}
+             GROUP BY hit.id ORDER BY score DESC, hit.id LIMIT $6"
         );
         let limit = k as i64;
+        let chunk_total = chunks as f64;
         let rows = match &principals {
-            None => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &idf, &average_length, &limit])?,
-            Some(held) => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &idf, &average_length, &limit, held])?,
+            None => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &chunk_total, &average_length, &limit])?,
+            Some(held) => self.client.query(&sql, &[&kb.id, &tsquery, &lexemes, &chunk_total, &average_length, &limit, held])?,
         };
         Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, f32>(1))).collect())
     }
@@ -453,28 +396,9 @@ impl PgStore {
     }
 }
 
-/// BM25's parameters, as the embedded index (tantivy) uses them.
-const K1: f64 = 1.2;
-const B: f64 = 0.75;
-/// Words in more than this share of a knowledge base's chunks are "common" for the MaxScore
-/// pruning of keyword search.
-const COMMON_FRACTION: f64 = 0.05;
-
-/// A chunk's index terms: the analyzer's tokens as a `tsvector` literal with positions (so
-/// PostgreSQL does not re-segment them: its parser knows no Chinese words), how many tokens there
-/// were, and the distinct lexemes.
-struct Terms {
-    literal: String,
-    count: usize,
-    lexemes: Vec<String>,
-}
-
-fn terms_of(text: &str) -> Terms {
-    let (literal, count, lexemes) = tsvector_literal(text);
-    Terms { literal, count, lexemes }
-}
-
-fn tsvector_literal(text: &str) -> (String, usize, Vec<String>) {
+/// The analyzer's tokens as a `tsvector` literal with positions, so PostgreSQL does not
+/// re-segment them (its parser knows no Chinese words), and how many tokens there were.
+fn tsvector_literal(text: &str) -> (String, usize) {
     // tsvector's own limits: positions up to 16383, at most 256 per lexeme.
     const MAX_POSITION: usize = 16_383;
     const MAX_POSITIONS: usize = 256;
@@ -488,7 +412,6 @@ fn tsvector_literal(text: &str) -> (String, usize, Vec<String>) {
         }
     }
     let mut out = String::new();
-    let mut lexemes = Vec::with_capacity(positions.len());
     for (lexeme, at) in positions {
         if !out.is_empty() {
             out.push(' ');
@@ -497,9 +420,8 @@ fn tsvector_literal(text: &str) -> (String, usize, Vec<String>) {
         out.push(':');
         let list: Vec<String> = at.iter().map(usize::to_string).collect();
         out.push_str(&list.join(","));
-        lexemes.push(lexeme);
     }
-    (out, count, lexemes)
+    (out, count)
 }
 
 /// Any of these lexemes, as a `tsquery` literal; `None` when there are none.
@@ -515,15 +437,6 @@ fn tsquery_literal(lexemes: &[String]) -> Option<String> {
 fn remove_document(tx: &mut postgres::Transaction<'_>, kb: &KbId, doc_id: i64) -> Result<()> {
     let row = tx.query_one("SELECT count(*), coalesce(sum(term_count), 0)::bigint FROM chunk WHERE doc_id = $1", &[&doc_id])?;
     let (chunks, terms): (i64, i64) = (row.get(0), row.get(1));
-    let rows = tx.query(
-        "SELECT l, count(*)::int FROM chunk c CROSS JOIN LATERAL unnest(tsvector_to_array(c.terms)) AS l WHERE c.doc_id = $1 GROUP BY l ORDER BY l",
-        &[&doc_id],
-    )?;
-    let (lexemes, counts): (Vec<String>, Vec<i32>) = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1))).unzip();
-    tx.execute(
-        "UPDATE lexeme_df d SET df = d.df - t.n FROM unnest($2::text[], $3::int[]) AS t(l, n) WHERE d.kb_id = $1 AND d.lexeme = t.l",
-        &[&kb.id, &lexemes, &counts],
-    )?;
     tx.execute("DELETE FROM document WHERE id = $1", &[&doc_id])?;
     tx.execute("UPDATE kb SET chunk_count = chunk_count - $2, term_total = term_total - $3 WHERE id = $1", &[&kb.id, &chunks, &terms])?;
     Ok(())
@@ -551,8 +464,7 @@ mod tests {
 
     #[test]
     fn lexemes_keep_positions_and_quotes() {
-        let (v, count, lexemes) = tsvector_literal("it's a cat, a cat");
-        assert!(lexemes.windows(2).all(|w| w[0] < w[1]) && lexemes.contains(&"cat".to_string()), "{lexemes:?}");
+        let (v, count) = tsvector_literal("it's a cat, a cat");
         assert_eq!(count, zhiku_index::analyze("it's a cat, a cat").len());
         assert!(v.contains("'cat':"), "{v}");
         let cat = v.split(' ').find(|t| t.starts_with("'cat'")).unwrap();
@@ -565,7 +477,7 @@ mod tests {
     fn chinese_is_segmented_like_the_embedded_index() {
         let tokens = zhiku_index::analyze("数据库备份");
         assert!(tokens.len() >= 2, "jieba splits the compound: {tokens:?}");
-        let (v, count, _) = tsvector_literal("数据库备份");
+        let (v, count) = tsvector_literal("数据库备份");
         assert_eq!(count, tokens.len());
         assert!(tokens.iter().all(|t| v.contains(&format!("'{t}':"))), "{v}");
         assert_eq!(tsquery_literal(&[]), None);

@@ -103,19 +103,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE document ADD COLUMN acl_inherited boolean NOT NULL DEFAULT false;
     "#,
-    // 4: BM25's document frequencies per knowledge base and lexeme, kept with every write, so
-    // that a keyword search knows which of its words are rare before it reads any chunk.
-    r#"
-    CREATE TABLE lexeme_df (
-        kb_id bigint NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
-        lexeme text NOT NULL,
-        df integer NOT NULL,
-        PRIMARY KEY (kb_id, lexeme)
-    );
-    INSERT INTO lexeme_df (kb_id, lexeme, df)
-        SELECT c.kb_id, l, count(*) FROM chunk c CROSS JOIN LATERAL unnest(tsvector_to_array(c.terms)) AS l GROUP BY c.kb_id, l;
-    "#,
-    // 5: each user's request allowance (a token bucket), shared by every server replica.
+    // 4: each user's request allowance (a token bucket), shared by every server replica.
     r#"
     CREATE UNLOGGED TABLE rate_bucket (
         user_name text PRIMARY KEY,
