@@ -374,6 +374,21 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
         }
     }
 
+    // Many requests at once, each on a connection of its own, answer as one alone does.
+    let body = serde_json::json!({"kb": "handbook", "query": "How to configure a static IP address", "top_k": 5});
+    let alone = post(&a.url, "/api/search", &carol, &body);
+    let together: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let (body, carol) = (&body, &carol);
+        let running: Vec<_> = (0..8)
+            .map(|i| {
+                let url = if i % 2 == 0 { &a.url } else { &b.url };
+                scope.spawn(move || post(url, "/api/search", carol, body))
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(together.iter().all(|r| *r == alone), "{together:#?}");
+
     // Answers through either replica are the same, cited from what the caller may read.
     let ask = serde_json::json!({"model": "kb/handbook", "messages": [{"role": "user", "content": "How do I install a package with apt-get?"}], "max_tokens": 60});
     let (status_a, answer_a) = post(&a.url, "/v1/chat/completions", &alice, &ask);

@@ -32,9 +32,43 @@ pub const INGEST_JOB: &str = "ingest";
 /// One process's view of the shared database.
 pub struct ClusterEngine {
     url: String,
-    db: Mutex<PgStore>,
+    /// Idle connections: a server replica answers many requests at once, each on a connection
+    /// of its own.
+    idle: Mutex<Vec<PgStore>>,
     embedder: Arc<dyn Embedder>,
     config: RagConfig,
+}
+
+/// Connections kept idle for the next requests; more are opened under load and closed after.
+const IDLE_CONNECTIONS: usize = 16;
+
+/// A connection lent from the pool, given back when dropped (unless the database closed it).
+struct Lent<'a> {
+    engine: &'a ClusterEngine,
+    db: Option<PgStore>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = PgStore;
+    fn deref(&self) -> &PgStore {
+        self.db.as_ref().expect("a lent connection is present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut PgStore {
+        self.db.as_mut().expect("a lent connection is present until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else { return };
+        let mut idle = self.engine.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if !db.is_closed() && idle.len() < IDLE_CONNECTIONS {
+            idle.push(db);
+        }
+    }
 }
 
 /// What an ingest job carries: where to read the file and what to store it as.
@@ -58,18 +92,23 @@ impl ClusterEngine {
     /// of this deployment uses.
     pub fn connect(url: &str, embedder: Arc<dyn Embedder>, config: RagConfig) -> Result<Self> {
         let db = PgStore::connect(url)?;
-        Ok(Self { url: url.to_string(), db: Mutex::new(db), embedder, config })
+        Ok(Self { url: url.to_string(), idle: Mutex::new(vec![db]), embedder, config })
     }
 
-    /// The connection, made again first if the database dropped it (a restart, a failover, a
-    /// network cut): a long-running worker or server outlives its connections.
-    fn db(&self) -> Result<std::sync::MutexGuard<'_, PgStore>> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        if db.is_closed() {
-            info!("reconnecting to the database");
-            *db = PgStore::connect(&self.url)?;
+    /// An idle connection, or a new one. Connections the database dropped (a restart, a
+    /// failover, a network cut) are not lent again: a long-running worker or server outlives
+    /// its connections.
+    fn db(&self) -> Result<Lent<'_>> {
+        loop {
+            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match next {
+                Some(db) if db.is_closed() => continue,
+                Some(db) => return Ok(Lent { engine: self, db: Some(db) }),
+                None => break,
+            }
         }
-        Ok(db)
+        debug!("opening a database connection");
+        Ok(Lent { engine: self, db: Some(PgStore::connect(&self.url)?) })
     }
 
     pub fn config(&self) -> &RagConfig {
