@@ -220,10 +220,17 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
             embedding_model,
             adapter,
         } => {
-            let others = [log_questions.is_some(), mask_answers.is_some(), answer_cache.is_some(), pii.is_some(), duplicates.is_some()]
-                .into_iter()
-                .chain([vector_index.is_some(), embedding_model.is_some(), adapter.is_some()]);
-            if others.into_iter().any(|given| given) {
+            let settings = [
+                log_questions.is_some(),
+                mask_answers.is_some(),
+                answer_cache.is_some(),
+                pii.is_some(),
+                duplicates.is_some(),
+                vector_index.is_some(),
+                embedding_model.is_some(),
+                adapter.is_some(),
+            ];
+            if settings.contains(&true) {
                 bail!("with --database-url, `kb create` sets the viewers (--acl) only so far");
             }
             let viewers = parse_acl(&acl)?;
