@@ -4,9 +4,11 @@
 //! vectors of two models never meet in one index.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use zhiku_core::Embedder;
+use lru::LruCache;
+use zhiku_core::{Embedder, TokenCounter};
 
 use crate::{Error, Result};
 
@@ -26,11 +28,14 @@ pub(crate) struct EmbeddingModels {
     pub default: String,
     loaded: Mutex<HashMap<String, Arc<dyn Embedder>>>,
     pub loaders: HashMap<String, EmbedderLoader>,
+    /// Query embeddings each model keeps ([`QueryCache`]).
+    query_cache: usize,
 }
 
 impl EmbeddingModels {
-    pub fn new(default: String, minilm: Arc<dyn Embedder>) -> Self {
-        Self { default, loaded: Mutex::new(HashMap::from([(MINILM.to_string(), minilm)])), loaders: HashMap::new() }
+    pub fn new(default: String, minilm: Arc<dyn Embedder>, query_cache: usize) -> Self {
+        let minilm = QueryCache::wrap(minilm, query_cache);
+        Self { default, loaded: Mutex::new(HashMap::from([(MINILM.to_string(), minilm)])), loaders: HashMap::new(), query_cache }
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -52,6 +57,7 @@ impl EmbeddingModels {
             reason: format!("unknown; use one of {}", self.names_except_locked(&loaded).join(", ")),
         })?;
         let model = load().map_err(|reason| Error::EmbeddingModel { name: name.to_string(), reason })?;
+        let model = QueryCache::wrap(model, self.query_cache);
         loaded.insert(name.to_string(), model.clone());
         Ok(model)
     }
@@ -61,5 +67,115 @@ impl EmbeddingModels {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+/// Remembers the embeddings of the last queries searched, so that a query asked again (a
+/// dashboard's saved search, the same question from many employees) costs no forward pass:
+/// on a small server the query's embedding is most of a search's time. Passages are never
+/// cached — each is embedded once, when ingested.
+pub struct QueryCache {
+    model: Arc<dyn Embedder>,
+    /// Query text exactly as searched (already trimmed by the caller) → its vector.
+    recent: Mutex<LruCache<String, Arc<[f32]>>>,
+}
+
+impl QueryCache {
+    /// `model` with the last `capacity` query embeddings kept; 0 keeps none (and returns
+    /// `model` itself).
+    pub fn wrap(model: Arc<dyn Embedder>, capacity: usize) -> Arc<dyn Embedder> {
+        match NonZeroUsize::new(capacity) {
+            None => model,
+            Some(capacity) => Arc::new(Self { model, recent: Mutex::new(LruCache::new(capacity)) }),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<[f32]>>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TokenCounter for QueryCache {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.model.count_tokens(text)
+    }
+}
+
+impl Embedder for QueryCache {
+    fn dimension(&self) -> usize {
+        self.model.dimension()
+    }
+
+    fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        self.model.embed(texts)
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        let mut vectors: Vec<Option<Vec<f32>>> = {
+            let mut recent = self.recent();
+            texts.iter().map(|t| recent.get(*t).map(|v| v.to_vec())).collect()
+        };
+        // Embedded outside the lock: a forward pass must not hold up the searches that hit.
+        let missing: Vec<&str> = texts.iter().zip(&vectors).filter(|(_, v)| v.is_none()).map(|(t, _)| *t).collect();
+        if !missing.is_empty() {
+            let mut fresh = self.model.embed_queries(&missing)?.into_iter();
+            let mut recent = self.recent();
+            for (text, slot) in texts.iter().zip(vectors.iter_mut()).filter(|(_, v)| v.is_none()) {
+                let vector = fresh.next().unwrap_or_default();
+                recent.put(text.to_string(), Arc::from(vector.as_slice()));
+                *slot = Some(vector);
+            }
+        }
+        Ok(vectors.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts the texts it is asked to embed; a text's vector is its length and its first byte.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl TokenCounter for Counting {
+        fn count_tokens(&self, text: &str) -> usize {
+            text.len()
+        }
+    }
+
+    impl Embedder for Counting {
+        fn dimension(&self) -> usize {
+            2
+        }
+
+        fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+            self.0.fetch_add(texts.len(), Ordering::SeqCst);
+            Ok(texts.iter().map(|t| vec![t.len() as f32, t.bytes().next().unwrap_or(0) as f32]).collect())
+        }
+    }
+
+    #[test]
+    fn a_query_asked_again_is_not_embedded_again_until_it_falls_out() {
+        let model = Arc::new(Counting::default());
+        let cache = QueryCache::wrap(model.clone(), 2);
+        let first = cache.embed_queries(&["alpha", "be"]).unwrap();
+        assert_eq!(first, vec![vec![5.0, 97.0], vec![2.0, 98.0]]);
+        assert_eq!(model.0.load(Ordering::SeqCst), 2);
+        // One hit, one miss, in the caller's order.
+        assert_eq!(cache.embed_queries(&["gamma", "alpha"]).unwrap(), vec![vec![5.0, 103.0], vec![5.0, 97.0]]);
+        assert_eq!(model.0.load(Ordering::SeqCst), 3, "alpha came from the cache");
+        // Capacity 2: "be" was the least recently used and is gone; passages never cached.
+        cache.embed_queries(&["be"]).unwrap();
+        cache.embed(&["alpha"]).unwrap();
+        assert_eq!(model.0.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn capacity_zero_hands_back_the_model_itself() {
+        let model: Arc<dyn Embedder> = Arc::new(Counting::default());
+        assert!(Arc::ptr_eq(&QueryCache::wrap(model.clone(), 0), &model));
     }
 }

@@ -310,7 +310,7 @@ impl Engine {
         Self {
             data_dir: data_dir.to_path_buf(),
             store,
-            embedders: EmbeddingModels::new(config.embedding_model.clone(), embedder),
+            embedders: EmbeddingModels::new(config.embedding_model.clone(), embedder, config.retrieval.query_cache),
             reranker: match config.retrieval.rerank {
                 crate::Rerank::None => None,
                 crate::Rerank::Similarity => Some(Arc::new(crate::rerank::SimilarityReranker)),

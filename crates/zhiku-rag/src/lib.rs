@@ -179,6 +179,9 @@ pub struct RetrievalConfig {
     /// Questions asked (`ask`, chat) are also searched in this many rewordings the language
     /// model writes (RAG-Fusion), all lists fused; 0: off. Costs one short generation.
     pub rewrites: usize,
+    /// Embeddings of this many recent distinct queries kept per embedding model, so a query
+    /// searched again skips the model; 0: off.
+    pub query_cache: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +230,7 @@ impl Default for RetrievalConfig {
             vector_weight: 0.5,
             rerank: Rerank::None,
             rewrites: 0,
+            query_cache: 1024,
         }
     }
 }
