@@ -112,9 +112,9 @@ impl VectorIndex {
     }
 
     /// Saves the index into `dir` and removes the file of the other kind.
-    pub fn save(&self, dir: &Path, generation: u64) -> Result<()> {
+    pub fn save(&mut self, dir: &Path, generation: u64) -> Result<()> {
         let (keep, drop) = match self {
-            Self::Flat(index) => (index.save(&dir.join(FLAT_FILE), generation), [GRAPH_FILE, "vectors.graph"].as_slice()),
+            Self::Flat(index) => (index.save(&dir.join(FLAT_FILE), generation), [GRAPH_FILE, "vectors.graph", "vectors.rows"].as_slice()),
             Self::Graph(index) => (index.save(&dir.join(GRAPH_FILE), generation), [FLAT_FILE].as_slice()),
         };
         keep?;

@@ -44,6 +44,21 @@ impl MappedRows {
         self.rows == 0
     }
 
+    /// The rows as stored: `len() × dim` little-endian f32 values.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + self.rows * self.dim * 4]
+    }
+
+    /// Every value, row after row.
+    pub fn values(&self) -> impl Iterator<Item = f32> + '_ {
+        self.as_bytes().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The file's first `len` bytes (at most the offset of the rows): its header.
+    pub fn header(&self, len: usize) -> &[u8] {
+        &self.map[..len.min(self.offset)]
+    }
+
     /// Row `i`; empty past the end.
     pub fn row(&self, i: u32) -> Vec<f32> {
         let i = i as usize;

@@ -69,7 +69,7 @@ impl KbIndexes {
             fresh.commit(generation)?;
             fresh
         };
-        let indexes = Self { vectors, bm25, dir, kind };
+        let mut indexes = Self { vectors, bm25, dir, kind };
         if access == Access::Write {
             indexes.save_vectors(generation)?;
         }
@@ -109,7 +109,7 @@ impl KbIndexes {
         self.save_vectors(generation)
     }
 
-    fn save_vectors(&self, generation: u64) -> Result<()> {
+    fn save_vectors(&mut self, generation: u64) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| crate::Error::Io { path: self.dir.clone(), source: e })?;
         self.vectors.save(&self.dir, generation)?;
         Ok(())

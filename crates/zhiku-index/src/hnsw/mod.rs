@@ -95,6 +95,21 @@ impl Hnsw {
         self.store.quant()
     }
 
+    /// Encodes the stored vectors again from `vectors` (every node's, in node order, as they
+    /// were given), the int8 map trained afresh on them; the graph stays as it is. For an index
+    /// whose vectors have drifted from those its codes were trained on, or to change storage.
+    pub fn requantize(&mut self, quant: Quant, mut vectors: Vec<f32>) {
+        vectors.truncate(self.len() * self.dim);
+        if vectors.len() != self.len() * self.dim {
+            return;
+        }
+        if self.config.metric == Metric::Cosine {
+            vectors.chunks_exact_mut(self.dim.max(1)).for_each(normalize);
+        }
+        self.config.quant = quant;
+        self.store = Store::encode(quant, self.dim, vectors);
+    }
+
     /// A node's vector as stored (unit length under cosine), decoded to f32.
     pub fn stored_vector(&self, node: u32) -> Cow<'_, [f32]> {
         self.store.vector(self.dim, node)

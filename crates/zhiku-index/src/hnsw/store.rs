@@ -56,8 +56,12 @@ pub(super) struct Sq8 {
 }
 
 impl Sq8 {
-    /// The map that covers every value of `vectors` in each dimension.
+    /// The map that covers every value of `vectors` in each dimension; with no vectors to
+    /// learn from, -1..=1 (where every value of a unit vector lies).
     pub fn trained(dim: usize, vectors: &[f32]) -> Self {
+        if vectors.len() < dim.max(1) {
+            return Self { lower: vec![-1.0; dim], step: vec![2.0 / 255.0; dim], codes: Vec::new(), norms: Vec::new() };
+        }
         let mut lower = vec![f32::INFINITY; dim];
         let mut upper = vec![f32::NEG_INFINITY; dim];
         for row in vectors.chunks_exact(dim) {
