@@ -6,6 +6,7 @@
 //! documents in the same transaction (bumping the generation), and returns what changed so that
 //! the caller can update the derived indexes in place — no document is parsed or embedded again.
 
+use crate::CachedRow;
 use std::collections::BTreeSet;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -88,7 +89,7 @@ fn propagate_kb_acl(tx: &Connection, kb: &str) -> Result<AclChange> {
     let readers = kb_readers(tx, kb)?;
     let json = acl_to_json(&readers);
     let ids: Vec<i64> = {
-        let mut stmt = tx.prepare("SELECT id FROM document WHERE kb = ?1 AND acl_inherited = 1 AND acl <> ?2 ORDER BY id")?;
+        let mut stmt = tx.prepare_cached("SELECT id FROM document WHERE kb = ?1 AND acl_inherited = 1 AND acl <> ?2 ORDER BY id")?;
         let ids = stmt.query_map(params![kb, json], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         ids
     };
@@ -96,14 +97,14 @@ fn propagate_kb_acl(tx: &Connection, kb: &str) -> Result<AclChange> {
         tx.execute("UPDATE document SET acl = ?2 WHERE kb = ?1 AND acl_inherited = 1", params![kb, json])?;
         tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
     }
-    let generation: i64 = tx.query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0))?;
+    let generation: i64 = tx.cached_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0))?;
     Ok(AclChange { generation: generation as u64, documents: ids.into_iter().map(|id| (id, readers.clone())).collect() })
 }
 
 /// Earlier versions kept a knowledge base's default ACL as a list; its principals become viewers.
 pub(crate) fn migrate_default_acls(conn: &Connection) -> Result<()> {
     let rows: Vec<(String, String)> = {
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT name, default_acl FROM kb WHERE default_acl <> '[]' AND NOT EXISTS (SELECT 1 FROM kb_role r WHERE r.kb = kb.name)",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
@@ -137,12 +138,12 @@ impl Store {
     }
 
     pub fn user(&self, name: &str) -> Result<Option<UserInfo>> {
-        Ok(self.conn().query_row(&format!("SELECT {USER_COLUMNS} FROM account WHERE name = ?1"), params![name], user_info).optional()?)
+        Ok(self.conn().cached_row(&format!("SELECT {USER_COLUMNS} FROM account WHERE name = ?1"), params![name], user_info).optional()?)
     }
 
     pub fn users(&self) -> Result<Vec<UserInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM account ORDER BY name"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM account ORDER BY name"))?;
         let users = stmt.query_map([], user_info)?.collect::<rusqlite::Result<_>>()?;
         Ok(users)
     }
@@ -174,7 +175,7 @@ impl Store {
     /// only from ACLs and keys) are not disabled.
     pub fn is_disabled(&self, name: &str) -> Result<bool> {
         let disabled: Option<bool> =
-            self.conn().query_row("SELECT disabled FROM account WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT disabled FROM account WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         Ok(disabled.unwrap_or(false))
     }
 
@@ -187,7 +188,7 @@ impl Store {
         tx.execute("DELETE FROM web_session WHERE user_name = ?1", params![name])?;
         tx.execute("UPDATE api_key SET revoked_at = ?2 WHERE user_name = ?1 AND revoked_at IS NULL", params![name, now()])?;
         let kbs: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT kb FROM kb_role WHERE principal = ?1")?;
+            let mut stmt = tx.prepare_cached("SELECT kb FROM kb_role WHERE principal = ?1")?;
             let kbs = stmt.query_map(params![format!("user:{name}")], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             kbs
         };
@@ -204,7 +205,7 @@ impl Store {
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<UserInfo>> {
         let row: Option<(Option<String>, UserInfo)> = self
             .conn()
-            .query_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM account WHERE name = ?1"), params![name], |r| {
+            .cached_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM account WHERE name = ?1"), params![name], |r| {
                 Ok((r.get(6)?, user_info(r)?))
             })
             .optional()?;
@@ -267,7 +268,7 @@ impl Store {
     /// Direct memberships as (group, user).
     pub fn group_members(&self) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT group_name, user_name FROM group_member ORDER BY group_name, user_name")?;
+        let mut stmt = conn.prepare_cached("SELECT group_name, user_name FROM group_member ORDER BY group_name, user_name")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -275,7 +276,7 @@ impl Store {
     /// Nested groups as (parent, child).
     pub fn subgroups(&self) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT parent, child FROM group_nesting ORDER BY parent, child")?;
+        let mut stmt = conn.prepare_cached("SELECT parent, child FROM group_nesting ORDER BY parent, child")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -302,7 +303,7 @@ impl Store {
     pub fn set_kb_role(&self, kb: &str, principal: &Principal, role: Option<Role>) -> Result<AclChange> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if tx.query_row("SELECT count(*) FROM kb WHERE name = ?1", params![kb], |r| r.get::<_, i64>(0))? == 0 {
+        if tx.cached_row("SELECT count(*) FROM kb WHERE name = ?1", params![kb], |r| r.get::<_, i64>(0))? == 0 {
             return Err(Error::UnknownKb(kb.to_string()));
         }
         match role {
@@ -321,7 +322,7 @@ impl Store {
     pub fn set_kb_viewers(&self, kb: &str, viewers: &[Principal]) -> Result<AclChange> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if tx.query_row("SELECT count(*) FROM kb WHERE name = ?1", params![kb], |r| r.get::<_, i64>(0))? == 0 {
+        if tx.cached_row("SELECT count(*) FROM kb WHERE name = ?1", params![kb], |r| r.get::<_, i64>(0))? == 0 {
             return Err(Error::UnknownKb(kb.to_string()));
         }
         tx.execute("DELETE FROM kb_role WHERE kb = ?1 AND role = 'viewer'", params![kb])?;
@@ -335,7 +336,7 @@ impl Store {
 
     pub fn kb_roles(&self, kb: &str) -> Result<Vec<(Principal, Role)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT principal, role FROM kb_role WHERE kb = ?1 ORDER BY principal")?;
+        let mut stmt = conn.prepare_cached("SELECT principal, role FROM kb_role WHERE kb = ?1 ORDER BY principal")?;
         let rows: Vec<(String, String)> = stmt.query_map(params![kb], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(p, r)| {
@@ -377,7 +378,7 @@ impl Store {
             return Ok(None);
         }
         tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
-        let generation: i64 = tx.query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0))?;
+        let generation: i64 = tx.cached_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0))?;
         tx.commit()?;
         let acl = acl_from_json(&acl_to_json(&acl))?;
         Ok(Some(AclChange { generation: generation as u64, documents: vec![(doc_id, acl)] }))
@@ -491,7 +492,7 @@ mod tests {
         assert!(s.create_user("alice", Some("correct horse"), false).unwrap());
         assert!(!s.create_user("alice", Some("another one"), true).unwrap());
         assert!(s.create_user("short", Some("1234567"), false).is_err());
-        let stored: String = s.conn().query_row("SELECT password_hash FROM account WHERE name = 'alice'", [], |r| r.get(0)).unwrap();
+        let stored: String = s.conn().cached_row("SELECT password_hash FROM account WHERE name = 'alice'", [], |r| r.get(0)).unwrap();
         assert!(stored.starts_with("$argon2id$") && !stored.contains("correct horse"), "{stored}");
         assert_eq!(s.check_password("alice", "correct horse").unwrap().unwrap().name, "alice");
         assert!(s.check_password("alice", "wrong horse").unwrap().is_none());

@@ -6,6 +6,7 @@
 //! A key carries scopes (what it may be used for, on top of what its user may do) and may
 //! expire; an expired or revoked key, or one whose account is disabled, stops working at once.
 
+use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -161,7 +162,7 @@ impl Store {
         let Some((id, secret)) = presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) else { return Ok(None) };
         let conn = self.conn();
         let row: Option<(Vec<u8>, bool, ApiKeyInfo)> = conn
-            .query_row(
+            .cached_row(
                 &format!(
                     "SELECT {COLUMNS}, secret_hash, EXISTS (SELECT 1 FROM account a WHERE a.name = user_name AND a.disabled)
                      FROM api_key WHERE id = ?1"
@@ -189,7 +190,7 @@ impl Store {
 
     pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_key ORDER BY created_at, id"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_key ORDER BY created_at, id"))?;
         let keys = stmt.query_map([], key_info)?.collect::<rusqlite::Result<_>>()?;
         Ok(keys)
     }
@@ -213,9 +214,9 @@ mod tests {
         assert_eq!((info.name.as_str(), info.user.as_str(), info.admin), ("ci", "ann", false));
 
         let secret = created.key.rsplit('_').next().unwrap().to_string();
-        let stored: Vec<u8> = store.conn().query_row("SELECT secret_hash FROM api_key", [], |r| r.get(0)).unwrap();
+        let stored: Vec<u8> = store.conn().cached_row("SELECT secret_hash FROM api_key", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, hash(&secret).to_vec());
-        let everything: String = store.conn().query_row("SELECT id || name || user_name FROM api_key", [], |r| r.get(0)).unwrap();
+        let everything: String = store.conn().cached_row("SELECT id || name || user_name FROM api_key", [], |r| r.get(0)).unwrap();
         assert!(!everything.contains(&secret));
 
         let mut wrong = created.key.clone();

@@ -4,6 +4,7 @@
 //! breaks the chain at that entry, which [`Store::verify_audit`] reports. Keeping the latest
 //! hash somewhere else (it is printed by `zhiku audit verify`) also detects a cut-off tail.
 
+use crate::CachedRow;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -85,7 +86,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last: Option<(i64, Vec<u8>)> =
-            tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            tx.cached_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
         let (seq, prev) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS.to_vec()),
@@ -103,7 +104,7 @@ impl Store {
     /// Entries matching the filter, oldest first.
     pub fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, at, actor, action, kb, detail, hash FROM audit
              WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at <= ?2)
                AND (?3 IS NULL OR actor = ?3 OR actor = 'user:' || ?3 OR actor LIKE '% user:' || ?3)
@@ -128,7 +129,7 @@ impl Store {
     /// when the log is empty), or the first entry where it breaks.
     pub fn verify_audit(&self) -> Result<std::result::Result<(i64, String), ChainBreak>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT seq, at, actor, action, kb, detail, prev_hash, hash FROM audit ORDER BY seq")?;
+        let mut stmt = conn.prepare_cached("SELECT seq, at, actor, action, kb, detail, prev_hash, hash FROM audit ORDER BY seq")?;
         let mut rows = stmt.query([])?;
         let mut expected_seq = 1i64;
         let mut prev = GENESIS.to_vec();

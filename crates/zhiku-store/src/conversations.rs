@@ -3,6 +3,7 @@
 //! correction. Only the asker reads or rates their own exchanges. The fine-tuning datasets are
 //! built from these records.
 
+use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
 
 use crate::{now, Result, Store};
@@ -77,7 +78,7 @@ impl Store {
     /// The user's conversations, most recent first.
     pub fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT conversation_id, kb, question, count(*), max(created_at) FROM exchange WHERE user_name = ?1
              GROUP BY conversation_id ORDER BY max(created_at) DESC, conversation_id",
         )?;
@@ -94,7 +95,7 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         // SQLite's bare column in an aggregate is from an arbitrary row: take the first question.
         let mut first =
-            conn.prepare("SELECT question FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid LIMIT 1")?;
+            conn.prepare_cached("SELECT question FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid LIMIT 1")?;
         rows.into_iter()
             .map(|mut c| {
                 c.title = first.query_row(params![user, c.id], |r| r.get(0))?;
@@ -106,7 +107,7 @@ impl Store {
     /// One of the user's conversations, oldest exchange first (empty when it is not theirs).
     pub fn conversation(&self, user: &str, id: &str) -> Result<Vec<Exchange>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid"
         ))?;
         let rows = stmt.query_map(params![user, id], exchange)?.collect::<rusqlite::Result<_>>()?;
@@ -127,7 +128,7 @@ impl Store {
     pub fn rated_exchanges(&self) -> Result<Vec<Exchange>> {
         let conn = self.conn();
         let mut stmt =
-            conn.prepare(&format!("SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE rating IS NOT NULL ORDER BY rated_at, rowid"))?;
+            conn.prepare_cached(&format!("SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE rating IS NOT NULL ORDER BY rated_at, rowid"))?;
         let rows = stmt.query_map([], exchange)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -135,7 +136,7 @@ impl Store {
     pub fn exchange_exists(&self, completion_id: &str) -> Result<bool> {
         Ok(self
             .conn()
-            .query_row("SELECT 1 FROM exchange WHERE completion_id = ?1", params![completion_id], |_| Ok(()))
+            .cached_row("SELECT 1 FROM exchange WHERE completion_id = ?1", params![completion_id], |_| Ok(()))
             .optional()?
             .is_some())
     }

@@ -6,6 +6,7 @@
 //! pair made from it. Which chunks a generator has already read is recorded with the outcome,
 //! so a second run only reads what is new. The text is sealed like document text.
 
+use crate::CachedRow;
 use std::collections::HashSet;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
@@ -94,7 +95,7 @@ impl Store {
     /// The chunks of the knowledge base that `generator` has already read.
     pub fn finetune_attempted(&self, kb: &str, generator: &str) -> Result<HashSet<u64>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT a.chunk_id FROM finetune_attempt a JOIN chunk c ON c.id = a.chunk_id JOIN document d ON d.id = c.doc_id
              WHERE d.kb = ?1 AND a.generator = ?2",
         )?;
@@ -113,7 +114,7 @@ impl Store {
     ) -> Result<Option<Option<i64>>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists = tx.query_row("SELECT 1 FROM chunk WHERE id = ?1", params![chunk_id as i64], |_| Ok(())).optional()?.is_some();
+        let exists = tx.cached_row("SELECT 1 FROM chunk WHERE id = ?1", params![chunk_id as i64], |_| Ok(())).optional()?.is_some();
         if !exists {
             return Ok(None);
         }
@@ -140,7 +141,7 @@ impl Store {
     pub fn finetune_pairs(&self, kb: &str) -> Result<Vec<StoredPair>> {
         let rows = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "SELECT p.id, p.chunk_id, d.source, d.acl, p.generator, p.question, p.answer, p.status, p.edited, p.reviewer, p.reviewed_at
                  FROM finetune_pair p JOIN chunk c ON c.id = p.chunk_id JOIN document d ON d.id = c.doc_id
                  WHERE d.kb = ?1 ORDER BY p.id",

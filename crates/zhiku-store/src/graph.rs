@@ -11,6 +11,7 @@
 //! the graph is derived from the chunks, like the indexes, and an ingest cut short is caught up
 //! by the next.
 
+use crate::CachedRow;
 use std::collections::HashMap;
 
 use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior};
@@ -160,7 +161,7 @@ impl Store {
     pub fn graph_pending(&self, kb: &str, max_documents: usize) -> Result<Vec<PendingDocument>> {
         let rows = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "SELECT d.id, d.format, d.language, c.id, c.heading_path, c.text
                  FROM document d JOIN chunk c ON c.doc_id = d.id
                  WHERE d.id IN (SELECT DISTINCT c2.doc_id FROM chunk c2 JOIN document d2 ON d2.id = c2.doc_id
@@ -206,7 +207,7 @@ impl Store {
         let mut ids: HashMap<String, i64> = HashMap::new();
         for (chunk_id, extraction) in found {
             let exists: Option<i64> = tx
-                .query_row(
+                .cached_row(
                     "SELECT c.id FROM chunk c JOIN document d ON d.id = c.doc_id WHERE c.id = ?1 AND d.kb = ?2",
                     params![*chunk_id as i64, kb],
                     |r| r.get(0),
@@ -225,7 +226,7 @@ impl Store {
                 }
                 let stored_key = self.graph_key(&key);
                 let id: Option<i64> = tx
-                    .query_row("SELECT id FROM graph_entity WHERE kb = ?1 AND key = ?2", params![kb, stored_key], |r| r.get(0))
+                    .cached_row("SELECT id FROM graph_entity WHERE kb = ?1 AND key = ?2", params![kb, stored_key], |r| r.get(0))
                     .optional()?;
                 let id = match id {
                     Some(id) => id,
@@ -293,7 +294,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM graph_community WHERE entity_id IN (SELECT id FROM graph_entity WHERE kb = ?1)", params![kb])?;
         {
-            let mut insert = tx.prepare(
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO graph_community (entity_id, community) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM graph_entity WHERE id = ?1 AND kb = ?3)",
             )?;
             for (&entity, &community) in communities {
@@ -310,7 +311,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM graph_same WHERE a IN (SELECT id FROM graph_entity WHERE kb = ?1)", params![kb])?;
         {
-            let mut insert = tx.prepare(
+            let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO graph_same (a, b) SELECT ?1, ?2
                  WHERE EXISTS (SELECT 1 FROM graph_entity WHERE id = ?1 AND kb = ?3) AND EXISTS (SELECT 1 FROM graph_entity WHERE id = ?2 AND kb = ?3)",
             )?;
@@ -329,7 +330,7 @@ impl Store {
         for part in ids.chunks(400) {
             let list = placeholders(part.len(), 0);
             let mut stmt =
-                conn.prepare(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
+                conn.prepare_cached(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
             let rows = stmt.query_map(params_from_iter(part.iter()), |r| r.get::<_, i64>(0))?;
             for row in rows {
                 out.push(row?);
@@ -341,7 +342,7 @@ impl Store {
     /// The knowledge base's communities: `(entity id, community id)`.
     pub fn graph_communities(&self, kb: &str) -> Result<Vec<(i64, i64)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT c.entity_id, c.community FROM graph_community c JOIN graph_entity e ON e.id = c.entity_id WHERE e.kb = ?1 ORDER BY c.community, c.entity_id",
         )?;
         let rows = stmt.query_map(params![kb], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -351,7 +352,7 @@ impl Store {
     /// A model's extraction cached under `key` (a hash of the model and the chunk's text).
     pub fn graph_cached_extraction(&self, key: &str) -> Result<Option<Extraction>> {
         let stored: Option<String> =
-            self.conn().query_row("SELECT extraction FROM graph_llm_cache WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT extraction FROM graph_llm_cache WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
         match stored {
             None => Ok(None),
             Some(json) => {
@@ -396,7 +397,7 @@ impl Store {
 
     pub fn graph_counts(&self, kb: &str) -> Result<GraphCounts> {
         let conn = self.conn();
-        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, params![kb], |r| r.get::<_, i64>(0))? as u64) };
+        let count = |sql: &str| -> Result<u64> { Ok(conn.cached_row(sql, params![kb], |r| r.get::<_, i64>(0))? as u64) };
         Ok(GraphCounts {
             entities: count("SELECT count(*) FROM graph_entity WHERE kb = ?1")?,
             edges: count("SELECT count(*) FROM graph_edge x JOIN graph_entity e ON e.id = x.source_id WHERE e.kb = ?1")?,
@@ -413,7 +414,7 @@ impl Store {
     fn graph_entities_where(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<GraphEntity>> {
         let rows = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(sql)?;
+            let mut stmt = conn.prepare_cached(sql)?;
             let rows = stmt
                 .query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -474,7 +475,7 @@ impl Store {
         {
             let conn = self.conn();
             for part in values.chunks(400) {
-                let mut stmt = conn.prepare(&sql(&placeholders(part.len(), usize::from(kb.is_some()))))?;
+                let mut stmt = conn.prepare_cached(&sql(&placeholders(part.len(), usize::from(kb.is_some()))))?;
                 let args = kb.map(|k| rusqlite::types::Value::from(k.to_string())).into_iter().chain(part.iter().cloned().map(Into::into));
                 let rows = stmt.query_map(params_from_iter(args), |r| {
                     Ok((
@@ -607,7 +608,7 @@ impl Store {
     pub fn graph_all_entities(&self, kb: &str) -> Result<Vec<(GraphEntity, Option<String>)>> {
         let rows = {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT id, name, kind, fold FROM graph_entity WHERE kb = ?1 ORDER BY id")?;
+            let mut stmt = conn.prepare_cached("SELECT id, name, kind, fold FROM graph_entity WHERE kb = ?1 ORDER BY id")?;
             let rows = stmt
                 .query_map(params![kb], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
@@ -635,7 +636,7 @@ impl Store {
         let upper = format!("{first}\u{10FFFF}");
         let rows = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "SELECT id, name, kind, fold FROM graph_entity
                  WHERE kb = ?1 AND fold >= ?2 AND fold < ?3 AND length(fold) BETWEEN ?4 AND ?5",
             )?;

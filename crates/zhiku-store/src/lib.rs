@@ -342,7 +342,7 @@ fn insert_chunks(
             None => Ok(text),
         }
     };
-    let mut insert = tx.prepare(
+    let mut insert = tx.prepare_cached(
         "INSERT INTO chunk (doc_id, ordinal, heading_path, text, char_start, char_end, page, embedding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut ids = Vec::with_capacity(chunks.len());
@@ -406,7 +406,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// idempotent, and the whole runs in one transaction.
 fn migrate(conn: &Connection) -> Result<()> {
     let has_column = |table: &str, column: &str| -> Result<bool> {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let mut stmt = conn.prepare_cached(&format!("PRAGMA table_info({table})"))?;
         let names: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
         Ok(names.iter().any(|n| n == column))
     };
@@ -471,6 +471,8 @@ impl Store {
     }
 
     fn init(conn: Connection, key: Option<&StoreKey>) -> Result<Self> {
+        // Room for every statement a request runs (key, roles, knowledge base, chunks, audit).
+        conn.set_prepared_statement_cache_capacity(128);
         // WAL + synchronous=NORMAL: a committed transaction survives a process kill; the busy
         // timeout lets a second zhiku process wait for the writer instead of failing.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -478,7 +480,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Checked before anything is written into it.
-        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let found: i64 = conn.cached_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > FORMAT_VERSION {
             return Err(Error::TooNew { found, supported: FORMAT_VERSION });
         }
@@ -487,7 +489,7 @@ impl Store {
         conn.execute_batch(finetune::FINETUNE_SCHEMA)?;
         migrate(&conn)?;
         let check: Option<String> =
-            conn.query_row("SELECT value FROM store_meta WHERE key = 'encryption_check'", [], |r| r.get(0)).optional()?;
+            conn.cached_row("SELECT value FROM store_meta WHERE key = 'encryption_check'", [], |r| r.get(0)).optional()?;
         let sealer = key.map(sealed::Sealer::new);
         match (&sealer, check) {
             (None, Some(_)) => {
@@ -544,7 +546,7 @@ impl Store {
 
     /// One text setting of a knowledge base, by `sql` (`?1` the knowledge base).
     fn kb_text(&self, name: &str, sql: &'static str) -> Result<String> {
-        let value: Option<String> = self.conn().query_row(sql, params![name], |r| r.get(0)).optional()?;
+        let value: Option<String> = self.conn().cached_row(sql, params![name], |r| r.get(0)).optional()?;
         value.ok_or_else(|| Error::UnknownKb(name.to_string()))
     }
 
@@ -581,7 +583,7 @@ impl Store {
     /// only their SHA-256).
     pub fn kb_logs_questions(&self, name: &str) -> Result<bool> {
         let value: Option<bool> =
-            self.conn().query_row("SELECT log_questions FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT log_questions FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         value.ok_or_else(|| Error::UnknownKb(name.to_string()))
     }
 
@@ -593,7 +595,7 @@ impl Store {
     /// default), streamed ones included.
     pub fn kb_masks_answers(&self, name: &str) -> Result<bool> {
         let value: Option<bool> =
-            self.conn().query_row("SELECT mask_answers FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT mask_answers FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         value.ok_or_else(|| Error::UnknownKb(name.to_string()))
     }
 
@@ -605,7 +607,7 @@ impl Store {
     /// (off by default).
     pub fn kb_caches_answers(&self, name: &str) -> Result<bool> {
         let value: Option<bool> =
-            self.conn().query_row("SELECT answer_cache FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT answer_cache FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         value.ok_or_else(|| Error::UnknownKb(name.to_string()))
     }
 
@@ -630,7 +632,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let chunks: i64 =
-            tx.query_row("SELECT count(*) FROM chunk c JOIN document d ON d.id = c.doc_id WHERE d.kb = ?1", params![kb], |r| r.get(0))?;
+            tx.cached_row("SELECT count(*) FROM chunk c JOIN document d ON d.id = c.doc_id WHERE d.kb = ?1", params![kb], |r| r.get(0))?;
         if chunks as usize != vectors.len() {
             return Err(Error::Invalid {
                 what: "embeddings",
@@ -640,7 +642,7 @@ impl Store {
         }
         {
             let mut update =
-                tx.prepare("UPDATE chunk SET embedding = ?2 WHERE id = ?1 AND doc_id IN (SELECT id FROM document WHERE kb = ?3)")?;
+                tx.prepare_cached("UPDATE chunk SET embedding = ?2 WHERE id = ?1 AND doc_id IN (SELECT id FROM document WHERE kb = ?3)")?;
             for (id, vector) in vectors {
                 if update.execute(params![*id as i64, embedding_to_blob(vector), kb])? != 1 {
                     return Err(Error::Invalid {
@@ -661,7 +663,7 @@ impl Store {
     /// The LoRA adapter answers in the knowledge base use (`name` or `name@version`), if any.
     pub fn kb_adapter(&self, name: &str) -> Result<Option<AdapterRef>> {
         let value: Option<String> =
-            self.conn().query_row("SELECT adapter FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            self.conn().cached_row("SELECT adapter FROM kb WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
         let value = value.ok_or_else(|| Error::UnknownKb(name.to_string()))?;
         Ok(if value.is_empty() { None } else { value.parse().ok() })
     }
@@ -692,7 +694,7 @@ impl Store {
     pub fn counts(&self) -> Result<(u64, u64, u64, u64)> {
         let conn = self.conn();
         let count = |table: &str| -> Result<u64> {
-            Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+            Ok(conn.cached_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
         };
         Ok((count("kb")?, count("document")?, count("chunk")?, count("audit")?))
     }
@@ -703,19 +705,19 @@ impl Store {
     }
 
     pub fn kb_exists(&self, name: &str) -> Result<bool> {
-        Ok(self.conn().query_row("SELECT count(*) FROM kb WHERE name = ?1", params![name], |r| r.get::<_, i64>(0))? > 0)
+        Ok(self.conn().cached_row("SELECT count(*) FROM kb WHERE name = ?1", params![name], |r| r.get::<_, i64>(0))? > 0)
     }
 
     pub fn list_kbs(&self) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name FROM kb ORDER BY name")?;
+        let mut stmt = conn.prepare_cached("SELECT name FROM kb ORDER BY name")?;
         let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(names)
     }
 
     /// The generation of a knowledge base: bumped by every write that changes its chunks.
     pub fn generation(&self, kb: &str) -> Result<u64> {
-        let g: Option<i64> = self.conn().query_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0)).optional()?;
+        let g: Option<i64> = self.conn().cached_row("SELECT generation FROM kb WHERE name = ?1", params![kb], |r| r.get(0)).optional()?;
         g.map(|g| g as u64).ok_or_else(|| Error::UnknownKb(kb.to_string()))
     }
 
@@ -744,7 +746,7 @@ impl Store {
     pub fn source_with_hash(&self, kb: &str, content_hash: &str, except_source: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT source FROM document WHERE kb = ?1 AND content_hash = ?2 AND source <> ?3 ORDER BY source LIMIT 1",
                 params![kb, content_hash, except_source],
                 |r| r.get(0),
@@ -759,7 +761,7 @@ impl Store {
     pub fn is_unchanged(&self, kb: &str, source: &str, content_hash: &str, acl: &[Principal], own_acl: bool) -> Result<bool> {
         let row: Option<(String, String, bool)> = self
             .conn()
-            .query_row("SELECT content_hash, acl, acl_inherited FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| {
+            .cached_row("SELECT content_hash, acl, acl_inherited FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
@@ -775,7 +777,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(i64, String, String, bool)> = tx
-            .query_row(
+            .cached_row(
                 "SELECT id, content_hash, acl, acl_inherited FROM document WHERE kb = ?1 AND source = ?2",
                 params![kb, doc.source],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -801,7 +803,7 @@ impl Store {
         )?;
         let doc_id = tx.last_insert_rowid();
         if let Some((_, keys)) = doc.minhash {
-            let mut insert = tx.prepare("INSERT INTO minhash_band (doc_id, band, bucket) VALUES (?1, ?2, ?3)")?;
+            let mut insert = tx.prepare_cached("INSERT INTO minhash_band (doc_id, band, bucket) VALUES (?1, ?2, ?3)")?;
             for (band, key) in keys.iter().enumerate() {
                 insert.execute(params![doc_id, band as i64, (*key >> 1) as i64])?;
             }
@@ -841,7 +843,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id: Option<i64> =
-            tx.query_row("SELECT id FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| r.get(0)).optional()?;
+            tx.cached_row("SELECT id FROM document WHERE kb = ?1 AND source = ?2", params![kb, source], |r| r.get(0)).optional()?;
         if let Some(id) = id {
             tx.execute("DELETE FROM document WHERE id = ?1", params![id])?;
             tx.execute("UPDATE kb SET generation = generation + 1 WHERE name = ?1", params![kb])?;
@@ -854,7 +856,7 @@ impl Store {
     /// `container!/`), in order. A range scan on the (kb, source) index.
     pub fn sources_under(&self, kb: &str, prefix: &str) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT source FROM document WHERE kb = ?1 AND source >= ?2 ORDER BY source")?;
+        let mut stmt = conn.prepare_cached("SELECT source FROM document WHERE kb = ?1 AND source >= ?2 ORDER BY source")?;
         let mut out = Vec::new();
         for source in stmt.query_map(params![kb, prefix], |r| r.get::<_, String>(0))? {
             let source = source?;
@@ -878,7 +880,7 @@ impl Store {
     /// The knowledge base's documents matching `filter` (a condition on `?2` = `arg`, or none).
     fn documents_where(&self, kb: &str, filter: &'static str, arg: Option<i64>) -> Result<Vec<DocumentInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT d.id, d.source, d.content_hash, d.language, d.acl, (SELECT count(*) FROM chunk c WHERE c.doc_id = d.id), d.acl_inherited,
                     d.title, d.format
              FROM document d WHERE d.kb = ?1 {filter} ORDER BY d.source"
@@ -977,6 +979,25 @@ impl Store {
             })
         })
         .collect()
+    }
+}
+
+/// `query_row` through the connection's statement cache: the lookups every request makes
+/// (its key, its roles, the knowledge base) are parsed once, not once per request.
+pub(crate) trait CachedRow {
+    fn cached_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedRow for Connection {
+    fn cached_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
 
@@ -1100,3 +1121,4 @@ mod tests {
         assert!(s.groups_of("bob").unwrap().is_empty());
     }
 }
+

@@ -1,6 +1,7 @@
 //! The model registry: language models known by name (a GGUF file and what it is), one of them
 //! the default that answers questions when the configuration names none.
 
+use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
 
 use crate::{now, Error, Result, Store};
@@ -66,13 +67,13 @@ impl Store {
 
     pub fn models(&self) -> Result<Vec<RegisteredModel>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM model ORDER BY name"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM model ORDER BY name"))?;
         let models = stmt.query_map([], model)?.collect::<rusqlite::Result<_>>()?;
         Ok(models)
     }
 
     pub fn registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
-        Ok(self.conn().query_row(&format!("SELECT {COLUMNS} FROM model WHERE name = ?1"), params![name], model).optional()?)
+        Ok(self.conn().cached_row(&format!("SELECT {COLUMNS} FROM model WHERE name = ?1"), params![name], model).optional()?)
     }
 
     /// The default language model, if one is set.
@@ -191,7 +192,7 @@ fn adapter_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegisteredAdapter> {
 impl Store {
     /// The version `add_adapter` will give the next adapter of this name.
     pub fn next_adapter_version(&self, name: &str) -> Result<u32> {
-        let max: Option<u32> = self.conn().query_row("SELECT max(version) FROM adapter WHERE name = ?1", params![name], |r| r.get(0))?;
+        let max: Option<u32> = self.conn().cached_row("SELECT max(version) FROM adapter WHERE name = ?1", params![name], |r| r.get(0))?;
         Ok(max.unwrap_or(0) + 1)
     }
 
@@ -232,7 +233,7 @@ impl Store {
     /// Every adapter version, by name then version.
     pub fn adapters(&self) -> Result<Vec<RegisteredAdapter>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {ADAPTER_COLUMNS} FROM adapter ORDER BY name, version"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {ADAPTER_COLUMNS} FROM adapter ORDER BY name, version"))?;
         let rows = stmt.query_map([], adapter_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -242,14 +243,14 @@ impl Store {
         let conn = self.conn();
         Ok(match which.version {
             Some(v) => conn
-                .query_row(
+                .cached_row(
                     &format!("SELECT {ADAPTER_COLUMNS} FROM adapter WHERE name = ?1 AND version = ?2"),
                     params![which.name, v],
                     adapter_row,
                 )
                 .optional()?,
             None => conn
-                .query_row(
+                .cached_row(
                     &format!("SELECT {ADAPTER_COLUMNS} FROM adapter WHERE name = ?1 ORDER BY version DESC LIMIT 1"),
                     params![which.name],
                     adapter_row,

@@ -122,6 +122,7 @@ pub(crate) fn is_sealed(stored: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::CachedRow;
     use zhiku_core::Chunk;
 
     use super::*;
@@ -157,7 +158,7 @@ mod tests {
                 partial: false,
             };
             store.upsert_document("kb", &doc).unwrap();
-            let stored: String = store.conn().query_row("SELECT text || heading_path FROM chunk", [], |r| r.get(0)).unwrap();
+            let stored: String = store.conn().cached_row("SELECT text || heading_path FROM chunk", [], |r| r.get(0)).unwrap();
             assert!(stored.starts_with(PREFIX) && !stored.contains("Bluebird"), "{stored}");
             let read = store.chunks("kb").unwrap();
             assert_eq!((read[0].chunk.text.as_str(), read[0].chunk.heading_path[0].as_str()), (secret, "Project Bluebird"));

@@ -2,6 +2,7 @@
 //! stored only as its SHA-256, with a CSRF token the page must echo on every change. Sessions
 //! end at their expiry, at logout, and when the account is disabled or removed.
 
+use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -47,7 +48,7 @@ impl Store {
         }
         let conn = self.conn();
         let found: Option<Session> = conn
-            .query_row(
+            .cached_row(
                 "SELECT s.user_name, s.csrf, s.expires_at FROM web_session s
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2
                    AND NOT EXISTS (SELECT 1 FROM account a WHERE a.name = s.user_name AND a.disabled)",
@@ -81,7 +82,7 @@ mod tests {
         let (token, session) = s.create_session("ann", 3600).unwrap();
         assert_eq!(s.session(&token).unwrap(), Some(session.clone()));
         assert_eq!(session.csrf.len(), 32);
-        let stored: Vec<u8> = s.conn().query_row("SELECT token_hash FROM web_session", [], |r| r.get(0)).unwrap();
+        let stored: Vec<u8> = s.conn().cached_row("SELECT token_hash FROM web_session", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, token_hash(&token).to_vec());
         assert!(s.session("zs_00").unwrap().is_none() && s.session(&token[3..]).unwrap().is_none());
 
