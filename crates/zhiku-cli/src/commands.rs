@@ -705,6 +705,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
 /// `zhiku serve`; with `cluster`, a replica over a shared database.
 pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::cluster::ClusterEngine>>) -> Result<ExitCode> {
     let store = open_store(ctx)?;
+    store.checkpoint_in_background(std::time::Duration::from_millis(500), 64 << 20)?;
     let dir = ctx.config.embedding_dir(&ctx.data_dir);
     let embedder: Arc<dyn zhiku_core::Embedder> =
         Arc::new(BertEmbedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))?);
