@@ -17,11 +17,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-/// The tensor kernels allocate and free large buffers for every layer; glibc's malloc returns
-/// them to the kernel each time and pays page faults to get them back (~20% of embedding time).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // `zhiku parse --chunks big.pdf | head` must end quietly when `head` has read enough, as other
     // Unix tools do, instead of panicking in println! on the closed pipe.
