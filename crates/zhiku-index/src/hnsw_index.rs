@@ -87,6 +87,11 @@ impl HnswIndex {
         self.graph.dimension()
     }
 
+    /// Whether full vectors are held in memory that no saved file has yet.
+    pub fn has_unsaved_rows(&self) -> bool {
+        !self.full.added.is_empty()
+    }
+
     /// Records a node's metadata; the node is the next one of the graph.
     fn push_meta(&mut self, chunk_id: u64, doc_id: i64, acl: &[Principal]) -> u32 {
         let node = self.chunk_ids.len() as u32;
@@ -446,6 +451,7 @@ mod tests {
         std::fs::remove_file(path.with_extension("rows")).unwrap();
         let (mut legacy, generation) = HnswIndex::load(&path).unwrap();
         assert_eq!((generation, legacy.graph.quant()), (3, Quant::Int8));
+        assert!(legacy.has_unsaved_rows());
         assert_eq!(ids(&legacy), before);
         legacy.save(&path, 4).unwrap();
         assert!(legacy.full.added.is_empty(), "saved rows are read from the file");

@@ -91,7 +91,12 @@ impl VectorIndex {
         let graph = dir.join(GRAPH_FILE);
         if graph.exists() {
             return match HnswIndex::load(&graph) {
-                Ok((index, generation)) if index.dimension() == dim => Some((Self::Graph(Box::new(index)), generation)),
+                Ok((index, generation)) if index.dimension() == dim => {
+                    if index.has_unsaved_rows() {
+                        tracing::info!(path = %graph.display(), "vector graph in the layout before int8 codes: upgraded in memory, saved so by the next ingestion");
+                    }
+                    Some((Self::Graph(Box::new(index)), generation))
+                }
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(error = %e, "vector graph unreadable; rebuilding it from the store");
@@ -142,6 +147,15 @@ impl VectorIndex {
         };
         *self = Self::Graph(Box::new(HnswIndex::build(dim, chunks)));
         Ok(true)
+    }
+
+    /// Whether the index holds what its files do not (a graph read from the layout before
+    /// int8 codes keeps its full vectors in memory until saved).
+    pub fn needs_saving(&self) -> bool {
+        match self {
+            Self::Flat(_) => false,
+            Self::Graph(index) => index.has_unsaved_rows(),
+        }
     }
 
     pub fn is_graph(&self) -> bool {

@@ -43,7 +43,14 @@ impl KbIndexes {
             None => false,
         };
         let (vectors, bm25) = match (vectors, bm25) {
-            (Some(vectors), Some(bm25)) if bm25_fresh => return Ok(Self { vectors, bm25, dir, kind }),
+            (Some(vectors), Some(bm25)) if bm25_fresh => {
+                let mut indexes = Self { vectors, bm25, dir, kind };
+                // Read in an older file layout (and upgraded in memory): written anew once.
+                if access == Access::Write && indexes.vectors.needs_saving() {
+                    indexes.save_vectors(generation)?;
+                }
+                return Ok(indexes);
+            }
             other => other,
         };
         info!(kb, generation, "indexes behind the store; rebuilding from it");
