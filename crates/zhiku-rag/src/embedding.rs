@@ -34,7 +34,7 @@ pub(crate) struct EmbeddingModels {
 
 impl EmbeddingModels {
     pub fn new(default: String, minilm: Arc<dyn Embedder>, query_cache: usize) -> Self {
-        let minilm = QueryCache::wrap(minilm, query_cache);
+        let minilm = QueryCache::wrap(BatchedQueries::wrap(minilm), query_cache);
         Self { default, loaded: Mutex::new(HashMap::from([(MINILM.to_string(), minilm)])), loaders: HashMap::new(), query_cache }
     }
 
@@ -57,7 +57,7 @@ impl EmbeddingModels {
             reason: format!("unknown; use one of {}", self.names_except_locked(&loaded).join(", ")),
         })?;
         let model = load().map_err(|reason| Error::EmbeddingModel { name: name.to_string(), reason })?;
-        let model = QueryCache::wrap(model, self.query_cache);
+        let model = QueryCache::wrap(BatchedQueries::wrap(model), self.query_cache);
         loaded.insert(name.to_string(), model.clone());
         Ok(model)
     }
@@ -130,6 +130,105 @@ impl Embedder for QueryCache {
     }
 }
 
+/// Embeds the queries of concurrent searches together. Embedding a short query is bound by
+/// reading the model's weights from memory (90 MB for MiniLM, far beyond the caches), not by
+/// arithmetic; a forward pass over the queries of many searches at once reads them once. No
+/// search waits for company: the first to arrive runs at once with whatever is queued, and the
+/// queries that arrive meanwhile go together in the next pass.
+pub struct BatchedQueries {
+    model: Arc<dyn Embedder>,
+    state: Mutex<Batches>,
+    finished: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Batches {
+    /// A pass is running (its caller embeds for everybody in it).
+    running: bool,
+    next_ticket: u64,
+    waiting: std::collections::VecDeque<(u64, Vec<String>)>,
+    done: HashMap<u64, std::result::Result<Vec<Vec<f32>>, String>>,
+}
+
+/// Queries in one pass at most: beyond this a pass gets slower than waiting for the next.
+const MAX_BATCH: usize = 64;
+
+impl BatchedQueries {
+    pub fn wrap(model: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+        Arc::new(Self { model, state: Mutex::default(), finished: std::sync::Condvar::new() })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Batches> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TokenCounter for BatchedQueries {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.model.count_tokens(text)
+    }
+}
+
+impl Embedder for BatchedQueries {
+    fn dimension(&self) -> usize {
+        self.model.dimension()
+    }
+
+    fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        self.model.embed(texts)
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.state();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back((ticket, texts.iter().map(|t| t.to_string()).collect()));
+        loop {
+            if let Some(result) = state.done.remove(&ticket) {
+                return result.map_err(zhiku_core::Error::Embedding);
+            }
+            if state.running {
+                state = self.finished.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Nobody is embedding: this caller runs the next pass, its own queries among them.
+            state.running = true;
+            let mut batch = Vec::new();
+            let mut size = 0;
+            while let Some((_, queued)) = state.waiting.front() {
+                if size > 0 && size + queued.len() > MAX_BATCH {
+                    break;
+                }
+                size += queued.len();
+                batch.extend(state.waiting.pop_front());
+            }
+            drop(state);
+            let all: Vec<&str> = batch.iter().flat_map(|(_, texts)| texts.iter().map(String::as_str)).collect();
+            // A panicking model must not leave `running` set: every later search would wait.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.embed_queries(&all)))
+                .unwrap_or_else(|_| Err(zhiku_core::Error::Embedding("the embedding model panicked".into())))
+                .map_err(|e| e.to_string());
+            state = self.state();
+            match result {
+                Ok(vectors) => {
+                    let mut vectors = vectors.into_iter();
+                    for (owner, texts) in batch {
+                        state.done.insert(owner, Ok(vectors.by_ref().take(texts.len()).collect()));
+                    }
+                }
+                Err(reason) => batch.into_iter().for_each(|(owner, _)| {
+                    state.done.insert(owner, Err(reason.clone()));
+                }),
+            }
+            state.running = false;
+            self.finished.notify_all();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -171,6 +270,66 @@ mod tests {
         cache.embed_queries(&["be"]).unwrap();
         cache.embed(&["alpha"]).unwrap();
         assert_eq!(model.0.load(Ordering::SeqCst), 5);
+    }
+
+    /// Sleeps in its first pass until every caller has started, so that they queue behind it.
+    struct Slow {
+        passes: AtomicUsize,
+        started: Arc<AtomicUsize>,
+        callers: usize,
+    }
+
+    impl TokenCounter for Slow {
+        fn count_tokens(&self, text: &str) -> usize {
+            text.len()
+        }
+    }
+
+    impl Embedder for Slow {
+        fn dimension(&self) -> usize {
+            1
+        }
+
+        fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+            if self.passes.fetch_add(1, Ordering::SeqCst) == 0 {
+                while self.started.load(Ordering::SeqCst) < self.callers {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            if texts.contains(&"boom") {
+                panic!("model failure");
+            }
+            Ok(texts.iter().map(|t| vec![t.parse::<f32>().unwrap_or(-1.0)]).collect())
+        }
+    }
+
+    #[test]
+    fn concurrent_queries_share_a_pass_and_each_gets_its_own_vectors() {
+        let callers = 8;
+        let started = Arc::new(AtomicUsize::new(0));
+        let model = Arc::new(Slow { passes: AtomicUsize::new(0), started: started.clone(), callers });
+        let batched = BatchedQueries::wrap(model.clone());
+        let handles: Vec<_> = (0..callers)
+            .map(|i| {
+                let (batched, started) = (batched.clone(), started.clone());
+                std::thread::spawn(move || {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let texts = [i.to_string(), (i * 100).to_string()];
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    (i, batched.embed_queries(&refs).unwrap())
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (i, vectors) = handle.join().unwrap();
+            assert_eq!(vectors, vec![vec![i as f32], vec![(i * 100) as f32]]);
+        }
+        // The first caller's pass, then everybody who queued behind it in one.
+        assert_eq!(model.passes.load(Ordering::SeqCst), 2);
+        // A model that panics fails that pass's callers and leaves the next ones working.
+        assert!(batched.embed_queries(&["boom"]).is_err());
+        assert_eq!(batched.embed_queries(&["7"]).unwrap(), vec![vec![7.0]]);
     }
 
     #[test]
