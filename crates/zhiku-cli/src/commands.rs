@@ -743,6 +743,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::c
         chat,
         generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
         compute_slots: Arc::new(tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map_or(2, |n| n.get()))),
+        search_slots: Arc::new(tokio::sync::Semaphore::new(32 * std::thread::available_parallelism().map_or(2, |n| n.get()))),
         data_dir: ctx.data_dir.clone(),
         jobs: Default::default(),
         cors_origins: server.cors_origins.clone(),

@@ -76,10 +76,14 @@ pub struct AppState {
     pub chat: Option<NamedModel>,
     /// Generations at once; more wait their turn (each already uses every core).
     pub generation_slots: Arc<tokio::sync::Semaphore>,
-    /// Searches and embeddings computed at once (two per core): more would only share the same
-    /// cores while each holds its activations in memory; the rest wait in line. On the server
-    /// benchmark, one per core cost a fifth of the throughput and no limit a quarter more memory.
+    /// Embeddings of passages and graph work computed at once (two per core): more would only
+    /// share the same cores while each holds its activations in memory; the rest wait in line.
     pub compute_slots: Arc<tokio::sync::Semaphore>,
+    /// Searches in flight at once. Many: a search mostly waits for the shared pass that embeds
+    /// the queries of all searches together, and the more queries a pass takes the less each
+    /// costs (with compute slots, at most four queries met per pass, on one core). Bounded, so
+    /// a flood queues here instead of starting a thread per request.
+    pub search_slots: Arc<tokio::sync::Semaphore>,
     /// Where uploads are kept (`<data-dir>/uploads/<kb>/`).
     pub data_dir: PathBuf,
     pub jobs: docs::Jobs,
@@ -210,6 +214,20 @@ where
     E: Into<ApiError> + Send + 'static,
 {
     let permit = state.compute_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+}
+
+/// [`blocking`] in one of the search slots.
+pub(crate) async fn searching<T, E>(state: &AppState, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let permit = state.search_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
     blocking(move || {
         let _permit = permit;
         work()

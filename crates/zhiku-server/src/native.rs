@@ -13,7 +13,7 @@ use zhiku_core::Role;
 use crate::auth::{check_role, Authenticated};
 use crate::error::ApiJson;
 use crate::error::ErrorBody;
-use crate::{blocking, computing, ApiError, AppState};
+use crate::{blocking, searching, ApiError, AppState};
 
 /// Most hits one search may ask for.
 const MAX_TOP_K: usize = 100;
@@ -78,7 +78,7 @@ pub async fn search(
     }
     check_role(&state, &who, &request.kb, Role::Viewer).await?;
     let (answering, server) = (state.answering(), state.clone());
-    let hits = computing(&state, move || {
+    let hits = searching(&state, move || {
         let started = std::time::Instant::now();
         let mode = request.retrieval.unwrap_or(server.engine.config().retrieval.mode);
         let hits = answering.search_in(&request.kb, &request.query, &who.caller, request.top_k, mode)?;

@@ -213,6 +213,7 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         chat: None,
         generation_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         compute_slots: Arc::new(tokio::sync::Semaphore::new(4)),
+        search_slots: Arc::new(tokio::sync::Semaphore::new(4)),
         data_dir: data.path().to_path_buf(),
         jobs: Default::default(),
         cors_origins: Vec::new(),
