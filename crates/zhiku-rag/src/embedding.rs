@@ -133,33 +133,90 @@ impl Embedder for QueryCache {
 /// Embeds the queries of concurrent searches together. Embedding a short query is bound by
 /// reading the model's weights from memory (90 MB for MiniLM, far beyond the caches), not by
 /// arithmetic; a forward pass over the queries of many searches at once reads them once. No
-/// search waits for company: the first to arrive runs at once with whatever is queued, and the
-/// queries that arrive meanwhile go together in the next pass.
+/// search waits for company: an idle pass takes a query at once, and the queries that arrive
+/// meanwhile go together in the next one. Passes run on one thread of their own, so the
+/// model's scratch buffers exist once rather than in every request thread.
 pub struct BatchedQueries {
     model: Arc<dyn Embedder>,
-    state: Mutex<Batches>,
-    finished: std::sync::Condvar,
+    queue: Arc<Queue>,
+}
+
+type Reply = std::sync::mpsc::SyncSender<std::result::Result<Vec<Vec<f32>>, String>>;
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Waiting>,
+    arrived: std::sync::Condvar,
 }
 
 #[derive(Default)]
-struct Batches {
-    /// A pass is running (its caller embeds for everybody in it).
-    running: bool,
-    next_ticket: u64,
-    waiting: std::collections::VecDeque<(u64, Vec<String>)>,
-    done: HashMap<u64, std::result::Result<Vec<Vec<f32>>, String>>,
+struct Waiting {
+    requests: std::collections::VecDeque<(Vec<String>, Reply)>,
+    /// The wrapper is gone: the thread ends once the queue is empty.
+    closed: bool,
 }
 
 /// Queries in one pass at most: beyond this a pass gets slower than waiting for the next.
 const MAX_BATCH: usize = 64;
 
 impl BatchedQueries {
+    /// `model` with its query passes on a thread of their own; `model` itself when that thread
+    /// cannot be started.
     pub fn wrap(model: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
-        Arc::new(Self { model, state: Mutex::default(), finished: std::sync::Condvar::new() })
+        let queue = Arc::new(Queue::default());
+        let (worker_model, worker_queue) = (model.clone(), queue.clone());
+        match std::thread::Builder::new().name("zhiku-query-embed".into()).spawn(move || run_passes(&*worker_model, &worker_queue)) {
+            Ok(_) => Arc::new(Self { model, queue }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the query-embedding thread; queries embedded one search at a time");
+                model
+            }
+        }
     }
+}
 
-    fn state(&self) -> std::sync::MutexGuard<'_, Batches> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+fn run_passes(model: &dyn Embedder, queue: &Queue) {
+    loop {
+        let mut waiting = queue.state.lock().unwrap_or_else(|p| p.into_inner());
+        while waiting.requests.is_empty() && !waiting.closed {
+            waiting = queue.arrived.wait(waiting).unwrap_or_else(|p| p.into_inner());
+        }
+        if waiting.requests.is_empty() {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while let Some((texts, _)) = waiting.requests.front() {
+            if size > 0 && size + texts.len() > MAX_BATCH {
+                break;
+            }
+            size += texts.len();
+            batch.extend(waiting.requests.pop_front());
+        }
+        drop(waiting);
+        let all: Vec<&str> = batch.iter().flat_map(|(texts, _)| texts.iter().map(String::as_str)).collect();
+        // A panicking model fails this pass's searches, not the thread every later one needs.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.embed_queries(&all)))
+            .unwrap_or_else(|_| Err(zhiku_core::Error::Embedding("the embedding model panicked".into())));
+        match result {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                for (texts, reply) in batch {
+                    // A caller that stopped waiting needs no answer.
+                    let _ = reply.send(Ok(vectors.by_ref().take(texts.len()).collect()));
+                }
+            }
+            Err(e) => batch.into_iter().for_each(|(_, reply)| {
+                let _ = reply.send(Err(e.to_string()));
+            }),
+        }
+    }
+}
+
+impl Drop for BatchedQueries {
+    fn drop(&mut self) {
+        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.queue.arrived.notify_all();
     }
 }
 
@@ -182,50 +239,13 @@ impl Embedder for BatchedQueries {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut state = self.state();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.waiting.push_back((ticket, texts.iter().map(|t| t.to_string()).collect()));
-        loop {
-            if let Some(result) = state.done.remove(&ticket) {
-                return result.map_err(zhiku_core::Error::Embedding);
-            }
-            if state.running {
-                state = self.finished.wait(state).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            // Nobody is embedding: this caller runs the next pass, its own queries among them.
-            state.running = true;
-            let mut batch = Vec::new();
-            let mut size = 0;
-            while let Some((_, queued)) = state.waiting.front() {
-                if size > 0 && size + queued.len() > MAX_BATCH {
-                    break;
-                }
-                size += queued.len();
-                batch.extend(state.waiting.pop_front());
-            }
-            drop(state);
-            let all: Vec<&str> = batch.iter().flat_map(|(_, texts)| texts.iter().map(String::as_str)).collect();
-            // A panicking model must not leave `running` set: every later search would wait.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.embed_queries(&all)))
-                .unwrap_or_else(|_| Err(zhiku_core::Error::Embedding("the embedding model panicked".into())))
-                .map_err(|e| e.to_string());
-            state = self.state();
-            match result {
-                Ok(vectors) => {
-                    let mut vectors = vectors.into_iter();
-                    for (owner, texts) in batch {
-                        state.done.insert(owner, Ok(vectors.by_ref().take(texts.len()).collect()));
-                    }
-                }
-                Err(reason) => batch.into_iter().for_each(|(owner, _)| {
-                    state.done.insert(owner, Err(reason.clone()));
-                }),
-            }
-            state.running = false;
-            self.finished.notify_all();
-        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).requests.push_back((texts.iter().map(|t| t.to_string()).collect(), reply));
+        self.queue.arrived.notify_one();
+        answer
+            .recv()
+            .map_err(|_| zhiku_core::Error::Embedding("the query-embedding thread ended".into()))?
+            .map_err(zhiku_core::Error::Embedding)
     }
 }
 
