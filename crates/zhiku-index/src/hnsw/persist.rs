@@ -3,13 +3,15 @@
 //! count, so a damaged file is an error and never an out-of-bounds walk.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use memmap2::Mmap;
 
 use super::graph::Graph;
-use super::store::{Sq8, Store};
+use super::store::{Codes, Sq8, Store};
 use super::{Hnsw, HnswConfig, Quant};
-use crate::codec::{metric_code, metric_from_code, read_file, write_atomically, Reader};
-use crate::Result;
+use crate::codec::{metric_code, metric_from_code, write_atomically, Reader};
+use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"ZKHNSW02";
 /// The format before the vector storage was chosen: f32 vectors, no storage byte.
@@ -49,20 +51,28 @@ impl Hnsw {
                     for x in sq.lower.iter().chain(&sq.step).chain(&sq.norms) {
                         w.write_all(&x.to_le_bytes())?;
                     }
-                    w.write_all(&sq.codes)?;
+                    w.write_all(&sq.codes[..])?;
                 }
             }
             Ok(())
         })
     }
 
-    /// Reads an index written by [`Hnsw::save`], with its generation.
+    /// Reads an index written by [`Hnsw::save`], with its generation. Int8 codes stay in the
+    /// file, read through a memory map; the rest is read into memory.
     pub fn load(path: &Path) -> Result<(Self, u64)> {
-        read_file(path, parse)
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: name.clone(), source })?;
+        // SAFETY: the map is read-only and the file is replaced by rename, never rewritten in
+        // place; a truncation by another process would fault, the accepted risk of every
+        // mmap reader (as for the full vectors, `MappedRows`).
+        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: name.clone(), source })?);
+        parse(&mut Reader::new(&map), Some(&map)).map_err(|reason| Error::Corrupt { path: name, reason })
     }
 }
 
-fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
+/// `map`: the bytes `r` reads, mapped, for the codes to stay in; `None` copies them.
+fn parse(r: &mut Reader<'_>, map: Option<&Arc<Mmap>>) -> std::result::Result<(Hnsw, u64), String> {
     let magic = r.take(8)?;
     if magic != MAGIC && magic != MAGIC_F32_ONLY {
         return Err("not a zhiku HNSW index".into());
@@ -109,7 +119,13 @@ fn parse(r: &mut Reader<'_>) -> std::result::Result<(Hnsw, u64), String> {
         ),
         Quant::Int8 => {
             let (lower, step, norms) = (r.f32s(dim)?, r.f32s(dim)?, r.f32s(n)?);
-            Store::Int8(Sq8 { lower, step, norms, codes: r.take(values)?.to_vec() })
+            let start = r.position();
+            let bytes = r.take(values)?;
+            let codes = match map {
+                Some(map) => Codes::Mapped { map: map.clone(), start, len: values },
+                None => Codes::Owned(bytes.to_vec()),
+            };
+            Store::Int8(Sq8 { lower, step, norms, codes })
         }
     };
     let entry = match entry_node {
@@ -142,12 +158,33 @@ mod tests {
 
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 7, 40, bytes.len() / 2, bytes.len() - 1] {
-            assert!(parse(&mut Reader::new(&bytes[..cut])).is_err(), "cut at {cut}");
+            assert!(parse(&mut Reader::new(&bytes[..cut]), None).is_err(), "cut at {cut}");
         }
         // A neighbour id pointing outside the graph.
         let mut bad = bytes.clone();
         let first_list = 8 + 8 + 12 + 2 + 8 + 8 + 8 + 800;
         bad[first_list + 4..first_list + 8].copy_from_slice(&9999u32.to_le_bytes());
-        assert!(parse(&mut Reader::new(&bad)).err().is_some_and(|e| e.contains("links to 9999")));
+        assert!(parse(&mut Reader::new(&bad), None).err().is_some_and(|e| e.contains("links to 9999")));
+    }
+
+    #[test]
+    fn loaded_int8_codes_are_read_in_place_until_the_index_grows() {
+        let dim = 8;
+        let data: Vec<f32> = (0..600 * dim).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+        let config = HnswConfig { m: 8, ef_construction: 40, metric: Metric::Cosine, quant: Quant::Int8, ..Default::default() };
+        let index = Hnsw::build(dim, data, config, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.hnsw");
+        index.save(&path, 1).unwrap();
+        let (mut loaded, _) = Hnsw::load(&path).unwrap();
+        assert!(matches!(&loaded.store, Store::Int8(Sq8 { codes: Codes::Mapped { .. }, .. })));
+        let query = [0.1f32, -0.2, 0.3, 0.0, 0.25, -0.1, 0.05, 0.2];
+        assert_eq!(loaded.search(&query, 5, 32, None), index.search(&query, 5, 32, None));
+        // Saving over the mapped file (rename) leaves the loaded index reading the old one.
+        index.save(&path, 2).unwrap();
+        assert_eq!(loaded.search(&query, 5, 32, None), index.search(&query, 5, 32, None));
+        let added = loaded.add(&query);
+        assert!(matches!(&loaded.store, Store::Int8(Sq8 { codes: Codes::Owned(_), .. })));
+        assert_eq!(loaded.search(&query, 1, 32, None)[0].0, added);
     }
 }

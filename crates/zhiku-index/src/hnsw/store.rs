@@ -5,6 +5,10 @@
 //! undone by re-scoring the best candidates from the full vectors ([`super::Hnsw::search_rescored`]).
 
 use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use crate::distance::{dot, dot_f16, dot_i16_u8, l2_f16, Metric};
 
@@ -50,7 +54,7 @@ impl Quant {
 pub(super) struct Sq8 {
     pub lower: Vec<f32>,
     pub step: Vec<f32>,
-    pub codes: Vec<u8>,
+    pub codes: Codes,
     /// Per vector, the squared norm of its decoded value (for L2 distances).
     pub norms: Vec<f32>,
 }
@@ -60,7 +64,7 @@ impl Sq8 {
     /// learn from, -1..=1 (where every value of a unit vector lies).
     pub fn trained(dim: usize, vectors: &[f32]) -> Self {
         if vectors.len() < dim.max(1) {
-            return Self { lower: vec![-1.0; dim], step: vec![2.0 / 255.0; dim], codes: Vec::new(), norms: Vec::new() };
+            return Self { lower: vec![-1.0; dim], step: vec![2.0 / 255.0; dim], codes: Codes::default(), norms: Vec::new() };
         }
         let mut lower = vec![f32::INFINITY; dim];
         let mut upper = vec![f32::NEG_INFINITY; dim];
@@ -85,13 +89,14 @@ impl Sq8 {
                 }
             })
             .collect();
-        Self { lower, step, codes: Vec::new(), norms: Vec::new() }
+        Self { lower, step, codes: Codes::default(), norms: Vec::new() }
     }
 
     /// Appends one vector (values outside the trained range are clamped to it).
     pub fn push(&mut self, vector: &[f32]) {
         let start = self.codes.len();
         self.codes
+            .to_mut()
             .extend(vector.iter().zip(&self.lower).zip(&self.step).map(|((x, lo), st)| ((x - lo) / st).round().clamp(0.0, 255.0) as u8));
         let mut decoded = vec![0f32; vector.len()];
         self.decode(&self.codes[start..], &mut decoded);
@@ -101,6 +106,44 @@ impl Sq8 {
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
         for (((o, c), lo), st) in out.iter_mut().zip(codes).zip(&self.lower).zip(&self.step) {
             *o = lo + st * f32::from(*c);
+        }
+    }
+}
+
+/// The int8 codes: in memory, or read in place from the saved index file through a memory
+/// map (what a loaded index does: the operating system's cache, shared and evictable, holds
+/// them, touched a few rows per search). Adding to mapped codes copies them into memory first.
+#[derive(Clone)]
+pub(super) enum Codes {
+    Owned(Vec<u8>),
+    Mapped { map: Arc<Mmap>, start: usize, len: usize },
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Self::Owned(Vec::new())
+    }
+}
+
+impl Deref for Codes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(codes) => codes,
+            Self::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+impl Codes {
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        if let Self::Mapped { .. } = self {
+            *self = Self::Owned(self.to_vec());
+        }
+        match self {
+            Self::Owned(codes) => codes,
+            Self::Mapped { .. } => unreachable!("just copied into memory"),
         }
     }
 }
@@ -142,7 +185,7 @@ impl Store {
             Quant::F16 => Self::F16(vectors.iter().map(|x| half::f16::from_f32(*x).to_bits()).collect()),
             Quant::Int8 => {
                 let mut sq = Sq8::trained(dim, &vectors);
-                sq.codes.reserve(vectors.len());
+                sq.codes.to_mut().reserve(vectors.len());
                 vectors.chunks_exact(dim).for_each(|row| sq.push(row));
                 Self::Int8(sq)
             }
@@ -264,7 +307,7 @@ mod tests {
         let mut sq = Sq8::trained(2, &[0.0, 5.0, 1.0, 5.0]);
         sq.push(&[2.0, 5.0]);
         sq.push(&[-1.0, 5.0]);
-        assert_eq!(&sq.codes, &[255, 0, 0, 0]);
+        assert_eq!(&*sq.codes, &[255, 0, 0, 0]);
         let mut out = [0f32; 2];
         sq.decode(&sq.codes[0..2], &mut out);
         assert_eq!(out, [1.0, 5.0]);
