@@ -11,7 +11,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::Deserialize;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::Tokenizer;
 
 use crate::wordpiece::FastWordPiece;
 use zhiku_core::{Embedder, TokenCounter};
@@ -531,9 +531,10 @@ impl BertModel {
 /// A sentence embedder: tokenizer + BERT + mean pooling + L2 normalisation.
 pub struct BertEmbedder {
     model: BertModel,
-    tokenizer: Tokenizer,
-    /// The same tokenizer without truncation, to measure texts at their full length.
+    /// The tokenizer, without truncation (to measure texts at their full length); inputs to
+    /// the model are cut to `max_seq` tokens after it. One copy, not one per use: 4 MB each.
     counter: WordPieceCounter,
+    max_seq: usize,
     batch_size: usize,
 }
 
@@ -611,13 +612,8 @@ impl BertEmbedder {
             .unwrap_or(DEFAULT_MAX_SEQ)
             .min(config.max_position_embeddings);
 
-        let tok_path = file("tokenizer.json")?;
-        let bad_tok = |e: tokenizers::Error| Error::ModelFormat { path: tok_path.clone(), reason: e.to_string() };
-        // Padding is done per batch, to the longest member, which is what sentence-transformers
-        // does; the counter has the shipped fixed padding off already.
+        // The counter has the shipped fixed padding off: nothing is padded at all.
         let counter = WordPieceCounter::load(dir)?;
-        let mut tokenizer = counter.tokenizer.clone();
-        tokenizer.with_truncation(Some(TruncationParams { max_length: max_seq, ..Default::default() })).map_err(bad_tok)?;
 
         let weights_path = file("model.safetensors")?;
         let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
@@ -625,13 +621,22 @@ impl BertEmbedder {
         let bad_weights = |e: candle_core::Error| Error::ModelFormat { path: weights_path.clone(), reason: e.to_string() };
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(bad_weights)?;
         let model = BertModel::load(vb, config).map_err(bad_weights)?;
-        Ok(Self { model, tokenizer, counter, batch_size: 32 })
+        Ok(Self { model, counter, max_seq: max_seq.max(2), batch_size: 32 })
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::Inference(e.to_string()))?;
+        let encodings = self.counter.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::Inference(e.to_string()))?;
+        // Cut as the tokenizer's own truncation does for one sequence: [CLS], the first
+        // max_seq - 2 tokens, [SEP].
+        let cut = |values: &[u32]| -> Vec<u32> {
+            if values.len() <= self.max_seq {
+                return values.to_vec();
+            }
+            values[..self.max_seq - 1].iter().chain(values.last()).copied().collect()
+        };
+        let owned: Vec<(Vec<u32>, Vec<u32>)> = encodings.iter().map(|e| (cut(e.get_ids()), cut(e.get_type_ids()))).collect();
         // An empty text still has [CLS] and [SEP]; a sequence of none would divide by zero.
-        let sequences: Vec<(&[u32], &[u32])> = encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())).collect();
+        let sequences: Vec<(&[u32], &[u32])> = owned.iter().map(|(ids, types)| (ids.as_slice(), types.as_slice())).collect();
         if let Some(empty) = sequences.iter().position(|s| s.0.is_empty()) {
             return Err(Error::Inference(format!("text {empty} tokenized to nothing")));
         }

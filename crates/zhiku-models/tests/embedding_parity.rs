@@ -53,6 +53,10 @@ fn token_counts_are_untruncated_wordpiece_counts() {
     assert_eq!(embedder.count_tokens("hello world"), 2);
     let long = "word ".repeat(1000);
     assert_eq!(embedder.count_tokens(&long), 1000, "counting must not truncate at the model window");
+    // The model reads the first 254 words and [SEP], as sentence-transformers' 256-token window.
+    let [embedded, window, shorter] = embedder.embed(&[&long, &"word ".repeat(254), &"word ".repeat(200)]).unwrap().try_into().unwrap();
+    assert!(cosine(&embedded, &window) > 0.99999, "{}", cosine(&embedded, &window));
+    assert!(cosine(&embedded, &shorter) < 0.99999);
 }
 
 #[test]
