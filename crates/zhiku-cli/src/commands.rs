@@ -728,6 +728,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::c
         engine = engine.with_graph_model(chat.model.clone(), format!("{name}:{size}"));
     }
     let engine = Arc::new(engine);
+    zhiku_rag::release_freed_memory();
     let embedding_model = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding".into());
     let server = &ctx.config.server;
     let tls = match (args.tls_cert, args.tls_key) {

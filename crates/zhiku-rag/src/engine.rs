@@ -581,7 +581,10 @@ impl Engine {
         let dimension = self.embedder_for(kb)?.dimension();
         let opened = Arc::new(KbIndexes::open(&self.data_dir, &self.store, kb, dimension, Access::Read, kind)?);
         let entry = OpenedIndexes { generation, kind, indexes: opened.clone() };
-        self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), entry);
+        let replaced = self.read_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(kb.to_string(), entry);
+        drop(replaced);
+        // Opening read whole files and built tables; what it freed goes back to the system.
+        crate::release_freed_memory();
         Ok(opened)
     }
 

@@ -140,6 +140,18 @@ impl Answering for cluster::ClusterEngine {
     }
 }
 
+/// Returns memory the process freed to the operating system. glibc's allocator keeps freed
+/// heap memory for reuse, so after loading (a model read whole, an index file parsed) a
+/// long-running server would otherwise keep its high-water mark resident: ~7 MB after opening
+/// a 100,000-chunk knowledge base. Elsewhere a no-op.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The knowledge graph lives in the embedded store only so far.
 fn hybrid_only(mode: RetrievalMode) -> Result<()> {
     match mode {
