@@ -79,26 +79,94 @@ fn entry_hash(prev: &[u8], seq: i64, at: i64, actor: &str, action: &str, kb: Opt
 
 const GENESIS: [u8; 32] = [0; 32];
 
+/// Entries waiting to be appended, and the outcome of those appended, per ticket.
+#[derive(Default)]
+pub(crate) struct AuditQueue {
+    state: std::sync::Mutex<AuditQueueState>,
+    written: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct AuditQueueState {
+    writing: bool,
+    next_ticket: u64,
+    pending: Vec<PendingEntry>,
+    done: std::collections::HashMap<u64, std::result::Result<i64, String>>,
+}
+
+struct PendingEntry {
+    ticket: u64,
+    actor: String,
+    action: String,
+    kb: Option<String>,
+    detail: String,
+}
+
 impl Store {
-    /// Appends an entry; returns its sequence number.
+    /// Appends an entry; returns its sequence number. Durable when it returns. Entries
+    /// appended at the same moment from several threads (every search writes one) share one
+    /// transaction: whoever finds no write in progress commits everything queued so far, its
+    /// own entry among them, and the others wait for that commit. One commit per entry made
+    /// the audit log a fifth of a busy server's search time.
     pub fn audit(&self, event: &AuditEvent<'_>) -> Result<i64> {
         let detail = event.detail.to_string();
+        let mut queue = self.audit_queue.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.pending.push(PendingEntry {
+            ticket,
+            actor: event.actor.to_string(),
+            action: event.action.to_string(),
+            kb: event.kb.map(str::to_string),
+            detail,
+        });
+        loop {
+            if let Some(result) = queue.done.remove(&ticket) {
+                return result.map_err(Error::Shared);
+            }
+            if queue.writing {
+                queue = self.audit_queue.written.wait(queue).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            queue.writing = true;
+            let batch = std::mem::take(&mut queue.pending);
+            drop(queue);
+            let written = self.append_audit(&batch).map_err(|e| e.to_string());
+            queue = self.audit_queue.state.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, entry) in batch.iter().enumerate() {
+                let result = written.as_ref().map(|first| first + i as i64).map_err(Clone::clone);
+                queue.done.insert(entry.ticket, result);
+            }
+            queue.writing = false;
+            self.audit_queue.written.notify_all();
+        }
+    }
+
+    /// Appends `batch` in one transaction; returns the first one's sequence number.
+    fn append_audit(&self, batch: &[PendingEntry]) -> Result<i64> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last: Option<(i64, Vec<u8>)> =
             tx.cached_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-        let (seq, prev) = match last {
+        let (mut seq, mut prev) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS.to_vec()),
         };
-        let at = now_ms();
-        let hash = entry_hash(&prev, seq, at, event.actor, event.action, event.kb, &detail);
-        tx.execute(
-            "INSERT INTO audit (seq, at, actor, action, kb, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![seq, at, event.actor, event.action, event.kb, detail, prev, hash.as_slice()],
-        )?;
+        let first = seq;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit (seq, at, actor, action, kb, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for entry in batch {
+                let at = now_ms();
+                let hash = entry_hash(&prev, seq, at, &entry.actor, &entry.action, entry.kb.as_deref(), &entry.detail);
+                insert.execute(params![seq, at, entry.actor, entry.action, entry.kb, entry.detail, prev, hash.as_slice()])?;
+                prev = hash.to_vec();
+                seq += 1;
+            }
+        }
         tx.commit()?;
-        Ok(seq)
+        Ok(first)
     }
 
     /// Entries matching the filter, oldest first.
@@ -166,6 +234,36 @@ mod tests {
 
     fn event<'a>(actor: &'a str, action: &'a str) -> AuditEvent<'a> {
         AuditEvent { actor, action, kb: Some("kb"), detail: serde_json::json!({"documents": [1, 2]}) }
+    }
+
+    /// Entries from many threads at once (committed together) each get their own sequence
+    /// number, pointing at their own entry, and the chain holds.
+    #[test]
+    fn concurrent_entries_are_each_recorded_once_in_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("zhiku.db")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let actor = format!("user:t{t}");
+                            let seq = store.audit(&AuditEvent { actor: &actor, action: "search", kb: None, detail: serde_json::json!({ "i": i }) }).unwrap();
+                            (seq, actor, i)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let written: Vec<(i64, String, i64)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let records = store.audit_records(&AuditFilter::default()).unwrap();
+        assert_eq!(records.len(), 400);
+        for (seq, actor, i) in written {
+            let record = records.iter().find(|r| r.seq == seq).unwrap();
+            assert_eq!((record.actor.as_str(), record.detail["i"].as_i64()), (actor.as_str(), Some(i)));
+        }
+        assert_eq!(store.verify_audit().unwrap().map(|(n, _)| n).ok(), Some(400));
     }
 
     #[test]

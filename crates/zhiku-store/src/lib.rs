@@ -69,6 +69,9 @@ pub enum Error {
     Invalid { what: &'static str, value: String, rule: &'static str },
     #[error("no randomness from the operating system: {0}")]
     Random(String),
+    /// An error of a write made together with others (the audit log's shared commits).
+    #[error("store error: {0}")]
+    Shared(String),
     #[error("cannot start a thread of the store: {0}")]
     Thread(std::io::Error),
     #[error(
@@ -142,6 +145,7 @@ pub struct DocumentInfo {
 /// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
 pub struct Store {
     conn: Mutex<Connection>,
+    audit_queue: audit::AuditQueue,
     /// With an encryption key: seals document text on the way in, opens it on the way out.
     sealer: Option<sealed::Sealer>,
 }
@@ -546,7 +550,7 @@ impl Store {
             }
             _ => {}
         }
-        Ok(Self { conn: Mutex::new(conn), sealer })
+        Ok(Self { conn: Mutex::new(conn), audit_queue: Default::default(), sealer })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
