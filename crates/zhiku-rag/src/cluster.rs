@@ -92,7 +92,7 @@ impl ClusterEngine {
     /// of this deployment uses.
     pub fn connect(url: &str, embedder: Arc<dyn Embedder>, config: RagConfig) -> Result<Self> {
         let db = PgStore::connect(url)?;
-        let embedder = crate::embedding::QueryCache::wrap(crate::embedding::BatchedQueries::wrap(embedder), config.retrieval.query_cache);
+        let embedder = crate::embedding::QueryEmbedder::wrap(embedder, config.retrieval.query_cache);
         Ok(Self { url: url.to_string(), idle: Mutex::new(vec![db]), embedder, config })
     }
 

@@ -28,13 +28,13 @@ pub(crate) struct EmbeddingModels {
     pub default: String,
     loaded: Mutex<HashMap<String, Arc<dyn Embedder>>>,
     pub loaders: HashMap<String, EmbedderLoader>,
-    /// Query embeddings each model keeps ([`QueryCache`]).
+    /// Query embeddings each model keeps ([`QueryEmbedder`]).
     query_cache: usize,
 }
 
 impl EmbeddingModels {
     pub fn new(default: String, minilm: Arc<dyn Embedder>, query_cache: usize) -> Self {
-        let minilm = QueryCache::wrap(BatchedQueries::wrap(minilm), query_cache);
+        let minilm = QueryEmbedder::wrap(minilm, query_cache);
         Self { default, loaded: Mutex::new(HashMap::from([(MINILM.to_string(), minilm)])), loaders: HashMap::new(), query_cache }
     }
 
@@ -57,7 +57,7 @@ impl EmbeddingModels {
             reason: format!("unknown; use one of {}", self.names_except_locked(&loaded).join(", ")),
         })?;
         let model = load().map_err(|reason| Error::EmbeddingModel { name: name.to_string(), reason })?;
-        let model = QueryCache::wrap(BatchedQueries::wrap(model), self.query_cache);
+        let model = QueryEmbedder::wrap(model, self.query_cache);
         loaded.insert(name.to_string(), model.clone());
         Ok(model)
     }
@@ -70,38 +70,52 @@ impl EmbeddingModels {
     }
 }
 
-/// Remembers the embeddings of the last queries searched, so that a query asked again (a
-/// dashboard's saved search, the same question from many employees) costs no forward pass:
-/// on a small server the query's embedding is most of a search's time. Passages are never
-/// cached — each is embedded once, when ingested.
-pub struct QueryCache {
+/// The way search queries reach an embedding model (passages go straight to it).
+///
+/// - The embeddings of the last queries are remembered, so that a query asked again (a
+///   dashboard's saved search, the same question from many employees) costs no forward pass:
+///   on a small server the query's embedding is most of a search's time.
+/// - The queries of concurrent searches are embedded together. Embedding a short query is
+///   bound by reading the model's weights from memory (90 MB for MiniLM, far beyond the
+///   caches), not by arithmetic; one pass over many queries reads them once. No search waits
+///   for company: an idle pass takes a query at once, and the queries that arrive meanwhile go
+///   together in the next one. Passes run on one thread of their own, so the model's scratch
+///   buffers exist once rather than in every request thread.
+pub struct QueryEmbedder {
     model: Arc<dyn Embedder>,
-    /// Query text exactly as searched (already trimmed by the caller) → its vector.
-    recent: Mutex<LruCache<String, Arc<[f32]>>>,
+    /// Query text exactly as searched (already trimmed by the caller) → its vector; `None`:
+    /// nothing is remembered.
+    recent: Option<Mutex<LruCache<String, Arc<[f32]>>>>,
+    /// `None` when the thread could not be started: each search embeds its own query.
+    passes: Option<Passes>,
 }
 
-impl QueryCache {
-    /// `model` with the last `capacity` query embeddings kept; 0 keeps none (and returns
-    /// `model` itself).
-    pub fn wrap(model: Arc<dyn Embedder>, capacity: usize) -> Arc<dyn Embedder> {
-        match NonZeroUsize::new(capacity) {
-            None => model,
-            Some(capacity) => Arc::new(Self { model, recent: Mutex::new(LruCache::new(capacity)) }),
+impl QueryEmbedder {
+    /// `model` with the last `cache_capacity` query embeddings kept (0: none) and its query
+    /// passes on a thread of their own.
+    pub fn wrap(model: Arc<dyn Embedder>, cache_capacity: usize) -> Arc<dyn Embedder> {
+        let recent = NonZeroUsize::new(cache_capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
+        let passes = Passes::start(model.clone())
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the query-embedding thread; queries embedded one search at a time"))
+            .ok();
+        Arc::new(Self { model, recent, passes })
+    }
+
+    fn embed_fresh(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        match &self.passes {
+            Some(passes) => passes.embed(texts),
+            None => self.model.embed_queries(texts),
         }
     }
-
-    fn recent(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<[f32]>>> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
-impl TokenCounter for QueryCache {
+impl TokenCounter for QueryEmbedder {
     fn count_tokens(&self, text: &str) -> usize {
         self.model.count_tokens(text)
     }
 }
 
-impl Embedder for QueryCache {
+impl Embedder for QueryEmbedder {
     fn dimension(&self) -> usize {
         self.model.dimension()
     }
@@ -111,15 +125,17 @@ impl Embedder for QueryCache {
     }
 
     fn embed_queries(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        let Some(recent) = &self.recent else { return self.embed_fresh(texts) };
+        let lock = || recent.lock().unwrap_or_else(|p| p.into_inner());
         let mut vectors: Vec<Option<Vec<f32>>> = {
-            let mut recent = self.recent();
+            let mut recent = lock();
             texts.iter().map(|t| recent.get(*t).map(|v| v.to_vec())).collect()
         };
         // Embedded outside the lock: a forward pass must not hold up the searches that hit.
         let missing: Vec<&str> = texts.iter().zip(&vectors).filter(|(_, v)| v.is_none()).map(|(t, _)| *t).collect();
         if !missing.is_empty() {
-            let mut fresh = self.model.embed_queries(&missing)?.into_iter();
-            let mut recent = self.recent();
+            let mut fresh = self.embed_fresh(&missing)?.into_iter();
+            let mut recent = lock();
             for (text, slot) in texts.iter().zip(vectors.iter_mut()).filter(|(_, v)| v.is_none()) {
                 let vector = fresh.next().unwrap_or_default();
                 recent.put(text.to_string(), Arc::from(vector.as_slice()));
@@ -130,14 +146,8 @@ impl Embedder for QueryCache {
     }
 }
 
-/// Embeds the queries of concurrent searches together. Embedding a short query is bound by
-/// reading the model's weights from memory (90 MB for MiniLM, far beyond the caches), not by
-/// arithmetic; a forward pass over the queries of many searches at once reads them once. No
-/// search waits for company: an idle pass takes a query at once, and the queries that arrive
-/// meanwhile go together in the next one. Passes run on one thread of their own, so the
-/// model's scratch buffers exist once rather than in every request thread.
-pub struct BatchedQueries {
-    model: Arc<dyn Embedder>,
+/// The thread that runs query passes, and its queue.
+struct Passes {
     queue: Arc<Queue>,
 }
 
@@ -152,26 +162,39 @@ struct Queue {
 #[derive(Default)]
 struct Waiting {
     requests: std::collections::VecDeque<(Vec<String>, Reply)>,
-    /// The wrapper is gone: the thread ends once the queue is empty.
+    /// The embedder is gone: the thread ends once the queue is empty.
     closed: bool,
 }
 
 /// Queries in one pass at most: beyond this a pass gets slower than waiting for the next.
 const MAX_BATCH: usize = 64;
 
-impl BatchedQueries {
-    /// `model` with its query passes on a thread of their own; `model` itself when that thread
-    /// cannot be started.
-    pub fn wrap(model: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+impl Passes {
+    fn start(model: Arc<dyn Embedder>) -> std::io::Result<Self> {
         let queue = Arc::new(Queue::default());
-        let (worker_model, worker_queue) = (model.clone(), queue.clone());
-        match std::thread::Builder::new().name("zhiku-query-embed".into()).spawn(move || run_passes(&*worker_model, &worker_queue)) {
-            Ok(_) => Arc::new(Self { model, queue }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the query-embedding thread; queries embedded one search at a time");
-                model
-            }
+        let worker_queue = queue.clone();
+        std::thread::Builder::new().name("zhiku-query-embed".into()).spawn(move || run_passes(&*model, &worker_queue))?;
+        Ok(Self { queue })
+    }
+
+    fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
         }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).requests.push_back((texts.iter().map(|t| t.to_string()).collect(), reply));
+        self.queue.arrived.notify_one();
+        answer
+            .recv()
+            .map_err(|_| zhiku_core::Error::Embedding("the query-embedding thread ended".into()))?
+            .map_err(zhiku_core::Error::Embedding)
+    }
+}
+
+impl Drop for Passes {
+    fn drop(&mut self) {
+        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.queue.arrived.notify_all();
     }
 }
 
@@ -213,42 +236,6 @@ fn run_passes(model: &dyn Embedder, queue: &Queue) {
     }
 }
 
-impl Drop for BatchedQueries {
-    fn drop(&mut self) {
-        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.queue.arrived.notify_all();
-    }
-}
-
-impl TokenCounter for BatchedQueries {
-    fn count_tokens(&self, text: &str) -> usize {
-        self.model.count_tokens(text)
-    }
-}
-
-impl Embedder for BatchedQueries {
-    fn dimension(&self) -> usize {
-        self.model.dimension()
-    }
-
-    fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
-        self.model.embed(texts)
-    }
-
-    fn embed_queries(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).requests.push_back((texts.iter().map(|t| t.to_string()).collect(), reply));
-        self.queue.arrived.notify_one();
-        answer
-            .recv()
-            .map_err(|_| zhiku_core::Error::Embedding("the query-embedding thread ended".into()))?
-            .map_err(zhiku_core::Error::Embedding)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -279,7 +266,7 @@ mod tests {
     #[test]
     fn a_query_asked_again_is_not_embedded_again_until_it_falls_out() {
         let model = Arc::new(Counting::default());
-        let cache = QueryCache::wrap(model.clone(), 2);
+        let cache = QueryEmbedder::wrap(model.clone(), 2);
         let first = cache.embed_queries(&["alpha", "be"]).unwrap();
         assert_eq!(first, vec![vec![5.0, 97.0], vec![2.0, 98.0]]);
         assert_eq!(model.0.load(Ordering::SeqCst), 2);
@@ -329,7 +316,7 @@ mod tests {
         let callers = 8;
         let started = Arc::new(AtomicUsize::new(0));
         let model = Arc::new(Slow { passes: AtomicUsize::new(0), started: started.clone(), callers });
-        let batched = BatchedQueries::wrap(model.clone());
+        let batched = QueryEmbedder::wrap(model.clone(), 0);
         let handles: Vec<_> = (0..callers)
             .map(|i| {
                 let (batched, started) = (batched.clone(), started.clone());
@@ -353,8 +340,10 @@ mod tests {
     }
 
     #[test]
-    fn capacity_zero_hands_back_the_model_itself() {
-        let model: Arc<dyn Embedder> = Arc::new(Counting::default());
-        assert!(Arc::ptr_eq(&QueryCache::wrap(model.clone(), 0), &model));
+    fn capacity_zero_remembers_nothing() {
+        let model = Arc::new(Counting::default());
+        let queries = QueryEmbedder::wrap(model.clone(), 0);
+        assert_eq!(queries.embed_queries(&["alpha"]).unwrap(), queries.embed_queries(&["alpha"]).unwrap());
+        assert_eq!(model.0.load(Ordering::SeqCst), 2);
     }
 }

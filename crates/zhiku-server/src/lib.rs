@@ -213,12 +213,7 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    let permit = state.compute_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
-    blocking(move || {
-        let _permit = permit;
-        work()
-    })
-    .await
+    in_slot(&state.compute_slots, work).await
 }
 
 /// [`blocking`] in one of the search slots.
@@ -227,7 +222,15 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    let permit = state.search_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    in_slot(&state.search_slots, work).await
+}
+
+async fn in_slot<T, E>(slots: &Arc<tokio::sync::Semaphore>, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let permit = slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
     blocking(move || {
         let _permit = permit;
         work()
