@@ -242,64 +242,36 @@ mod tests {
 
     use super::*;
 
-    /// Counts the texts it is asked to embed; a text's vector is its length and its first byte.
+    /// Counts its passes and the texts embedded; a text's vector is its length and its first
+    /// byte. With `hold_first_pass_for` callers, its first pass waits until that many have
+    /// started (and a moment more), so that they queue behind it. "boom" makes it panic.
     #[derive(Default)]
-    struct Counting(AtomicUsize);
+    struct TestModel {
+        passes: AtomicUsize,
+        texts: AtomicUsize,
+        started: Arc<AtomicUsize>,
+        hold_first_pass_for: usize,
+    }
 
-    impl TokenCounter for Counting {
+    fn vector_of(text: &str) -> Vec<f32> {
+        vec![text.len() as f32, text.bytes().next().unwrap_or(0) as f32]
+    }
+
+    impl TokenCounter for TestModel {
         fn count_tokens(&self, text: &str) -> usize {
             text.len()
         }
     }
 
-    impl Embedder for Counting {
+    impl Embedder for TestModel {
         fn dimension(&self) -> usize {
             2
         }
 
         fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
-            self.0.fetch_add(texts.len(), Ordering::SeqCst);
-            Ok(texts.iter().map(|t| vec![t.len() as f32, t.bytes().next().unwrap_or(0) as f32]).collect())
-        }
-    }
-
-    #[test]
-    fn a_query_asked_again_is_not_embedded_again_until_it_falls_out() {
-        let model = Arc::new(Counting::default());
-        let cache = QueryEmbedder::wrap(model.clone(), 2);
-        let first = cache.embed_queries(&["alpha", "be"]).unwrap();
-        assert_eq!(first, vec![vec![5.0, 97.0], vec![2.0, 98.0]]);
-        assert_eq!(model.0.load(Ordering::SeqCst), 2);
-        // One hit, one miss, in the caller's order.
-        assert_eq!(cache.embed_queries(&["gamma", "alpha"]).unwrap(), vec![vec![5.0, 103.0], vec![5.0, 97.0]]);
-        assert_eq!(model.0.load(Ordering::SeqCst), 3, "alpha came from the cache");
-        // Capacity 2: "be" was the least recently used and is gone; passages never cached.
-        cache.embed_queries(&["be"]).unwrap();
-        cache.embed(&["alpha"]).unwrap();
-        assert_eq!(model.0.load(Ordering::SeqCst), 5);
-    }
-
-    /// Sleeps in its first pass until every caller has started, so that they queue behind it.
-    struct Slow {
-        passes: AtomicUsize,
-        started: Arc<AtomicUsize>,
-        callers: usize,
-    }
-
-    impl TokenCounter for Slow {
-        fn count_tokens(&self, text: &str) -> usize {
-            text.len()
-        }
-    }
-
-    impl Embedder for Slow {
-        fn dimension(&self) -> usize {
-            1
-        }
-
-        fn embed(&self, texts: &[&str]) -> zhiku_core::Result<Vec<Vec<f32>>> {
-            if self.passes.fetch_add(1, Ordering::SeqCst) == 0 {
-                while self.started.load(Ordering::SeqCst) < self.callers {
+            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            if self.passes.fetch_add(1, Ordering::SeqCst) == 0 && self.hold_first_pass_for > 0 {
+                while self.started.load(Ordering::SeqCst) < self.hold_first_pass_for {
                     std::thread::yield_now();
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));
@@ -307,15 +279,31 @@ mod tests {
             if texts.contains(&"boom") {
                 panic!("model failure");
             }
-            Ok(texts.iter().map(|t| vec![t.parse::<f32>().unwrap_or(-1.0)]).collect())
+            Ok(texts.iter().map(|t| vector_of(t)).collect())
         }
+    }
+
+    #[test]
+    fn a_query_asked_again_is_not_embedded_again_until_it_falls_out() {
+        let model = Arc::new(TestModel::default());
+        let cache = QueryEmbedder::wrap(model.clone(), 2);
+        let first = cache.embed_queries(&["alpha", "be"]).unwrap();
+        assert_eq!(first, vec![vec![5.0, 97.0], vec![2.0, 98.0]]);
+        assert_eq!(model.texts.load(Ordering::SeqCst), 2);
+        // One hit, one miss, in the caller's order.
+        assert_eq!(cache.embed_queries(&["gamma", "alpha"]).unwrap(), vec![vec![5.0, 103.0], vec![5.0, 97.0]]);
+        assert_eq!(model.texts.load(Ordering::SeqCst), 3, "alpha came from the cache");
+        // Capacity 2: "be" was the least recently used and is gone; passages never cached.
+        cache.embed_queries(&["be"]).unwrap();
+        cache.embed(&["alpha"]).unwrap();
+        assert_eq!(model.texts.load(Ordering::SeqCst), 5);
     }
 
     #[test]
     fn concurrent_queries_share_a_pass_and_each_gets_its_own_vectors() {
         let callers = 8;
         let started = Arc::new(AtomicUsize::new(0));
-        let model = Arc::new(Slow { passes: AtomicUsize::new(0), started: started.clone(), callers });
+        let model = Arc::new(TestModel { started: started.clone(), hold_first_pass_for: callers, ..Default::default() });
         let batched = QueryEmbedder::wrap(model.clone(), 0);
         let handles: Vec<_> = (0..callers)
             .map(|i| {
@@ -330,20 +318,20 @@ mod tests {
             .collect();
         for handle in handles {
             let (i, vectors) = handle.join().unwrap();
-            assert_eq!(vectors, vec![vec![i as f32], vec![(i * 100) as f32]]);
+            assert_eq!(vectors, vec![vector_of(&i.to_string()), vector_of(&(i * 100).to_string())]);
         }
         // The first caller's pass, then everybody who queued behind it in one.
         assert_eq!(model.passes.load(Ordering::SeqCst), 2);
         // A model that panics fails that pass's callers and leaves the next ones working.
         assert!(batched.embed_queries(&["boom"]).is_err());
-        assert_eq!(batched.embed_queries(&["7"]).unwrap(), vec![vec![7.0]]);
+        assert_eq!(batched.embed_queries(&["7"]).unwrap(), vec![vector_of("7")]);
     }
 
     #[test]
     fn capacity_zero_remembers_nothing() {
-        let model = Arc::new(Counting::default());
+        let model = Arc::new(TestModel::default());
         let queries = QueryEmbedder::wrap(model.clone(), 0);
         assert_eq!(queries.embed_queries(&["alpha"]).unwrap(), queries.embed_queries(&["alpha"]).unwrap());
-        assert_eq!(model.0.load(Ordering::SeqCst), 2);
+        assert_eq!(model.texts.load(Ordering::SeqCst), 2);
     }
 }
