@@ -47,12 +47,13 @@ if [ ! -f "$WORDNET/package/dict/data.noun" ]; then
 fi
 export ZHIKU_TEST_WORDNET="$WORDNET/package/dict"
 
-# The official OpenAI Python client and LangChain's OpenAI integration, for the HTTP API tests.
+# The official OpenAI Python client and LangChain's OpenAI integration, for the HTTP API tests;
+# OpenTelemetry's protocol definitions, to check the exported traces against the OTLP schema.
 VENV="$CACHE/test-venv"
-if ! "$VENV/bin/python" -c 'import openai, langchain_openai' 2>/dev/null; then
-  log "installing the openai and langchain-openai Python packages into $VENV"
+if ! "$VENV/bin/python" -c 'import openai, langchain_openai, opentelemetry.proto' 2>/dev/null; then
+  log "installing the openai, langchain-openai and opentelemetry-proto Python packages into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "openai==3.57.0" "langchain-openai==1.7.4"
+  "$VENV/bin/pip" install -q "openai==3.57.0" "langchain-openai==1.7.4" "opentelemetry-proto==1.45.2"
 fi
 export ZHIKU_TEST_PYTHON="$VENV/bin/python"
 

@@ -317,6 +317,10 @@ pub struct AskArgs {
     /// knowledge base's, if it has one]; `none` for the plain model.
     #[arg(long)]
     pub adapter: Option<String>,
+    /// A registered language model to answer with [default: the knowledge base's, if it names
+    /// one, else the default model].
+    #[arg(long)]
+    pub model: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -733,6 +737,10 @@ pub enum KbCommand {
         /// version) or name@version; `none` for the plain model. A request may choose another.
         #[arg(long, value_name = "ADAPTER")]
         adapter: Option<String>,
+        /// The registered language model answers in this knowledge base come from
+        /// (`zhiku models list`); `none` for the default model.
+        #[arg(long, value_name = "MODEL")]
+        model: Option<String>,
     },
     /// List the documents of a knowledge base.
     Docs { name: String },
@@ -807,17 +815,33 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One model file (GGUF) or folder (safetensors): architecture, quantization, parameters,
-    /// context length, size and sha256.
+    /// One model file (GGUF) or folder (safetensors), or a registered model by name:
+    /// architecture, quantization, parameters, context length, size and sha256 (where it runs,
+    /// for a remote one).
     Info {
+        #[arg(value_name = "PATH|NAME")]
         path: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },
-    /// Register a GGUF language model under a name (its file stays where it is).
+    /// Register a language model under a name: a GGUF file (which stays where it is), or with
+    /// --url a model of an OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp's server).
+    /// Requests name it as their `model`; a knowledge base answers with it after
+    /// `zhiku kb create NAME --model MODEL`.
     Add {
         name: String,
-        path: std::path::PathBuf,
+        #[arg(required_unless_present = "url", conflicts_with = "url")]
+        path: Option<std::path::PathBuf>,
+        /// The server's OpenAI-compatible API, up to and including `/v1`.
+        #[arg(long)]
+        url: Option<String>,
+        /// The model's name on that server [default: NAME].
+        #[arg(long, requires = "url")]
+        remote_model: Option<String>,
+        /// The environment variable the server's API key is read from when the model is used
+        /// (the key itself is never stored).
+        #[arg(long, requires = "url", value_name = "VARIABLE")]
+        api_key_env: Option<String>,
         /// Make it the default language model too.
         #[arg(long)]
         default: bool,
@@ -826,7 +850,8 @@ pub enum ModelsCommand {
     },
     /// Make a registered model the language model used when `models.llm` is not configured.
     Default { name: String },
-    /// Forget a registered model (its file is left alone); the default one only with --force.
+    /// Forget a registered model (its file is left alone). One in use (the default, or a
+    /// knowledge base's model) only with --force, which leaves them on the default model.
     Rm {
         name: String,
         #[arg(long)]

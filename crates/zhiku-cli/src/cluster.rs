@@ -219,6 +219,7 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
             vector_index,
             embedding_model,
             adapter,
+            model,
         } => {
             let settings = [
                 log_questions.is_some(),
@@ -229,6 +230,7 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
                 vector_index.is_some(),
                 embedding_model.is_some(),
                 adapter.is_some(),
+                model.is_some(),
             ];
             if settings.contains(&true) {
                 bail!("with --database-url, `kb create` sets the viewers (--acl) only so far");

@@ -442,23 +442,47 @@ pub(crate) fn configured_chat(ctx: &Ctx) -> Result<Box<dyn ChatModel>> {
     Ok(Box::new(LlamaGenerator::load(&path).with_context(|| format!("cannot load the language model {}", path.display()))?))
 }
 
+/// A local GGUF model, with a registered adapter applied.
+fn local_model(ctx: &Ctx, path: &Path, adapter: Option<&zhiku_store::AdapterRef>) -> Result<Box<dyn ChatModel>> {
+    let mut llm = LlamaGenerator::load(path).with_context(|| format!("cannot load the language model {}", path.display()))?;
+    if let Some(adapter) = adapter {
+        llm = llm.with_lora(&crate::finetune::registered_adapter(ctx, &adapter.to_string(), path)?, 1.0)?;
+    }
+    Ok(Box::new(llm))
+}
+
 fn ask(ctx: &Ctx, args: AskArgs) -> Result<ExitCode> {
     let engine = engine(ctx)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
     let adapter =
         zhiku_rag::finetune::chosen_adapter(engine.store(), args.adapter.as_deref(), Some(&args.kb))?.map_err(anyhow::Error::msg)?;
-    let llm: Box<dyn ChatModel> = match ctx.config.remote_llm() {
-        Some(_) if adapter.is_some() => bail!("adapters apply to the local model; this configuration generates remotely (models.llm_url)"),
-        Some(endpoint) => Box::new(zhiku_models::RemoteChat::new(endpoint)),
-        None => {
-            let llm_path = llm_path(ctx)?;
-            let mut llm =
-                LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
-            if let Some(adapter) = adapter {
-                llm = llm.with_lora(&crate::finetune::registered_adapter(ctx, &adapter.to_string(), &llm_path)?, 1.0)?;
+    let named = match &args.model {
+        Some(name) => Some(name.clone()),
+        None => engine.store().kb_model(&args.kb).ok().flatten(),
+    };
+    let registered = match &named {
+        Some(name) => Some(
+            engine
+                .store()
+                .registered_model(name)?
+                .with_context(|| format!("no registered model '{name}'; `zhiku models list` shows them"))?,
+        ),
+        None => None,
+    };
+    let llm: Box<dyn ChatModel> = match (registered, ctx.config.remote_llm()) {
+        (Some(zhiku_store::RegisteredModel { remote: Some(remote), name, .. }), _) => {
+            if adapter.is_some() {
+                bail!("adapters apply to a local model, and {name} is remote");
             }
-            Box::new(llm)
+            let endpoint = zhiku_server::remote_endpoint(&name, &remote, ctx.config.remote_settings()).map_err(anyhow::Error::msg)?;
+            Box::new(zhiku_models::RemoteChat::new(zhiku_models::RemotePool::new(vec![endpoint])))
         }
+        (Some(zhiku_store::RegisteredModel { path, .. }), _) => local_model(ctx, Path::new(&path), adapter.as_ref())?,
+        (None, Some(_)) if adapter.is_some() => {
+            bail!("adapters apply to the local model; this configuration generates remotely (models.llm_url)")
+        }
+        (None, Some(endpoint)) => Box::new(zhiku_models::RemoteChat::new(endpoint)),
+        (None, None) => local_model(ctx, &llm_path(ctx)?, adapter.as_ref())?,
     };
     let llm = llm.as_ref();
     let stream = !args.json;
@@ -622,6 +646,7 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
             vector_index,
             embedding_model,
             adapter,
+            model,
         } => {
             let acl = parse_acl(&acl)?;
             let engine = engine(ctx)?;
@@ -669,11 +694,14 @@ fn kb(ctx: &Ctx, cmd: KbCommand) -> Result<ExitCode> {
                 };
                 store.set_kb_adapter(&name, adapter.as_ref())?;
             }
+            if let Some(model) = &model {
+                store.set_kb_model(&name, Some(model.as_str()).filter(|m| *m != "none"))?;
+            }
             let settings = json!({
                 "viewers": (!acl.is_empty()).then_some(&acl), "log_questions": log_questions, "mask_answers": mask_answers,
                 "answer_cache": answer_cache, "pii": pii.map(|p| p.as_str()),
                 "duplicates": duplicates.map(|d| d.as_str()), "vector_index": vector_index.map(|v| v.as_str()),
-                "adapter": adapter, "embedding_model": embedding_model,
+                "adapter": adapter, "embedding_model": embedding_model, "model": model,
             });
             audit(&store, if created { "kb.create" } else { "kb.update" }, Some(&name), settings)?;
             eprintln!("knowledge base {name} {}", if created { "created" } else { "updated" });
@@ -713,11 +741,11 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::c
     let llm_path = llm_path(ctx)?;
     let chat = if let Some(endpoint) = ctx.config.remote_llm() {
         let id = if endpoint.model().is_empty() { "remote".to_string() } else { endpoint.model().to_string() };
-        Some(zhiku_server::NamedModel::new(id, Arc::new(zhiku_models::RemoteChat::new(endpoint)), None))
+        Some(zhiku_server::DefaultModel { id, model: Arc::new(zhiku_models::RemoteChat::new(endpoint)), path: None })
     } else if llm_path.is_file() {
         let llm = LlamaGenerator::load(&llm_path).with_context(|| format!("cannot load the language model {}", llm_path.display()))?;
         let id = llm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "local".into());
-        Some(zhiku_server::NamedModel::new(id, Arc::new(llm), Some(llm_path.clone())))
+        Some(zhiku_server::DefaultModel { id, model: Arc::new(llm), path: Some(llm_path.clone()) })
     } else {
         tracing::warn!(path = %llm_path.display(), "no language model there: chat completions answer 503 until `zhiku setup` installs one");
         None
@@ -727,6 +755,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::c
         let name = llm_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         engine = engine.with_graph_model(chat.model.clone(), format!("{name}:{size}"));
     }
+    let models = zhiku_server::ChatModels::new(chat, ctx.config.models_memory_budget(), ctx.config.remote_settings());
     let engine = Arc::new(engine);
     zhiku_rag::release_freed_memory();
     let embedding_model = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding".into());
@@ -741,7 +770,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs, cluster: Option<Arc<zhiku_rag::c
         store,
         embedder,
         embedding_model,
-        chat,
+        models,
         generation_slots: Arc::new(tokio::sync::Semaphore::new(server.generation_slots)),
         compute_slots: Arc::new(tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map_or(2, |n| n.get()))),
         search_slots: Arc::new(tokio::sync::Semaphore::new(32 * std::thread::available_parallelism().map_or(2, |n| n.get()))),

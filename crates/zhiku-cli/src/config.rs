@@ -116,6 +116,10 @@ pub struct ModelsConfig {
     /// Retries of a remote request that failed to connect or got 429/5xx, with exponential
     /// backoff (chat: only before its first token).
     pub remote_retries: u32,
+    /// MiB all loaded language models may take together (their files' sizes); the server loads
+    /// registered models on demand and unloads the least recently used idle ones to stay
+    /// within it. 0: half of the machine's memory.
+    pub memory_budget_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +283,24 @@ impl Config {
     pub fn multilingual_embedding_path(&self, data_dir: &Path) -> PathBuf {
         non_empty(&self.models.multilingual_embedding)
             .unwrap_or_else(|| zhiku_models::registry::EMBEDDING_E5.destination(&data_dir.join("models")))
+    }
+
+    /// The models memory budget in bytes (`models.memory_budget_mb`, else half the memory).
+    pub fn models_memory_budget(&self) -> u64 {
+        if self.models.memory_budget_mb > 0 {
+            return self.models.memory_budget_mb << 20;
+        }
+        let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+            info.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+        // Where the memory cannot be read, no budget rather than a guessed one.
+        total_kib.map_or(0, |kib| kib * 1024 / 2)
+    }
+
+    /// How remote models are called.
+    pub fn remote_settings(&self) -> zhiku_server::RemoteSettings {
+        let seconds = if self.models.remote_timeout_seconds == 0 { 300 } else { self.models.remote_timeout_seconds };
+        zhiku_server::RemoteSettings { timeout: std::time::Duration::from_secs(seconds), retries: self.models.remote_retries }
     }
 
     pub fn llm_path(&self, data_dir: &Path) -> PathBuf {

@@ -93,6 +93,13 @@ pub fn backup(ctx: &Ctx, out: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_remote(m: &zhiku_store::RegisteredModel) {
+    if let Some(r) = &m.remote {
+        let key = r.api_key_env.as_deref().map(|v| format!("\tkey from ${v}")).unwrap_or_default();
+        println!("{}\tremote\t{} at {}{key}{}", m.name, r.model, r.url, if m.default { "\t(default)" } else { "" });
+    }
+}
+
 fn print_model(path: &Path, info: &zhiku_models::describe::ModelInfo, role: &str) {
     let parameters = if info.parameters >= 1_000_000_000 {
         format!("{:.1}B", info.parameters as f64 / 1e9)
@@ -115,48 +122,111 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
     use zhiku_models::describe::describe;
     match cmd {
         ModelsCommand::Info { path, json } => {
-            let info = describe(&path)?;
-            if json {
-                println!("{}", serde_json::to_string(&info)?);
-            } else {
-                print_model(&path, &info, "");
+            let registered = match path.to_str() {
+                Some(name) if !path.exists() && zhiku_core::is_valid_name(name) && ctx.data_dir.join(STORE).is_file() => {
+                    open_store(ctx)?.registered_model(name)?
+                }
+                _ => None,
+            };
+            match registered {
+                Some(m) if m.remote.is_some() => {
+                    if json {
+                        println!("{}", serde_json::to_string(&m)?);
+                    } else {
+                        print_remote(&m);
+                    }
+                }
+                Some(m) => {
+                    let info = describe(Path::new(&m.path))?;
+                    if json {
+                        let mut value = serde_json::to_value(&info)?;
+                        value["name"] = json!(m.name);
+                        value["path"] = json!(m.path);
+                        value["default"] = json!(m.default);
+                        println!("{value}");
+                    } else {
+                        print_model(Path::new(&m.path), &info, &format!("\t({})", m.name));
+                    }
+                }
+                None => {
+                    let info = describe(&path)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&info)?);
+                    } else {
+                        print_model(&path, &info, "");
+                    }
+                }
             }
         }
-        ModelsCommand::Add { name, path, default, json } => {
-            let info = describe(&path)?;
-            if info.format != "gguf" {
-                bail!(
-                    "{} is an embedding model folder: the registry holds language models (GGUF); set models.embedding for embeddings",
-                    path.display()
-                );
-            }
-            let path = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
+        ModelsCommand::Add { name, path, url, remote_model, api_key_env, default, json } => {
             let store = open_store(ctx)?;
-            let model = zhiku_store::RegisteredModel {
-                name: name.clone(),
-                path: path.display().to_string(),
-                architecture: info.architecture.clone(),
-                quantization: info.quantization.clone(),
-                parameters: info.parameters,
-                context_length: info.context_length,
-                size_bytes: info.size_bytes,
-                sha256: info.sha256.clone(),
-                added_at: 0,
-                default,
+            let model = match (path, url) {
+                (_, Some(url)) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("--url {url}: give the server's API as http(s)://HOST:PORT/v1");
+                    }
+                    zhiku_store::RegisteredModel {
+                        name: name.clone(),
+                        path: String::new(),
+                        architecture: "remote".into(),
+                        quantization: None,
+                        parameters: 0,
+                        context_length: None,
+                        size_bytes: 0,
+                        sha256: String::new(),
+                        added_at: 0,
+                        default,
+                        remote: Some(zhiku_store::RemoteModel {
+                            url: url.trim_end_matches('/').to_string(),
+                            model: remote_model.unwrap_or_else(|| name.clone()),
+                            api_key_env,
+                        }),
+                    }
+                }
+                (Some(path), None) => {
+                    let info = describe(&path)?;
+                    if info.format != "gguf" {
+                        bail!(
+                            "{} is an embedding model folder: the registry holds language models (GGUF); set models.embedding for embeddings",
+                            path.display()
+                        );
+                    }
+                    let path = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
+                    zhiku_store::RegisteredModel {
+                        name: name.clone(),
+                        path: path.display().to_string(),
+                        architecture: info.architecture.clone(),
+                        quantization: info.quantization.clone(),
+                        parameters: info.parameters,
+                        context_length: info.context_length,
+                        size_bytes: info.size_bytes,
+                        sha256: info.sha256.clone(),
+                        added_at: 0,
+                        default,
+                        remote: None,
+                    }
+                }
+                (None, None) => bail!("give the model's GGUF file, or --url for a remote one"),
             };
             store.add_model(&model)?;
             if default {
                 store.set_default_model(&name)?;
             }
-            audit(&store, "model.add", None, json!({ "name": name, "sha256": info.sha256, "default": default }))?;
+            let detail = match &model.remote {
+                Some(r) => json!({ "name": name, "url": r.url, "remote_model": r.model, "default": default }),
+                None => json!({ "name": name, "sha256": model.sha256, "default": default }),
+            };
+            audit(&store, "model.add", None, detail)?;
             if json {
                 println!("{}", serde_json::to_string(&store.registered_model(&name)?)?);
+            } else if let Some(r) = &model.remote {
+                eprintln!("model {name} registered: {} at {}", r.model, r.url);
             } else {
                 eprintln!(
                     "model {name} registered: {} {} ({})",
-                    info.architecture,
-                    info.quantization.as_deref().unwrap_or("-"),
-                    path.display()
+                    model.architecture,
+                    model.quantization.as_deref().unwrap_or("-"),
+                    model.path
                 );
             }
         }
@@ -186,7 +256,7 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                 paths.extend(found.into_iter().filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "gguf" || e == "bin")));
             }
             let registered = if ctx.data_dir.join(STORE).is_file() { open_store(ctx)?.models()? } else { Vec::new() };
-            paths.extend(registered.iter().map(|m| PathBuf::from(&m.path)));
+            paths.extend(registered.iter().filter(|m| m.remote.is_none()).map(|m| PathBuf::from(&m.path)));
             paths.dedup();
             let mut listed = Vec::new();
             for path in paths.iter().filter(|p| p.exists()) {
@@ -221,6 +291,14 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                     }
                     Err(e) => eprintln!("{}: {e}", path.display()),
                 }
+            }
+            for m in registered.iter().filter(|m| m.remote.is_some()) {
+                if !json {
+                    print_remote(m);
+                }
+                let mut value = serde_json::to_value(m)?;
+                value["role"] = json!("remote");
+                listed.push((PathBuf::new(), value));
             }
             if json {
                 println!("{}", json!({ "models": listed.into_iter().map(|(_, v)| v).collect::<Vec<_>>() }));

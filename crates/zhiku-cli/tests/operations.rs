@@ -330,3 +330,255 @@ fn a_registered_default_model_answers_when_none_is_configured() {
     let embedding = z.run(&["models", "add", "minilm", common::models_dir().join("all-MiniLM-L6-v2").to_str().unwrap()]);
     assert!(!embedding.status.success() && String::from_utf8_lossy(&embedding.stderr).contains("embedding model"));
 }
+
+/// A number in Prometheus' text output.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn registered_models_load_on_demand_within_the_memory_budget_and_remote_ones_answer_alike() {
+    let gguf = common::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let size = std::fs::metadata(&gguf).unwrap().len();
+    // Two more copies of the model as files of their own: the default and one copy fit in the
+    // budget, never all three.
+    let copies = tempfile::tempdir().unwrap();
+    let (a, b) = (copies.path().join("a.gguf"), copies.path().join("b.gguf"));
+    std::fs::copy(&gguf, &a).unwrap();
+    std::fs::copy(&gguf, &b).unwrap();
+    let budget_mb = (size * 5 / 2) >> 20;
+
+    let provider = Zhiku::new();
+    let provider_key = provider.json(&["key", "create", "--name", "gateway", "--json"])["key"].as_str().unwrap().to_string();
+    let provider_server = provider.serve();
+    let z = Zhiku::new().with_env("ZHIKU_MODELS_MEMORY_BUDGET_MB", &budget_mb.to_string()).with_env("PROVIDER_KEY", &provider_key);
+    z.json(&["models", "add", "copy-a", a.to_str().unwrap(), "--json"]);
+    z.json(&["models", "add", "copy-b", b.to_str().unwrap(), "--json"]);
+    z.json(&["models", "add", "same", gguf.to_str().unwrap(), "--json"]);
+    let v1 = format!("{}/v1", provider_server.url);
+    let far =
+        ["models", "add", "far", "--url", &v1, "--remote-model", "SmolLM2-135M-Instruct.Q4_1", "--api-key-env", "PROVIDER_KEY", "--json"];
+    let far = z.json(&far);
+    assert_eq!((far["remote"]["url"].as_str(), far["remote"]["api_key_env"].as_str()), (Some(v1.as_str()), Some("PROVIDER_KEY")));
+    assert!(!far.to_string().contains(&provider_key), "the key itself is never stored");
+    let info = z.json(&["models", "info", "copy-a", "--json"]);
+    assert_eq!((info["architecture"].as_str(), info["size_bytes"].as_u64()), (Some("llama"), Some(size)));
+
+    let docs = tempfile::tempdir().unwrap();
+    let doc = write(docs.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    z.ingest("hr", &[&doc], &[]);
+    assert!(z.run(&["kb", "create", "hr", "--model", "copy-a"]).status.success());
+    let refused = z.run(&["kb", "create", "hr", "--model", "nope"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("no such model"));
+
+    let admin = z.json(&["key", "create", "--name", "ops", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let server = z.serve();
+    let auth = format!("Bearer {admin}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let chat = |model: &str| {
+        let body = serde_json::json!({ "model": model, "max_tokens": 8, "temperature": 0,
+            "messages": [{ "role": "user", "content": "Name a colour." }] });
+        http(&server.url, "POST", "/v1/chat/completions", &headers, &body.to_string())
+    };
+    let text = |reply: &common::Reply| serde_json::from_str::<Value>(&reply.body).unwrap()["choices"][0]["message"]["content"].clone();
+    let metrics = || http(&server.url, "GET", "/metrics", &headers, "").body;
+
+    let listed: Value = serde_json::from_str(&http(&server.url, "GET", "/v1/models", &headers, "").body).unwrap();
+    let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in ["kb/hr", "SmolLM2-135M-Instruct.Q4_1", "copy-a", "copy-b", "same", "far"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let before = metrics();
+    assert_eq!(
+        (metric(&before, "zhiku_models_loaded"), metric(&before, "zhiku_model_loads_total")),
+        (1.0, 0.0),
+        "only the default at start"
+    );
+    assert_eq!(metric(&before, "zhiku_model_memory_budget_bytes"), (budget_mb << 20) as f64);
+
+    let default = chat("SmolLM2-135M-Instruct.Q4_1");
+    assert_eq!(default.status, 200, "{}", default.body);
+    let first = chat("copy-a");
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(text(&first), text(&default), "the same weights answer the same");
+    let m = metrics();
+    assert_eq!(
+        (metric(&m, "zhiku_models_loaded"), metric(&m, "zhiku_model_loads_total"), metric(&m, "zhiku_model_evictions_total")),
+        (2.0, 1.0, 0.0)
+    );
+    assert_eq!(chat("copy-b").status, 200);
+    let m = metrics();
+    assert_eq!(
+        (metric(&m, "zhiku_models_loaded"), metric(&m, "zhiku_model_loads_total"), metric(&m, "zhiku_model_evictions_total")),
+        (2.0, 2.0, 1.0),
+        "copy-a made room for copy-b"
+    );
+    assert!(metric(&m, "zhiku_model_memory_bytes") <= (budget_mb << 20) as f64);
+    assert_eq!(chat("same").status, 200);
+    assert_eq!(metric(&metrics(), "zhiku_model_loads_total"), 2.0, "the default's file is not loaded twice");
+
+    // The knowledge base answers with its own model: copy-a comes back in, copy-b goes.
+    let body = serde_json::json!({ "model": "kb/hr", "max_tokens": 24, "temperature": 0,
+        "messages": [{ "role": "user", "content": "How many days of leave carry over?" }] });
+    let asked = http(&server.url, "POST", "/v1/chat/completions", &headers, &body.to_string());
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let m = metrics();
+    assert_eq!((metric(&m, "zhiku_model_loads_total"), metric(&m, "zhiku_model_evictions_total")), (3.0, 2.0));
+
+    // A remote model answers through the provider with the same greedy text.
+    let remote = chat("far");
+    assert_eq!(remote.status, 200, "{}", remote.body);
+    assert_eq!(text(&remote), text(&default));
+    let unknown = chat("nope");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("model_not_found"), "{}", unknown.body);
+    drop(server);
+
+    // In use by a knowledge base: removed only with --force, which puts it back on the default.
+    let rm = z.run(&["models", "rm", "copy-a"]);
+    let complaint = String::from_utf8_lossy(&rm.stderr);
+    assert!(!rm.status.success() && complaint.contains("hr"), "{complaint}");
+    assert!(z.run(&["models", "rm", "copy-a", "--force"]).status.success());
+    let listed = z.json(&["models", "list", "--json"]);
+    let names: Vec<&str> = listed["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(names.contains(&"far") && names.contains(&"copy-b") && !names.contains(&"copy-a"), "{listed}");
+    let answered = z.json(&["ask", "How many days of leave carry over?", "--kb", "hr", "--json"]);
+    assert!(!answered["answer"].as_str().unwrap().trim().is_empty());
+    drop(provider_server);
+}
+
+/// An OTLP/HTTP endpoint: answers every POST with 200 and hands over the bodies.
+fn collector() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                // Keep-alive: one request after another on the connection.
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    let mut path = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if path.is_empty() {
+                            path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).unwrap();
+                    assert_eq!(path, "/v1/traces");
+                    let _ = tx.send(String::from_utf8(body).unwrap());
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn traces_go_to_an_opentelemetry_collector_and_continue_the_callers_trace() {
+    let python = std::env::var("ZHIKU_TEST_PYTHON").expect("ZHIKU_TEST_PYTHON is not set: run the tests through scripts/test.sh");
+    let (endpoint, bodies) = collector();
+    let z = Zhiku::new()
+        .with_env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .with_env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .with_env("OTEL_SERVICE_NAME", "zhiku-test");
+    let docs = tempfile::tempdir().unwrap();
+    let leave = write(docs.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
+    // A short command sends its spans before it exits; nothing is logged for it to do so.
+    z.ingest("hr", &[&leave], &[]);
+    let key = z.json(&["key", "create", "--name", "ops", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let server = z.serve();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let auth = format!("Bearer {key}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("traceparent", traceparent.as_str())];
+    let body = r#"{"model":"kb/hr","max_tokens":16,"messages":[{"role":"user","content":"How many days of leave carry over?"}]}"#;
+    let asked = http(&server.url, "POST", "/v1/chat/completions", &headers, body);
+    assert_eq!(asked.status, 200, "{}", asked.body);
+
+    let mut spans: Vec<Value> = Vec::new();
+    let mut services = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !spans.iter().any(|s| s["name"] == "request" && s["traceId"] == trace) && std::time::Instant::now() < deadline {
+        let Ok(body) = bodies.recv_timeout(std::time::Duration::from_millis(500)) else { continue };
+        // The official OTLP schema must accept what was sent.
+        let script = "import sys\nfrom google.protobuf import json_format\n\
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest as R\n\
+            m = json_format.Parse(sys.stdin.read(), R())\nprint(sum(len(s.spans) for r in m.resource_spans for s in r.scope_spans))";
+        let mut check = std::process::Command::new(&python)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut check.stdin.take().unwrap(), body.as_bytes()).unwrap();
+        let checked = check.wait_with_output().unwrap();
+        assert!(checked.status.success(), "not OTLP: {}\n{body}", String::from_utf8_lossy(&checked.stderr));
+        let export: Value = serde_json::from_str(&body).unwrap();
+        for resource in export["resourceSpans"].as_array().unwrap() {
+            let attributes = resource["resource"]["attributes"].as_array().unwrap();
+            let service = attributes.iter().find(|a| a["key"] == "service.name").unwrap()["value"]["stringValue"].clone();
+            services.insert(service.as_str().unwrap().to_string());
+            for scope in resource["scopeSpans"].as_array().unwrap() {
+                spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+        let parsed: usize = String::from_utf8_lossy(&checked.stdout).trim().parse().unwrap();
+        assert!(parsed > 0);
+    }
+    drop(server);
+    assert_eq!(services.into_iter().collect::<Vec<_>>(), ["zhiku-test"]);
+    let ingest = spans.iter().find(|s| s["name"] == "ingest").expect("the ingest command's span");
+    let kb_of =
+        |span: &Value| span["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "kb").map(|a| a["value"]["stringValue"].clone());
+    assert_eq!(kb_of(ingest), Some(Value::from("hr")));
+
+    // The request continues the caller's trace; the work inside hangs under it.
+    let traced: Vec<&Value> = spans.iter().filter(|s| s["traceId"] == trace).collect();
+    let request = traced.iter().find(|s| s["name"] == "request").unwrap();
+    assert_eq!((request["parentSpanId"].as_str(), request["kind"].as_i64()), (Some("00f067aa0ba902b7"), Some(2)));
+    let ancestors = |span: &Value| {
+        let mut chain = Vec::new();
+        let mut parent = span["parentSpanId"].as_str().map(str::to_string);
+        while let Some(id) = parent {
+            let Some(up) = traced.iter().find(|s| s["spanId"] == id.as_str()) else { break };
+            chain.push(up["name"].as_str().unwrap().to_string());
+            parent = up["parentSpanId"].as_str().map(str::to_string);
+        }
+        chain
+    };
+    for name in ["answer", "retrieve", "generate"] {
+        let span = traced.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no {name} span in {traced:?}"));
+        assert!(ancestors(span).contains(&"request".to_string()), "{name} is not under the request: {traced:?}");
+        let (start, end): (u64, u64) =
+            (span["startTimeUnixNano"].as_str().unwrap().parse().unwrap(), span["endTimeUnixNano"].as_str().unwrap().parse().unwrap());
+        assert!(start <= end && start > 1_600_000_000_000_000_000);
+    }
+    assert_eq!(ancestors(traced.iter().find(|s| s["name"] == "generate").unwrap())[0], "answer");
+    let exported = serde_json::to_string(&spans).unwrap();
+    assert!(!exported.contains("traceparent") && !exported.contains("five days"), "the header or document text in the spans");
+}

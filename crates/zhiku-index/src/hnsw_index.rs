@@ -442,7 +442,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vectors.hnsw");
         index.save(&path, 3).unwrap();
-        let ids = |index: &HnswIndex| -> Vec<u64> { index.search(&vector(9999, dim), &Caller::Admin, 10).into_iter().map(|h| h.0).collect() };
+        let ids =
+            |index: &HnswIndex| -> Vec<u64> { index.search(&vector(9999, dim), &Caller::Admin, 10).into_iter().map(|h| h.0).collect() };
         let before = ids(&index);
 
         // The format before int8 codes: f32 vectors in the graph file, no rows file.

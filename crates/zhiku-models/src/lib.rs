@@ -7,6 +7,7 @@
 //! - [`LlamaGenerator`] (`llama.rs`): text generation from a GGUF file through llama.cpp
 //!   (llama, qwen2/3, gemma3 and everything else llama.cpp loads), streaming.
 //! - [`RemoteChat`] / [`RemoteEmbedder`] (`remote.rs`): any OpenAI-compatible server instead.
+//! - [`pool`]: which models stay loaded under a memory budget (least recently used go first).
 //! - [`registry`]: the pinned default models and their installation from PyPI packages.
 //!
 //! No code path here contacts a model hub: models are files on disk.
@@ -25,6 +26,7 @@ mod bert;
 pub mod describe;
 mod e5;
 mod llama;
+pub mod pool;
 pub mod registry;
 mod remote;
 mod wordpiece;
@@ -54,6 +56,12 @@ pub enum Error {
     Inference(String),
     #[error("remote model at {url}: {reason}")]
     Remote { url: String, reason: String },
+    #[error(
+        "model {model} needs {} MiB, and the models memory budget is {} MiB with {} MiB held by models answering now or pinned; \
+         raise models.memory_budget_mb or try again when they are done",
+        needed >> 20, budget >> 20, held >> 20
+    )]
+    MemoryBudget { model: String, needed: u64, budget: u64, held: u64 },
 }
 
 impl Error {

@@ -182,7 +182,12 @@ impl Passes {
             return Ok(Vec::new());
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.queue.state.lock().unwrap_or_else(|p| p.into_inner()).requests.push_back((texts.iter().map(|t| t.to_string()).collect(), reply));
+        self.queue
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .push_back((texts.iter().map(|t| t.to_string()).collect(), reply));
         self.queue.arrived.notify_one();
         answer
             .recv()

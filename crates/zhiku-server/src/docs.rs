@@ -290,12 +290,13 @@ fn kb_settings(store: &zhiku_store::Store, who: &Authenticated, kb: &str) -> Res
         "mask_answers": store.kb_masks_answers(kb)?,
         "answer_cache": store.kb_caches_answers(kb)?,
         "embedding_model": store.kb_embedding_model(kb)?,
+        "model": store.kb_model(kb)?,
         "documents": readable,
     }))
 }
 
 #[utoipa::path(get, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")),
-    responses((status = 200, description = "{name, role, acl and roles (knowledge-base admins only), pii, duplicates, vector_index, log_questions, mask_answers, answer_cache, embedding_model, documents (those the caller may read)}", body = serde_json::Value),
+    responses((status = 200, description = "{name, role, acl and roles (knowledge-base admins only), pii, duplicates, vector_index, log_questions, mask_answers, answer_cache, embedding_model, model (the registered language model answering in it; null: the default), documents (those the caller may read)}", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody), (status = 404, description = "No such knowledge base", body = ErrorBody)))]
 pub async fn get_kb(
     State(state): State<Arc<AppState>>,
@@ -331,6 +332,8 @@ pub struct KbSettings {
     /// minilm, multilingual-e5-small (or remote): every chunk is embedded again with it, then
     /// the vectors are swapped at once (the request lasts as long as that takes).
     embedding_model: Option<String>,
+    /// The registered language model answers in it come from; `none` for the default one.
+    model: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,
@@ -358,7 +361,7 @@ pub async fn update_kb(
     };
     let (store, engine) = (state.store.clone(), state.engine.clone());
     let (log_questions, mask_answers, answer_cache) = (request.log_questions, request.mask_answers, request.answer_cache);
-    let embedding_model = request.embedding_model;
+    let (embedding_model, model) = (request.embedding_model, request.model);
     blocking(move || {
         who.require_role(&store, &kb, Role::Admin)?;
         let reembedded = match &embedding_model {
@@ -389,10 +392,16 @@ pub async fn update_kb(
         if let Some(v) = &vector_index {
             store.set_kb_vector_index(&kb, v)?;
         }
+        if let Some(m) = &model {
+            store.set_kb_model(&kb, Some(m.as_str()).filter(|m| *m != "none")).map_err(|e| match e {
+                e @ zhiku_store::Error::Invalid { .. } => ApiError::invalid(e.to_string(), Some("model")),
+                other => other.into(),
+            })?;
+        }
         let detail = json!({
             "viewers": acl, "pii": pii.map(|p| p.as_str()), "duplicates": duplicates.map(|d| d.as_str()),
             "vector_index": vector_index, "log_questions": log_questions, "mask_answers": mask_answers,
-            "answer_cache": answer_cache, "embedding_model": embedding_model, "reembedded": reembedded,
+            "answer_cache": answer_cache, "embedding_model": embedding_model, "reembedded": reembedded, "model": model,
         });
         who.audit(&store, "kb.update", Some(&kb), detail)?;
         let mut settings = kb_settings(&store, &who, &kb)?;

@@ -8,6 +8,8 @@
 //! - [`docs`]: knowledge bases and documents: upload into ingestion jobs with SSE progress,
 //!   list, download, delete.
 //! - [`admin`]: API keys, users, groups, the audit log and jobs, for administrators.
+//! - [`chat_models`]: the language models answered with: the default, and registered ones
+//!   loaded on demand under a memory budget (least recently used unloaded first).
 //! - [`auth`]: bearer API keys (scopes, expiry), knowledge-base roles, audit entries.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
@@ -18,6 +20,7 @@
 
 mod admin;
 mod auth;
+mod chat_models;
 mod cors;
 pub mod directory;
 mod docs;
@@ -41,29 +44,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use zhiku_core::Embedder;
-use zhiku_models::ChatModel;
 use zhiku_rag::Engine;
 use zhiku_store::Store;
 
+pub use chat_models::{remote_endpoint, ChatModels, DefaultModel, RemoteSettings};
 pub use error::ApiError;
 pub use session::{Security, TrustedProxy};
-
-/// A loaded chat model and the id clients ask for it by.
-pub struct NamedModel {
-    pub id: String,
-    pub model: Arc<dyn ChatModel>,
-    /// The GGUF file, for adapters trained on it (`None`: no adapter applies).
-    pub path: Option<PathBuf>,
-    /// The model with each adapter asked for so far, by adapter file: loaded on first use
-    /// (the weights are mapped from the same file, so each costs little memory).
-    pub adapted: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<dyn ChatModel>>>,
-}
-
-impl NamedModel {
-    pub fn new(id: String, model: Arc<dyn ChatModel>, path: Option<PathBuf>) -> Self {
-        Self { id, model, path, adapted: Default::default() }
-    }
-}
 
 /// What the handlers share.
 pub struct AppState {
@@ -72,8 +58,9 @@ pub struct AppState {
     pub embedder: Arc<dyn Embedder>,
     /// The embedding model's id in `/v1/models` and `/v1/embeddings`.
     pub embedding_model: String,
-    /// `None` when no language model is installed: chat answers 503, the rest works.
-    pub chat: Option<NamedModel>,
+    /// The language models: the default (none installed: chat answers 503, the rest works)
+    /// and the registered ones, loaded on demand within the memory budget.
+    pub models: ChatModels,
     /// Generations at once; more wait their turn (each already uses every core).
     pub generation_slots: Arc<tokio::sync::Semaphore>,
     /// Embeddings of passages and graph work computed at once (two per core): more would only

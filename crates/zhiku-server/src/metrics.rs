@@ -86,7 +86,7 @@ impl Metrics {
         *self.ingested_files.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome.to_string()).or_default() += 1;
     }
 
-    fn render(&self, sizes: (u64, u64, u64, u64), resident_bytes: Option<u64>) -> String {
+    fn render(&self, sizes: (u64, u64, u64, u64), resident_bytes: Option<u64>, models: zhiku_models::pool::PoolStats) -> String {
         let mut out = String::new();
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -130,6 +130,16 @@ impl Metrics {
             family(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {value}");
         }
+        for (name, kind, value, help) in [
+            ("zhiku_models_loaded", "gauge", models.loaded as u64, "Language models loaded (the default, registered ones, adapters)."),
+            ("zhiku_model_memory_bytes", "gauge", models.resident_bytes, "Memory of the loaded language models (their files' sizes)."),
+            ("zhiku_model_memory_budget_bytes", "gauge", models.budget_bytes, "The models memory budget (0: none)."),
+            ("zhiku_model_loads_total", "counter", models.loads, "Language models loaded on demand."),
+            ("zhiku_model_evictions_total", "counter", models.evictions, "Language models unloaded to stay within the memory budget."),
+        ] {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
         if let Some(bytes) = resident_bytes {
             family(&mut out, "zhiku_process_resident_memory_bytes", "gauge", "Resident memory of the server, models included.");
             let _ = writeln!(out, "zhiku_process_resident_memory_bytes {bytes}");
@@ -143,7 +153,9 @@ pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: N
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let started = Instant::now();
-    let span = tracing::info_span!("request", %method, route = %route, status = tracing::field::Empty);
+    // A caller's W3C trace context: the trace exporter continues its trace.
+    let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let span = tracing::info_span!("request", %method, route = %route, status = tracing::field::Empty, traceparent = %traceparent);
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     let took = started.elapsed().as_secs_f64();
@@ -176,7 +188,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::He
     }
     let store = state.store.clone();
     let sizes = blocking(move || store.counts()).await.unwrap_or_default();
-    let body = state.metrics.render(sizes, resident_bytes());
+    let body = state.metrics.render(sizes, resident_bytes(), state.models.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -193,7 +205,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         Ok(())
     });
     match answers.await {
-        Ok(_) => axum::Json(json!({ "ready": true, "chat_model": state.chat.is_some() })).into_response(),
+        Ok(_) => axum::Json(json!({ "ready": true, "chat_model": state.models.default_model().is_some() })).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "ready": false, "reason": e.message }))).into_response(),
     }
 }
@@ -209,7 +221,8 @@ mod tests {
         m.retrieval_took(Duration::from_millis(30));
         m.answered(Duration::from_secs(2), 40);
         m.file_ingested("ingested");
-        let text = m.render((1, 2, 3, 4), Some(1 << 20));
+        let models = zhiku_models::pool::PoolStats { loaded: 2, resident_bytes: 3 << 20, budget_bytes: 4 << 20, loads: 5, evictions: 1 };
+        let text = m.render((1, 2, 3, 4), Some(1 << 20), models);
         assert!(text.contains("zhiku_retrieval_duration_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("zhiku_retrieval_duration_seconds_bucket{le=\"0.05\"} 2"));
         assert!(text.contains("zhiku_retrieval_duration_seconds_bucket{le=\"+Inf\"} 2"));
@@ -217,5 +230,7 @@ mod tests {
         assert!(text.contains("zhiku_generated_tokens_total 40") && text.contains("zhiku_generation_seconds_total 2"));
         assert!(text.contains("zhiku_ingested_files_total{outcome=\"ingested\"} 1") && text.contains("zhiku_chunks 3"));
         assert!(text.contains("# TYPE zhiku_http_requests_total counter"));
+        assert!(text.contains("zhiku_model_memory_bytes 3145728") && text.contains("zhiku_model_evictions_total 1"), "{text}");
+        assert!(text.contains("# TYPE zhiku_model_loads_total counter") && text.contains("zhiku_models_loaded 2"));
     }
 }

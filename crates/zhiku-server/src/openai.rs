@@ -4,6 +4,7 @@
 //! served under its own id for plain chat, and the embedding model for `/v1/embeddings`.
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,7 +42,7 @@ fn model_entry(id: &str) -> Value {
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
-    responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the chat model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
+    responses((status = 200, description = "A list of models: each knowledge base as kb/<name>, the default chat model, every registered model, the embedding model", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     let kbs: Vec<String> = match &state.cluster {
         Some(cluster) => {
@@ -54,9 +55,13 @@ pub async fn models(State(state): State<Arc<AppState>>, Extension(who): Extensio
         }
     };
     let mut data: Vec<Value> = kbs.iter().map(|kb| model_entry(&format!("{KB_PREFIX}{kb}"))).collect();
-    if let Some(chat) = &state.chat {
-        data.push(model_entry(&chat.id));
+    let default = state.models.default_model().map(|d| d.id.clone());
+    if let Some(id) = &default {
+        data.push(model_entry(id));
     }
+    let store = state.store.clone();
+    let registered = blocking(move || Ok::<_, ApiError>(store.models()?)).await?;
+    data.extend(registered.iter().filter(|m| Some(&m.name) != default.as_ref()).map(|m| model_entry(&m.name)));
     data.push(model_entry(&state.embedding_model));
     Ok(Json(json!({ "object": "list", "data": data })))
 }
@@ -110,8 +115,16 @@ pub(crate) struct Part {
 
 /// What a chat request asks for, checked.
 enum Target {
-    Kb { kb: String, question: String, mode: zhiku_rag::RetrievalMode },
-    Chat { messages: Vec<ChatMessage> },
+    Kb {
+        kb: String,
+        question: String,
+        mode: zhiku_rag::RetrievalMode,
+    },
+    /// Plain chat with a model by name (the default's id or a registered one).
+    Chat {
+        messages: Vec<ChatMessage>,
+        model: String,
+    },
 }
 
 fn message_text(index: usize, message: &MessageIn) -> Result<String, ApiError> {
@@ -176,14 +189,8 @@ fn check(request: &ChatRequest, state: &AppState) -> Result<(Target, GenerationO
             return Err(ApiError::invalid("a knowledge-base model needs a user message with the question", Some("messages")));
         }
         Target::Kb { kb: kb.to_string(), question, mode: request.retrieval.unwrap_or(state.engine.config().retrieval.mode) }
-    } else if state.chat.as_ref().is_some_and(|c| c.id == request.model) {
-        Target::Chat { messages }
     } else {
-        return Err(ApiError::not_found(
-            format!("the model '{}' does not exist; GET /v1/models lists the knowledge bases (kb/<name>) and models", request.model),
-            "model_not_found",
-            Some("model"),
-        ));
+        Target::Chat { messages, model: request.model.clone() }
     };
     Ok((target, options))
 }
@@ -234,16 +241,34 @@ impl History {
     }
 }
 
-/// The chat model with the adapter the request (or its knowledge base) asks for, loaded on
-/// first use.
-fn adapted_model(state: &AppState, requested: Option<&str>, kb: Option<&str>) -> Result<Arc<dyn ChatModel>, ApiError> {
+/// The model a request answers with (the one it names, or its knowledge base's) with the
+/// adapter it (or its knowledge base) asks for, each loaded on first use; its id for the audit.
+fn chosen_model(state: &AppState, target: &Target, requested: Option<&str>) -> Result<(String, Arc<dyn ChatModel>), ApiError> {
     use zhiku_rag::finetune::{chosen_adapter, resolve_adapter, AdapterProblem};
-    let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
-    let Some(which) = chosen_adapter(&state.store, requested, kb)?.map_err(|e| ApiError::invalid(e, Some("adapter")))? else {
-        return Ok(chat.model.clone());
+    // Knowledge bases of a shared database name no model and no adapter.
+    let kb = match target {
+        Target::Kb { kb, .. } if state.cluster.is_none() => Some(kb.as_str()),
+        _ => None,
     };
-    let Some(base) = &chat.path else {
-        return Err(ApiError::invalid("adapters apply to a local model, and this server's model is not one", Some("adapter")));
+    let chosen = match (target, kb) {
+        (Target::Chat { model, .. }, _) => state.models.named(&state.store, model)?.ok_or_else(|| {
+            ApiError::not_found(
+                format!("the model '{model}' does not exist; GET /v1/models lists the knowledge bases (kb/<name>) and models"),
+                "model_not_found",
+                Some("model"),
+            )
+        })?,
+        (Target::Kb { .. }, Some(kb)) => state.models.for_kb(&state.store, kb)?,
+        (Target::Kb { .. }, None) => {
+            let d = state.models.default_model().ok_or_else(crate::chat_models::no_model)?;
+            crate::chat_models::Chosen { id: d.id.clone(), model: d.model.clone(), path: d.path.clone() }
+        }
+    };
+    let Some(which) = chosen_adapter(&state.store, requested, kb)?.map_err(|e| ApiError::invalid(e, Some("adapter")))? else {
+        return Ok((chosen.id, chosen.model));
+    };
+    let Some(base) = &chosen.path else {
+        return Err(ApiError::invalid(format!("adapters apply to a local model, and {} is not one", chosen.id), Some("adapter")));
     };
     let adapter = match resolve_adapter(&state.store, &which, base)? {
         Ok(adapter) => adapter,
@@ -252,16 +277,8 @@ fn adapted_model(state: &AppState, requested: Option<&str>, kb: Option<&str>) ->
         }
         Err(problem) => return Err(ApiError::invalid(problem.to_string(), Some("adapter"))),
     };
-    let path = std::path::PathBuf::from(&adapter.path);
-    // Held while loading: two first requests for one adapter load it once.
-    let mut adapted = chat.adapted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(model) = adapted.get(&path) {
-        return Ok(model.clone());
-    }
-    let loaded = zhiku_models::LlamaGenerator::load(base).and_then(|m| m.with_lora(&path, 1.0)).map_err(ApiError::internal)?;
-    let model: Arc<dyn ChatModel> = Arc::new(loaded);
-    adapted.insert(path, model.clone());
-    Ok(model)
+    let model = state.models.with_adapter(base, Path::new(&adapter.path))?;
+    Ok((chosen.id, model))
 }
 
 /// Runs the request on a blocking thread, each piece of text going to `on_text` as it comes;
@@ -269,12 +286,11 @@ fn adapted_model(state: &AppState, requested: Option<&str>, kb: Option<&str>) ->
 fn run(
     state: &AppState,
     target: Target,
-    model: &dyn ChatModel,
+    (model_id, model): (&str, &dyn ChatModel),
     options: &GenerationOptions,
     who: &Authenticated,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Reply, ApiError> {
-    let chat = state.chat.as_ref().ok_or_else(|| ApiError::unavailable("no language model is installed; run `zhiku setup`"))?;
     let counter = model.token_counter();
     let started = std::time::Instant::now();
     match target {
@@ -303,11 +319,11 @@ fn run(
                 correction,
             })
         }
-        Target::Chat { messages } => {
+        Target::Chat { messages, .. } => {
             let generation = model.generate(&messages, options, &mut |piece| on_text(piece)).map_err(ApiError::internal)?;
             let question = messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str()).unwrap_or("");
             let detail = json!({
-                "model": chat.id, "question_sha256": zhiku_rag::audit::sha256_hex(question),
+                "model": model_id, "question_sha256": zhiku_rag::audit::sha256_hex(question),
                 "answer_sha256": zhiku_rag::audit::sha256_hex(&generation.text),
             });
             who.audit(&state.store, "chat", None, detail)?;
@@ -340,9 +356,6 @@ pub async fn chat_completions(
             return Err(ApiError::invalid("conversation must be 1 to 64 letters, digits, '-' or '_'", Some("conversation")));
         }
     }
-    if state.chat.is_none() {
-        return Err(ApiError::unavailable("no language model is installed; run `zhiku setup`"));
-    }
     // An unknown knowledge base (or one without a role of the caller's) is a 404 before any
     // stream starts.
     if let Target::Kb { kb, .. } = &target {
@@ -358,14 +371,13 @@ pub async fn chat_completions(
             }
         })?;
     }
-    let chat_model = {
+    let (target, (model_id, chat_model)) = {
         let (worker, requested) = (state.clone(), request.adapter.clone());
-        // Knowledge bases of a shared database name no adapter.
-        let kb = match &target {
-            Target::Kb { kb, .. } if state.cluster.is_none() => Some(kb.clone()),
-            _ => None,
-        };
-        blocking(move || adapted_model(&worker, requested.as_deref(), kb.as_deref())).await?
+        blocking(move || {
+            let chosen = chosen_model(&worker, &target, requested.as_deref())?;
+            Ok::<_, ApiError>((target, chosen))
+        })
+        .await?
     };
     state.metrics.generation_queue.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let permit = state.generation_slots.clone().acquire_owned().await;
@@ -383,7 +395,9 @@ pub async fn chat_completions(
         model: model.clone(),
         question: match &target {
             Target::Kb { question, .. } => question.clone(),
-            Target::Chat { messages } => messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default(),
+            Target::Chat { messages, .. } => {
+                messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default()
+            }
         },
     });
     let conversation = history.as_ref().map(|h| h.conversation.clone());
@@ -391,7 +405,7 @@ pub async fn chat_completions(
         let worker = state.clone();
         let reply = blocking(move || {
             let _permit = permit;
-            let reply = run(&worker, target, chat_model.as_ref(), &options, &who, &mut |_| true)?;
+            let reply = run(&worker, target, (&model_id, chat_model.as_ref()), &options, &who, &mut |_| true)?;
             if let Some(h) = &history {
                 h.record(&worker, &reply);
             }
@@ -421,10 +435,11 @@ pub async fn chat_completions(
     };
     let event = |value: Value| Event::default().data(value.to_string());
     let _ = tx.send(event(chunk(json!({ "role": "assistant", "content": "" }), None))).await;
-    let worker = state.clone();
+    let (worker, span) = (state.clone(), tracing::Span::current());
     tokio::task::spawn_blocking(move || {
+        let _span = span.entered();
         let _permit = permit;
-        let result = run(&worker, target, chat_model.as_ref(), &options, &who, &mut |piece| {
+        let result = run(&worker, target, (&model_id, chat_model.as_ref()), &options, &who, &mut |piece| {
             // A client that went away has dropped the stream: stop generating for it.
             tx.blocking_send(event(chunk(json!({ "content": piece }), None))).is_ok()
         });

@@ -210,7 +210,11 @@ fn no_caller_ever_sees_what_it_may_not_and_sees_all_it_may() {
         store: store.clone(),
         embedder,
         embedding_model: "all-MiniLM-L6-v2".into(),
-        chat: None,
+        models: zhiku_server::ChatModels::new(
+            None,
+            0,
+            zhiku_server::RemoteSettings { timeout: std::time::Duration::from_secs(5), retries: 0 },
+        ),
         generation_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         compute_slots: Arc::new(tokio::sync::Semaphore::new(4)),
         search_slots: Arc::new(tokio::sync::Semaphore::new(4)),

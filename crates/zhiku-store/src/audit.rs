@@ -249,7 +249,9 @@ mod tests {
                     (0..50)
                         .map(|i| {
                             let actor = format!("user:t{t}");
-                            let seq = store.audit(&AuditEvent { actor: &actor, action: "search", kb: None, detail: serde_json::json!({ "i": i }) }).unwrap();
+                            let seq = store
+                                .audit(&AuditEvent { actor: &actor, action: "search", kb: None, detail: serde_json::json!({ "i": i }) })
+                                .unwrap();
                             (seq, actor, i)
                         })
                         .collect::<Vec<_>>()

@@ -94,8 +94,9 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         // SQLite's bare column in an aggregate is from an arbitrary row: take the first question.
-        let mut first =
-            conn.prepare_cached("SELECT question FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid LIMIT 1")?;
+        let mut first = conn.prepare_cached(
+            "SELECT question FROM exchange WHERE user_name = ?1 AND conversation_id = ?2 ORDER BY created_at, rowid LIMIT 1",
+        )?;
         rows.into_iter()
             .map(|mut c| {
                 c.title = first.query_row(params![user, c.id], |r| r.get(0))?;

@@ -329,8 +329,8 @@ impl Store {
         let mut out = Vec::new();
         for part in ids.chunks(400) {
             let list = placeholders(part.len(), 0);
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT b FROM graph_same WHERE a IN {list} UNION SELECT a FROM graph_same WHERE b IN {list}"))?;
             let rows = stmt.query_map(params_from_iter(part.iter()), |r| r.get::<_, i64>(0))?;
             for row in rows {
                 out.push(row?);

@@ -49,7 +49,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 pub use conversations::{ConversationSummary, Exchange, NewExchange};
 pub use finetune::{PairStatus, StoredPair};
 pub use graph::{AttributeRow, EdgeRow, GraphCounts, GraphEntity, PendingDocument, Supported};
-pub use models::{AdapterRef, NewAdapter, RegisteredAdapter, RegisteredModel};
+pub use models::{AdapterRef, NewAdapter, RegisteredAdapter, RegisteredModel, RemoteModel};
 pub use sealed::StoreKey;
 pub use sessions::Session;
 
@@ -67,6 +67,8 @@ pub enum Error {
     Corrupt(String),
     #[error("invalid {what} '{value}': {rule}")]
     Invalid { what: &'static str, value: String, rule: &'static str },
+    #[error("{what} is in use by {users}: {hint}")]
+    InUse { what: String, users: String, hint: &'static str },
     #[error("no randomness from the operating system: {0}")]
     Random(String),
     /// An error of a write made together with others (the audit log's shared commits).
@@ -161,6 +163,7 @@ CREATE TABLE IF NOT EXISTS kb (
     mask_answers INTEGER NOT NULL DEFAULT 1,
     answer_cache INTEGER NOT NULL DEFAULT 0,
     adapter TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
     embedding_model TEXT NOT NULL DEFAULT 'minilm',
     generation INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
@@ -247,7 +250,10 @@ CREATE TABLE IF NOT EXISTS model (
     context_length INTEGER,
     size_bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    added_at INTEGER NOT NULL
+    added_at INTEGER NOT NULL,
+    url TEXT,
+    remote_model TEXT,
+    api_key_env TEXT
 );
 CREATE TABLE IF NOT EXISTS adapter (
     name TEXT NOT NULL,
@@ -396,6 +402,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("kb", "mask_answers", "INTEGER NOT NULL DEFAULT 1"),
     ("kb", "answer_cache", "INTEGER NOT NULL DEFAULT 0"),
     ("kb", "adapter", "TEXT NOT NULL DEFAULT ''"),
+    ("kb", "model", "TEXT NOT NULL DEFAULT ''"),
+    ("model", "url", "TEXT"),
+    ("model", "remote_model", "TEXT"),
+    ("model", "api_key_env", "TEXT"),
     // Every knowledge base before the choice was embedded with MiniLM.
     ("kb", "embedding_model", "TEXT NOT NULL DEFAULT 'minilm'"),
     ("document", "language", "TEXT NOT NULL DEFAULT 'und'"),
@@ -1185,4 +1195,3 @@ mod tests {
         assert!(s.groups_of("bob").unwrap().is_empty());
     }
 }
-

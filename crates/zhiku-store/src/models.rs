@@ -1,5 +1,6 @@
-//! The model registry: language models known by name (a GGUF file and what it is), one of them
-//! the default that answers questions when the configuration names none.
+//! The model registry: language models known by name, each a GGUF file (and what it is) or a
+//! remote OpenAI-compatible server; one of them the default that answers questions when the
+//! configuration names none, and each knowledge base may name the one that answers in it.
 
 use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
@@ -18,10 +19,24 @@ pub struct RegisteredModel {
     pub sha256: String,
     pub added_at: i64,
     pub default: bool,
+    /// Set for a model served by an OpenAI-compatible server instead of a local file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteModel>,
+}
+
+/// Where a remote model runs. Its API key is never stored: only the name of the environment
+/// variable the server reads it from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RemoteModel {
+    /// Up to and including `/v1`.
+    pub url: String,
+    /// The model's name on that server.
+    pub model: String,
+    pub api_key_env: Option<String>,
 }
 
 const COLUMNS: &str = "name, path, architecture, quantization, parameters, context_length, size_bytes, sha256, added_at, \
-                       name = (SELECT value FROM store_meta WHERE key = 'default_llm')";
+                       name = (SELECT value FROM store_meta WHERE key = 'default_llm'), url, remote_model, api_key_env";
 
 fn model(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegisteredModel> {
     Ok(RegisteredModel {
@@ -35,6 +50,10 @@ fn model(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegisteredModel> {
         sha256: r.get(7)?,
         added_at: r.get(8)?,
         default: r.get::<_, Option<bool>>(9)?.unwrap_or(false),
+        remote: match r.get::<_, Option<String>>(10)? {
+            Some(url) => Some(RemoteModel { url, model: r.get::<_, Option<String>>(11)?.unwrap_or_default(), api_key_env: r.get(12)? }),
+            None => None,
+        },
     })
 }
 
@@ -44,12 +63,24 @@ impl Store {
         if !zhiku_core::is_valid_name(&m.name) {
             return Err(Error::Invalid { what: "model name", value: m.name.clone(), rule: "use letters, digits and . _ - @" });
         }
+        if let Some(env) = m.remote.as_ref().and_then(|r| r.api_key_env.as_deref()) {
+            if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::Invalid {
+                    what: "API key variable",
+                    value: env.to_string(),
+                    rule: "name an environment variable: letters, digits and _",
+                });
+            }
+        }
+        let remote = m.remote.as_ref();
         self.conn().execute(
-            "INSERT INTO model (name, path, architecture, quantization, parameters, context_length, size_bytes, sha256, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO model (name, path, architecture, quantization, parameters, context_length, size_bytes, sha256, added_at,
+                                url, remote_model, api_key_env)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (name) DO UPDATE SET path = excluded.path, architecture = excluded.architecture,
                quantization = excluded.quantization, parameters = excluded.parameters, context_length = excluded.context_length,
-               size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
+               size_bytes = excluded.size_bytes, sha256 = excluded.sha256, url = excluded.url,
+               remote_model = excluded.remote_model, api_key_env = excluded.api_key_env",
             params![
                 m.name,
                 m.path,
@@ -59,7 +90,10 @@ impl Store {
                 m.context_length.map(|c| c as i64),
                 m.size_bytes as i64,
                 m.sha256,
-                now()
+                now(),
+                remote.map(|r| &r.url),
+                remote.map(|r| &r.model),
+                remote.and_then(|r| r.api_key_env.as_ref()),
             ],
         )?;
         Ok(())
@@ -92,21 +126,61 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a model (never its file). The default one only with `force`, which leaves no default.
+    /// Knowledge bases that answer with the model.
+    pub fn kbs_using_model(&self, name: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name FROM kb WHERE model = ?1 ORDER BY name")?;
+        let kbs = stmt.query_map(params![name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(kbs)
+    }
+
+    /// Forgets a model (never its file). One in use (the default, or the model of a knowledge
+    /// base) only with `force`, which leaves no default and those knowledge bases on it.
     pub fn remove_model(&self, name: &str, force: bool) -> Result<bool> {
         let Some(m) = self.registered_model(name)? else { return Ok(false) };
-        if m.default && !force {
-            return Err(Error::Invalid {
-                what: "model",
-                value: name.to_string(),
-                rule: "it is the default model: choose another first, or --force",
-            });
+        let kbs = self.kbs_using_model(name)?;
+        if !force {
+            if m.default {
+                return Err(Error::Invalid {
+                    what: "model",
+                    value: name.to_string(),
+                    rule: "it is the default model: choose another first, or --force",
+                });
+            }
+            if !kbs.is_empty() {
+                return Err(Error::InUse {
+                    what: format!("model {name}"),
+                    users: kbs.join(", "),
+                    hint: "set another model on them first, or --force",
+                });
+            }
         }
-        let conn = self.conn();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
         if m.default {
-            conn.execute("DELETE FROM store_meta WHERE key = 'default_llm'", [])?;
+            tx.execute("DELETE FROM store_meta WHERE key = 'default_llm'", [])?;
         }
-        Ok(conn.execute("DELETE FROM model WHERE name = ?1", params![name])? == 1)
+        tx.execute("UPDATE kb SET model = '' WHERE model = ?1", params![name])?;
+        let removed = tx.execute("DELETE FROM model WHERE name = ?1", params![name])? == 1;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// The registered model answers in the knowledge base come from, if it names one.
+    pub fn kb_model(&self, kb: &str) -> Result<Option<String>> {
+        let value = self.kb_text(kb, "SELECT model FROM kb WHERE name = ?1")?;
+        Ok((!value.is_empty()).then_some(value))
+    }
+
+    /// Sets (or with `None` clears) the model that answers in the knowledge base; it must be
+    /// registered.
+    pub fn set_kb_model(&self, kb: &str, model: Option<&str>) -> Result<()> {
+        if let Some(name) = model {
+            if self.registered_model(name)?.is_none() {
+                return Err(Error::Invalid { what: "model", value: name.to_string(), rule: "no such model (zhiku models list)" });
+            }
+        }
+        self.update_kb(kb, "UPDATE kb SET model = ?2 WHERE name = ?1", model.unwrap_or_default())
     }
 }
 
@@ -308,6 +382,7 @@ mod tests {
             sha256: "ab".repeat(32),
             added_at: 0,
             default: false,
+            remote: None,
         }
     }
 
@@ -325,5 +400,36 @@ mod tests {
         assert!(s.remove_model("big", true).unwrap());
         assert!(s.default_model().unwrap().is_none() && s.models().unwrap().is_empty());
         assert!(s.add_model(&m("bad name")).is_err());
+    }
+
+    #[test]
+    fn remote_models_and_the_knowledge_bases_that_use_a_model() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_kb("hr", &[]).unwrap();
+        let remote = RegisteredModel {
+            remote: Some(RemoteModel { url: "http://gpu-1:8000/v1".into(), model: "qwen3-8b".into(), api_key_env: Some("GPU_KEY".into()) }),
+            path: String::new(),
+            ..m("gpu")
+        };
+        s.add_model(&remote).unwrap();
+        assert_eq!(s.registered_model("gpu").unwrap().unwrap().remote, remote.remote);
+        assert_eq!(s.registered_model("gpu").unwrap().unwrap().remote.unwrap().api_key_env.as_deref(), Some("GPU_KEY"));
+        let bad_env = RegisteredModel {
+            remote: Some(RemoteModel { api_key_env: Some("$(x)".into()), ..remote.remote.clone().unwrap() }),
+            ..m("bad")
+        };
+        assert!(s.add_model(&bad_env).is_err());
+
+        assert_eq!(s.kb_model("hr").unwrap(), None);
+        assert!(s.set_kb_model("hr", Some("nope")).is_err());
+        assert!(s.set_kb_model("absent", Some("gpu")).is_err());
+        s.set_kb_model("hr", Some("gpu")).unwrap();
+        assert_eq!(s.kb_model("hr").unwrap().as_deref(), Some("gpu"));
+        assert_eq!(s.kbs_using_model("gpu").unwrap(), ["hr"]);
+        let refused = s.remove_model("gpu", false).unwrap_err().to_string();
+        assert!(refused.contains("hr"), "{refused}");
+        assert!(s.remove_model("gpu", true).unwrap());
+        assert_eq!(s.kb_model("hr").unwrap(), None);
+        s.set_kb_model("hr", None).unwrap();
     }
 }
