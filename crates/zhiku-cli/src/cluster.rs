@@ -15,6 +15,7 @@ use zhiku_rag::IngestReport;
 
 use crate::cli::{AskArgs, GroupCommand, IngestArgs, JobsArgs, KbCommand, KeyCommand, SearchArgs, ServeArgs, WorkerArgs};
 use crate::commands::{configured_chat, parse_acl, print_ingest_report, Ctx};
+use crate::governance::audit;
 
 pub(crate) fn connect(ctx: &Ctx, url: &str) -> Result<ClusterEngine> {
     let embedder = default_embedder(ctx)?;
@@ -82,9 +83,12 @@ pub(crate) fn ingest(ctx: &Ctx, url: &str, args: IngestArgs) -> Result<ExitCode>
         } else {
             eprintln!("{}: {} jobs queued, {} files failed", args.kb, ids.len(), report.failed());
         }
+        let detail = json!({ "queued": ids.len(), "failed": report.failed() });
+        audit(&engine, "ingest.queue", Some(&args.kb), detail)?;
         return Ok(if report.failed() > 0 { ExitCode::from(crate::commands::EXIT_PARTIAL) } else { ExitCode::SUCCESS });
     }
     let report: IngestReport = engine.ingest(&args.kb, &args.paths, given)?;
+    audit(&engine, "ingest", Some(&args.kb), zhiku_rag::audit::ingest_detail(&report))?;
     print_ingest_report(&args.kb, &report, args.json)
 }
 
@@ -148,6 +152,8 @@ pub(crate) fn search(ctx: &Ctx, url: &str, args: SearchArgs) -> Result<ExitCode>
     let engine = connect(ctx, url)?;
     let caller = caller(&engine, args.as_user.as_deref())?;
     let hits = engine.search(&args.kb, &args.query, &caller, args.top_k)?;
+    let actor = crate::commands::question_actor(args.as_user.as_deref());
+    zhiku_rag::audit::record_question(&engine, &actor, "search", &args.kb, &args.query, &zhiku_rag::audit::hit_refs(&hits), None)?;
     crate::commands::print_hits(&hits, args.json)
 }
 
@@ -166,6 +172,9 @@ pub(crate) fn ask(ctx: &Ctx, url: &str, args: AskArgs) -> Result<ExitCode> {
         }
         true
     })?;
+    let actor = crate::commands::question_actor(args.as_user.as_deref());
+    let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
+    zhiku_rag::audit::record_question(&engine, &actor, "ask", &args.kb, &args.question, &cited, Some(&answer.answer))?;
     crate::commands::print_answer(&answer, args.json)
 }
 
@@ -177,6 +186,7 @@ pub(crate) fn group(ctx: &Ctx, url: &str, cmd: GroupCommand) -> Result<ExitCode>
             for m in &members {
                 engine.add_member(&group, &crate::governance::member(m)?)?;
             }
+            audit(&engine, "group.add", None, json!({ "group": group, "members": members }))?;
         }
         GroupCommand::RemoveMember { group, members } => {
             for m in &members {
@@ -184,6 +194,7 @@ pub(crate) fn group(ctx: &Ctx, url: &str, cmd: GroupCommand) -> Result<ExitCode>
                     eprintln!("note: {m} was not in {group}");
                 }
             }
+            audit(&engine, "group.remove", None, json!({ "group": group, "members": members }))?;
         }
         GroupCommand::List => {
             for (group, member) in engine.memberships()? {
@@ -237,6 +248,7 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
             }
             let viewers = parse_acl(&acl)?;
             let changed = engine.create_kb(&name, (!acl.is_empty()).then_some(viewers.as_slice()))?;
+            audit(&engine, "kb.create", Some(&name), json!({ "viewers": acl, "documents_changed": changed }))?;
             eprintln!("{name}: ready ({changed} documents now readable by the new viewers)");
         }
         KbCommand::Acl { name, source, acl, inherit } => {
@@ -245,6 +257,12 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
             if !engine.set_document_acl(&name, &source, given)? {
                 bail!("no document '{source}' in knowledge base '{name}' (see `kb docs {name}`)");
             }
+            audit(
+                &engine,
+                "document.acl",
+                Some(&name),
+                json!({ "source": source, "acl": given.map(|a| a.iter().map(|p| p.as_str()).collect::<Vec<_>>()) }),
+            )?;
         }
         _ => bail!("this `kb` command is not available with --database-url yet (list, docs, create --acl and acl are)"),
     }
@@ -261,7 +279,10 @@ pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
         bar.set_message(kb.to_string());
     })?;
     bar.finish_and_clear();
-    crate::governance::audit(&store, "migrate", None, json!({ "to": zhiku_pg::redact(to), "kbs": report.kbs.len() }))?;
+    let detail = json!({ "to": zhiku_pg::redact(to), "kbs": report.kbs.len(), "audit_entries": report.audit_entries });
+    crate::governance::audit(&store, "migrate", None, detail.clone())?;
+    // The chain goes on in the shared database, which records the move as well.
+    audit(&engine, "migrate", None, detail)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -279,9 +300,18 @@ pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
         for refused in &report.refused {
             eprintln!("{}: not copied: {}", refused.name, refused.reason);
         }
-        eprintln!("{} group memberships copied", report.memberships);
+        eprintln!("{} group memberships and {} audit entries copied", report.memberships, report.audit_entries);
+        if let Some(note) = &report.audit_note {
+            eprintln!("audit log: {note}");
+        }
     }
     Ok(if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(crate::commands::EXIT_PARTIAL) })
+}
+
+/// `zhiku audit` over the shared database's chain.
+pub(crate) fn audit_command(ctx: &Ctx, url: &str, cmd: crate::cli::AuditCommand) -> Result<ExitCode> {
+    let engine = connect(ctx, url)?;
+    crate::governance::run_audit_command(cmd, &engine, || Ok(engine.verify_audit()?), |filter| Ok(engine.audit_records(filter)?))
 }
 
 /// A stateless server replica: any number of them over one database answer alike.
@@ -311,6 +341,12 @@ pub(crate) fn key(ctx: &Ctx, url: &str, cmd: KeyCommand) -> Result<ExitCode> {
             let expires = expires_in.as_deref().map(crate::governance::parse_duration).transpose()?;
             let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let (id, key) = engine.create_api_key(&name, &user, &refs, expires)?;
+            audit(
+                &engine,
+                "key.create",
+                None,
+                json!({ "id": id, "name": name, "user": user, "scopes": scopes, "expires_in": expires_in }),
+            )?;
             if json {
                 println!(
                     "{}",
@@ -324,6 +360,7 @@ pub(crate) fn key(ctx: &Ctx, url: &str, cmd: KeyCommand) -> Result<ExitCode> {
             if !engine.revoke_api_key(&id)? {
                 bail!("no live key with id '{id}'");
             }
+            audit(&engine, "key.revoke", None, json!({ "id": id }))?;
         }
         KeyCommand::List { .. } => bail!("key list is not available with --database-url yet"),
     }

@@ -57,6 +57,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Kb(cmd) => crate::cluster::kb(&ctx, url, cmd),
             Command::Serve(args) => crate::cluster::serve(&ctx, url, args),
             Command::Key(cmd) => crate::cluster::key(&ctx, url, cmd),
+            Command::Audit(cmd) => crate::cluster::audit_command(&ctx, url, cmd),
             command @ Command::Migrate { .. } => dispatch(&ctx, command),
             command if stateless(&command) => dispatch(&ctx, command),
             _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),

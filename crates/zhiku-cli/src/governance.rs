@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use zhiku_core::Principal;
-use zhiku_store::{AuditEvent, AuditFilter, Scope, Store};
+use zhiku_rag::audit::AuditLog;
+use zhiku_store::{AuditEvent, AuditFilter, Scope};
 
 use crate::cli::{AuditCommand, GroupCommand, KeyCommand, LdapCommand, UserCommand};
 use crate::commands::{engine, open_store, Ctx};
@@ -20,8 +21,8 @@ pub fn cli_actor() -> String {
     format!("cli:{}", if login.is_empty() { "local" } else { &login })
 }
 
-pub fn audit(store: &Store, action: &str, kb: Option<&str>, detail: serde_json::Value) -> Result<()> {
-    store.audit(&AuditEvent { actor: &cli_actor(), action, kb, detail }).context("cannot write the audit log")?;
+pub fn audit(log: &dyn AuditLog, action: &str, kb: Option<&str>, detail: serde_json::Value) -> Result<()> {
+    log.append(&AuditEvent { actor: &cli_actor(), action, kb, detail }).context("cannot write the audit log")?;
     Ok(())
 }
 
@@ -307,8 +308,18 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
 
 pub fn audit_command(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
     let store = open_store(ctx)?;
+    run_audit_command(cmd, &store, || Ok(store.verify_audit()?), |filter| Ok(store.audit_records(filter)?))
+}
+
+/// `zhiku audit` over either backend's chain.
+pub fn run_audit_command(
+    cmd: AuditCommand,
+    log: &dyn AuditLog,
+    verify: impl FnOnce() -> Result<std::result::Result<(i64, String), zhiku_store::ChainBreak>>,
+    records: impl FnOnce(&AuditFilter) -> Result<Vec<zhiku_store::AuditRecord>>,
+) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { json } => match store.verify_audit()? {
+        AuditCommand::Verify { json } => match verify()? {
             Ok((entries, head)) => {
                 if json {
                     println!("{}", json!({ "ok": true, "entries": entries, "head": head }));
@@ -333,7 +344,7 @@ pub fn audit_command(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 user: user.clone(),
                 latest: None,
             };
-            let records = store.audit_records(&filter)?;
+            let records = records(&filter)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -345,7 +356,7 @@ pub fn audit_command(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 out.write_all(b"\n")?;
             }
             out.flush()?;
-            audit(&store, "audit.export", None, json!({ "since": since, "until": until, "user": user, "entries": records.len() }))?;
+            audit(log, "audit.export", None, json!({ "since": since, "until": until, "user": user, "entries": records.len() }))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -277,7 +277,8 @@ pub fn models(ctx: &Ctx, cmd: ModelsCommand) -> Result<ExitCode> {
                         if !json {
                             let names: Vec<&str> =
                                 registered.iter().filter(|m| Path::new(&m.path) == path.as_path()).map(|m| m.name.as_str()).collect();
-                            let registered_as = if names.is_empty() { String::new() } else { format!("; registered as {}", names.join(", ")) };
+                            let registered_as =
+                                if names.is_empty() { String::new() } else { format!("; registered as {}", names.join(", ")) };
                             print_model(path, &info, &format!("\t({role}{registered_as})"));
                         }
                         let mut value = serde_json::to_value(&info)?;

@@ -284,11 +284,29 @@ fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
     assert!(report["refused"][0]["reason"].as_str().unwrap().contains("multilingual-e5-small"), "{report}");
     assert_eq!(report["memberships"], 1);
 
+    // The audit chain moved too, entry for entry, and goes on there.
+    let chain = |z: &Zhiku| -> Vec<Value> {
+        let out = z.run(&["audit", "export"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let shared = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let copied = report["audit_entries"].as_u64().unwrap() as usize;
+    let (here, there) = (chain(&embedded), chain(&shared));
+    assert!(copied >= 5, "{report}");
+    assert_eq!(here[..copied], there[..copied], "the copied entries keep their numbers and hashes");
+    assert_eq!(there[copied]["action"], "migrate");
+    let verified = shared.json(&["audit", "verify", "--json"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+
     // Again: nothing new to copy, everything verified.
     let again: Value = serde_json::from_slice(&embedded.run(&["migrate", "--to", &url, "--json"]).stdout).unwrap();
     assert_eq!((again["kbs"][0]["documents"].as_u64(), again["kbs"][0]["unchanged"].as_u64()), (Some(2), Some(2)), "{again}");
+    // The embedded chain has grown since (the migrations, the export), the shared one too:
+    // they no longer agree, and a chain is never spliced onto another.
+    assert_eq!(again["audit_entries"], 0, "{again}");
+    assert!(again["audit_note"].as_str().unwrap().contains("diverged"), "{again}");
 
-    let shared = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
     for (user, readable) in [(Some("alice"), Some(file("packages.html"))), (Some("carol"), Some(file("network.html"))), (Some("bob"), None)]
     {
         let question = "How do I install a package with apt-get?";
@@ -409,6 +427,29 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
     for replica in [&a, &b] {
         assert_eq!(post(&replica.url, "/api/search", &alice, &serde_json::json!({"kb": "handbook", "query": "apt"})).0, 401);
     }
+    // Every replica's and command's entries are in the one chain of the shared database.
+    let out = cli.run(&["audit", "export"]);
+    let entries: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let count = |action: &str, actor: &str| {
+        entries.iter().filter(|e| e["action"] == action && e["actor"].as_str().unwrap().contains(actor)).count()
+    };
+    assert_eq!(count("search", "user:alice"), 2 * 3, "alice searched 3 questions on 2 replicas");
+    assert_eq!(count("search", "user:carol"), 2 * 3 + 9, "carol's questions, and the 9 at once");
+    assert_eq!((count("ask", "user:alice"), count("ask", "user:bob")), (2, 1));
+    assert_eq!((count("auth.failed", "anonymous"), count("key.revoke", "cli:")), (3, 1));
+    assert!(entries.iter().all(|e| e["detail"]["question"].is_null()), "question text kept in a shared database's log");
+    let verified = cli.json(&["audit", "verify", "--json"]);
+    assert_eq!((verified["ok"].as_bool(), verified["entries"].as_u64()), (Some(true), Some(entries.len() as u64 + 1)));
+    // Append-only in the database itself; and a changed entry breaks the chain there.
+    let database = url.rsplit('/').next().unwrap();
+    let refused = pg.try_query(database, "UPDATE audit SET actor = 'user:mallory' WHERE seq = 3").unwrap_err();
+    assert!(refused.contains("append-only"), "{refused}");
+    assert!(pg.try_query(database, "DELETE FROM audit WHERE seq = 3").unwrap_err().contains("append-only"));
+    pg.query(database, "ALTER TABLE audit DISABLE TRIGGER audit_append_only; UPDATE audit SET actor = 'user:mallory' WHERE seq = 3");
+    let out = cli.run(&["audit", "verify", "--json"]);
+    let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out.status.code(), broken["ok"].as_bool(), broken["seq"].as_i64()), (Some(1), Some(false), Some(3)), "{broken}");
+
     // What a replica does not serve yet is not found, rather than answered from local state.
     let (status, _) = post(&a.url, "/api/kbs", &carol, &serde_json::json!({"name": "x"}));
     assert_eq!(status, 404);
@@ -497,4 +538,92 @@ fn replicas_count_a_users_requests_together() {
     assert_eq!(statuses, [200, 200, 200, 429]);
     assert_eq!(models(&a, &alice), 429);
     assert_eq!(models(&b, &bob), 200, "another user has a bucket of their own");
+}
+
+/// A multipart/form-data body of text files and `acl` fields, and its content type.
+fn form(files: &[(&str, &str)], acl: &[&str]) -> (String, String) {
+    let boundary = "zhiku-test-boundary-7f3a";
+    let mut body = String::new();
+    for principal in acl {
+        body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"acl\"\r\n\r\n{principal}\r\n"));
+    }
+    for (name, text) in files {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/markdown\r\n\r\n{text}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+#[test]
+fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
+    let pg = Postgres::start();
+    let url = pg.database("uploads");
+    let cli = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
+    let admin = cli.json(&["key", "create", "--name", "ops", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let alice = cli.json(&["key", "create", "--name", "alice", "--json"])["key"].as_str().unwrap().to_string();
+    let bob = cli.json(&["key", "create", "--name", "bob", "--json"])["key"].as_str().unwrap().to_string();
+    assert!(cli.run(&["group", "add-member", "staff", "alice"]).status.success());
+    let (a, b) = (Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve(), Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve());
+    let send = |replica: &str, method: &str, path: &str, key: &str, body: &str, content_type: &str| {
+        let auth = format!("Bearer {key}");
+        let reply = common::http(replica, method, path, &[("Authorization", &auth), ("Content-Type", content_type)], body);
+        (reply.status, serde_json::from_str::<Value>(&reply.body).unwrap_or(Value::Null))
+    };
+
+    let leave = "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n";
+    let travel = "# Travel\n\nTrain journeys under four hours are booked in second class.\n";
+    let (body, content_type) = form(&[("leave.md", leave), ("travel.md", travel)], &["group:staff"]);
+    // Changing documents on a replica needs an administrator's key (no roles in the database).
+    assert_eq!(send(&a.url, "POST", "/api/kbs/hr/documents", &alice, &body, &content_type).0, 403);
+    let (status, queued) = send(&a.url, "POST", "/api/kbs/hr/documents", &admin, &body, &content_type);
+    assert_eq!(status, 202, "{queued}");
+    let ids: Vec<String> = queued["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(pg.query(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM upload"), "2", "the files wait in the database");
+
+    // A worker on another machine (another data directory, no access to the replica's disk).
+    let worker = Worker::start(&Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url));
+    worker.wait(Duration::from_secs(300));
+    for id in &ids {
+        let (status, job) = send(&b.url, "GET", &format!("/api/jobs/{id}"), &admin, "", "application/json");
+        assert_eq!((status, job["job"]["status"].as_str()), (200, Some("done")), "{job}");
+    }
+    assert_eq!(pg.query(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM upload"), "0", "ingested files are let go");
+
+    // Readable through the other replica, for those the ACL names only.
+    let search = |replica: &str, key: &str| {
+        let body = serde_json::json!({"kb": "hr", "query": "How many days of annual leave carry over?", "top_k": 3}).to_string();
+        send(replica, "POST", "/api/search", key, &body, "application/json")
+    };
+    let (status, found) = search(&b.url, &alice);
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["source"], "leave.md", "{found}");
+    assert!(search(&b.url, &bob).1["hits"].as_array().unwrap().is_empty());
+    let (_, listed) = send(&b.url, "GET", "/api/kbs/hr/documents", &alice, "", "application/json");
+    let sources: BTreeSet<&str> = listed["documents"].as_array().unwrap().iter().map(|d| d["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, BTreeSet::from(["leave.md", "travel.md"]));
+    assert!(listed["documents"][0]["acl"].is_null(), "who else may read is for administrators");
+    assert!(send(&b.url, "GET", "/api/kbs/hr/documents", &bob, "", "application/json").1["documents"].as_array().unwrap().is_empty());
+    assert_eq!(send(&b.url, "GET", "/api/kbs/nope/documents", &bob, "", "application/json").0, 404);
+
+    // Deleted through one replica, gone from the other's answers.
+    let leave_id = listed["documents"].as_array().unwrap().iter().find(|d| d["source"] == "leave.md").unwrap()["id"].clone();
+    let path = format!("/api/kbs/hr/documents/{leave_id}");
+    assert_eq!(send(&a.url, "DELETE", &path, &alice, "", "application/json").0, 403);
+    let (status, deleted) = send(&a.url, "DELETE", &path, &admin, "", "application/json");
+    assert_eq!((status, deleted["source"].as_str()), (200, Some("leave.md")), "{deleted}");
+    assert_eq!(send(&a.url, "DELETE", &path, &admin, "", "application/json").0, 404);
+    let (_, after) = search(&b.url, &alice);
+    assert!(after["hits"].as_array().unwrap().iter().all(|h| h["source"] != "leave.md"), "{after}");
+
+    let out = cli.run(&["audit", "export"]);
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string())
+        .collect();
+    for action in ["document.upload", "document.delete", "access.denied"] {
+        assert!(actions.iter().any(|a| a == action), "no {action} in {actions:?}");
+    }
 }

@@ -4,7 +4,8 @@
 //! a [`Chunk`] with its provenance, the access-control types ([`Principal`], [`Caller`]) — and
 //! the small traits that the pipeline stages plug into: [`Parser`] (bytes → structured text),
 //! [`TokenCounter`] (how long is this text for the embedding model) and [`Embedder`]. It does no
-//! I/O, so everything here is cheap to test.
+//! I/O, so everything here is cheap to test. [`audit`] holds the audit chain's rules, the same
+//! for every backend.
 //!
 //! Access control is deny-by-default: a [`Caller`] sees a document only if one of its principals
 //! is on the document's ACL, except the local administrator who sees everything.
@@ -21,6 +22,7 @@
 //! ```
 
 mod access;
+pub mod audit;
 pub mod calendar;
 mod document;
 mod error;

@@ -5,8 +5,9 @@
 //! versioned schema migrations ([`PgStore::connect`] applies them under an advisory lock, so
 //! many processes may start at once), knowledge bases, documents and chunks with their vectors
 //! (pgvector, one HNSW index per knowledge base) and full-text terms, the ACL filter inside each
-//! query's SQL, group memberships and API keys (shared by server replicas), and the ingest job
-//! queue that workers claim with `FOR UPDATE SKIP LOCKED`.
+//! query's SQL, group memberships and API keys (shared by server replicas), the hash-chained
+//! audit log of every process, and the ingest job queue that workers claim with
+//! `FOR UPDATE SKIP LOCKED`.
 //!
 //! Main types: [`PgStore`] (a connection), [`NewDocument`] (what a worker writes),
 //! [`zhiku_core::StoredChunk`] (what retrieval reads), [`Job`] / [`Claimed`] (the queue).
@@ -32,6 +33,7 @@
 //! assert_eq!(hits.len(), 1);
 //! ```
 
+mod audit;
 mod documents;
 mod groups;
 mod jobs;

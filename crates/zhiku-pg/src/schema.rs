@@ -112,6 +112,41 @@ const MIGRATIONS: &[&str] = &[
         allowed boolean NOT NULL DEFAULT true
     );
     "#,
+    // 5: the audit log, one hash chain for all processes; append-only.
+    r#"
+    CREATE TABLE audit (
+        seq bigint PRIMARY KEY,
+        -- Milliseconds since the Unix epoch, as hashed.
+        at bigint NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        kb text,
+        -- JSON text exactly as hashed.
+        detail text NOT NULL,
+        prev_hash bytea NOT NULL,
+        hash bytea NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE FUNCTION zhiku_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END
+    $$;
+    CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION zhiku_audit_append_only();
+    CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+        FOR EACH STATEMENT EXECUTE FUNCTION zhiku_audit_append_only();
+    "#,
+    // 6: files uploaded through a server replica, held here until a worker has ingested them.
+    r#"
+    CREATE TABLE upload (
+        id bigserial PRIMARY KEY,
+        kb text NOT NULL,
+        source text NOT NULL,
+        bytes bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

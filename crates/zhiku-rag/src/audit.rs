@@ -8,13 +8,46 @@ use zhiku_store::{AuditEvent, Store};
 
 use crate::{FileOutcome, IngestReport, Result, SearchHit};
 
+/// Where audit entries go: the embedded store's chain, or the shared database's (every replica
+/// and worker of a deployment appending to one chain).
+pub trait AuditLog: Send + Sync {
+    /// Appends an entry, durable when this returns; its sequence number.
+    fn append(&self, event: &AuditEvent<'_>) -> Result<i64>;
+
+    /// Whether questions asked of `kb` are kept as text (else only their hash).
+    fn keeps_question_text(&self, kb: &str) -> Result<bool>;
+}
+
+impl<T: AuditLog + ?Sized> AuditLog for std::sync::Arc<T> {
+    fn append(&self, event: &AuditEvent<'_>) -> Result<i64> {
+        (**self).append(event)
+    }
+
+    fn keeps_question_text(&self, kb: &str) -> Result<bool> {
+        (**self).keeps_question_text(kb)
+    }
+}
+
+impl AuditLog for Store {
+    fn append(&self, event: &AuditEvent<'_>) -> Result<i64> {
+        Ok(self.audit(event)?)
+    }
+
+    fn keeps_question_text(&self, kb: &str) -> Result<bool> {
+        match self.kb_logs_questions(kb) {
+            Err(zhiku_store::Error::UnknownKb(_)) => Ok(false),
+            other => Ok(other?),
+        }
+    }
+}
+
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One question (`action` `ask`) or search (`search`) and what it retrieved.
 pub fn record_question(
-    store: &Store,
+    log: &dyn AuditLog,
     actor: &str,
     action: &str,
     kb: &str,
@@ -22,11 +55,7 @@ pub fn record_question(
     retrieved: &[(&str, &str)],
     answer: Option<&str>,
 ) -> Result<()> {
-    // A shared database's knowledge base has no such setting here: only hashes are kept.
-    let keep_text = match store.kb_logs_questions(kb) {
-        Err(zhiku_store::Error::UnknownKb(_)) => false,
-        other => other?,
-    };
+    let keep_text = log.keeps_question_text(kb)?;
     let retrieved: Vec<_> = retrieved.iter().map(|(source, chunk)| json!({ "source": source, "chunk_id": chunk })).collect();
     let detail = json!({
         "question": if keep_text { Some(question) } else { None },
@@ -34,7 +63,7 @@ pub fn record_question(
         "retrieved": retrieved,
         "answer_sha256": answer.map(sha256_hex),
     });
-    store.audit(&AuditEvent { actor, action, kb: Some(kb), detail })?;
+    log.append(&AuditEvent { actor, action, kb: Some(kb), detail })?;
     Ok(())
 }
 

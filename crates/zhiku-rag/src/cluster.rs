@@ -37,6 +37,8 @@ pub struct ClusterEngine {
     idle: Mutex<Vec<PgStore>>,
     embedder: Arc<dyn Embedder>,
     config: RagConfig,
+    /// Audit entries of this process's concurrent requests, appended together.
+    audit: zhiku_core::audit::GroupCommit,
 }
 
 /// Connections kept idle for the next requests; more are opened under load and closed after.
@@ -71,14 +73,32 @@ impl Drop for Lent<'_> {
     }
 }
 
+impl crate::audit::AuditLog for ClusterEngine {
+    fn append(&self, event: &zhiku_store::AuditEvent<'_>) -> Result<i64> {
+        let entry = zhiku_core::audit::PendingEntry::from_event(event);
+        self.audit
+            .append(entry, |batch| self.db().and_then(|mut db| Ok(db.append_audit(batch)?)).map_err(|e| e.to_string()))
+            .map_err(Error::Audit)
+    }
+
+    /// A shared database's knowledge bases have no such setting: only hashes are kept.
+    fn keeps_question_text(&self, _kb: &str) -> Result<bool> {
+        Ok(false)
+    }
+}
+
 /// What an ingest job carries: where to read the file and what to store it as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct IngestPayload {
     /// The name the document is stored and cited under (the path as given to `ingest`).
     source: String,
     /// Where workers read it: an absolute path, so that workers in other directories (or on
-    /// other machines sharing the file system) find the same file.
+    /// other machines sharing the file system) find the same file. Empty for an upload.
+    #[serde(default)]
     path: PathBuf,
+    /// The file as uploaded through a server replica, held in the database (its row id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload: Option<i64>,
     /// The entry's index when the file is inside a ZIP archive at `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     zip_index: Option<usize>,
@@ -93,7 +113,7 @@ impl ClusterEngine {
     pub fn connect(url: &str, embedder: Arc<dyn Embedder>, config: RagConfig) -> Result<Self> {
         let db = PgStore::connect(url)?;
         let embedder = crate::embedding::QueryEmbedder::wrap(embedder, config.retrieval.query_cache);
-        Ok(Self { url: url.to_string(), idle: Mutex::new(vec![db]), embedder, config })
+        Ok(Self { url: url.to_string(), idle: Mutex::new(vec![db]), embedder, config, audit: Default::default() })
     }
 
     /// An idle connection, or a new one. Connections the database dropped (a restart, a
@@ -168,12 +188,36 @@ impl ClusterEngine {
                     continue;
                 }
             };
-            let payload = IngestPayload { source: input.source, path, zip_index, acl: acl.clone() };
+            let payload = IngestPayload { source: input.source, path, zip_index, acl: acl.clone(), upload: None };
             let payload = serde_json::to_value(&payload).map_err(|e| Error::FileFailed(e.to_string()))?;
             jobs.push(NewJob { kind: INGEST_JOB, kb, payload, max_attempts });
         }
         let ids = self.db()?.enqueue(&jobs)?;
         Ok((ids, report))
+    }
+
+    /// Queues a file uploaded through a server replica: the bytes go into the database with the
+    /// job, so that any worker on any machine can ingest them. Stored and cited as `name`.
+    pub fn enqueue_upload(&self, kb: &str, name: &str, bytes: &[u8], acl: Option<&[Principal]>, max_attempts: i32) -> Result<i64> {
+        let mut db = self.db()?;
+        db.ensure_kb(kb, &[])?;
+        let acl: Option<Vec<String>> = acl.filter(|a| !a.is_empty()).map(|a| a.iter().map(|p| p.as_str().to_string()).collect());
+        let payload = IngestPayload { source: name.to_string(), path: PathBuf::new(), zip_index: None, acl, upload: None };
+        let payload = serde_json::to_value(&payload).map_err(|e| Error::FileFailed(e.to_string()))?;
+        Ok(db.enqueue_upload(&NewJob { kind: INGEST_JOB, kb, payload, max_attempts }, name, bytes)?)
+    }
+
+    pub fn job(&self, id: i64) -> Result<Option<zhiku_pg::Job>> {
+        Ok(self.db()?.job(id)?)
+    }
+
+    /// Removes a document (its chunks and vectors with it) by id; its source, or `None` when
+    /// the knowledge base holds no such document.
+    pub fn delete_document(&self, kb: &str, id: i64) -> Result<Option<String>> {
+        let mut db = self.db()?;
+        let kb_id = db.kb(kb)?;
+        let Some(doc) = db.documents(&kb_id)?.into_iter().find(|d| d.id == id) else { return Ok(None) };
+        Ok(db.delete_document(&kb_id, &doc.source)?.then_some(doc.source))
     }
 
     /// Ingests files here and now (no queue): each file in its own transaction.
@@ -329,11 +373,19 @@ impl ClusterEngine {
             None => None,
         };
         let acl = self.effective_acl(&kb, given.as_deref())?;
+        let mut report = IngestReport::default();
+        if let Some(upload) = payload.upload {
+            let bytes = self.db()?.upload(upload)?.ok_or_else(|| {
+                Error::FileFailed(format!("job {}: its uploaded file is no longer in the database (the job ended before)", job.id))
+            })?;
+            let name = payload.source.rsplit(['/', '!']).next().unwrap_or(&payload.source).to_string();
+            self.ingest_bytes(&kb, &payload.source, &name, bytes, 0, &acl, &mut report)?;
+            return Ok(report);
+        }
         let origin = match payload.zip_index {
             Some(index) => Origin::ZipEntry { archive: payload.path.clone(), index },
             None => Origin::File(payload.path.clone()),
         };
-        let mut report = IngestReport::default();
         self.ingest_input(&kb, &Input { source: payload.source, origin }, &acl, &mut report)?;
         Ok(report)
     }
@@ -452,6 +504,16 @@ impl ClusterEngine {
         Ok(self.db()?.take_request(user, per_minute)?)
     }
 
+    /// Entries of the shared audit log matching the filter, oldest first.
+    pub fn audit_records(&self, filter: &zhiku_core::audit::AuditFilter) -> Result<Vec<zhiku_core::audit::AuditRecord>> {
+        Ok(self.db()?.audit_records(filter)?)
+    }
+
+    /// Checks the shared audit chain: entries and the latest hash, or where it breaks.
+    pub fn verify_audit(&self) -> Result<std::result::Result<(i64, String), zhiku_core::audit::ChainBreak>> {
+        Ok(self.db()?.verify_audit()?)
+    }
+
     /// The database answers.
     pub fn ping(&self) -> Result<()> {
         self.db()?.schema_version()?;
@@ -466,6 +528,11 @@ impl ClusterEngine {
     /// this deployment's are refused.
     pub fn migrate_from(&self, store: &zhiku_store::Store, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<MigrationReport> {
         let mut report = MigrationReport::default();
+        // The chain first: the migration's own entry then follows the copied ones.
+        match self.db()?.import_audit(&store.audit_entries()?)? {
+            Ok(copied) => report.audit_entries = copied,
+            Err(why) => report.audit_note = Some(why),
+        }
         for (group, user) in store.group_members()? {
             self.db()?.add_member(&group, &Principal::user(&user)?)?;
             report.memberships += 1;
@@ -569,6 +636,11 @@ pub struct MigrationReport {
     pub refused: Vec<RefusedKb>,
     /// Group memberships (users in groups, groups in groups) copied.
     pub memberships: usize,
+    /// Audit entries copied (the chain continues in the shared database).
+    pub audit_entries: usize,
+    /// Why no audit entries were copied, when the two chains have diverged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -325,8 +325,10 @@ mod tests {
             let (i, vectors) = handle.join().unwrap();
             assert_eq!(vectors, vec![vector_of(&i.to_string()), vector_of(&(i * 100).to_string())]);
         }
-        // The first caller's pass, then everybody who queued behind it in one.
-        assert_eq!(model.passes.load(Ordering::SeqCst), 2);
+        // The first caller's pass, then everybody who queued behind it in one (or all of them
+        // in the first, when they were all queued before it started).
+        let passes = model.passes.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&passes), "{passes} passes for {callers} callers");
         // A model that panics fails that pass's callers and leaves the next ones working.
         assert!(batched.embed_queries(&["boom"]).is_err());
         assert_eq!(batched.embed_queries(&["7"]).unwrap(), vec![vector_of("7")]);

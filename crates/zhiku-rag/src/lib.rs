@@ -69,6 +69,9 @@ pub enum Error {
     /// One file of a batch failed; the batch reports it and continues.
     #[error("{0}")]
     FileFailed(String),
+    /// An entry could not be appended (written together with others', so only its text is left).
+    #[error("cannot append to the audit log: {0}")]
+    Audit(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
 use zhiku_core::{Caller, Role};
+use zhiku_rag::audit::AuditLog;
 use zhiku_store::{AuditEvent, Scope, Store};
 
 use crate::{blocking, ApiError, AppState};
@@ -70,8 +71,8 @@ impl Authenticated {
     }
 
     /// Appends to the audit log (on a blocking thread); a change that cannot be audited fails.
-    pub fn audit(&self, store: &Store, action: &str, kb: Option<&str>, detail: serde_json::Value) -> Result<(), ApiError> {
-        store.audit(&AuditEvent { actor: &self.actor(), action, kb, detail })?;
+    pub fn audit(&self, log: &dyn AuditLog, action: &str, kb: Option<&str>, detail: serde_json::Value) -> Result<(), ApiError> {
+        log.append(&AuditEvent { actor: &self.actor(), action, kb, detail })?;
         Ok(())
     }
 }
@@ -109,8 +110,8 @@ pub async fn audit(
     kb: Option<String>,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let (store, who) = (state.store.clone(), who.clone());
-    blocking(move || who.audit(&store, action, kb.as_deref(), detail)).await
+    let (log, who) = (state.audit_log(), who.clone());
+    blocking(move || who.audit(&log, action, kb.as_deref(), detail)).await
 }
 
 /// The id part of a presented key (`zk_<id>_<secret>`), safe to log: never the secret.
@@ -169,16 +170,12 @@ fn proxy_user(state: &AppState, request: &Request) -> Option<Result<(String, Vec
 }
 
 /// A bearer key checked against the shared database: every replica knows every key.
-async fn shared_key_caller(
-    state: &AppState,
-    cluster: &Arc<zhiku_rag::cluster::ClusterEngine>,
-    key: String,
-) -> Result<Authenticated, ApiError> {
-    let (cluster, store) = (cluster.clone(), state.store.clone());
+async fn shared_key_caller(cluster: &Arc<zhiku_rag::cluster::ClusterEngine>, key: String) -> Result<Authenticated, ApiError> {
+    let cluster = cluster.clone();
     let found = blocking(move || -> Result<Option<Authenticated>, ApiError> {
         let Some(holder) = cluster.verify_api_key(&key)? else {
             let detail = json!({ "key_id": key_id_of(&key), "reason": "invalid, expired or revoked key" });
-            store.audit(&AuditEvent { actor: "anonymous", action: "auth.failed", kb: None, detail })?;
+            cluster.append(&AuditEvent { actor: "anonymous", action: "auth.failed", kb: None, detail })?;
             return Ok(None);
         };
         let admin = holder.admin();
@@ -198,7 +195,7 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
                 "missing API key: send 'Authorization: Bearer <key>' (zhiku key create with --database-url)",
             ));
         };
-        let who = shared_key_caller(&state, cluster, key.to_string()).await?;
+        let who = shared_key_caller(cluster, key.to_string()).await?;
         return admit(&state, who, request, next).await;
     }
     if header.is_empty() {
@@ -274,9 +271,9 @@ async fn admit(state: &AppState, who: Authenticated, mut request: Request, next:
     request.extensions_mut().insert(who.clone());
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN {
-        let store = state.store.clone();
+        let log = state.audit_log();
         let detail = json!({ "method": method, "path": path });
-        blocking(move || who.audit(&store, "access.denied", None, detail)).await?;
+        blocking(move || who.audit(&log, "access.denied", None, detail)).await?;
     }
     Ok(response)
 }

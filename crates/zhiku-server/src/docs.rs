@@ -141,7 +141,7 @@ pub async fn list_documents(
 
 /// A file name an upload may be stored under: its last path component, no control characters,
 /// not `.`/`..`, at most 255 bytes.
-fn safe_file_name(name: &str) -> Option<String> {
+pub(crate) fn safe_file_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next()?.trim();
     let ok = !base.is_empty() && base != "." && base != ".." && base.len() <= 255 && !base.chars().any(char::is_control);
     ok.then(|| base.to_string())

@@ -13,6 +13,8 @@
 //! - [`auth`]: bearer API keys (scopes, expiry), knowledge-base roles, audit entries.
 //! - [`error`]: every failure as OpenAI's error object with the right status, never a panic
 //!   message or a stack trace.
+//! - [`replica`]: documents through a replica over the shared database (uploads queued for
+//!   workers, listing, deletion, job status).
 //! - [`openapi`]: `/openapi.json`, generated from the handlers.
 //! - [`cors`]: which other web origins' pages may call the API (the widget's intranet pages).
 //! - [`web`]: the browser app (chat with streamed, cited answers; search; documents; admin)
@@ -32,6 +34,7 @@ mod metrics;
 mod native;
 mod openai;
 mod openapi;
+mod replica;
 mod session;
 mod tls;
 mod web;
@@ -90,6 +93,14 @@ impl AppState {
         match &self.cluster {
             Some(cluster) => cluster.clone(),
             None => self.engine.clone(),
+        }
+    }
+
+    /// Where audit entries go: the shared database's chain, else the store's.
+    pub fn audit_log(&self) -> Arc<dyn zhiku_rag::audit::AuditLog> {
+        match &self.cluster {
+            Some(cluster) => cluster.clone(),
+            None => self.store.clone(),
         }
     }
 }
@@ -158,6 +169,9 @@ fn replica_routes() -> Router<Arc<AppState>> {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/api/search", post(native::search))
+        .route("/api/kbs/{kb}/documents", get(replica::list_documents).post(replica::upload))
+        .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(replica::delete_document))
+        .route("/api/jobs/{id}", get(replica::job))
 }
 
 /// Public routes, the same for both backends.

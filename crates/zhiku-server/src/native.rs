@@ -84,7 +84,7 @@ pub async fn search(
         let hits = answering.search_in(&request.kb, &request.query, &who.caller, request.top_k, mode)?;
         server.metrics.retrieval_took(started.elapsed());
         let refs = zhiku_rag::audit::hit_refs(&hits);
-        zhiku_rag::audit::record_question(&server.store, &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
+        zhiku_rag::audit::record_question(&server.audit_log(), &who.actor(), "search", &request.kb, &request.query, &refs, None)?;
         Ok::<_, zhiku_rag::Error>(hits)
     })
     .await?;

@@ -301,7 +301,7 @@ fn run(
                 on_text(piece)
             })?;
             let cited: Vec<(&str, &str)> = answer.citations.iter().map(|c| (c.source.as_str(), c.chunk_id.as_str())).collect();
-            zhiku_rag::audit::record_question(&state.store, &who.actor(), "ask", &kb, &question, &cited, Some(&answer.answer))?;
+            zhiku_rag::audit::record_question(&state.audit_log(), &who.actor(), "ask", &kb, &question, &cited, Some(&answer.answer))?;
             let correction = (!answer.generated && !answer.abstained && answer.answer != streamed)
                 .then(|| format!("\n\n(The generated text is not supported by the sources; quoting them instead.)\n\n{}", answer.answer));
             let completion_tokens = counter.count_tokens(&answer.answer);
@@ -326,7 +326,7 @@ fn run(
                 "model": model_id, "question_sha256": zhiku_rag::audit::sha256_hex(question),
                 "answer_sha256": zhiku_rag::audit::sha256_hex(&generation.text),
             });
-            who.audit(&state.store, "chat", None, detail)?;
+            who.audit(&state.audit_log(), "chat", None, detail)?;
             state.metrics.answered(started.elapsed(), generation.generated_tokens);
             Ok(Reply {
                 cached: false,

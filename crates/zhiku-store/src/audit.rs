@@ -6,100 +6,27 @@
 
 use crate::CachedRow;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{Error, Result, Store};
 
-/// One thing to record. `detail` holds the action's specifics (document ids, counts, a hash of
-/// an answer); never secrets.
-#[derive(Debug, Clone)]
-pub struct AuditEvent<'a> {
-    /// Who: `user:<name>`, `key:<id>` with its user, `cli:<os user>`, or `anonymous`.
-    pub actor: &'a str,
-    /// What, dotted: `auth.failed`, `key.create`, `kb.role`, `document.delete`, `ask`, ...
-    pub action: &'a str,
-    pub kb: Option<&'a str>,
-    pub detail: serde_json::Value,
-}
+use zhiku_core::audit::{entry_hash, hex, verify_chain, PendingEntry, StoredEntry, GENESIS};
+pub use zhiku_core::audit::{AuditEvent, AuditFilter, AuditRecord, ChainBreak};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRecord {
-    pub seq: i64,
-    /// Milliseconds since the Unix epoch.
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub kb: Option<String>,
-    pub detail: serde_json::Value,
-    /// Hex SHA-256 chaining this entry to the one before.
-    pub hash: String,
-}
-
-/// Which entries to export; every bound is optional and inclusive.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    /// Entries whose actor is this, or names this user (`user:alice`, `key:… user:alice`).
-    pub user: Option<String>,
-    /// Only the latest this many of those.
-    pub latest: Option<usize>,
-}
-
-/// Where the chain stops holding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChainBreak {
-    pub seq: i64,
-    pub reason: String,
+fn stored_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        kb: r.get(4)?,
+        detail: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// Length-prefixed fields, so that no two different entries hash the same bytes.
-fn entry_hash(prev: &[u8], seq: i64, at: i64, actor: &str, action: &str, kb: Option<&str>, detail: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(seq.to_le_bytes());
-    h.update(at.to_le_bytes());
-    for field in [Some(actor), Some(action), kb, Some(detail)] {
-        match field {
-            Some(f) => {
-                h.update([1u8]);
-                h.update((f.len() as u64).to_le_bytes());
-                h.update(f.as_bytes());
-            }
-            None => h.update([0u8]),
-        }
-    }
-    h.finalize().into()
-}
-
-const GENESIS: [u8; 32] = [0; 32];
-
-/// Entries waiting to be appended, and the outcome of those appended, per ticket.
-#[derive(Default)]
-pub(crate) struct AuditQueue {
-    state: std::sync::Mutex<AuditQueueState>,
-    written: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct AuditQueueState {
-    writing: bool,
-    next_ticket: u64,
-    pending: Vec<PendingEntry>,
-    done: std::collections::HashMap<u64, std::result::Result<i64, String>>,
-}
-
-struct PendingEntry {
-    ticket: u64,
-    actor: String,
-    action: String,
-    kb: Option<String>,
-    detail: String,
 }
 
 impl Store {
@@ -109,37 +36,9 @@ impl Store {
     /// own entry among them, and the others wait for that commit. One commit per entry made
     /// the audit log a fifth of a busy server's search time.
     pub fn audit(&self, event: &AuditEvent<'_>) -> Result<i64> {
-        let detail = event.detail.to_string();
-        let mut queue = self.audit_queue.state.lock().unwrap_or_else(|p| p.into_inner());
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.pending.push(PendingEntry {
-            ticket,
-            actor: event.actor.to_string(),
-            action: event.action.to_string(),
-            kb: event.kb.map(str::to_string),
-            detail,
-        });
-        loop {
-            if let Some(result) = queue.done.remove(&ticket) {
-                return result.map_err(Error::Shared);
-            }
-            if queue.writing {
-                queue = self.audit_queue.written.wait(queue).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            queue.writing = true;
-            let batch = std::mem::take(&mut queue.pending);
-            drop(queue);
-            let written = self.append_audit(&batch).map_err(|e| e.to_string());
-            queue = self.audit_queue.state.lock().unwrap_or_else(|p| p.into_inner());
-            for (i, entry) in batch.iter().enumerate() {
-                let result = written.as_ref().map(|first| first + i as i64).map_err(Clone::clone);
-                queue.done.insert(entry.ticket, result);
-            }
-            queue.writing = false;
-            self.audit_queue.written.notify_all();
-        }
+        self.audit_queue
+            .append(PendingEntry::from_event(event), |batch| self.append_audit(batch).map_err(|e| e.to_string()))
+            .map_err(Error::Shared)
     }
 
     /// Appends `batch` in one transaction; returns the first one's sequence number.
@@ -198,34 +97,17 @@ impl Store {
     pub fn verify_audit(&self) -> Result<std::result::Result<(i64, String), ChainBreak>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT seq, at, actor, action, kb, detail, prev_hash, hash FROM audit ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
-        let mut expected_seq = 1i64;
-        let mut prev = GENESIS.to_vec();
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            let (at, actor, action): (i64, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
-            let (kb, detail): (Option<String>, String) = (r.get(4)?, r.get(5)?);
-            let (stored_prev, hash): (Vec<u8>, Vec<u8>) = (r.get(6)?, r.get(7)?);
-            let broken = |reason: String| Ok(Err(ChainBreak { seq, reason }));
-            if seq != expected_seq {
-                return broken(format!("entries {expected_seq}..{} are missing", seq - 1));
-            }
-            if stored_prev != prev {
-                return broken("it does not follow the entry before it (previous hash differs)".into());
-            }
-            if entry_hash(&prev, seq, at, &actor, &action, kb.as_deref(), &detail).as_slice() != hash.as_slice() {
-                return broken("its content was changed after it was written (hash differs)".into());
-            }
-            prev = hash;
-            expected_seq += 1;
-        }
-        let head = if expected_seq == 1 { String::new() } else { hex(&prev) };
-        Ok(Ok((expected_seq - 1, head)))
+        let rows = stmt.query_map([], stored_entry)?;
+        Ok(verify_chain(rows)?)
     }
-}
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// Every entry as stored, oldest first, for moving the chain to another backend.
+    pub fn audit_entries(&self) -> Result<Vec<StoredEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT seq, at, actor, action, kb, detail, prev_hash, hash FROM audit ORDER BY seq")?;
+        let rows = stmt.query_map([], stored_entry)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ pub struct DocumentInfo {
 /// The SQLite-backed store. One writer at a time; SQLite's WAL lets readers proceed.
 pub struct Store {
     conn: Mutex<Connection>,
-    audit_queue: audit::AuditQueue,
+    audit_queue: zhiku_core::audit::GroupCommit,
     /// With an encryption key: seals document text on the way in, opens it on the way out.
     sealer: Option<sealed::Sealer>,
 }

@@ -90,6 +90,11 @@ impl Postgres {
 
     /// One value from a query run with psql (for checks the product's commands do not show).
     pub fn query(&self, database: &str, sql: &str) -> String {
+        self.try_query(database, sql).unwrap_or_else(|e| panic!("psql: {e}"))
+    }
+
+    /// [`Postgres::query`], the server's refusal returned instead of failing the test.
+    pub fn try_query(&self, database: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-h",
@@ -108,8 +113,11 @@ impl Postgres {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     pub fn url(&self, database: &str) -> String {

@@ -1,0 +1,142 @@
+//! Documents through a server replica over the shared database: an upload becomes one queued
+//! job per file, the file held in the database until a worker (`zhiku worker`, on any machine)
+//! has ingested it, so no replica keeps anything a later request depends on. Listing shows
+//! what the caller may read; uploading and deleting need an administrator's key while the
+//! database holds no knowledge-base roles.
+
+use std::sync::Arc;
+
+use axum::extract::{Multipart, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use zhiku_core::Principal;
+
+use crate::auth::{audit, kb_not_found, Authenticated};
+use crate::{blocking, ApiError, AppState};
+
+/// Attempts a queued upload gets (as `zhiku ingest --queue`'s default).
+const MAX_ATTEMPTS: i32 = 3;
+
+fn cluster(state: &AppState) -> Result<Arc<zhiku_rag::cluster::ClusterEngine>, ApiError> {
+    state.cluster.clone().ok_or_else(|| ApiError::internal("a replica route without a shared database"))
+}
+
+fn require_admin(who: &Authenticated) -> Result<(), ApiError> {
+    if who.admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("on a replica over a shared database, changing documents needs an administrator's key"))
+    }
+}
+
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    zhiku_store::validate_kb_name(&kb).map_err(|e| ApiError::invalid(e.to_string(), Some("kb")))?;
+    require_admin(&who)?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut acl = Vec::new();
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError { status: e.status(), ..ApiError::invalid(e.body_text(), None) };
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("acl") => acl.push(field.text().await.map_err(bad)?),
+            Some("file") => {
+                let name = field
+                    .file_name()
+                    .and_then(crate::docs::safe_file_name)
+                    .ok_or_else(|| ApiError::invalid("each file part needs a file name (a plain name, no path)", Some("file")))?;
+                let bytes = field.bytes().await.map_err(bad)?;
+                files.push((name, bytes.to_vec()));
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    format!("unexpected form field {:?}: send 'file' parts and optional 'acl' parts", other.unwrap_or("")),
+                    None,
+                ))
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file")));
+    }
+    let acl: Vec<Principal> = acl
+        .iter()
+        .map(|v| Principal::parse(v).map_err(|e| ApiError::invalid(format!("acl: {e}"), Some("acl"))))
+        .collect::<Result<_, _>>()?;
+    let engine = cluster(&state)?;
+    let name = kb.clone();
+    let queued = blocking(move || -> Result<Vec<Value>, ApiError> {
+        let given = (!acl.is_empty()).then_some(acl.as_slice());
+        files
+            .iter()
+            .map(|(source, bytes)| {
+                let id = engine.enqueue_upload(&name, source, bytes, given, MAX_ATTEMPTS)?;
+                Ok(json!({ "id": id.to_string(), "source": source, "status": "pending", "bytes": bytes.len() }))
+            })
+            .collect()
+    })
+    .await?;
+    let detail = json!({ "jobs": queued.iter().map(|j| j["id"].clone()).collect::<Vec<_>>(),
+                         "sources": queued.iter().map(|j| j["source"].clone()).collect::<Vec<_>>() });
+    audit(&state, &who, "document.upload", Some(kb), detail).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "jobs": queued }))).into_response())
+}
+
+pub async fn list_documents(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = cluster(&state)?;
+    let name = kb.clone();
+    let documents = blocking(move || match engine.documents(&name) {
+        Err(zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(_))) => Err(kb_not_found(&name)),
+        other => other.map_err(ApiError::from),
+    })
+    .await?;
+    let listed: Vec<Value> = documents
+        .into_iter()
+        .filter(|d| who.caller.can_read(&d.acl))
+        .map(|d| {
+            let acl = who.admin.then(|| d.acl.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+            json!({ "id": d.id, "source": d.source, "chunks": d.chunks, "language": d.language, "complete": true, "acl": acl })
+        })
+        .collect();
+    Ok(Json(json!({ "documents": listed })))
+}
+
+pub async fn delete_document(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path((kb, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    let engine = cluster(&state)?;
+    let name = kb.clone();
+    let removed = blocking(move || match engine.delete_document(&name, id) {
+        Err(zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(_))) => Err(kb_not_found(&name)),
+        other => other.map_err(ApiError::from),
+    })
+    .await?;
+    let Some(source) = removed else {
+        return Err(ApiError::not_found(format!("no document {id} in '{kb}'"), "document_not_found", None));
+    };
+    audit(&state, &who, "document.delete", Some(kb), json!({ "id": id, "source": source })).await?;
+    Ok(Json(json!({ "deleted": true, "source": source })))
+}
+
+pub async fn job(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    let engine = cluster(&state)?;
+    let job = blocking(move || engine.job(id).map_err(ApiError::from)).await?;
+    let job = job.ok_or_else(|| ApiError::not_found(format!("no job {id}"), "job_not_found", None))?;
+    Ok(Json(json!({ "job": job })))
+}
