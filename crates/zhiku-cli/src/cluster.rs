@@ -300,7 +300,10 @@ pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
         for refused in &report.refused {
             eprintln!("{}: not copied: {}", refused.name, refused.reason);
         }
-        eprintln!("{} group memberships and {} audit entries copied", report.memberships, report.audit_entries);
+        eprintln!(
+            "{} accounts, {} group memberships and {} audit entries copied",
+            report.accounts, report.memberships, report.audit_entries
+        );
         if let Some(note) = &report.audit_note {
             eprintln!("audit log: {note}");
         }

@@ -58,6 +58,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve(args) => crate::cluster::serve(&ctx, url, args),
             Command::Key(cmd) => crate::cluster::key(&ctx, url, cmd),
             Command::Audit(cmd) => crate::cluster::audit_command(&ctx, url, cmd),
+            Command::User(cmd) => {
+                let engine = crate::cluster::connect(&ctx, url)?;
+                crate::governance::user_on(&engine, &engine, cmd)
+            }
             command @ Command::Migrate { .. } => dispatch(&ctx, command),
             command if stateless(&command) => dispatch(&ctx, command),
             _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),

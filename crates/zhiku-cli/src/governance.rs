@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use zhiku_core::Principal;
+use zhiku_rag::accounts::Accounts;
 use zhiku_rag::audit::AuditLog;
 use zhiku_store::{AuditEvent, AuditFilter, Scope};
 
@@ -38,40 +39,45 @@ fn read_password() -> Result<String> {
 
 pub fn user(ctx: &Ctx, cmd: UserCommand) -> Result<ExitCode> {
     let store = open_store(ctx)?;
+    user_on(store.as_ref(), store.as_ref(), cmd)
+}
+
+/// `zhiku user` over either backend's accounts.
+pub fn user_on(accounts: &dyn Accounts, log: &dyn AuditLog, cmd: UserCommand) -> Result<ExitCode> {
     match cmd {
         UserCommand::Add { name, admin, password_stdin } => {
             let password = if password_stdin { Some(read_password()?) } else { None };
-            if !store.create_user(&name, password.as_deref(), admin)? {
+            if !accounts.create_user(&name, password.as_deref(), admin)? {
                 bail!("user '{name}' exists already; change it with `zhiku user set`");
             }
-            audit(&store, "user.create", None, json!({ "user": name, "admin": admin, "password": password.is_some() }))?;
+            audit(log, "user.create", None, json!({ "user": name, "admin": admin, "password": password.is_some() }))?;
             eprintln!("user {name} created");
         }
         UserCommand::Set { name, admin, disabled, password_stdin } => {
-            if store.user(&name)?.is_none() {
+            if accounts.user(&name)?.is_none() {
                 bail!("no user '{name}'; create it with `zhiku user add`");
             }
             if password_stdin {
-                store.set_password(&name, &read_password()?)?;
+                accounts.set_password(&name, &read_password()?)?;
             }
             if let Some(admin) = admin {
-                store.set_user_admin(&name, admin)?;
+                accounts.set_user_admin(&name, admin)?;
             }
             if let Some(disabled) = disabled {
-                store.set_user_disabled(&name, disabled)?;
+                accounts.set_user_disabled(&name, disabled)?;
             }
-            audit(&store, "user.update", None, json!({ "user": name, "admin": admin, "disabled": disabled, "password": password_stdin }))?;
+            audit(log, "user.update", None, json!({ "user": name, "admin": admin, "disabled": disabled, "password": password_stdin }))?;
             eprintln!("user {name} updated");
         }
         UserCommand::Remove { name } => {
-            if !store.delete_user(&name)? {
+            if !accounts.delete_user(&name)? {
                 bail!("no user '{name}'");
             }
-            audit(&store, "user.delete", None, json!({ "user": name }))?;
+            audit(log, "user.delete", None, json!({ "user": name }))?;
             eprintln!("user {name} removed, its keys revoked");
         }
         UserCommand::List { json } => {
-            let users = store.users()?;
+            let users = accounts.users()?;
             if json {
                 println!("{}", serde_json::to_string(&json!({ "users": users }))?);
             } else {

@@ -56,6 +56,7 @@ impl PgStore {
         let Some((id, secret)) = presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) else { return Ok(None) };
         let row = self.client.query_opt(
             "SELECT user_name, scopes, secret_hash, revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                    AND NOT EXISTS (SELECT 1 FROM account a WHERE a.name = api_key.user_name AND a.disabled)
              FROM api_key WHERE id = $1",
             &[&id],
         )?;

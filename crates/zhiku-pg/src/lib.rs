@@ -5,7 +5,8 @@
 //! versioned schema migrations ([`PgStore::connect`] applies them under an advisory lock, so
 //! many processes may start at once), knowledge bases, documents and chunks with their vectors
 //! (pgvector, one HNSW index per knowledge base) and full-text terms, the ACL filter inside each
-//! query's SQL, group memberships and API keys (shared by server replicas), the hash-chained
+//! query's SQL, group memberships, API keys, accounts and web sessions (shared by server
+//! replicas), the hash-chained
 //! audit log of every process, and the ingest job queue that workers claim with
 //! `FOR UPDATE SKIP LOCKED`.
 //!
@@ -33,6 +34,7 @@
 //! assert_eq!(hits.len(), 1);
 //! ```
 
+mod accounts;
 mod audit;
 mod documents;
 mod groups;
@@ -67,6 +69,8 @@ pub enum Error {
     TooNew { found: i32, supported: i32 },
     #[error("corrupt record in the database: {0}")]
     Corrupt(String),
+    #[error("invalid {what} '{value}': no such account, or not letters, digits and . _ - @")]
+    Invalid { what: &'static str, value: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -147,6 +147,27 @@ const MIGRATIONS: &[&str] = &[
         created_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 7: user accounts and web sessions, shared by every replica (times in Unix seconds).
+    r#"
+    CREATE TABLE account (
+        name text PRIMARY KEY,
+        -- argon2id in PHC form; NULL: no password (a directory's account, or keys only).
+        password_hash text,
+        admin boolean NOT NULL DEFAULT false,
+        disabled boolean NOT NULL DEFAULT false,
+        origin text NOT NULL DEFAULT 'local',
+        created_at bigint NOT NULL
+    );
+    CREATE TABLE web_session (
+        -- SHA-256 of the cookie's token: the token itself is never stored.
+        token_hash bytea PRIMARY KEY,
+        user_name text NOT NULL,
+        csrf text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX web_session_user ON web_session (user_name);
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -45,7 +45,7 @@ pub struct ClusterEngine {
 const IDLE_CONNECTIONS: usize = 16;
 
 /// A connection lent from the pool, given back when dropped (unless the database closed it).
-struct Lent<'a> {
+pub(crate) struct Lent<'a> {
     engine: &'a ClusterEngine,
     db: Option<PgStore>,
 }
@@ -119,7 +119,7 @@ impl ClusterEngine {
     /// An idle connection, or a new one. Connections the database dropped (a restart, a
     /// failover, a network cut) are not lent again: a long-running worker or server outlives
     /// its connections.
-    fn db(&self) -> Result<Lent<'_>> {
+    pub(crate) fn db(&self) -> Result<Lent<'_>> {
         loop {
             let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match next {
@@ -533,6 +533,11 @@ impl ClusterEngine {
             Ok(copied) => report.audit_entries = copied,
             Err(why) => report.audit_note = Some(why),
         }
+        for (account, hash) in store.accounts_with_hashes()? {
+            if self.db()?.import_user(&account, hash.as_deref())? {
+                report.accounts += 1;
+            }
+        }
         for (group, user) in store.group_members()? {
             self.db()?.add_member(&group, &Principal::user(&user)?)?;
             report.memberships += 1;
@@ -638,6 +643,8 @@ pub struct MigrationReport {
     pub memberships: usize,
     /// Audit entries copied (the chain continues in the shared database).
     pub audit_entries: usize,
+    /// Accounts copied with their password hashes (ones already there are left as they are).
+    pub accounts: usize,
     /// Why no audit entries were copied, when the two chains have diverged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_note: Option<String>,

@@ -5,7 +5,8 @@
 //! clean → chunk → embed → store → index, per file, crash-safe), [`Engine::search`] (vector +
 //! BM25, ACL-filtered inside both, fused with RRF) and [`Engine::ask`] (retrieve → prompt with
 //! numbered sources under a token budget → generate → citations, or abstain). The prompt and
-//! citation logic are pure functions in [`prompt`] and [`cite`].
+//! citation logic are pure functions in [`prompt`] and [`cite`]. [`cluster`] does the same
+//! over a shared PostgreSQL database; [`audit`] and [`accounts`] work over either backend.
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
@@ -24,6 +25,7 @@
 //! println!("{:?}", answer.citations);
 //! ```
 
+pub mod accounts;
 mod answer_cache;
 pub mod audit;
 pub mod cite;
@@ -69,6 +71,8 @@ pub enum Error {
     /// One file of a batch failed; the batch reports it and continues.
     #[error("{0}")]
     FileFailed(String),
+    #[error(transparent)]
+    Password(#[from] zhiku_core::password::PasswordError),
     /// An entry could not be appended (written together with others', so only its text is left).
     #[error("cannot append to the audit log: {0}")]
     Audit(String),

@@ -127,15 +127,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A web session's caller: an administrator's account acts as the administrator. A request that
 /// `changes` something must have sent the session's CSRF token.
+/// The caller of a web session, checking the CSRF token of a request that changes something.
+fn session(
+    state: &Arc<AppState>,
+    request: &Request,
+    token: String,
+) -> impl std::future::Future<Output = Result<Authenticated, ApiError>> + Send {
+    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    let sent = request.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let worker = state.clone();
+    blocking(move || session_caller(&worker, &token, changes, &sent))
+}
+
 fn session_caller(state: &AppState, token: &str, changes: bool, sent_csrf: &[u8]) -> Result<Authenticated, ApiError> {
-    let Some(session) = state.store.session(token)? else {
+    let accounts = state.accounts();
+    let Some(session) = accounts.session(token)? else {
         return Err(ApiError::unauthorized("the session has ended; log in again"));
     };
     if changes && !constant_time_eq(sent_csrf, session.csrf.as_bytes()) {
         return Err(ApiError::forbidden("missing or wrong X-CSRF-Token for this session"));
     }
-    let admin = state.store.user(&session.user)?.is_some_and(|u| u.admin);
-    let caller = if admin { Caller::Admin } else { state.engine.caller_for(&session.user)? };
+    let admin = accounts.user(&session.user)?.is_some_and(|u| u.admin);
+    let caller = match (&state.cluster, admin) {
+        (_, true) => Caller::Admin,
+        (Some(cluster), false) => cluster.caller_for(&session.user)?,
+        (None, false) => state.engine.caller_for(&session.user)?,
+    };
     let mut scopes = vec![Scope::Read, Scope::Write];
     if admin {
         scopes.push(Scope::Admin);
@@ -191,8 +208,12 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
     let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(cluster) = &state.cluster {
         let Some(key) = header.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty()) else {
+            if let Some(token) = crate::session::token_in(&request).filter(|_| header.is_empty()) {
+                let who = session(&state, &request, token).await?;
+                return admit(&state, who, request, next).await;
+            }
             return Err(ApiError::unauthorized(
-                "missing API key: send 'Authorization: Bearer <key>' (zhiku key create with --database-url)",
+                "missing API key: send 'Authorization: Bearer <key>' (zhiku key create with --database-url) or log in",
             ));
         };
         let who = shared_key_caller(cluster, key.to_string()).await?;
@@ -229,10 +250,7 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
                 "missing API key: send 'Authorization: Bearer <key>' (create one with `zhiku key create`) or log in",
             ));
         };
-        let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
-        let sent = request.headers().get("x-csrf-token").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
-        let worker = state.clone();
-        let who = blocking(move || session_caller(&worker, &token, changes, &sent)).await?;
+        let who = session(&state, &request, token).await?;
         return admit(&state, who, request, next).await;
     };
     let key = key.to_string();

@@ -96,6 +96,14 @@ impl AppState {
         }
     }
 
+    /// Where accounts and web sessions are: the shared database, else the store.
+    pub fn accounts(&self) -> Arc<dyn zhiku_rag::accounts::Accounts> {
+        match &self.cluster {
+            Some(cluster) => cluster.clone(),
+            None => self.store.clone(),
+        }
+    }
+
     /// Where audit entries go: the shared database's chain, else the store's.
     pub fn audit_log(&self) -> Arc<dyn zhiku_rag::audit::AuditLog> {
         match &self.cluster {
@@ -172,6 +180,9 @@ fn replica_routes() -> Router<Arc<AppState>> {
         .route("/api/kbs/{kb}/documents", get(replica::list_documents).post(replica::upload))
         .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(replica::delete_document))
         .route("/api/jobs/{id}", get(replica::job))
+        .route("/api/me", get(native::me))
+        .route("/api/logout", post(session::logout))
+        .route("/api/kbs", get(replica::list_kbs))
 }
 
 /// Public routes, the same for both backends.

@@ -30,6 +30,15 @@ fn require_admin(who: &Authenticated) -> Result<(), ApiError> {
     }
 }
 
+/// Every knowledge base of the database: without roles there, each caller may address each
+/// one, and the documents' ACLs decide what it reads.
+pub async fn list_kbs(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
+    let engine = cluster(&state)?;
+    let names = blocking(move || engine.kb_names().map_err(ApiError::from)).await?;
+    let role = if who.admin { "admin" } else { "viewer" };
+    Ok(Json(json!({ "kbs": names.iter().map(|name| json!({ "name": name, "role": role })).collect::<Vec<_>>() })))
+}
+
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Authenticated>,

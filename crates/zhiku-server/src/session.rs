@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
+use zhiku_rag::audit::AuditLog;
 use zhiku_store::AuditEvent;
 
 use crate::auth::Authenticated;
@@ -98,12 +99,14 @@ pub async fn login(State(state): State<Arc<AppState>>, request: Request) -> Resu
         return Err(ApiError::too_many("too many failed logins; wait and try again", wait));
     }
     let (store, seconds, ldap) = (state.store.clone(), state.security.session_seconds, state.security.ldap.clone());
+    let (accounts, log, replica) = (state.accounts(), state.audit_log(), state.cluster.is_some());
     let user = login.user.clone();
     let opened = blocking(move || {
-        let mut account = store.check_password(&login.user, &login.password)?;
-        // Not a local password: the directory's, for users that are not local accounts.
-        let local = store.user(&login.user)?.is_some_and(|u| u.origin != "ldap");
-        if account.is_none() && ldap.enabled() && !local {
+        let mut account = accounts.check_password(&login.user, &login.password)?;
+        // Not a local password: the directory's, for users that are not local accounts (on the
+        // embedded store; replicas know local accounts only so far).
+        let local = accounts.user(&login.user)?.is_some_and(|u| u.origin != "ldap");
+        if account.is_none() && ldap.enabled() && !local && !replica {
             let found = ldap.authenticate(&login.user, &login.password).map_err(|e| ApiError::unavailable(e.to_string()))?;
             if let Some(directory_user) = found {
                 crate::directory::take_over(&store, &directory_user)?;
@@ -112,12 +115,12 @@ pub async fn login(State(state): State<Arc<AppState>>, request: Request) -> Resu
         }
         let Some(account) = account else {
             let detail = json!({ "user": login.user, "address": peer.map(|p| p.to_string()) });
-            store.audit(&AuditEvent { actor: "anonymous", action: "login.failed", kb: None, detail })?;
+            log.append(&AuditEvent { actor: "anonymous", action: "login.failed", kb: None, detail })?;
             return Ok(None);
         };
-        let (token, session) = store.create_session(&account.name, seconds)?;
+        let (token, session) = accounts.create_session(&account.name, seconds)?;
         let actor = format!("session user:{}", account.name);
-        store.audit(&AuditEvent { actor: &actor, action: "login", kb: None, detail: json!({ "address": peer.map(|p| p.to_string()) }) })?;
+        log.append(&AuditEvent { actor: &actor, action: "login", kb: None, detail: json!({ "address": peer.map(|p| p.to_string()) }) })?;
         Ok::<_, ApiError>(Some((token, session, account.admin)))
     })
     .await?;
@@ -140,10 +143,10 @@ pub async fn logout(
 ) -> Result<Response, ApiError> {
     let ended = match token_in(&request).filter(|_| who.key_id == "session") {
         Some(token) => {
-            let store = state.store.clone();
+            let (accounts, log) = (state.accounts(), state.audit_log());
             blocking(move || {
-                let ended = store.end_session(&token)?;
-                who.audit(&store, "logout", None, json!({}))?;
+                let ended = accounts.end_session(&token)?;
+                who.audit(&log, "logout", None, json!({}))?;
                 Ok::<_, ApiError>(ended)
             })
             .await?

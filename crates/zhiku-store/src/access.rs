@@ -9,26 +9,13 @@
 use crate::CachedRow;
 use std::collections::BTreeSet;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use zhiku_core::password::PasswordError;
 use zhiku_core::{is_valid_name, Caller, Principal, Role};
 
 use crate::{acl_from_json, acl_to_json, now, Error, Result, Store, StoredChunk};
 
-/// An account as listed: never its password hash.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct UserInfo {
-    pub name: String,
-    /// Administers everything: users, groups, keys, every knowledge base.
-    pub admin: bool,
-    /// Cannot log in; its keys stop working.
-    pub disabled: bool,
-    pub has_password: bool,
-    /// `local`, or the directory it was synchronised from (`ldap`).
-    pub origin: String,
-    pub created_at: i64,
-}
+pub use zhiku_core::password::UserInfo;
 
 /// Documents whose ACL a role or ACL change rewrote, with the generation that change made.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,20 +47,11 @@ fn check_name(what: &'static str, name: &str) -> Result<()> {
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes): OWASP's recommended minimum.
 fn hash_password(password: &str) -> Result<String> {
-    if password.chars().count() < 8 {
-        return Err(Error::Invalid { what: "password", value: "(hidden)".into(), rule: "use at least 8 characters" });
-    }
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| Error::Corrupt(format!("password hash: {e}")))?.to_string())
-}
-
-/// A hash of nothing anybody knows, checked against when the user does not exist, so that the
-/// time a failed login takes does not tell whether the name exists.
-fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash_password("decoy password, never valid").unwrap_or_default())
+    zhiku_core::password::hash_password(password).map_err(|e| match e {
+        PasswordError::TooShort => Error::Invalid { what: "password", value: "(hidden)".into(), rule: "use at least 8 characters" },
+        PasswordError::Random(reason) => Error::Random(reason),
+        PasswordError::Hash(reason) => Error::Corrupt(format!("password hash: {reason}")),
+    })
 }
 
 /// The principals holding any role on the knowledge base: its inherited ACL.
@@ -210,12 +188,21 @@ impl Store {
             })
             .optional()?;
         let (stored, info) = match row {
-            Some((Some(hash), info)) => (hash, Some(info)),
-            _ => (decoy_hash().to_string(), None),
+            Some((hash, info)) => (hash, Some(info)),
+            None => (None, None),
         };
-        let parsed = PasswordHash::new(&stored).map_err(|e| Error::Corrupt(format!("password hash of '{name}': {e}")))?;
-        let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let matches = zhiku_core::password::verify_password(stored.as_deref(), password)
+            .map_err(|e| Error::Corrupt(format!("password hash of '{name}': {e}")))?;
         Ok(info.filter(|i| matches && !i.disabled))
+    }
+
+    /// Every account with its password hash, to move the accounts to another backend as they
+    /// are (nobody has to set a password again).
+    pub fn accounts_with_hashes(&self) -> Result<Vec<(UserInfo, Option<String>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {USER_COLUMNS}, password_hash FROM account ORDER BY name"))?;
+        let rows = stmt.query_map([], |r| Ok((user_info(r)?, r.get(6)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Adds a user to a group (groups need no creating: they exist while they have members).

@@ -4,39 +4,20 @@
 
 use crate::CachedRow;
 use rusqlite::{params, OptionalExtension};
-use sha2::{Digest, Sha256};
 
 use crate::{now, Error, Result, Store};
 
-const PREFIX: &str = "zs_";
-
-/// A live session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub user: String,
-    /// Echoed by the page in `X-CSRF-Token` on every request that changes something.
-    pub csrf: String,
-    pub expires_at: i64,
-}
-
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub use zhiku_core::password::Session;
+use zhiku_core::password::{new_session_token, session_token_hash as token_hash, SESSION_PREFIX as PREFIX};
 
 impl Store {
     /// Opens a session for `user` lasting `seconds`; returns the cookie token and the session.
     pub fn create_session(&self, user: &str, seconds: i64) -> Result<(String, Session)> {
-        let token = format!("{PREFIX}{}", random_hex(32)?);
-        let session = Session { user: user.to_string(), csrf: random_hex(16)?, expires_at: now() + seconds };
+        let (token, hash, csrf) = new_session_token().map_err(|e| Error::Random(e.to_string()))?;
+        let session = Session { user: user.to_string(), csrf, expires_at: now() + seconds };
         self.conn().execute(
             "INSERT INTO web_session (token_hash, user_name, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![token_hash(&token).as_slice(), user, session.csrf, now(), session.expires_at],
+            params![hash.as_slice(), user, session.csrf, now(), session.expires_at],
         )?;
         Ok((token, session))
     }
