@@ -301,8 +301,8 @@ pub(crate) fn migrate(ctx: &Ctx, to: &str, json: bool) -> Result<ExitCode> {
             eprintln!("{}: not copied: {}", refused.name, refused.reason);
         }
         eprintln!(
-            "{} accounts, {} group memberships and {} audit entries copied",
-            report.accounts, report.memberships, report.audit_entries
+            "{} accounts, {} group memberships, {} stored exchanges and {} audit entries copied",
+            report.accounts, report.memberships, report.exchanges, report.audit_entries
         );
         if let Some(note) = &report.audit_note {
             eprintln!("audit log: {note}");

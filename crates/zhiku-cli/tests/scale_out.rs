@@ -273,6 +273,12 @@ fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
     embedded.ingest("multilingual", &[&file("tips.html")], &[]);
     assert!(embedded.run(&["group", "add-member", "staff", "alice"]).status.success());
     add_user(&embedded, "alice", "correct horse battery");
+    // One stored exchange, to move with the conversation history.
+    let key = embedded.json(&["key", "create", "--name", "alice", "--admin", "--json"])["key"].as_str().unwrap().to_string();
+    let server = embedded.serve();
+    let ask = serde_json::json!({ "model": "kb/handbook", "store": true, "max_tokens": 8, "messages": [{ "role": "user", "content": "apt-get?" }] });
+    assert_eq!(post(&server.url, "/v1/chat/completions", &key, &ask).0, 200);
+    drop(server);
 
     let pg = Postgres::start();
     let url = pg.database("migrated");
@@ -283,7 +289,11 @@ fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
     assert_eq!((report["kbs"][0]["documents"].as_u64(), report["kbs"][0]["copied"].as_u64()), (Some(2), Some(2)), "{report}");
     assert_eq!(report["refused"][0]["name"], "multilingual", "{report}");
     assert!(report["refused"][0]["reason"].as_str().unwrap().contains("multilingual-e5-small"), "{report}");
-    assert_eq!((report["memberships"].as_u64(), report["accounts"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (report["memberships"].as_u64(), report["accounts"].as_u64(), report["exchanges"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{report}"
+    );
 
     // The audit chain moved too, entry for entry, and goes on there.
     let chain = |z: &Zhiku| -> Vec<Value> {
@@ -451,9 +461,12 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
     let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((out.status.code(), broken["ok"].as_bool(), broken["seq"].as_i64()), (Some(1), Some(false), Some(3)), "{broken}");
 
-    // What a replica does not serve yet is not found, rather than answered from local state.
+    // What a replica does not serve yet is refused, rather than answered from local state:
+    // knowledge bases are listed, not created, over HTTP; the graph is not served at all.
     let (status, _) = post(&a.url, "/api/kbs", &carol, &serde_json::json!({"name": "x"}));
-    assert_eq!(status, 404);
+    assert_eq!(status, 405);
+    let auth = format!("Bearer {carol}");
+    assert_eq!(common::http(&a.url, "GET", "/api/kbs/handbook/graph/entity?name=apt", &[("Authorization", &auth)], "").status, 404);
     assert_eq!(post(&a.url, "/api/search", &carol, &serde_json::json!({"kb": "nope", "query": "apt"})).0, 404);
 }
 
@@ -566,7 +579,9 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     let alice = cli.json(&["key", "create", "--name", "alice", "--json"])["key"].as_str().unwrap().to_string();
     let bob = cli.json(&["key", "create", "--name", "bob", "--json"])["key"].as_str().unwrap().to_string();
     assert!(cli.run(&["group", "add-member", "staff", "alice"]).status.success());
-    let (a, b) = (Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve(), Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve());
+    // Each replica with a data directory of its own, kept while it serves.
+    let (replica_a, replica_b) = (Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url), Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url));
+    let (a, b) = (replica_a.serve(), replica_b.serve());
     let send = |replica: &str, method: &str, path: &str, key: &str, body: &str, content_type: &str| {
         let auth = format!("Bearer {key}");
         let reply = common::http(replica, method, path, &[("Authorization", &auth), ("Content-Type", content_type)], body);
@@ -584,8 +599,29 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     assert_eq!(ids.len(), 2);
     assert_eq!(pg.query(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM upload"), "2", "the files wait in the database");
 
-    // A worker on another machine (another data directory, no access to the replica's disk).
+    // A worker on another machine (another data directory, no access to the replica's disk),
+    // followed as one ingestion job through the other replica, as the web app follows it.
     let worker = Worker::start(&Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url));
+    let batch = queued["job"]["id"].as_str().unwrap().to_string();
+    assert_eq!(batch, ids.join(","));
+    let auth = format!("Bearer {admin}");
+    let events = common::http(&b.url, "GET", &format!("/api/jobs/{batch}/events"), &[("Authorization", &auth)], "");
+    assert_eq!(events.status, 200);
+    let progress: Vec<Value> = events
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap()["job"].clone())
+        .collect();
+    let last = progress.last().unwrap();
+    assert_eq!(
+        (last["state"].as_str(), last["files_done"].as_u64(), last["files_total"].as_u64()),
+        (Some("done"), Some(2), Some(2)),
+        "{progress:#?}"
+    );
+    let reported: BTreeSet<&str> = last["files"].as_array().unwrap().iter().map(|f| f["source"].as_str().unwrap()).collect();
+    assert_eq!(reported, BTreeSet::from(["leave.md", "travel.md"]));
+    assert!(last["files"].as_array().unwrap().iter().all(|f| f["status"] == "ingested"), "{last}");
     worker.wait(Duration::from_secs(300));
     for id in &ids {
         let (status, job) = send(&b.url, "GET", &format!("/api/jobs/{id}"), &admin, "", "application/json");
@@ -652,7 +688,9 @@ fn a_web_session_opened_through_one_replica_holds_on_every_replica() {
     let leave =
         common::write(docs.path(), "leave.md", "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n");
     cli.json(&["ingest", leave.to_str().unwrap(), "--kb", "hr", "--acl", "group:staff", "--json"]);
-    let (a, b) = (Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve(), Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url).serve());
+    // Each replica with a data directory of its own, kept while it serves.
+    let (replica_a, replica_b) = (Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url), Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url));
+    let (a, b) = (replica_a.serve(), replica_b.serve());
 
     let login = |password: &str| {
         let body = serde_json::json!({ "user": "alice", "password": password }).to_string();
@@ -678,6 +716,29 @@ fn a_web_session_opened_through_one_replica_holds_on_every_replica() {
     let found = common::http(&b.url, "POST", "/api/search", &[("Cookie", &cookie), json, ("X-CSRF-Token", &csrf)], &search);
     assert_eq!(found.status, 200, "{}", found.body);
     assert_eq!(serde_json::from_str::<Value>(&found.body).unwrap()["hits"][0]["source"], leave.to_str().unwrap());
+
+    // Conversation history: stored through one replica, listed, read and rated through the other.
+    let with_session = [("Cookie", cookie.as_str()), json, ("X-CSRF-Token", csrf.as_str())];
+    let ask = serde_json::json!({ "model": "kb/hr", "store": true, "conversation": "leave-questions", "max_tokens": 16,
+        "messages": [{ "role": "user", "content": "How many days of annual leave carry over?" }] });
+    let asked = common::http(&a.url, "POST", "/v1/chat/completions", &with_session, &ask.to_string());
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let completion = serde_json::from_str::<Value>(&asked.body).unwrap()["id"].as_str().unwrap().to_string();
+    let listed: Value = serde_json::from_str(&common::http(&b.url, "GET", "/api/conversations", &[("Cookie", &cookie)], "").body).unwrap();
+    assert_eq!(
+        (listed["conversations"][0]["id"].as_str(), listed["conversations"][0]["exchanges"].as_u64()),
+        (Some("leave-questions"), Some(1)),
+        "{listed}"
+    );
+    let read = common::http(&b.url, "GET", "/api/conversations/leave-questions", &[("Cookie", &cookie)], "");
+    let read: Value = serde_json::from_str(&read.body).unwrap();
+    assert_eq!(read["exchanges"][0]["completion_id"], completion.as_str(), "{read}");
+    assert_eq!(read["exchanges"][0]["question"], "How many days of annual leave carry over?");
+    let rate = serde_json::json!({ "completion_id": completion, "rating": "down", "correction": "Five days." }).to_string();
+    assert_eq!(common::http(&b.url, "POST", "/api/feedback", &with_session, &rate).status, 200);
+    let read: Value =
+        serde_json::from_str(&common::http(&a.url, "GET", "/api/conversations/leave-questions", &[("Cookie", &cookie)], "").body).unwrap();
+    assert_eq!((read["exchanges"][0]["rating"].as_i64(), read["exchanges"][0]["correction"].as_str()), (Some(-1), Some("Five days.")));
 
     // Logging out through one replica ends it on the other; so does disabling the account.
     let again = login("correct horse battery");

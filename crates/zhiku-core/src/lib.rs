@@ -26,6 +26,7 @@ pub mod audit;
 pub mod calendar;
 mod document;
 mod error;
+pub mod history;
 pub mod password;
 mod policy;
 pub mod random;

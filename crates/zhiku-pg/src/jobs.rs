@@ -212,6 +212,12 @@ impl PgStore {
         rows.iter().map(job).collect()
     }
 
+    /// The jobs with these ids, in id order (those that exist).
+    pub fn jobs_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Job>> {
+        let rows = self.client.query(&format!("SELECT {JOB_COLUMNS} FROM job WHERE id = ANY($1) ORDER BY id"), &[&ids])?;
+        rows.iter().map(job).collect()
+    }
+
     /// One job by id.
     pub fn job(&mut self, id: i64) -> Result<Option<Job>> {
         self.client.query_opt(&format!("SELECT {JOB_COLUMNS} FROM job WHERE id = $1"), &[&id])?.as_ref().map(job).transpose()

@@ -5,8 +5,8 @@
 //! versioned schema migrations ([`PgStore::connect`] applies them under an advisory lock, so
 //! many processes may start at once), knowledge bases, documents and chunks with their vectors
 //! (pgvector, one HNSW index per knowledge base) and full-text terms, the ACL filter inside each
-//! query's SQL, group memberships, API keys, accounts and web sessions (shared by server
-//! replicas), the hash-chained
+//! query's SQL, group memberships, API keys, accounts, web sessions and conversation history
+//! (shared by server replicas), the hash-chained
 //! audit log of every process, and the ingest job queue that workers claim with
 //! `FOR UPDATE SKIP LOCKED`.
 //!
@@ -38,6 +38,7 @@ mod accounts;
 mod audit;
 mod documents;
 mod groups;
+mod history;
 mod jobs;
 mod keys;
 mod limits;

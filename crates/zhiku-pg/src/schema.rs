@@ -168,6 +168,26 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX web_session_user ON web_session (user_name);
     "#,
+    // 8: stored exchanges (chat completions with store: true) and their ratings, per user.
+    r#"
+    CREATE TABLE exchange (
+        completion_id text PRIMARY KEY,
+        -- The order exchanges were stored in, for exchanges within one second.
+        seq bigserial NOT NULL,
+        conversation_id text NOT NULL,
+        user_name text NOT NULL,
+        kb text,
+        model text NOT NULL,
+        question text NOT NULL,
+        answer text NOT NULL,
+        citations text NOT NULL,
+        created_at bigint NOT NULL,
+        rating bigint,
+        correction text,
+        rated_at bigint
+    );
+    CREATE INDEX exchange_conversation ON exchange (user_name, conversation_id);
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

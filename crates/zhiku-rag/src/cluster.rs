@@ -207,6 +207,10 @@ impl ClusterEngine {
         Ok(db.enqueue_upload(&NewJob { kind: INGEST_JOB, kb, payload, max_attempts }, name, bytes)?)
     }
 
+    pub fn jobs_by_ids(&self, ids: &[i64]) -> Result<Vec<zhiku_pg::Job>> {
+        Ok(self.db()?.jobs_by_ids(ids)?)
+    }
+
     pub fn job(&self, id: i64) -> Result<Option<zhiku_pg::Job>> {
         Ok(self.db()?.job(id)?)
     }
@@ -538,6 +542,11 @@ impl ClusterEngine {
                 report.accounts += 1;
             }
         }
+        for (user, exchange) in store.exchanges_with_users()? {
+            if self.db()?.import_exchange(&user, &exchange)? {
+                report.exchanges += 1;
+            }
+        }
         for (group, user) in store.group_members()? {
             self.db()?.add_member(&group, &Principal::user(&user)?)?;
             report.memberships += 1;
@@ -645,6 +654,8 @@ pub struct MigrationReport {
     pub audit_entries: usize,
     /// Accounts copied with their password hashes (ones already there are left as they are).
     pub accounts: usize,
+    /// Stored exchanges (conversation history and ratings) copied.
+    pub exchanges: usize,
     /// Why no audit entries were copied, when the two chains have diverged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_note: Option<String>,

@@ -6,7 +6,8 @@
 //! BM25, ACL-filtered inside both, fused with RRF) and [`Engine::ask`] (retrieve → prompt with
 //! numbered sources under a token budget → generate → citations, or abstain). The prompt and
 //! citation logic are pure functions in [`prompt`] and [`cite`]. [`cluster`] does the same
-//! over a shared PostgreSQL database; [`audit`] and [`accounts`] work over either backend.
+//! over a shared PostgreSQL database; [`audit`], [`accounts`] and [`history`] work over either
+//! backend.
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
@@ -36,6 +37,7 @@ mod engine;
 pub mod eval;
 pub mod finetune;
 pub mod graph;
+pub mod history;
 mod indexes;
 mod inputs;
 pub mod ocr;

@@ -104,6 +104,14 @@ impl AppState {
         }
     }
 
+    /// Where conversation history is kept: the shared database, else the store.
+    pub fn history(&self) -> Arc<dyn zhiku_rag::history::History> {
+        match &self.cluster {
+            Some(cluster) => cluster.clone(),
+            None => self.store.clone(),
+        }
+    }
+
     /// Where audit entries go: the shared database's chain, else the store's.
     pub fn audit_log(&self) -> Arc<dyn zhiku_rag::audit::AuditLog> {
         match &self.cluster {
@@ -180,9 +188,13 @@ fn replica_routes() -> Router<Arc<AppState>> {
         .route("/api/kbs/{kb}/documents", get(replica::list_documents).post(replica::upload))
         .route("/api/kbs/{kb}/documents/{id}", axum::routing::delete(replica::delete_document))
         .route("/api/jobs/{id}", get(replica::job))
+        .route("/api/jobs/{id}/events", get(replica::job_events))
         .route("/api/me", get(native::me))
         .route("/api/logout", post(session::logout))
         .route("/api/kbs", get(replica::list_kbs))
+        .route("/api/conversations", get(native::conversations))
+        .route("/api/conversations/{id}", get(native::conversation))
+        .route("/api/feedback", post(native::feedback))
 }
 
 /// Public routes, the same for both backends.

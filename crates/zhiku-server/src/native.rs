@@ -113,8 +113,8 @@ pub async fn passage(
 #[utoipa::path(get, path = "/api/conversations", tag = "zhiku",
     responses((status = 200, description = "{conversations: [{id, kb, title, exchanges, updated_at}]}: the caller's stored conversations, latest first", body = serde_json::Value), (status = 401, description = "Missing or invalid API key", body = ErrorBody)))]
 pub async fn conversations(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let list = blocking(move || store.conversations(&who.user)).await?;
+    let history = state.history();
+    let list = blocking(move || history.conversations(&who.user)).await?;
     Ok(Json(json!({ "conversations": list })))
 }
 
@@ -126,9 +126,9 @@ pub async fn conversation(
     Extension(who): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
+    let history = state.history();
     let key = id.clone();
-    let exchanges = blocking(move || store.conversation(&who.user, &key)).await?;
+    let exchanges = blocking(move || history.conversation(&who.user, &key)).await?;
     if exchanges.is_empty() {
         return Err(ApiError::not_found(format!("no conversation '{id}' of yours"), "conversation_not_found", None));
     }
@@ -166,9 +166,9 @@ pub async fn feedback(
     if correction.as_ref().is_some_and(|c| c.chars().count() > MAX_CORRECTION) {
         return Err(ApiError::invalid(format!("correction is longer than {MAX_CORRECTION} characters"), Some("correction")));
     }
-    let store = state.store.clone();
+    let history = state.history();
     let id = request.completion_id.clone();
-    let rated = blocking(move || store.rate_exchange(&who.user, &id, rating, correction.as_deref())).await?;
+    let rated = blocking(move || history.rate_exchange(&who.user, &id, rating, correction.as_deref())).await?;
     if !rated {
         return Err(ApiError::not_found(
             format!("no stored answer '{}' of yours (ask with \"store\": true to rate it)", request.completion_id),

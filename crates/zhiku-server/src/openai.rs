@@ -218,12 +218,9 @@ struct History {
 }
 
 impl History {
-    /// Records the exchange; a failure is logged, not returned, as the answer has been given.
-    /// A replica keeps no history of its own (it would be one replica's only).
+    /// Records the exchange (in the shared database on a replica); a failure is logged, not
+    /// returned, as the answer has been given.
     fn record(&self, state: &AppState, reply: &Reply) {
-        if state.cluster.is_some() {
-            return;
-        }
         let citations = serde_json::to_string(&reply.citations).unwrap_or_else(|_| "[]".into());
         let exchange = zhiku_store::NewExchange {
             completion_id: &self.completion_id,
@@ -235,7 +232,7 @@ impl History {
             answer: reply.text.trim(),
             citations: &citations,
         };
-        if let Err(e) = state.store.record_exchange(&exchange) {
+        if let Err(e) = state.history().record_exchange(&exchange) {
             tracing::error!(error = %e, "could not store the exchange");
         }
     }

@@ -1,8 +1,10 @@
 //! Documents through a server replica over the shared database: an upload becomes one queued
 //! job per file, the file held in the database until a worker (`zhiku worker`, on any machine)
-//! has ingested it, so no replica keeps anything a later request depends on. Listing shows
-//! what the caller may read; uploading and deleting need an administrator's key while the
-//! database holds no knowledge-base roles.
+//! has ingested it, so no replica keeps anything a later request depends on. The upload's jobs
+//! are followed as one batch, in the shape of the embedded server's ingestion job (the web app
+//! shows either the same way), through any replica. Listing shows what the caller may read;
+//! uploading and deleting need an administrator's key while the database holds no
+//! knowledge-base roles.
 
 use std::sync::Arc;
 
@@ -89,10 +91,12 @@ pub async fn upload(
             .collect()
     })
     .await?;
-    let detail = json!({ "jobs": queued.iter().map(|j| j["id"].clone()).collect::<Vec<_>>(),
-                         "sources": queued.iter().map(|j| j["source"].clone()).collect::<Vec<_>>() });
+    let ids: Vec<&str> = queued.iter().filter_map(|j| j["id"].as_str()).collect();
+    let batch = json!({ "id": ids.join(","), "kb": kb, "state": "queued", "files_total": ids.len(), "files_done": 0,
+                        "files": [], "error": null });
+    let detail = json!({ "jobs": ids, "sources": queued.iter().map(|j| j["source"].clone()).collect::<Vec<_>>() });
     audit(&state, &who, "document.upload", Some(kb), detail).await?;
-    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "jobs": queued }))).into_response())
+    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "jobs": queued, "job": batch }))).into_response())
 }
 
 pub async fn list_documents(
@@ -148,4 +152,95 @@ pub async fn job(
     let job = blocking(move || engine.job(id).map_err(ApiError::from)).await?;
     let job = job.ok_or_else(|| ApiError::not_found(format!("no job {id}"), "job_not_found", None))?;
     Ok(Json(json!({ "job": job })))
+}
+
+/// A batch id (`12,13,14`: the jobs of one upload) as job ids.
+fn batch_ids(batch: &str) -> Result<Vec<i64>, ApiError> {
+    let ids: Vec<i64> = batch.split(',').map(|id| id.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| {
+        ApiError::not_found(format!("no job '{batch}': a job id, or the ids of one upload separated by commas"), "job_not_found", None)
+    })?;
+    if ids.is_empty() || ids.len() > 10_000 {
+        return Err(ApiError::not_found(format!("no job '{batch}'"), "job_not_found", None));
+    }
+    Ok(ids)
+}
+
+/// The jobs of one upload as one embedded-style ingestion job: files done so far, each file's
+/// report, and the state of the whole (`queued`, `running`, `done`, or `failed` when every
+/// file failed).
+pub fn batch_status(batch: &str, kb: &str, jobs: &[zhiku_pg::Job], expected: usize) -> Value {
+    use zhiku_pg::JobStatus;
+    let finished = |j: &&zhiku_pg::Job| matches!(j.status, JobStatus::Done | JobStatus::Failed);
+    let mut files: Vec<Value> = Vec::new();
+    for job in jobs.iter().filter(finished) {
+        match (&job.status, &job.result) {
+            (JobStatus::Done, Some(result)) => files.extend(result["files"].as_array().cloned().unwrap_or_default()),
+            _ => files.push(json!({ "source": job.payload["source"], "status": "failed", "reason": job.error })),
+        }
+    }
+    let done = jobs.iter().filter(finished).count();
+    let state = if done == expected && expected > 0 {
+        if jobs.iter().all(|j| j.status == JobStatus::Failed) {
+            "failed"
+        } else {
+            "done"
+        }
+    } else if jobs.iter().any(|j| j.status != JobStatus::Pending) {
+        "running"
+    } else {
+        "queued"
+    };
+    let error = (state == "failed").then(|| jobs.iter().filter_map(|j| j.error.clone()).collect::<Vec<_>>().join("; "));
+    json!({ "id": batch, "kb": kb, "state": state, "files_total": expected, "files_done": done, "files": files, "error": error })
+}
+
+/// The batch's status as SSE: one `progress` event now and one per change, the last when
+/// every job of it has ended. Replicas keep no job state: each poll reads the database.
+pub async fn job_events(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(batch): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, Sse};
+    require_admin(&who)?;
+    let ids = batch_ids(&batch)?;
+    let engine = cluster(&state)?;
+    let poll = {
+        let (engine, ids) = (engine.clone(), ids.clone());
+        move || {
+            let (engine, ids) = (engine.clone(), ids.clone());
+            blocking(move || engine.jobs_by_ids(&ids).map_err(ApiError::from))
+        }
+    };
+    let first = poll().await?;
+    let Some(kb) = first.first().map(|j| j.kb.clone()) else {
+        return Err(ApiError::not_found(format!("no job '{batch}'"), "job_not_found", None));
+    };
+    let expected = ids.len();
+    let stream = futures_util::stream::unfold((Some(first), None::<Value>, false), move |(mut fetched, mut last, ended)| {
+        let (poll, batch, kb) = (poll.clone(), batch.clone(), kb.clone());
+        async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let jobs = match fetched.take() {
+                    Some(jobs) => jobs,
+                    None => {
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        poll().await.ok()?
+                    }
+                };
+                let status = batch_status(&batch, &kb, &jobs, expected);
+                if last.as_ref() == Some(&status) {
+                    continue;
+                }
+                let ended = matches!(status["state"].as_str(), Some("done" | "failed"));
+                let event = Event::default().event("progress").data(json!({ "job": status }).to_string());
+                last = Some(status);
+                return Some((Ok::<_, std::convert::Infallible>(event), (None, last, ended)));
+            }
+        }
+    });
+    Ok(Sse::new(stream).into_response())
 }

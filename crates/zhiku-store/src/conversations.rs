@@ -8,44 +8,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::{now, Result, Store};
 
-/// What a finished exchange records.
-pub struct NewExchange<'a> {
-    pub completion_id: &'a str,
-    pub conversation_id: &'a str,
-    pub user: &'a str,
-    /// `None` for plain chat with the model.
-    pub kb: Option<&'a str>,
-    pub model: &'a str,
-    pub question: &'a str,
-    pub answer: &'a str,
-    /// The citations as JSON (`[{"n","source","chunk_id"}]`).
-    pub citations: &'a str,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Exchange {
-    pub completion_id: String,
-    pub conversation_id: String,
-    pub kb: Option<String>,
-    pub model: String,
-    pub question: String,
-    pub answer: String,
-    pub citations: serde_json::Value,
-    pub created_at: i64,
-    /// +1 (helpful) or -1 (not), when rated.
-    pub rating: Option<i64>,
-    pub correction: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ConversationSummary {
-    pub id: String,
-    pub kb: Option<String>,
-    /// The first question.
-    pub title: String,
-    pub exchanges: usize,
-    pub updated_at: i64,
-}
+pub use zhiku_core::history::{ConversationSummary, Exchange, NewExchange};
 
 const EXCHANGE_COLUMNS: &str = "completion_id, conversation_id, kb, model, question, answer, citations, created_at, rating, correction";
 
@@ -131,6 +94,14 @@ impl Store {
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {EXCHANGE_COLUMNS} FROM exchange WHERE rating IS NOT NULL ORDER BY rated_at, rowid"))?;
         let rows = stmt.query_map([], exchange)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Every exchange with its user, oldest first, to move the history to another backend.
+    pub fn exchanges_with_users(&self) -> Result<Vec<(String, Exchange)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {EXCHANGE_COLUMNS}, user_name FROM exchange ORDER BY created_at, rowid"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(10)?, exchange(r)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
