@@ -264,7 +264,23 @@ pub(crate) fn kb(ctx: &Ctx, url: &str, cmd: KbCommand) -> Result<ExitCode> {
                 json!({ "source": source, "acl": given.map(|a| a.iter().map(|p| p.as_str()).collect::<Vec<_>>()) }),
             )?;
         }
-        _ => bail!("this `kb` command is not available with --database-url yet (list, docs, create --acl and acl are)"),
+        KbCommand::Grant { name, principal, role } => {
+            let principal = Principal::parse(&principal)?;
+            let changed = engine.set_kb_role(&name, &principal, Some(role))?;
+            audit(&engine, "kb.grant", Some(&name), json!({ "principal": principal, "role": role, "documents": changed }))?;
+            eprintln!("{principal} is {role} of {name} ({changed} inheriting documents updated)");
+        }
+        KbCommand::Revoke { name, principal } => {
+            let principal = Principal::parse(&principal)?;
+            let changed = engine.set_kb_role(&name, &principal, None)?;
+            audit(&engine, "kb.revoke", Some(&name), json!({ "principal": principal, "documents": changed }))?;
+            eprintln!("{principal} has no role on {name} now ({changed} inheriting documents updated)");
+        }
+        KbCommand::Roles { name } => {
+            for (principal, role) in engine.kb_roles(&name)? {
+                println!("{principal}\t{role}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

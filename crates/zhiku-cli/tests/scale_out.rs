@@ -256,9 +256,9 @@ fn the_queue_needs_a_database_and_reports_each_bad_file() {
     let only_failed = cluster.json(&["jobs", "--json", "--status", "failed"]);
     assert_eq!(only_failed["jobs"].as_array().unwrap().len(), 1);
     // The shared database refuses what it does not support yet rather than doing something else.
-    let out = cluster.run(&["kb", "roles", "k"]);
+    let out = cluster.run(&["kb", "create", "k", "--pii", "mask"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available with --database-url"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("with --database-url"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -591,8 +591,8 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     let leave = "# Leave\n\nEmployees carry over at most five days of annual leave into the next year.\n";
     let travel = "# Travel\n\nTrain journeys under four hours are booked in second class.\n";
     let (body, content_type) = form(&[("leave.md", leave), ("travel.md", travel)], &["group:staff"]);
-    // Changing documents on a replica needs an administrator's key (no roles in the database).
-    assert_eq!(send(&a.url, "POST", "/api/kbs/hr/documents", &alice, &body, &content_type).0, 403);
+    // Changing documents on a replica needs the editor role (or an administrator's key).
+    assert_eq!(send(&a.url, "POST", "/api/kbs/hr/documents", &alice, &body, &content_type).0, 404, "no such knowledge base yet");
     let (status, queued) = send(&a.url, "POST", "/api/kbs/hr/documents", &admin, &body, &content_type);
     assert_eq!(status, 202, "{queued}");
     let ids: Vec<String> = queued["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
@@ -654,6 +654,22 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     assert_eq!(send(&a.url, "DELETE", &path, &admin, "", "application/json").0, 404);
     let (_, after) = search(&b.url, &alice);
     assert!(after["hits"].as_array().unwrap().iter().all(|h| h["source"] != "leave.md"), "{after}");
+
+    // Roles live in the database: an editor of the knowledge base uploads and deletes there,
+    // a viewer does not.
+    assert!(cli.run(&["kb", "grant", "hr", "group:staff", "viewer"]).status.success());
+    let (body, content_type) = form(&[("canteen.md", "# Canteen\n\nThe canteen opens at half past eleven.\n")], &[]);
+    assert_eq!(send(&b.url, "POST", "/api/kbs/hr/documents", &alice, &body, &content_type).0, 403);
+    assert!(cli.run(&["kb", "grant", "hr", "user:alice", "editor"]).status.success());
+    let roles = String::from_utf8_lossy(&cli.run(&["kb", "roles", "hr"]).stdout).to_string();
+    assert!(roles.contains("user:alice\teditor") && roles.contains("group:staff\tviewer"), "{roles}");
+    let (status, queued) = send(&b.url, "POST", "/api/kbs/hr/documents", &alice, &body, &content_type);
+    assert_eq!(status, 202, "{queued}");
+    let kbs = send(&a.url, "GET", "/api/kbs", &alice, "", "application/json").1;
+    assert_eq!((kbs["kbs"][0]["name"].as_str(), kbs["kbs"][0]["role"].as_str()), (Some("hr"), Some("editor")), "{kbs}");
+    let travel_id = listed["documents"].as_array().unwrap().iter().find(|d| d["source"] == "travel.md").unwrap()["id"].clone();
+    assert_eq!(send(&a.url, "DELETE", &format!("/api/kbs/hr/documents/{travel_id}"), &bob, "", "application/json").0, 403);
+    assert_eq!(send(&a.url, "DELETE", &format!("/api/kbs/hr/documents/{travel_id}"), &alice, "", "application/json").0, 200);
 
     let out = cli.run(&["audit", "export"]);
     let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -734,6 +750,14 @@ fn a_web_session_opened_through_one_replica_holds_on_every_replica() {
     let read: Value = serde_json::from_str(&read.body).unwrap();
     assert_eq!(read["exchanges"][0]["completion_id"], completion.as_str(), "{read}");
     assert_eq!(read["exchanges"][0]["question"], "How many days of annual leave carry over?");
+    // A cited passage opens through the other replica, for its readers only.
+    let cited = serde_json::from_str::<Value>(&found.body).unwrap()["hits"][0]["chunk_id"].as_str().unwrap().to_string();
+    let passage = common::http(&b.url, "GET", &format!("/api/kbs/hr/chunks/{cited}"), &[("Cookie", &cookie)], "");
+    assert_eq!(passage.status, 200, "{}", passage.body);
+    assert!(serde_json::from_str::<Value>(&passage.body).unwrap()["text"].as_str().unwrap().contains("five days"));
+    let outsider = cli.json(&["key", "create", "--name", "mallory", "--json"])["key"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {outsider}");
+    assert_eq!(common::http(&b.url, "GET", &format!("/api/kbs/hr/chunks/{cited}"), &[("Authorization", &auth)], "").status, 404);
     let rate = serde_json::json!({ "completion_id": completion, "rating": "down", "correction": "Five days." }).to_string();
     assert_eq!(common::http(&b.url, "POST", "/api/feedback", &with_session, &rate).status, 200);
     let read: Value =

@@ -74,18 +74,20 @@ impl PgStore {
         Ok(self.client.query("SELECT name FROM kb ORDER BY name", &[])?.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Sets who reads the documents ingested without an ACL of their own, and moves those
-    /// documents (and their chunks, which the searches filter on) to it in the same transaction.
-    /// Returns how many documents changed.
-    pub fn set_kb_default_acl(&mut self, kb: &KbId, acl: &[Principal]) -> Result<u64> {
-        let acl = principal_strings(acl);
+    /// Makes exactly `viewers` the knowledge base's viewers (editors and admins keep their
+    /// roles): every principal holding a role reads the documents ingested without an ACL of
+    /// their own, which move to it (and their chunks, which the searches filter on) in the same
+    /// transaction. Returns how many documents changed.
+    pub fn set_kb_default_acl(&mut self, kb: &KbId, viewers: &[Principal]) -> Result<u64> {
         let mut tx = self.client.transaction()?;
-        tx.execute("UPDATE kb SET default_acl = $2, generation = generation + 1 WHERE id = $1", &[&kb.id, &acl])?;
-        let changed = tx.execute("UPDATE document SET acl = $2 WHERE kb_id = $1 AND acl_inherited AND acl <> $2", &[&kb.id, &acl])?;
-        tx.execute(
-            "UPDATE chunk c SET acl = d.acl FROM document d WHERE d.id = c.doc_id AND d.kb_id = $1 AND d.acl_inherited AND c.acl <> d.acl",
-            &[&kb.id],
-        )?;
+        tx.execute("DELETE FROM kb_role WHERE kb_id = $1 AND role = 'viewer'", &[&kb.id])?;
+        for viewer in principal_strings(viewers) {
+            tx.execute(
+                "INSERT INTO kb_role (kb_id, principal, role) VALUES ($1, $2, 'viewer') ON CONFLICT DO NOTHING",
+                &[&kb.id, &viewer],
+            )?;
+        }
+        let changed = follow_roles(&mut tx, kb.id)?;
         tx.commit()?;
         Ok(changed)
     }
@@ -447,14 +449,28 @@ fn quote_lexeme(lexeme: &str) -> String {
     format!("'{}'", lexeme.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-fn principal_strings(acl: &[Principal]) -> Vec<String> {
+/// Sets the knowledge base's inherited ACL to the principals holding a role on it, and moves
+/// its inheriting documents and their chunks to it; how many documents changed.
+pub(crate) fn follow_roles(tx: &mut postgres::Transaction<'_>, kb: i64) -> Result<u64> {
+    let acl: Vec<String> =
+        tx.query_one("SELECT coalesce(array_agg(principal ORDER BY principal), '{}') FROM kb_role WHERE kb_id = $1", &[&kb])?.get(0);
+    tx.execute("UPDATE kb SET default_acl = $2, generation = generation + 1 WHERE id = $1", &[&kb, &acl])?;
+    let changed = tx.execute("UPDATE document SET acl = $2 WHERE kb_id = $1 AND acl_inherited AND acl <> $2", &[&kb, &acl])?;
+    tx.execute(
+        "UPDATE chunk c SET acl = d.acl FROM document d WHERE d.id = c.doc_id AND d.kb_id = $1 AND d.acl_inherited AND c.acl <> d.acl",
+        &[&kb],
+    )?;
+    Ok(changed)
+}
+
+pub(crate) fn principal_strings(acl: &[Principal]) -> Vec<String> {
     let mut v: Vec<String> = acl.iter().map(|p| p.as_str().to_string()).collect();
     v.sort();
     v.dedup();
     v
 }
 
-fn parse_principals(values: &[String]) -> Result<Vec<Principal>> {
+pub(crate) fn parse_principals(values: &[String]) -> Result<Vec<Principal>> {
     values.iter().map(|v| Principal::parse(v).map_err(|e| Error::Corrupt(format!("principal '{v}': {e}")))).collect()
 }
 

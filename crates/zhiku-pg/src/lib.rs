@@ -4,7 +4,8 @@
 //! PostgreSQL database instead of the embedded data directory. This crate owns that database:
 //! versioned schema migrations ([`PgStore::connect`] applies them under an advisory lock, so
 //! many processes may start at once), knowledge bases, documents and chunks with their vectors
-//! (pgvector, one HNSW index per knowledge base) and full-text terms, the ACL filter inside each
+//! (pgvector, one HNSW index per knowledge base) and full-text terms, roles on knowledge bases,
+//! the ACL filter inside each
 //! query's SQL, group memberships, API keys, accounts, web sessions and conversation history
 //! (shared by server replicas), the hash-chained
 //! audit log of every process, and the ingest job queue that workers claim with
@@ -42,6 +43,7 @@ mod history;
 mod jobs;
 mod keys;
 mod limits;
+mod roles;
 mod schema;
 mod vector;
 

@@ -188,6 +188,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX exchange_conversation ON exchange (user_name, conversation_id);
     "#,
+    // 9: roles on knowledge bases; the viewers so far (the inherited ACL) become viewer roles.
+    r#"
+    CREATE TABLE kb_role (
+        kb_id bigint NOT NULL REFERENCES kb(id) ON DELETE CASCADE,
+        principal text NOT NULL,
+        role text NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
+        PRIMARY KEY (kb_id, principal)
+    );
+    INSERT INTO kb_role (kb_id, principal, role) SELECT id, unnest(default_acl), 'viewer' FROM kb ON CONFLICT DO NOTHING;
+    "#,
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -207,6 +207,25 @@ impl ClusterEngine {
         Ok(db.enqueue_upload(&NewJob { kind: INGEST_JOB, kb, payload, max_attempts }, name, bytes)?)
     }
 
+    /// One chunk (a cited passage) if the caller may read it.
+    pub fn passage(&self, kb: &str, chunk_id: u64, caller: &Caller) -> Result<Option<SearchHit>> {
+        let mut db = self.db()?;
+        let kb_id = db.kb(kb)?;
+        let chunk = db.chunks_by_id(&kb_id, &[chunk_id])?.into_iter().find(|c| c.id == chunk_id && caller.can_read(&c.acl));
+        Ok(chunk.map(|c| SearchHit {
+            source: c.source,
+            chunk_id: c.id.to_string(),
+            score: 0.0,
+            text: c.chunk.text,
+            heading_path: c.chunk.heading_path,
+            char_start: c.chunk.char_start,
+            char_end: c.chunk.char_end,
+            page: c.chunk.page,
+            similarity: 0.0,
+            via_graph: false,
+        }))
+    }
+
     pub fn jobs_by_ids(&self, ids: &[i64]) -> Result<Vec<zhiku_pg::Job>> {
         Ok(self.db()?.jobs_by_ids(ids)?)
     }
@@ -464,11 +483,33 @@ impl ClusterEngine {
     /// documents changed.
     pub fn create_kb(&self, kb: &str, viewers: Option<&[Principal]>) -> Result<u64> {
         let mut db = self.db()?;
-        let id = db.ensure_kb(kb, viewers.unwrap_or(&[]))?;
+        let id = db.ensure_kb(kb, &[])?;
         match viewers {
             Some(viewers) => Ok(db.set_kb_default_acl(&id, viewers)?),
             None => Ok(0),
         }
+    }
+
+    /// Gives a principal a role on a knowledge base (or takes it away); how many inheriting
+    /// documents moved to the new readers.
+    pub fn set_kb_role(&self, kb: &str, principal: &Principal, role: Option<zhiku_core::Role>) -> Result<u64> {
+        let mut db = self.db()?;
+        let id = db.kb(kb)?;
+        Ok(db.set_kb_role(&id, principal, role)?)
+    }
+
+    pub fn kb_roles(&self, kb: &str) -> Result<Vec<(Principal, zhiku_core::Role)>> {
+        let mut db = self.db()?;
+        let id = db.kb(kb)?;
+        Ok(db.kb_roles(&id)?)
+    }
+
+    /// The strongest role the caller holds on the knowledge base; the administrator holds all.
+    pub fn role_of(&self, kb: &str, caller: &Caller) -> Result<Option<zhiku_core::Role>> {
+        let Some(held) = caller.principals() else { return Ok(Some(zhiku_core::Role::Admin)) };
+        let mut db = self.db()?;
+        let id = db.kb(kb)?;
+        Ok(db.role_of(&id, &held.iter().cloned().collect::<Vec<_>>())?)
     }
 
     /// Gives a document an ACL of its own, or (`None`) makes it follow the knowledge base's
@@ -566,7 +607,9 @@ impl ClusterEngine {
                 continue;
             }
             let kb = self.db()?.ensure_kb(&name, &[])?;
-            self.db()?.set_kb_default_acl(&kb, &store.kb_default_acl(&name)?)?;
+            for (principal, role) in store.kb_roles(&name)? {
+                self.db()?.set_kb_role(&kb, &principal, Some(role))?;
+            }
             let documents = store.documents(&name)?;
             let mut migrated = MigratedKb { name: name.clone(), ..Default::default() };
             for (i, doc) in documents.iter().enumerate() {

@@ -99,6 +99,9 @@ pub trait Answering: Send + Sync {
         mode: RetrievalMode,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Answer>;
+
+    /// One chunk (a cited passage) if the caller may read it.
+    fn passage(&self, kb: &str, chunk_id: u64, caller: &zhiku_core::Caller) -> Result<Option<SearchHit>>;
 }
 
 impl Answering for Engine {
@@ -108,6 +111,10 @@ impl Answering for Engine {
 
     fn search_in(&self, kb: &str, query: &str, caller: &zhiku_core::Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
         Engine::search_in(self, kb, query, caller, top_k, mode)
+    }
+
+    fn passage(&self, kb: &str, chunk_id: u64, caller: &zhiku_core::Caller) -> Result<Option<SearchHit>> {
+        Engine::passage(self, kb, chunk_id, caller)
     }
 
     fn ask_with(
@@ -132,6 +139,10 @@ impl Answering for cluster::ClusterEngine {
     fn search_in(&self, kb: &str, query: &str, caller: &zhiku_core::Caller, top_k: usize, mode: RetrievalMode) -> Result<Vec<SearchHit>> {
         hybrid_only(mode)?;
         self.search(kb, query, caller, top_k)
+    }
+
+    fn passage(&self, kb: &str, chunk_id: u64, caller: &zhiku_core::Caller) -> Result<Option<SearchHit>> {
+        cluster::ClusterEngine::passage(self, kb, chunk_id, caller)
     }
 
     fn ask_with(

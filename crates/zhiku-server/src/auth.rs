@@ -81,21 +81,26 @@ pub fn kb_not_found(kb: &str) -> ApiError {
     ApiError::not_found(format!("knowledge base '{kb}' does not exist (or you have no role on it)"), "kb_not_found", None)
 }
 
-/// Runs [`Authenticated::require_role`] off the async threads. A shared database holds no
-/// roles yet: there every key may read every knowledge base, and the documents' ACLs decide
-/// what it sees.
+/// Runs [`Authenticated::require_role`] off the async threads. Over a shared database every
+/// key may read every knowledge base (the documents' ACLs decide what it sees), and changes
+/// need the role, as on the embedded store.
 pub async fn check_role(state: &AppState, who: &Authenticated, kb: &str, needed: Role) -> Result<(), ApiError> {
     if let Some(cluster) = &state.cluster {
-        if needed > Role::Viewer {
-            return Err(ApiError::forbidden("changes are not served by a replica over a shared database yet; use the zhiku CLI"));
+        let scope = if needed == Role::Viewer { Scope::Read } else { Scope::Write };
+        if !who.scopes.contains(&scope) && !who.admin {
+            return Err(ApiError::forbidden(format!("this key lacks the '{}' scope this needs", scope.as_str())));
         }
-        if !who.scopes.contains(&Scope::Read) && !who.admin {
-            return Err(ApiError::forbidden("this key lacks the 'read' scope this needs"));
-        }
-        let (cluster, name) = (cluster.clone(), kb.to_string());
-        return match blocking(move || cluster.kb_exists(&name)).await? {
-            true => Ok(()),
-            false => Err(kb_not_found(kb)),
+        let (cluster, name, caller) = (cluster.clone(), kb.to_string(), who.caller.clone());
+        let role = blocking(move || match cluster.role_of(&name, &caller) {
+            Err(zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(_))) => Ok(None),
+            other => other.map(|role| Some(role.unwrap_or(Role::Viewer))).map_err(ApiError::from),
+        })
+        .await?;
+        return match role {
+            None => Err(kb_not_found(kb)),
+            // Reading needs no role: the documents' ACLs decide what a caller sees.
+            Some(role) if role >= needed || needed == Role::Viewer => Ok(()),
+            Some(role) => Err(ApiError::forbidden(format!("this needs the {needed} role on '{kb}'; you are {role}"))),
         };
     }
     let (store, who, kb) = (state.store.clone(), who.clone(), kb.to_string());

@@ -195,6 +195,7 @@ fn replica_routes() -> Router<Arc<AppState>> {
         .route("/api/conversations", get(native::conversations))
         .route("/api/conversations/{id}", get(native::conversation))
         .route("/api/feedback", post(native::feedback))
+        .route("/api/kbs/{kb}/chunks/{id}", get(native::passage))
 }
 
 /// Public routes, the same for both backends.

@@ -104,9 +104,9 @@ pub async fn passage(
     let not_found = || ApiError::not_found(format!("no chunk {id} in knowledge base '{kb}' that you may read"), "chunk_not_found", None);
     let Ok(chunk_id) = id.parse::<u64>() else { return Err(not_found()) };
     check_role(&state, &who, &kb, Role::Viewer).await?;
-    let engine = state.engine.clone();
+    let answering = state.answering();
     let name = kb.clone();
-    let hit = blocking(move || engine.passage(&name, chunk_id, &who.caller)).await?;
+    let hit = blocking(move || answering.passage(&name, chunk_id, &who.caller)).await?;
     hit.map(|h| Json(json!(h))).ok_or_else(not_found)
 }
 

@@ -3,8 +3,8 @@
 //! has ingested it, so no replica keeps anything a later request depends on. The upload's jobs
 //! are followed as one batch, in the shape of the embedded server's ingestion job (the web app
 //! shows either the same way), through any replica. Listing shows what the caller may read;
-//! uploading and deleting need an administrator's key while the database holds no
-//! knowledge-base roles.
+//! uploading, deleting and following uploads need the editor role on the knowledge base (or an
+//! administrator's key).
 
 use std::sync::Arc;
 
@@ -28,17 +28,34 @@ fn require_admin(who: &Authenticated) -> Result<(), ApiError> {
     if who.admin {
         Ok(())
     } else {
-        Err(ApiError::forbidden("on a replica over a shared database, changing documents needs an administrator's key"))
+        Err(ApiError::forbidden("this needs an administrator's key"))
     }
 }
 
-/// Every knowledge base of the database: without roles there, each caller may address each
-/// one, and the documents' ACLs decide what it reads.
+/// Administrators may change any knowledge base (a new one is created by its first upload);
+/// others need the editor role on it.
+async fn require_editor(state: &AppState, who: &Authenticated, kb: &str) -> Result<(), ApiError> {
+    if who.admin {
+        return Ok(());
+    }
+    crate::auth::check_role(state, who, kb, zhiku_core::Role::Editor).await
+}
+
+/// Every knowledge base of the database with the caller's role on it (viewer without one: any
+/// caller may search any knowledge base, and the documents' ACLs decide what it reads).
 pub async fn list_kbs(State(state): State<Arc<AppState>>, Extension(who): Extension<Authenticated>) -> Result<Json<Value>, ApiError> {
     let engine = cluster(&state)?;
-    let names = blocking(move || engine.kb_names().map_err(ApiError::from)).await?;
-    let role = if who.admin { "admin" } else { "viewer" };
-    Ok(Json(json!({ "kbs": names.iter().map(|name| json!({ "name": name, "role": role })).collect::<Vec<_>>() })))
+    let caller = who.caller.clone();
+    let kbs = blocking(move || -> Result<Vec<Value>, ApiError> {
+        let mut kbs = Vec::new();
+        for name in engine.kb_names()? {
+            let role = engine.role_of(&name, &caller)?.unwrap_or(zhiku_core::Role::Viewer);
+            kbs.push(json!({ "name": name, "role": role }));
+        }
+        Ok(kbs)
+    })
+    .await?;
+    Ok(Json(json!({ "kbs": kbs })))
 }
 
 pub async fn upload(
@@ -48,7 +65,7 @@ pub async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     zhiku_store::validate_kb_name(&kb).map_err(|e| ApiError::invalid(e.to_string(), Some("kb")))?;
-    require_admin(&who)?;
+    require_editor(&state, &who, &kb).await?;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut acl = Vec::new();
     let bad = |e: axum::extract::multipart::MultipartError| ApiError { status: e.status(), ..ApiError::invalid(e.body_text(), None) };
@@ -127,7 +144,7 @@ pub async fn delete_document(
     Extension(who): Extension<Authenticated>,
     Path((kb, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&who)?;
+    require_editor(&state, &who, &kb).await?;
     let engine = cluster(&state)?;
     let name = kb.clone();
     let removed = blocking(move || match engine.delete_document(&name, id) {
@@ -202,7 +219,6 @@ pub async fn job_events(
     Path(batch): Path<String>,
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, Sse};
-    require_admin(&who)?;
     let ids = batch_ids(&batch)?;
     let engine = cluster(&state)?;
     let poll = {
@@ -216,6 +232,10 @@ pub async fn job_events(
     let Some(kb) = first.first().map(|j| j.kb.clone()) else {
         return Err(ApiError::not_found(format!("no job '{batch}'"), "job_not_found", None));
     };
+    if first.iter().any(|j| j.kb != kb) {
+        return Err(ApiError::not_found(format!("no upload '{batch}': its jobs are not of one knowledge base"), "job_not_found", None));
+    }
+    require_editor(&state, &who, &kb).await?;
     let expected = ids.len();
     let stream = futures_util::stream::unfold((Some(first), None::<Value>, false), move |(mut fetched, mut last, ended)| {
         let (poll, batch, kb) = (poll.clone(), batch.clone(), kb.clone());
