@@ -56,9 +56,6 @@ fn caller(engine: &ClusterEngine, as_user: Option<&str>) -> Result<Caller> {
 }
 
 pub(crate) fn ingest(ctx: &Ctx, url: &str, args: IngestArgs) -> Result<ExitCode> {
-    if args.sync {
-        bail!("--sync is not available with --database-url yet: remove deleted files with `kb` commands on the embedded store");
-    }
     if args.embedding_model.is_some() {
         bail!("--embedding-model: knowledge bases in a shared database all use models.default_embedding");
     }
@@ -87,7 +84,7 @@ pub(crate) fn ingest(ctx: &Ctx, url: &str, args: IngestArgs) -> Result<ExitCode>
         audit(&engine, "ingest.queue", Some(&args.kb), detail)?;
         return Ok(if report.failed() > 0 { ExitCode::from(crate::commands::EXIT_PARTIAL) } else { ExitCode::SUCCESS });
     }
-    let report: IngestReport = engine.ingest(&args.kb, &args.paths, given)?;
+    let report: IngestReport = engine.ingest(&args.kb, &args.paths, given, args.sync)?;
     audit(&engine, "ingest", Some(&args.kb), zhiku_rag::audit::ingest_detail(&report))?;
     print_ingest_report(&args.kb, &report, args.json)
 }

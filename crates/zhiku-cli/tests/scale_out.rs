@@ -784,3 +784,35 @@ fn a_web_session_opened_through_one_replica_holds_on_every_replica() {
         assert!(actions.iter().any(|a| a == action), "no {action} in {actions:?}");
     }
 }
+
+/// `ingest --sync` on one backend: what the synced ingestion reported and which sources a
+/// search finds afterwards (file names only, the directories being each run's own).
+fn sync_scenario(z: &Zhiku) -> (Vec<u64>, BTreeSet<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    common::write(dir.path(), "keep.md", "# Keep\n\nThe aardvark stays.\n");
+    let gone = common::write(dir.path(), "sub/gone.md", "# Gone\n\nThe okapi leaves.\n");
+    let outside = common::write(other.path(), "outside.md", "# Outside\n\nThe okapi lives elsewhere too.\n");
+    z.ingest("kb", &[dir.path()], &[]);
+    z.ingest("kb", &[&outside], &[]);
+    std::fs::remove_file(&gone).unwrap();
+    let plain = z.ingest("kb", &[dir.path()], &[]);
+    assert_eq!(plain["removed"], 0, "without --sync nothing is removed: {plain}");
+    let report = z.json(&["ingest", dir.path().to_str().unwrap(), "--kb", "kb", "--sync", "--json"]);
+    let counts = ["removed", "unchanged", "ingested"].map(|k| report[k].as_u64().unwrap()).to_vec();
+    let found = z.search("kb", "okapi aardvark", None, 5);
+    let names = Zhiku::sources(&found).iter().map(|s| s.rsplit('/').next().unwrap().to_string()).collect();
+    (counts, names)
+}
+
+#[test]
+fn ingest_sync_mirrors_a_directory_on_both_backends_alike() {
+    let pg = Postgres::start();
+    let shared = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &pg.database("sync"));
+    let (embedded_counts, embedded_names) = sync_scenario(&Zhiku::new());
+    let (shared_counts, shared_names) = sync_scenario(&shared);
+    assert_eq!(shared_counts, vec![1, 1, 0], "removed, unchanged, ingested");
+    assert_eq!(shared_counts, embedded_counts);
+    assert_eq!(shared_names, BTreeSet::from(["keep.md".to_string(), "outside.md".to_string()]));
+    assert_eq!(shared_names, embedded_names);
+}

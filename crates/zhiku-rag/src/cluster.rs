@@ -244,10 +244,20 @@ impl ClusterEngine {
     }
 
     /// Ingests files here and now (no queue): each file in its own transaction.
-    pub fn ingest(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>) -> Result<IngestReport> {
+    /// With `sync`, the knowledge base mirrors the given directories: documents whose files are
+    /// gone from them are removed too (as `ingest --sync` on the embedded store).
+    pub fn ingest(&self, kb: &str, paths: &[PathBuf], acl: Option<&[Principal]>, sync: bool) -> Result<IngestReport> {
         let mut report = IngestReport::default();
         let inputs = collect_inputs(paths, &mut report);
         let kb_id = self.db()?.ensure_kb(kb, &[])?;
+        if sync {
+            let stored = self.db()?.documents(&kb_id)?.into_iter().map(|d| d.source).collect();
+            for source in crate::inputs::vanished_sources(stored, paths, &inputs, &report) {
+                if self.db()?.delete_document(&kb_id, &source)? {
+                    report.files.push(FileReport::new(source, FileOutcome::Removed));
+                }
+            }
+        }
         let acl = self.effective_acl(&kb_id, acl)?;
         for input in inputs {
             self.ingest_input(&kb_id, &input, &acl, &mut report)?;

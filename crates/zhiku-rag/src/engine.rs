@@ -295,16 +295,6 @@ impl Batch<'_> {
     }
 }
 
-/// `a.zip!/b/c.txt` is inside `a.zip`; `a.zip2` is not.
-fn is_inside(source: &str, container: &str) -> bool {
-    source.len() > container.len() + 2 && source.starts_with(container) && source[container.len()..].starts_with("!/")
-}
-
-/// The outermost container a source is stored from, if any.
-fn container_of(source: &str) -> Option<&str> {
-    source.find("!/").map(|i| &source[..i])
-}
-
 impl Engine {
     pub fn new(data_dir: &Path, store: Arc<Store>, embedder: Arc<dyn Embedder>, config: RagConfig) -> Self {
         Self {
@@ -598,28 +588,8 @@ impl Engine {
     }
 
     fn vanished_documents(&self, kb: &str, paths: &[PathBuf], files: &[Input], report: &IngestReport) -> Result<Vec<String>> {
-        let prefix_of = |p: &Path| {
-            let mut s = p.to_string_lossy().into_owned();
-            if !s.ends_with('/') {
-                s.push('/');
-            }
-            s
-        };
-        let synced: Vec<String> = paths.iter().filter(|p| p.is_dir()).map(|p| prefix_of(p)).collect();
-        // A directory or archive that failed to list keeps everything under it.
-        let under_failed = |s: &str| {
-            report.files.iter().any(|f| s == f.source || s.starts_with(&prefix_of(Path::new(&f.source))) || is_inside(s, &f.source))
-        };
-        let present: HashSet<&str> = files.iter().map(|f| f.source.as_str()).collect();
-        let inside_present = |s: &str| container_of(s).is_some_and(|c| present.contains(c));
-        Ok(self
-            .store
-            .documents(kb)?
-            .into_iter()
-            .map(|d| d.source)
-            .filter(|s| synced.iter().any(|p| s.starts_with(p)))
-            .filter(|s| !present.contains(s.as_str()) && !inside_present(s) && !under_failed(s))
-            .collect())
+        let stored = self.store.documents(kb)?.into_iter().map(|d| d.source).collect();
+        Ok(crate::inputs::vanished_sources(stored, paths, files, report))
     }
 
     fn remove_document(&self, batch: &mut Batch<'_>, source: String) -> Result<()> {
@@ -682,7 +652,7 @@ impl Engine {
             Work::ContainerDone { parent, produced } => {
                 let produced: HashSet<String> = produced.into_iter().collect();
                 for stale in self.store.sources_under(batch.kb, &format!("{parent}!/"))? {
-                    if !produced.iter().any(|p| &stale == p || is_inside(&stale, p)) {
+                    if !produced.iter().any(|p| &stale == p || crate::inputs::is_inside(&stale, p)) {
                         self.remove_document(batch, stale)?;
                     }
                 }

@@ -38,6 +38,39 @@ impl Input {
     }
 }
 
+/// `a.zip!/b/c.txt` is inside `a.zip`; `a.zip2` is not.
+pub(crate) fn is_inside(source: &str, container: &str) -> bool {
+    source.len() > container.len() + 2 && source.starts_with(container) && source[container.len()..].starts_with("!/")
+}
+
+/// The outermost container a source is stored from, if any.
+pub(crate) fn container_of(source: &str) -> Option<&str> {
+    source.find("!/").map(|i| &source[..i])
+}
+
+/// Of the `stored` sources, those under the given directories whose files are gone (what
+/// `ingest --sync` removes): not among the listed `files`, not inside a listed container, and
+/// not under a directory or archive that failed to list (which keeps everything under it).
+pub(crate) fn vanished_sources(stored: Vec<String>, paths: &[PathBuf], files: &[Input], report: &IngestReport) -> Vec<String> {
+    let prefix_of = |p: &Path| {
+        let mut s = p.to_string_lossy().into_owned();
+        if !s.ends_with('/') {
+            s.push('/');
+        }
+        s
+    };
+    let synced: Vec<String> = paths.iter().filter(|p| p.is_dir()).map(|p| prefix_of(p)).collect();
+    let under_failed =
+        |s: &str| report.files.iter().any(|f| s == f.source || s.starts_with(&prefix_of(Path::new(&f.source))) || is_inside(s, &f.source));
+    let present: std::collections::HashSet<&str> = files.iter().map(|f| f.source.as_str()).collect();
+    let inside_present = |s: &str| container_of(s).is_some_and(|c| present.contains(c));
+    stored
+        .into_iter()
+        .filter(|s| synced.iter().any(|p| s.starts_with(p)))
+        .filter(|s| !present.contains(s.as_str()) && !inside_present(s) && !under_failed(s))
+        .collect()
+}
+
 fn failed(source: String, reason: String) -> FileReport {
     FileReport::new(source, FileOutcome::Failed { reason })
 }
