@@ -62,6 +62,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let engine = crate::cluster::connect(&ctx, url)?;
                 crate::governance::user_on(&engine, &engine, cmd)
             }
+            Command::Ldap(cmd) => {
+                let engine = crate::cluster::connect(&ctx, url)?;
+                crate::governance::ldap_on(&ctx, &engine, &engine, cmd)
+            }
             command @ Command::Migrate { .. } => dispatch(&ctx, command),
             command if stateless(&command) => dispatch(&ctx, command),
             _ => bail!("this command works on the embedded store only so far; run it without --database-url / ZHIKU_DATABASE_URL"),

@@ -185,14 +185,19 @@ pub fn document_acl(ctx: &Ctx, kb: &str, source: &str, acl: &[String], inherit: 
 }
 
 pub fn ldap(ctx: &Ctx, cmd: LdapCommand) -> Result<ExitCode> {
+    let store = open_store(ctx)?;
+    ldap_on(ctx, store.as_ref(), store.as_ref(), cmd)
+}
+
+/// `zhiku ldap` over either backend's accounts.
+pub fn ldap_on(ctx: &Ctx, accounts: &dyn Accounts, log: &dyn AuditLog, cmd: LdapCommand) -> Result<ExitCode> {
     let LdapCommand::Sync { json } = cmd;
     let directory = &ctx.config.ldap;
     if !directory.enabled() {
         bail!("no directory is configured: set ldap.url, ldap.user_base and the rest (docs/configuration.md)");
     }
-    let store = open_store(ctx)?;
-    let report = zhiku_server::directory::sync(&store, directory).map_err(|e| anyhow::anyhow!("{e}"))?;
-    audit(&store, "ldap.sync", None, json!({ "users": report.users, "created": report.created, "disabled": report.disabled }))?;
+    let report = zhiku_server::directory::sync(accounts, directory).map_err(|e| anyhow::anyhow!("{e}"))?;
+    audit(log, "ldap.sync", None, json!({ "users": report.users, "created": report.created, "disabled": report.disabled }))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -1,8 +1,11 @@
 //! Log-in and group sync against a real OpenLDAP server (Debian `slapd`, started here on a
 //! loopback port with a generated directory): directory passwords, directory groups as zhiku
-//! groups (and so as roles), `zhiku ldap sync` creating and disabling accounts.
+//! groups (and so as roles), `zhiku ldap sync` creating and disabling accounts; the same
+//! through server replicas over a shared PostgreSQL database.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
 
 use std::io::Write;
 use std::path::Path;
@@ -187,4 +190,47 @@ fn a_directory_that_cannot_be_reached_is_a_clear_error() {
     assert!(stderr.contains(&format!("ldap://127.0.0.1:{port}")), "{stderr}");
     let bad = Zhiku::new().with_env("ZHIKU_LDAP_URL", "\"ldaps://x\"").run(&["ldap", "sync"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("ldap.url"));
+}
+
+#[test]
+fn directory_users_log_in_through_any_replica_over_a_shared_database() {
+    let entries = format!(
+        "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
+         dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{BASE}\nobjectClass: organizationalUnit\nou: groups\n\n{}{}{}",
+        person("lin", "Lin Fang", "lins-directory-password"),
+        person("omar", "Omar Haddad", "omars-directory-password"),
+        group("finance", &["lin", "omar"]),
+    );
+    let slapd = Slapd::start(&entries);
+    let pg = postgres::Postgres::start();
+    let url = pg.database("directory");
+    let cli = ldap_zhiku(&slapd).with_env("ZHIKU_DATABASE_URL", &url);
+    let dir = tempfile::tempdir().unwrap();
+    let budget = write(dir.path(), "budget.md", "# Budget\n\nThe travel budget for next year is reviewed in October.\n");
+    cli.json(&["ingest", budget.to_str().unwrap(), "--kb", "finance", "--acl", "group:finance", "--json"]);
+    let (replica_a, replica_b) =
+        (ldap_zhiku(&slapd).with_env("ZHIKU_DATABASE_URL", &url), ldap_zhiku(&slapd).with_env("ZHIKU_DATABASE_URL", &url));
+    let (a, b) = (replica_a.serve(), replica_b.serve());
+
+    assert_eq!(login(&a.url, "lin", "wrong").0, 401);
+    let (status, cookie, body) = login(&a.url, "lin", "lins-directory-password");
+    assert_eq!(status, 200, "{body}");
+    let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let session = cookie.split(';').next().unwrap().to_string();
+    // The account and its directory groups are the database's: the other replica knows both.
+    let headers = [("Cookie", session.as_str()), ("X-CSRF-Token", csrf.as_str()), ("Content-Type", "application/json")];
+    let (status, body) = http(&b.url, "POST", "/api/search", &headers, r#"{"kb":"finance","query":"travel budget"}"#).parts();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("budget.md"), "lin reads through the directory's finance group on the other replica: {body}");
+    let users = cli.json(&["user", "list", "--json"]);
+    assert_eq!(users["users"][0]["origin"], "ldap", "{users}");
+
+    // A sync against the shared database: omar's account appears, lin leaves finance everywhere.
+    slapd.modify(&format!("dn: cn=finance,ou=groups,{BASE}\nchangetype: modify\ndelete: member\nmember: uid=lin,ou=people,{BASE}\n"));
+    let report = cli.json(&["ldap", "sync", "--json"]);
+    assert_eq!(report["created"], serde_json::json!(["omar"]), "{report}");
+    let (status, body) = http(&a.url, "POST", "/api/search", &headers, r#"{"kb":"finance","query":"travel budget"}"#).parts();
+    assert_eq!(status, 200);
+    assert!(!body.contains("budget.md"), "lin left finance: {body}");
 }

@@ -19,6 +19,19 @@ impl PgStore {
         Ok(n == 1)
     }
 
+    /// Makes `groups` exactly the groups `user` is a direct member of (a directory's account
+    /// taking its groups over).
+    pub fn set_groups_of(&mut self, user: &str, groups: &[String]) -> Result<()> {
+        let principal = format!("user:{user}");
+        let mut tx = self.client.transaction()?;
+        tx.execute("DELETE FROM member WHERE member = $1", &[&principal])?;
+        for group in groups {
+            tx.execute("INSERT INTO member (group_name, member) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[group, &principal])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every group `user` belongs to, directly or through groups in groups (cycles allowed).
     pub fn groups_of(&mut self, user: &str) -> Result<Vec<String>> {
         let principal = format!("user:{user}");

@@ -23,6 +23,9 @@ pub trait Accounts: Send + Sync {
     fn create_session(&self, user: &str, seconds: i64) -> Result<(String, Session)>;
     fn session(&self, token: &str) -> Result<Option<Session>>;
     fn end_session(&self, token: &str) -> Result<bool>;
+    /// Takes a directory's user over: its account (origin `ldap`, no password here) enabled,
+    /// its administrator flag and exactly its groups, as the directory says.
+    fn adopt_directory_user(&self, name: &str, admin: bool, groups: &[String]) -> Result<()>;
 }
 
 impl Accounts for Store {
@@ -63,6 +66,12 @@ impl Accounts for Store {
     fn end_session(&self, token: &str) -> Result<bool> {
         Ok(Store::end_session(self, token)?)
     }
+    fn adopt_directory_user(&self, name: &str, admin: bool, groups: &[String]) -> Result<()> {
+        self.create_user_from(name, None, admin, "ldap")?;
+        Store::set_user_admin(self, name, admin)?;
+        Store::set_user_disabled(self, name, false)?;
+        Ok(self.set_groups_of(name, groups)?)
+    }
 }
 
 impl Accounts for ClusterEngine {
@@ -100,5 +109,12 @@ impl Accounts for ClusterEngine {
     }
     fn end_session(&self, token: &str) -> Result<bool> {
         Ok(self.db()?.end_session(token)?)
+    }
+    fn adopt_directory_user(&self, name: &str, admin: bool, groups: &[String]) -> Result<()> {
+        let mut db = self.db()?;
+        db.create_user(name, None, admin, "ldap")?;
+        db.set_user_admin(name, admin)?;
+        db.set_user_disabled(name, false)?;
+        Ok(db.set_groups_of(name, groups)?)
     }
 }

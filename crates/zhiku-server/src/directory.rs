@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ldap3::{ldap_escape, LdapConn, LdapConnSettings, Scope, SearchEntry};
 use zhiku_core::is_valid_name;
-use zhiku_store::Store;
+use zhiku_rag::accounts::Accounts;
 
 /// Where the directory is and how to read it (`[ldap]` in the configuration).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -166,11 +166,8 @@ impl LdapConfig {
 /// Makes the store's account of a directory user match the directory: created if new (without
 /// a password: it logs in through the directory), enabled, administrator or not, with the
 /// directory's groups as its direct memberships.
-pub fn take_over(store: &Store, user: &DirectoryUser) -> zhiku_store::Result<()> {
-    store.create_user_from(&user.name, None, user.admin, "ldap")?;
-    store.set_user_admin(&user.name, user.admin)?;
-    store.set_user_disabled(&user.name, false)?;
-    store.set_groups_of(&user.name, &user.groups)
+pub fn take_over(accounts: &dyn Accounts, user: &DirectoryUser) -> zhiku_rag::Result<()> {
+    accounts.adopt_directory_user(&user.name, user.admin, &user.groups)
 }
 
 /// What a full synchronisation did.
@@ -181,12 +178,13 @@ pub struct SyncReport {
     pub disabled: Vec<String>,
 }
 
-/// Takes over every directory user and disables the directory accounts no longer in it.
-pub fn sync(store: &Store, ldap: &LdapConfig) -> Result<SyncReport, Box<dyn std::error::Error + Send + Sync>> {
+/// Takes over every directory user and disables the directory accounts no longer in it (in
+/// the embedded store, or in the shared database every replica reads).
+pub fn sync(accounts: &dyn Accounts, ldap: &LdapConfig) -> Result<SyncReport, Box<dyn std::error::Error + Send + Sync>> {
     let users = ldap.users()?;
     let mut report = SyncReport { users: users.len(), ..Default::default() };
     for user in &users {
-        match store.user(&user.name)? {
+        match accounts.user(&user.name)? {
             None => report.created.push(user.name.clone()),
             Some(local) if local.origin != "ldap" => {
                 tracing::warn!(user = %user.name, "a local account has this directory user's name; left as it is");
@@ -194,11 +192,11 @@ pub fn sync(store: &Store, ldap: &LdapConfig) -> Result<SyncReport, Box<dyn std:
             }
             Some(_) => {}
         }
-        take_over(store, user)?;
+        take_over(accounts, user)?;
     }
-    for account in store.users()? {
+    for account in accounts.users()? {
         if account.origin == "ldap" && !account.disabled && !users.iter().any(|u| u.name == account.name) {
-            store.set_user_disabled(&account.name, true)?;
+            accounts.set_user_disabled(&account.name, true)?;
             report.disabled.push(account.name);
         }
     }

