@@ -211,19 +211,7 @@ impl ClusterEngine {
     pub fn passage(&self, kb: &str, chunk_id: u64, caller: &Caller) -> Result<Option<SearchHit>> {
         let mut db = self.db()?;
         let kb_id = db.kb(kb)?;
-        let chunk = db.chunks_by_id(&kb_id, &[chunk_id])?.into_iter().find(|c| c.id == chunk_id && caller.can_read(&c.acl));
-        Ok(chunk.map(|c| SearchHit {
-            source: c.source,
-            chunk_id: c.id.to_string(),
-            score: 0.0,
-            text: c.chunk.text,
-            heading_path: c.chunk.heading_path,
-            char_start: c.chunk.char_start,
-            char_end: c.chunk.char_end,
-            page: c.chunk.page,
-            similarity: 0.0,
-            via_graph: false,
-        }))
+        Ok(crate::engine::readable_passage(db.chunks_by_id(&kb_id, &[chunk_id])?, chunk_id, caller))
     }
 
     pub fn jobs_by_ids(&self, ids: &[i64]) -> Result<Vec<zhiku_pg::Job>> {

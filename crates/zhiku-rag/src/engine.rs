@@ -935,19 +935,7 @@ impl Engine {
         if !self.store.kb_exists(kb)? {
             return Err(Error::Store(zhiku_store::Error::UnknownKb(kb.to_string())));
         }
-        let chunk = self.store.chunks_by_id(kb, &[chunk_id])?.into_iter().find(|c| c.id == chunk_id && caller.can_read(&c.acl));
-        Ok(chunk.map(|c| SearchHit {
-            source: c.source,
-            chunk_id: c.id.to_string(),
-            score: 0.0,
-            text: c.chunk.text,
-            heading_path: c.chunk.heading_path,
-            char_start: c.chunk.char_start,
-            char_end: c.chunk.char_end,
-            page: c.chunk.page,
-            similarity: 0.0,
-            via_graph: false,
-        }))
+        Ok(readable_passage(self.store.chunks_by_id(kb, &[chunk_id])?, chunk_id, caller))
     }
 
     /// Reads the knowledge base's chunks that the graph has not read yet (after an ingest that
@@ -1079,6 +1067,23 @@ impl Engine {
         let masks_answers = self.store.kb_masks_answers(kb)?;
         answer_from_hits(question, hits, rewrites, &self.config, masks_answers, model, options, on_text)
     }
+}
+
+/// The chunk `chunk_id` of those read, as a cited passage, if the caller may read it.
+pub(crate) fn readable_passage(chunks: Vec<zhiku_core::StoredChunk>, chunk_id: u64, caller: &Caller) -> Option<SearchHit> {
+    let c = chunks.into_iter().find(|c| c.id == chunk_id && caller.can_read(&c.acl))?;
+    Some(SearchHit {
+        source: c.source,
+        chunk_id: c.id.to_string(),
+        score: 0.0,
+        text: c.chunk.text,
+        heading_path: c.chunk.heading_path,
+        char_start: c.chunk.char_start,
+        char_end: c.chunk.char_end,
+        page: c.chunk.page,
+        similarity: 0.0,
+        via_graph: false,
+    })
 }
 
 /// The generation stage, shared by both backends: keeps the retrieved passages relevant enough

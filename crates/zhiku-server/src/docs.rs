@@ -141,7 +141,7 @@ pub async fn list_documents(
 
 /// A file name an upload may be stored under: its last path component, no control characters,
 /// not `.`/`..`, at most 255 bytes.
-pub(crate) fn safe_file_name(name: &str) -> Option<String> {
+fn safe_file_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next()?.trim();
     let ok = !base.is_empty() && base != "." && base != ".." && base.len() <= 255 && !base.chars().any(char::is_control);
     ok.then(|| base.to_string())
@@ -175,10 +175,7 @@ pub async fn upload(
         match field.name() {
             Some("acl") => acl.push(field.text().await.map_err(bad)?),
             Some("file") => {
-                let name = field
-                    .file_name()
-                    .and_then(safe_file_name)
-                    .ok_or_else(|| ApiError::invalid("each file part needs a file name (a plain name, no path)", Some("file")))?;
+                let name = part_file_name(&field)?;
                 let path = dir.join(&name);
                 let partial = dir.join(format!(".{name}.part"));
                 let mut out = std::fs::File::create(&partial).map_err(ApiError::internal)?;
@@ -189,20 +186,31 @@ pub async fn upload(
                 std::fs::rename(&partial, &path).map_err(ApiError::internal)?;
                 files.push(path);
             }
-            other => {
-                return Err(ApiError::invalid(
-                    format!("unexpected form field {:?}: send 'file' parts and optional 'acl' parts", other.unwrap_or("")),
-                    None,
-                ))
-            }
+            other => return Err(unexpected_part(other)),
         }
     }
     if files.is_empty() {
-        return Err(ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file")));
+        return Err(no_file_part());
     }
     let acl = principals(&acl, "acl")?;
     let status = start_job(&state, &who, kb, files, (!acl.is_empty()).then_some(acl), None);
     Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "job": status }))).into_response())
+}
+
+/// An upload's file part's name, checked (see [`safe_file_name`]).
+pub(crate) fn part_file_name(field: &axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    field
+        .file_name()
+        .and_then(safe_file_name)
+        .ok_or_else(|| ApiError::invalid("each file part needs a file name (a plain name, no path)", Some("file")))
+}
+
+pub(crate) fn unexpected_part(name: Option<&str>) -> ApiError {
+    ApiError::invalid(format!("unexpected form field {:?}: send 'file' parts and optional 'acl' parts", name.unwrap_or("")), None)
+}
+
+pub(crate) fn no_file_part() -> ApiError {
+    ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file"))
 }
 
 /// Queues an ingestion of `files` into `kb` (after removing the document `replacing`, for a

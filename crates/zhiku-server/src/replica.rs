@@ -73,23 +73,15 @@ pub async fn upload(
         match field.name() {
             Some("acl") => acl.push(field.text().await.map_err(bad)?),
             Some("file") => {
-                let name = field
-                    .file_name()
-                    .and_then(crate::docs::safe_file_name)
-                    .ok_or_else(|| ApiError::invalid("each file part needs a file name (a plain name, no path)", Some("file")))?;
+                let name = crate::docs::part_file_name(&field)?;
                 let bytes = field.bytes().await.map_err(bad)?;
                 files.push((name, bytes.to_vec()));
             }
-            other => {
-                return Err(ApiError::invalid(
-                    format!("unexpected form field {:?}: send 'file' parts and optional 'acl' parts", other.unwrap_or("")),
-                    None,
-                ))
-            }
+            other => return Err(crate::docs::unexpected_part(other)),
         }
     }
     if files.is_empty() {
-        return Err(ApiError::invalid("no file: send one or more multipart parts named 'file'", Some("file")));
+        return Err(crate::docs::no_file_part());
     }
     let acl: Vec<Principal> = acl
         .iter()
