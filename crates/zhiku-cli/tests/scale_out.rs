@@ -461,10 +461,10 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
     let broken: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((out.status.code(), broken["ok"].as_bool(), broken["seq"].as_i64()), (Some(1), Some(false), Some(3)), "{broken}");
 
-    // What a replica does not serve yet is refused, rather than answered from local state:
-    // knowledge bases are listed, not created, over HTTP; the graph is not served at all.
+    // What a replica does not serve is refused, rather than answered from local state: only
+    // administrators create knowledge bases; the graph is not served at all.
     let (status, _) = post(&a.url, "/api/kbs", &carol, &serde_json::json!({"name": "x"}));
-    assert_eq!(status, 405);
+    assert_eq!(status, 403);
     let auth = format!("Bearer {carol}");
     assert_eq!(common::http(&a.url, "GET", "/api/kbs/handbook/graph/entity?name=apt", &[("Authorization", &auth)], "").status, 404);
     assert_eq!(post(&a.url, "/api/search", &carol, &serde_json::json!({"kb": "nope", "query": "apt"})).0, 404);
@@ -671,12 +671,28 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     assert_eq!(send(&a.url, "DELETE", &format!("/api/kbs/hr/documents/{travel_id}"), &bob, "", "application/json").0, 403);
     assert_eq!(send(&a.url, "DELETE", &format!("/api/kbs/hr/documents/{travel_id}"), &alice, "", "application/json").0, 200);
 
+    // Knowledge bases are created and their viewers set through replicas too.
+    let json = "application/json";
+    assert_eq!(send(&a.url, "POST", "/api/kbs", &alice, r#"{"name":"ops"}"#, json).0, 403);
+    assert_eq!(send(&a.url, "POST", "/api/kbs", &admin, r#"{"name":"ops","acl":["group:staff"]}"#, json).0, 201);
+    assert_eq!(send(&a.url, "POST", "/api/kbs", &admin, r#"{"name":"ops"}"#, json).0, 200);
+    let (status, settings) = send(&b.url, "GET", "/api/kbs/ops", &alice, "", json);
+    assert_eq!((status, settings["role"].as_str(), settings["acl"].is_null()), (200, Some("viewer"), true), "{settings}");
+    assert_eq!(send(&b.url, "PATCH", "/api/kbs/ops", &alice, r#"{"acl":["user:bob"]}"#, json).0, 403);
+    let (status, refused) = send(&b.url, "PATCH", "/api/kbs/ops", &admin, r#"{"pii":"mask"}"#, json);
+    assert_eq!((status, refused["error"]["param"].as_str()), (400, Some("pii")), "{refused}");
+    let (status, settings) = send(&b.url, "PATCH", "/api/kbs/ops", &admin, r#"{"acl":["user:bob"]}"#, json);
+    assert_eq!((status, settings["acl"].clone()), (200, serde_json::json!(["user:bob"])), "{settings}");
+    let roles = String::from_utf8_lossy(&cli.run(&["kb", "roles", "ops"]).stdout).to_string();
+    assert_eq!(roles.trim(), "user:bob\tviewer");
+    assert_eq!(send(&a.url, "GET", "/api/kbs/nope", &alice, "", json).0, 404);
+
     let out = cli.run(&["audit", "export"]);
     let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string())
         .collect();
-    for action in ["document.upload", "document.delete", "access.denied"] {
+    for action in ["document.upload", "document.delete", "access.denied", "kb.create", "kb.update"] {
         assert!(actions.iter().any(|a| a == action), "no {action} in {actions:?}");
     }
 }

@@ -69,13 +69,13 @@ impl Jobs {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKb {
-    name: String,
+    pub(crate) name: String,
     /// Who may read documents uploaded without their own ACL.
     #[serde(default)]
-    acl: Vec<String>,
+    pub(crate) acl: Vec<String>,
     /// `minilm` or `multilingual-e5-small` (default: the server's `models.default_embedding`);
     /// chosen when the knowledge base is created.
-    embedding_model: Option<String>,
+    pub(crate) embedding_model: Option<String>,
 }
 
 fn principals(values: &[String], field: &str) -> Result<Vec<Principal>, ApiError> {
@@ -324,24 +324,24 @@ pub async fn get_kb(
 #[serde(deny_unknown_fields)]
 pub struct KbSettings {
     /// Readers of documents uploaded without their own ACL.
-    acl: Option<Vec<String>>,
+    pub(crate) acl: Option<Vec<String>>,
     /// keep, mask or drop-chunk.
-    pii: Option<String>,
+    pub(crate) pii: Option<String>,
     /// skip or keep.
-    duplicates: Option<String>,
+    pub(crate) duplicates: Option<String>,
     /// auto, flat or hnsw.
-    vector_index: Option<String>,
+    pub(crate) vector_index: Option<String>,
     /// Keep question text in the audit log (else only its SHA-256).
-    log_questions: Option<bool>,
+    pub(crate) log_questions: Option<bool>,
     /// Mask personal data and secrets in answers (the default).
-    mask_answers: Option<bool>,
+    pub(crate) mask_answers: Option<bool>,
     /// Reuse answers for nearly identical questions by callers with the same principals.
-    answer_cache: Option<bool>,
+    pub(crate) answer_cache: Option<bool>,
     /// minilm, multilingual-e5-small (or remote): every chunk is embedded again with it, then
     /// the vectors are swapped at once (the request lasts as long as that takes).
-    embedding_model: Option<String>,
+    pub(crate) embedding_model: Option<String>,
     /// The registered language model answers in it come from; `none` for the default one.
-    model: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/kbs/{kb}", tag = "zhiku", params(("kb" = String, Path, description = "Knowledge base")), request_body = KbSettings,

@@ -256,3 +256,104 @@ pub async fn job_events(
     });
     Ok(Sse::new(stream).into_response())
 }
+
+fn viewers(values: &[String]) -> Result<Vec<Principal>, ApiError> {
+    values.iter().map(|v| Principal::parse(v).map_err(|e| ApiError::invalid(format!("acl: {e}"), Some("acl")))).collect()
+}
+
+/// Creates a knowledge base (administrators), or on an existing one sets its viewers.
+pub async fn create_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    crate::error::ApiJson(request): crate::error::ApiJson<crate::docs::CreateKb>,
+) -> Result<Response, ApiError> {
+    require_admin(&who)?;
+    zhiku_store::validate_kb_name(&request.name).map_err(|e| ApiError::invalid(e.to_string(), Some("name")))?;
+    let engine = cluster(&state)?;
+    if let Some(model) = request.embedding_model.as_deref().filter(|m| *m != engine.config().embedding_model) {
+        return Err(ApiError::invalid(
+            format!("embedding_model '{model}': every knowledge base of a shared database uses models.default_embedding"),
+            Some("embedding_model"),
+        ));
+    }
+    let acl = viewers(&request.acl)?;
+    let name = request.name.clone();
+    let created = blocking(move || -> Result<bool, ApiError> {
+        let existed = engine.kb_exists(&name)?;
+        engine.create_kb(&name, (!acl.is_empty() || !existed).then_some(acl.as_slice()))?;
+        Ok(!existed)
+    })
+    .await?;
+    audit(&state, &who, if created { "kb.create" } else { "kb.update" }, Some(request.name.clone()), json!({ "viewers": request.acl }))
+        .await?;
+    let status = if created { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
+    Ok((status, Json(json!({ "name": request.name, "created": created }))).into_response())
+}
+
+/// A knowledge base's settings as a replica has them: the caller's role, its readable
+/// documents, and (for its administrators) its viewers and roles.
+async fn kb_settings(state: &AppState, who: &Authenticated, kb: String) -> Result<Value, ApiError> {
+    let engine = cluster(state)?;
+    let caller = who.caller.clone();
+    blocking(move || -> Result<Value, ApiError> {
+        let role = match engine.role_of(&kb, &caller) {
+            Err(zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(_))) => return Err(kb_not_found(&kb)),
+            other => other?.unwrap_or(zhiku_core::Role::Viewer),
+        };
+        let readable = engine.documents(&kb)?.iter().filter(|d| caller.can_read(&d.acl)).count();
+        let kb_admin = role == zhiku_core::Role::Admin;
+        let roles = if kb_admin { Some(engine.kb_roles(&kb)?) } else { None };
+        let acl: Option<Vec<&str>> = roles.as_ref().map(|r| r.iter().map(|(p, _)| p.as_str()).collect());
+        let roles: Option<Vec<Value>> = roles.as_ref().map(|r| r.iter().map(|(p, role)| json!({ "principal": p, "role": role })).collect());
+        Ok(json!({ "name": kb, "role": role, "acl": acl, "roles": roles, "documents": readable,
+                   "embedding_model": engine.config().embedding_model }))
+    })
+    .await
+}
+
+pub async fn get_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    kb_settings(&state, &who, kb).await.map(Json)
+}
+
+/// Changes a knowledge base's viewers (its administrators); the other settings are the
+/// embedded store's only so far, and asking for them is a clear error, not a silent no-op.
+pub async fn update_kb(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(kb): Path<String>,
+    crate::error::ApiJson(request): crate::error::ApiJson<crate::docs::KbSettings>,
+) -> Result<Json<Value>, ApiError> {
+    let unsupported = [
+        ("pii", request.pii.is_some()),
+        ("duplicates", request.duplicates.is_some()),
+        ("vector_index", request.vector_index.is_some()),
+        ("log_questions", request.log_questions.is_some()),
+        ("mask_answers", request.mask_answers.is_some()),
+        ("answer_cache", request.answer_cache.is_some()),
+        ("embedding_model", request.embedding_model.is_some()),
+        ("model", request.model.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(ApiError::invalid(
+            format!("{field} is not a setting of a knowledge base in a shared database yet (acl is)"),
+            Some(field),
+        ));
+    }
+    if !who.admin {
+        crate::auth::check_role(&state, &who, &kb, zhiku_core::Role::Admin).await?;
+    }
+    if let Some(acl) = &request.acl {
+        let (engine, name, acl) = (cluster(&state)?, kb.clone(), viewers(acl)?);
+        let changed = blocking(move || match engine.kb_exists(&name)? {
+            true => engine.create_kb(&name, Some(&acl)).map_err(ApiError::from),
+            false => Err(kb_not_found(&name)),
+        })
+        .await?;
+        audit(&state, &who, "kb.update", Some(kb.clone()), json!({ "viewers": request.acl, "documents": changed })).await?;
+    }
+    kb_settings(&state, &who, kb).await.map(Json)
+}
