@@ -24,6 +24,13 @@ fn corpus(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// `zhiku audit export`, every entry, oldest first.
+fn audit_entries(z: &Zhiku) -> Vec<Value> {
+    let out = z.run(&["audit", "export"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 fn jobs(cluster: &Zhiku) -> Vec<Value> {
     cluster.json(&["jobs", "--json", "--limit", "1000"])["jobs"].as_array().unwrap().clone()
 }
@@ -296,14 +303,9 @@ fn an_embedded_data_dir_moves_to_postgres_and_answers_the_same() {
     );
 
     // The audit chain moved too, entry for entry, and goes on there.
-    let chain = |z: &Zhiku| -> Vec<Value> {
-        let out = z.run(&["audit", "export"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    };
     let shared = Zhiku::new().with_env("ZHIKU_DATABASE_URL", &url);
     let copied = report["audit_entries"].as_u64().unwrap() as usize;
-    let (here, there) = (chain(&embedded), chain(&shared));
+    let (here, there) = (audit_entries(&embedded), audit_entries(&shared));
     assert!(copied >= 5, "{report}");
     assert_eq!(here[..copied], there[..copied], "the copied entries keep their numbers and hashes");
     assert_eq!(there[copied]["action"], "migrate");
@@ -439,8 +441,7 @@ fn two_server_replicas_over_one_database_answer_alike_and_keep_documents_apart()
         assert_eq!(post(&replica.url, "/api/search", &alice, &serde_json::json!({"kb": "handbook", "query": "apt"})).0, 401);
     }
     // Every replica's and command's entries are in the one chain of the shared database.
-    let out = cli.run(&["audit", "export"]);
-    let entries: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let entries = audit_entries(&cli);
     let count = |action: &str, actor: &str| {
         entries.iter().filter(|e| e["action"] == action && e["actor"].as_str().unwrap().contains(actor)).count()
     };
@@ -687,11 +688,7 @@ fn documents_go_in_and_out_through_any_replica_and_workers_ingest_them() {
     assert_eq!(roles.trim(), "user:bob\tviewer");
     assert_eq!(send(&a.url, "GET", "/api/kbs/nope", &alice, "", json).0, 404);
 
-    let out = cli.run(&["audit", "export"]);
-    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions: Vec<String> = audit_entries(&cli).iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
     for action in ["document.upload", "document.delete", "access.denied", "kb.create", "kb.update"] {
         assert!(actions.iter().any(|a| a == action), "no {action} in {actions:?}");
     }
@@ -791,11 +788,7 @@ fn a_web_session_opened_through_one_replica_holds_on_every_replica() {
     assert_eq!(common::http(&a.url, "GET", "/api/me", &[("Cookie", &cookie)], "").status, 401);
     assert_eq!(login("correct horse battery").status, 401);
 
-    let out = cli.run(&["audit", "export"]);
-    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions: Vec<String> = audit_entries(&cli).iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
     for action in ["user.create", "login", "login.failed", "logout", "user.update"] {
         assert!(actions.iter().any(|a| a == action), "no {action} in {actions:?}");
     }

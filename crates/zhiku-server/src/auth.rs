@@ -91,6 +91,13 @@ pub async fn check_role(state: &AppState, who: &Authenticated, kb: &str, needed:
             return Err(ApiError::forbidden(format!("this key lacks the '{}' scope this needs", scope.as_str())));
         }
         let (cluster, name, caller) = (cluster.clone(), kb.to_string(), who.caller.clone());
+        // Every search comes here: reading needs no role, so only whether the knowledge base exists.
+        if needed == Role::Viewer {
+            return match blocking(move || cluster.kb_exists(&name)).await? {
+                true => Ok(()),
+                false => Err(kb_not_found(kb)),
+            };
+        }
         let role = blocking(move || match cluster.role_of(&name, &caller) {
             Err(zhiku_rag::Error::Pg(zhiku_pg::Error::UnknownKb(_))) => Ok(None),
             other => other.map(|role| Some(role.unwrap_or(Role::Viewer))).map_err(ApiError::from),
@@ -98,8 +105,7 @@ pub async fn check_role(state: &AppState, who: &Authenticated, kb: &str, needed:
         .await?;
         return match role {
             None => Err(kb_not_found(kb)),
-            // Reading needs no role: the documents' ACLs decide what a caller sees.
-            Some(role) if role >= needed || needed == Role::Viewer => Ok(()),
+            Some(role) if role >= needed => Ok(()),
             Some(role) => Err(ApiError::forbidden(format!("this needs the {needed} role on '{kb}'; you are {role}"))),
         };
     }
